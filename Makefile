@@ -1,0 +1,37 @@
+# couponmesh — see README.md.
+GO      ?= go
+BIN     := bin/couponmesh
+CONFIG  ?= configs/node.yaml
+TESTFLAGS ?= -race -timeout 15m
+
+.PHONY: run build test test-go lint tidy clean fuzz
+
+## run: one node with the embedded database, web client at http://localhost:8080
+run:
+	$(GO) run ./cmd/couponmesh node --config $(CONFIG)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/couponmesh
+
+## test: everything CI runs
+test: test-go
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test $(TESTFLAGS) ./...
+
+## fuzz: a short run of every fuzz target (corpus seeds also run in `make test`)
+fuzz:
+	$(GO) test ./transport/ws -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
+	$(GO) test ./transport/auth -run '^$$' -fuzz FuzzVerify -fuzztime 30s
+
+lint:
+	$(GO) vet ./...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+
+## tidy: fails when go.mod or go.sum drift from the code
+tidy:
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf bin data

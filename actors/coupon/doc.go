@@ -1,0 +1,18 @@
+// Package coupon is the coupon grain: the single writer of one coupon's
+// state, fenced in the database by its journal.
+//
+// Messages accepted (actors.Coupon* methods): get, create, update, withdraw
+// (merchant or admin), claim (idempotent per user and request id), subscribe
+// and unsubscribe of node hubs. Replies: the coupon JSON or a claim; errors
+// are domain codes.
+//
+// Events published: after every change, one push frame per subscribed node
+// hub (couponmesh.CouponPush, encoded once); after a change of title, terms,
+// quantity or status, one coupon_changed notice to each follower's user grain
+// (for their feeds). Pushes to one hub leave in version order.
+//
+// A claim is answered only after its journal entry is durable. Two
+// activations of one coupon can exist during membership churn: the journal's
+// unique keys decide, and the loser catches up and decides again, so the
+// quantity is never exceeded.
+package coupon

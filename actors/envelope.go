@@ -1,0 +1,91 @@
+package actors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/couponmesh/couponmesh"
+)
+
+// Kind names of the grains.
+const (
+	KindCoupon = "coupon"
+	KindUser   = "user"
+)
+
+// Request wraps a method call for a grain in the protobuf envelope.
+func Request(method string, payload any) *cluster.GrainRequest {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		panic(fmt.Sprintf("actors: encode %s: %v", method, err)) // our own types always encode
+	}
+	return &cluster.GrainRequest{MessageTypeName: method, MessageData: data}
+}
+
+// Respond answers the request being handled with v (JSON) or with err.
+// Domain errors keep their code; anything else is answered as the code
+// couponmesh.AsError gives it.
+func Respond(ctx actor.Context, v any, err error) {
+	if ctx.Sender() == nil {
+		return
+	}
+	ctx.Respond(Reply(v, err))
+}
+
+// Reply builds the protobuf reply for v or err.
+func Reply(v any, err error) any {
+	if err != nil {
+		e := couponmesh.AsError(err)
+		return &cluster.GrainErrorResponse{Reason: string(e.Code), Message: e.Message}
+	}
+	data, mErr := json.Marshal(v)
+	if mErr != nil {
+		return &cluster.GrainErrorResponse{Reason: string(couponmesh.CodeInternal), Message: "internal error"}
+	}
+	return &cluster.GrainResponse{MessageData: data}
+}
+
+// Decode unpacks a reply into out (may be nil). Error replies become
+// *couponmesh.Error; an unexpected type is an internal error.
+func Decode(resp any, out any) error {
+	switch r := resp.(type) {
+	case *cluster.GrainResponse:
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(r.MessageData, out); err != nil {
+			return fmt.Errorf("decode reply: %w", err)
+		}
+		return nil
+	case *cluster.GrainErrorResponse:
+		code := couponmesh.Code(r.Reason)
+		if !code.Valid() {
+			code = couponmesh.CodeInternal
+		}
+		return &couponmesh.Error{Code: code, Message: r.Message}
+	case nil:
+		return fmt.Errorf("no reply: %w", couponmesh.ErrUnavailable)
+	default:
+		return fmt.Errorf("unexpected reply %T", resp)
+	}
+}
+
+// Unpack decodes the payload of a request into v, answering bad_request to
+// the sender when it does not decode.
+func Unpack(ctx actor.Context, req *cluster.GrainRequest, v any) bool {
+	if err := json.Unmarshal(req.MessageData, v); err != nil {
+		Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "bad %s payload", req.MessageTypeName))
+		return false
+	}
+	return true
+}
+
+// Unknown answers a request for a method the grain does not have.
+func Unknown(ctx actor.Context, req *cluster.GrainRequest) {
+	Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "unknown method %q", req.MessageTypeName))
+}
+
+var errNoCluster = errors.New("actors: cluster not started")

@@ -1,0 +1,86 @@
+package actors
+
+import "github.com/couponmesh/couponmesh"
+
+// Coupon grain methods and their payloads.
+const (
+	CouponGet         = "coupon.get"         // {} → Coupon
+	CouponCreate      = "coupon.create"      // CreateCoupon → Coupon
+	CouponUpdate      = "coupon.update"      // UpdateCoupon → Coupon
+	CouponWithdraw    = "coupon.withdraw"    // WithdrawCoupon → Coupon
+	CouponClaim       = "coupon.claim"       // ClaimCoupon → Claim
+	CouponSubscribe   = "coupon.subscribe"   // HubRef → {}
+	CouponUnsubscribe = "coupon.unsubscribe" // HubRef → {}
+)
+
+// User grain methods and their payloads.
+const (
+	UserRecordClaim   = "user.record_claim"   // RecordClaim → FeedEntry
+	UserFollow        = "user.follow"         // CouponRef → {}
+	UserUnfollow      = "user.unfollow"       // CouponRef → {}
+	UserFollowing     = "user.following"      // {} → []string
+	UserWallet        = "user.wallet"         // {} → []Claim
+	UserFeed          = "user.feed"           // FeedQuery → []FeedEntry
+	UserAttach        = "user.attach"         // HubRef → {}
+	UserDetach        = "user.detach"         // HubRef → {}
+	UserCouponChanged = "user.coupon_changed" // couponmesh.Coupon → {}
+)
+
+// Hub push methods: MessageTypeName is the method, a colon and the key
+// (coupon id or user id); MessageData is the encoded push frame.
+const (
+	PushCoupon = "push.coupon"
+	PushFeed   = "push.feed"
+)
+
+// CreateCoupon asks a coupon grain to come into existence. RID makes a
+// retried create idempotent.
+type CreateCoupon struct {
+	Principal couponmesh.Principal  `json:"principal"`
+	Spec      couponmesh.CouponSpec `json:"spec"`
+	RID       string                `json:"rid"`
+}
+
+// UpdateCoupon changes the fields Spec sets.
+type UpdateCoupon struct {
+	Principal couponmesh.Principal  `json:"principal"`
+	Spec      couponmesh.CouponSpec `json:"spec"`
+}
+
+// WithdrawCoupon ends a coupon.
+type WithdrawCoupon struct {
+	Principal couponmesh.Principal `json:"principal"`
+}
+
+// ClaimCoupon claims one unit for User; RID is the idempotency key.
+type ClaimCoupon struct {
+	User string `json:"user"`
+	RID  string `json:"rid"`
+}
+
+// HubRef names a node's hub (its protoactor address). Refresh marks a lease
+// renewal: a grain that did not know the hub sends it the current state,
+// since the hub may have missed changes while the grain moved.
+type HubRef struct {
+	Address string `json:"address"`
+	Refresh bool   `json:"refresh,omitempty"`
+}
+
+// CouponRef names a coupon.
+type CouponRef struct {
+	Coupon string `json:"coupon"`
+}
+
+// RecordClaim adds a durable claim to its user's wallet and feed.
+type RecordClaim struct {
+	Claim couponmesh.Claim `json:"claim"`
+}
+
+// FeedQuery reads a user's feed after a seq.
+type FeedQuery struct {
+	After int64 `json:"after"`
+	Limit int   `json:"limit"`
+}
+
+// Empty is the payload of methods without arguments or results.
+type Empty struct{}

@@ -1,0 +1,158 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/couponmesh/couponmesh"
+)
+
+// Service implements couponmesh.Service by calling grains through the
+// cluster, wherever they live. Browse reads the coupon views from the store.
+type Service struct {
+	c     *cluster.Cluster
+	store couponmesh.Store
+	cfg   CallConfig
+	log   *slog.Logger
+}
+
+var _ couponmesh.Service = (*Service)(nil)
+
+// NewService returns a Service over cluster c.
+func NewService(c *cluster.Cluster, store couponmesh.Store, cfg CallConfig, log *slog.Logger) *Service {
+	if cfg.Timeout <= 0 {
+		cfg = DefaultCallConfig()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{c: c, store: store, cfg: cfg, log: log}
+}
+
+func (s *Service) call(ctx context.Context, kind, id, method string, payload, out any) error {
+	if !couponmesh.ValidID(id) {
+		if kind == KindCoupon {
+			return couponmesh.Errorf(couponmesh.CodeNotFound, "coupon %q not found", id)
+		}
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "invalid user id")
+	}
+	err := Call(ctx, s.c, s.cfg, kind, id, method, payload, out)
+	if e := couponmesh.AsError(err); e != nil && e.Code == couponmesh.CodeInternal {
+		s.log.Error("grain call failed", "kind", kind, "id", id, "method", method, "err", err)
+	}
+	return err
+}
+
+// Coupon implements couponmesh.Service.
+func (s *Service) Coupon(ctx context.Context, id string) (couponmesh.Coupon, error) {
+	var c couponmesh.Coupon
+	return c, s.call(ctx, KindCoupon, id, CouponGet, Empty{}, &c)
+}
+
+// CreateCoupon implements couponmesh.Service.
+func (s *Service) CreateCoupon(ctx context.Context, p couponmesh.Principal, spec couponmesh.CouponSpec) (couponmesh.Coupon, error) {
+	if !p.CanCreateCoupons() {
+		return couponmesh.Coupon{}, couponmesh.Errorf(couponmesh.CodeForbidden, "only merchants create coupons")
+	}
+	if spec.ID == "" {
+		spec.ID = "c" + randomID()
+	} else if !couponmesh.ValidID(spec.ID) {
+		return couponmesh.Coupon{}, spec.Validate(true, timeNow())
+	}
+	var c couponmesh.Coupon
+	return c, s.call(ctx, KindCoupon, spec.ID, CouponCreate, CreateCoupon{Principal: p, Spec: spec, RID: randomID()}, &c)
+}
+
+// UpdateCoupon implements couponmesh.Service.
+func (s *Service) UpdateCoupon(ctx context.Context, p couponmesh.Principal, id string, spec couponmesh.CouponSpec) (couponmesh.Coupon, error) {
+	var c couponmesh.Coupon
+	return c, s.call(ctx, KindCoupon, id, CouponUpdate, UpdateCoupon{Principal: p, Spec: spec}, &c)
+}
+
+// WithdrawCoupon implements couponmesh.Service.
+func (s *Service) WithdrawCoupon(ctx context.Context, p couponmesh.Principal, id string) (couponmesh.Coupon, error) {
+	var c couponmesh.Coupon
+	return c, s.call(ctx, KindCoupon, id, CouponWithdraw, WithdrawCoupon{Principal: p}, &c)
+}
+
+// Browse implements couponmesh.Service.
+func (s *Service) Browse(ctx context.Context, q couponmesh.BrowseQuery) (couponmesh.BrowsePage, error) {
+	if q.Status != "" && !q.Status.Valid() {
+		return couponmesh.BrowsePage{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "unknown status %q", q.Status)
+	}
+	if q.Limit < 0 || q.Limit > couponmesh.MaxBrowseLimit {
+		return couponmesh.BrowsePage{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "limit must be between 1 and %d", couponmesh.MaxBrowseLimit)
+	}
+	page, err := s.store.BrowseCoupons(ctx, q)
+	if err != nil {
+		return page, fmt.Errorf("browse: %w", err)
+	}
+	return page, nil
+}
+
+// Claim implements couponmesh.Service: the coupon grain makes the claim
+// durable, then the user grain records it in the wallet and feed. If that
+// second step fails the answer is unavailable: the claim stands, and the
+// client's retry with the same rid gets it again and records it.
+func (s *Service) Claim(ctx context.Context, user, coupon, rid string) (couponmesh.Claim, error) {
+	if rid == "" || len(rid) > 64 {
+		return couponmesh.Claim{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "rid must be 1-64 characters")
+	}
+	var cl couponmesh.Claim
+	if err := s.call(ctx, KindCoupon, coupon, CouponClaim, ClaimCoupon{User: user, RID: rid}, &cl); err != nil {
+		return cl, err
+	}
+	if err := s.call(ctx, KindUser, user, UserRecordClaim, RecordClaim{Claim: cl}, nil); err != nil {
+		return couponmesh.Claim{}, fmt.Errorf("record claim %s of %s: %w", coupon, user, err)
+	}
+	return cl, nil
+}
+
+// Follow implements couponmesh.Service.
+func (s *Service) Follow(ctx context.Context, user, coupon string) (couponmesh.Coupon, error) {
+	c, err := s.Coupon(ctx, coupon)
+	if err != nil {
+		return c, err
+	}
+	return c, s.call(ctx, KindUser, user, UserFollow, CouponRef{Coupon: coupon}, nil)
+}
+
+// Unfollow implements couponmesh.Service.
+func (s *Service) Unfollow(ctx context.Context, user, coupon string) error {
+	if !couponmesh.ValidID(coupon) {
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "invalid coupon id")
+	}
+	return s.call(ctx, KindUser, user, UserUnfollow, CouponRef{Coupon: coupon}, nil)
+}
+
+// Following implements couponmesh.Service.
+func (s *Service) Following(ctx context.Context, user string) ([]string, error) {
+	var out []string
+	return out, s.call(ctx, KindUser, user, UserFollowing, Empty{}, &out)
+}
+
+// Wallet implements couponmesh.Service.
+func (s *Service) Wallet(ctx context.Context, user string) ([]couponmesh.Claim, error) {
+	out := []couponmesh.Claim{}
+	return out, s.call(ctx, KindUser, user, UserWallet, Empty{}, &out)
+}
+
+// Feed implements couponmesh.Service.
+func (s *Service) Feed(ctx context.Context, user string, after int64, limit int) ([]couponmesh.FeedEntry, error) {
+	if after < 0 || limit < 0 || limit > couponmesh.MaxFeedLimit {
+		return nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "after must be >= 0 and limit between 0 and %d", couponmesh.MaxFeedLimit)
+	}
+	out := []couponmesh.FeedEntry{}
+	return out, s.call(ctx, KindUser, user, UserFeed, FeedQuery{After: after, Limit: limit}, &out)
+}
+
+func randomID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}

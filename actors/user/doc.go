@@ -1,0 +1,14 @@
+// Package user is the user grain: one shopper's follows, wallet and feed.
+//
+// Messages accepted (actors.User* methods): record_claim (after the coupon
+// grain made a claim durable), follow, unfollow, following, wallet, feed,
+// attach and detach of node hubs (the nodes holding the user's live
+// sessions), and coupon_changed notices from coupon grains.
+//
+// The feed is the user's journal: entry seq n is feed position n, with no
+// gaps, so a client resumes with a range read. Every new entry is pushed once
+// to each attached hub, in seq order. A claim reaches the wallet through
+// record_claim, which the service sends before it acknowledges the claim;
+// if that fails the client is told unavailable and its retry (same request
+// id, idempotent) records it.
+package user

@@ -1,0 +1,221 @@
+package user
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors"
+)
+
+// recentFeed is how many feed entries an activation keeps in memory.
+const recentFeed = 256
+
+// Entity returns the journal entity of user id.
+func Entity(id string) string { return "user/" + id }
+
+type snapshotData struct {
+	Following []string           `json:"following"`
+	Wallet    []couponmesh.Claim `json:"wallet"`
+}
+
+// Machine is the state and rules of one user activation. Not safe for
+// concurrent use.
+type Machine struct {
+	id        string
+	store     couponmesh.Store
+	journal   actors.Journal
+	following []string
+	wallet    []couponmesh.Claim
+	recent    []couponmesh.FeedEntry // the last entries, in seq order
+	snapSeq   int64
+	// OnEntry, if set, sees every entry this activation appends.
+	OnEntry func(couponmesh.FeedEntry)
+}
+
+// Load restores user id from its snapshot and journal.
+func Load(ctx context.Context, store couponmesh.Store, id string) (*Machine, error) {
+	m := &Machine{id: id, store: store}
+	m.journal = actors.Journal{Store: store, Entity: Entity(id), Apply: m.apply}
+	err := m.journal.Load(ctx, func(s couponmesh.Snapshot) error {
+		var d snapshotData
+		if err := json.Unmarshal(s.Data, &d); err != nil {
+			return err
+		}
+		m.following, m.wallet = d.Following, d.Wallet
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.snapSeq = m.journal.Seq
+	return m, nil
+}
+
+func (m *Machine) apply(e couponmesh.Entry) error {
+	fe, err := toFeed(e)
+	if err != nil {
+		return err
+	}
+	switch e.Type {
+	case couponmesh.FeedClaimed:
+		if fe.Claim == nil {
+			return errors.New("claimed entry without claim")
+		}
+		m.wallet = append(m.wallet, *fe.Claim)
+	case couponmesh.FeedFollowed:
+		if !slices.Contains(m.following, fe.Coupon) {
+			m.following = append(m.following, fe.Coupon)
+		}
+	case couponmesh.FeedUnfollowed:
+		m.following = slices.DeleteFunc(m.following, func(c string) bool { return c == fe.Coupon })
+	case couponmesh.FeedCouponChanged:
+	default:
+		return fmt.Errorf("unknown entry type %q", e.Type)
+	}
+	m.recent = append(m.recent, fe)
+	if len(m.recent) > recentFeed {
+		m.recent = slices.Delete(m.recent, 0, len(m.recent)-recentFeed)
+	}
+	return nil
+}
+
+func (m *Machine) commit(ctx context.Context, typ, unique string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+		return couponmesh.Entry{Type: typ, Unique: unique, Data: b}, nil
+	})
+	if errors.Is(err, actors.ErrFenced) {
+		return nil // the same entry was written before (a retried notice)
+	}
+	if err == nil && m.OnEntry != nil {
+		m.OnEntry(m.recent[len(m.recent)-1])
+	}
+	return err
+}
+
+// RecordClaim adds a claim to the wallet and feed (once per coupon).
+func (m *Machine) RecordClaim(ctx context.Context, c couponmesh.Claim) (bool, error) {
+	if slices.ContainsFunc(m.wallet, func(w couponmesh.Claim) bool { return w.Coupon == c.Coupon }) {
+		return false, nil
+	}
+	type claimed struct {
+		Coupon string            `json:"coupon"`
+		Claim  *couponmesh.Claim `json:"claim"`
+	}
+	return true, m.commit(ctx, couponmesh.FeedClaimed, "feed/"+m.id+"/claim/"+c.Coupon, claimed{Coupon: c.Coupon, Claim: &c})
+}
+
+// Follow records that the user follows coupon and keeps the followers index
+// in step (idempotent).
+func (m *Machine) Follow(ctx context.Context, c string) error {
+	if !slices.Contains(m.following, c) {
+		if err := m.commit(ctx, couponmesh.FeedFollowed, "", actors.CouponRef{Coupon: c}); err != nil {
+			return err
+		}
+	}
+	if err := m.store.AddFollower(ctx, c, m.id); err != nil {
+		return fmt.Errorf("follow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Unfollow is the reverse of Follow (idempotent).
+func (m *Machine) Unfollow(ctx context.Context, c string) error {
+	if slices.Contains(m.following, c) {
+		if err := m.commit(ctx, couponmesh.FeedUnfollowed, "", actors.CouponRef{Coupon: c}); err != nil {
+			return err
+		}
+	}
+	if err := m.store.RemoveFollower(ctx, c, m.id); err != nil {
+		return fmt.Errorf("unfollow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// CouponChanged adds a coupon_changed entry when the user follows c (once
+// per coupon version).
+func (m *Machine) CouponChanged(ctx context.Context, c couponmesh.Coupon) error {
+	if !slices.Contains(m.following, c.ID) {
+		return nil
+	}
+	type changed struct {
+		Coupon string             `json:"coupon"`
+		Change *couponmesh.Coupon `json:"change"`
+	}
+	return m.commit(ctx, couponmesh.FeedCouponChanged, "feed/"+m.id+"/change/"+c.ID+"@"+strconv.FormatInt(c.Version, 10), changed{Coupon: c.ID, Change: &c})
+}
+
+// Following returns the coupons followed, in the order followed.
+func (m *Machine) Following() []string { return slices.Clone(m.following) }
+
+// Wallet returns the claims, oldest first.
+func (m *Machine) Wallet() []couponmesh.Claim { return slices.Clone(m.wallet) }
+
+// Feed returns up to limit entries after seq after, from memory when it
+// holds them, else from the journal.
+func (m *Machine) Feed(ctx context.Context, after int64, limit int) ([]couponmesh.FeedEntry, error) {
+	if limit <= 0 {
+		limit = couponmesh.DefaultFeedLimit
+	}
+	limit = min(limit, couponmesh.MaxFeedLimit)
+	if after >= m.journal.Seq {
+		return []couponmesh.FeedEntry{}, nil
+	}
+	if len(m.recent) > 0 && after >= m.recent[0].Seq-1 {
+		i := int(after - (m.recent[0].Seq - 1))
+		return slices.Clone(m.recent[i:min(i+limit, len(m.recent))]), nil
+	}
+	entries, err := m.store.Entries(ctx, m.journal.Entity, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read feed of %s: %w: %w", m.id, couponmesh.ErrUnavailable, err)
+	}
+	out := make([]couponmesh.FeedEntry, 0, len(entries))
+	for _, e := range entries {
+		fe, err := toFeed(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fe)
+	}
+	return out, nil
+}
+
+func toFeed(e couponmesh.Entry) (couponmesh.FeedEntry, error) {
+	var d struct {
+		Coupon string             `json:"coupon"`
+		Claim  *couponmesh.Claim  `json:"claim"`
+		Change *couponmesh.Coupon `json:"change"`
+	}
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		return couponmesh.FeedEntry{}, err
+	}
+	return couponmesh.FeedEntry{Seq: e.Seq, Type: e.Type, Coupon: d.Coupon, At: e.At, Claim: d.Claim, Change: d.Change}, nil
+}
+
+// SnapshotDue reports whether entries were applied since the last snapshot.
+func (m *Machine) SnapshotDue() bool { return m.journal.Seq > m.snapSeq }
+
+// WriteSnapshot stores follows and wallet at the current seq.
+func (m *Machine) WriteSnapshot(ctx context.Context) error {
+	data, err := json.Marshal(snapshotData{Following: m.following, Wallet: m.wallet})
+	if err != nil {
+		return err
+	}
+	seq := m.journal.Seq
+	if err := m.store.PutSnapshot(ctx, couponmesh.Snapshot{Entity: m.journal.Entity, Seq: seq, Data: data}); err != nil {
+		return err
+	}
+	m.snapSeq = seq
+	return nil
+}
+
+// Seq returns the last feed seq.
+func (m *Machine) Seq() int64 { return m.journal.Seq }

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the node configuration: configs/node.yaml, then the environment
+// (COUPONMESH_<KEY>) on top.
+type Config struct {
+	HTTPAddr       string   `yaml:"http_addr" env:"HTTP_ADDR"`
+	AdminAddr      string   `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	NodeName       string   `yaml:"node_name" env:"NODE_NAME"`
+	RemoteAddr     string   `yaml:"remote_addr" env:"REMOTE_ADDR"`
+	ClusterAddr    string   `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
+	Seeds          []string `yaml:"seeds" env:"SEEDS" envSeparator:","`
+	MongoURI       string   `yaml:"mongo_uri" env:"MONGO_URI"`
+	MongoDatabase  string   `yaml:"mongo_database" env:"MONGO_DATABASE"`
+	DataDir        string   `yaml:"data_dir" env:"DATA_DIR"`
+	Dev            bool     `yaml:"dev" env:"DEV"`
+	JWTSecret      string   `yaml:"jwt_secret" env:"JWT_SECRET"`
+	JWTIssuer      string   `yaml:"jwt_issuer" env:"JWT_ISSUER"`
+	JWTAudience    string   `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
+	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
+	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
+	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
+	Actors         struct {
+		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
+		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
+		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
+		HubRefresh     Duration `yaml:"hub_refresh" env:"HUB_REFRESH"`
+		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
+	} `yaml:"actors" envPrefix:"ACTORS_"`
+	WS struct {
+		ReadLimit    int64    `yaml:"read_limit" env:"READ_LIMIT"`
+		SendQueue    int      `yaml:"send_queue" env:"SEND_QUEUE"`
+		PingInterval Duration `yaml:"ping_interval" env:"PING_INTERVAL"`
+		AuthTimeout  Duration `yaml:"auth_timeout" env:"AUTH_TIMEOUT"`
+	} `yaml:"ws" envPrefix:"WS_"`
+}
+
+// Duration is a time.Duration written as "5s" in YAML and the environment.
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler (used by env).
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.UnmarshalText([]byte(n.Value)) }
+
+// MarshalYAML prints the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// LoadConfig reads the YAML file (empty path: none) and applies the
+// environment. Unknown YAML keys are an error.
+func LoadConfig(path string, environ map[string]string) (Config, error) {
+	var cfg Config
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: "COUPONMESH_", Environment: environ}); err != nil {
+		return cfg, fmt.Errorf("config from environment: %w", err)
+	}
+	cfg.fill()
+	return cfg, cfg.validate()
+}
+
+func (c *Config) fill() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.HTTPAddr, ":8080")
+	def(&c.AdminAddr, "127.0.0.1:8081")
+	def(&c.RemoteAddr, "127.0.0.1:0")
+	def(&c.ClusterAddr, "127.0.0.1:7946")
+	def(&c.MongoDatabase, "couponmesh")
+	def(&c.DataDir, "./data")
+	def(&c.JWTIssuer, "couponmesh")
+	def(&c.JWTAudience, "couponmesh")
+	def(&c.LogLevel, "info")
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = Duration(24 * time.Hour)
+	}
+	if len(c.AllowedOrigins) == 0 {
+		c.AllowedOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.JWTSecret) < 32 {
+		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the config as YAML with secrets masked.
+func (c Config) Redacted() string {
+	if c.JWTSecret != "" {
+		c.JWTSecret = "<redacted>"
+	}
+	if i := strings.Index(c.MongoURI, "@"); i > 0 {
+		if j := strings.Index(c.MongoURI, "://"); j > 0 && j < i {
+			c.MongoURI = c.MongoURI[:j+3] + "<redacted>" + c.MongoURI[i:]
+		}
+	}
+	b, _ := yaml.Marshal(c)
+	return string(b)
+}

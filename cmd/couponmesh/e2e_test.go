@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/client"
+)
+
+const testSecret = "test-secret-0123456789abcdef0123456789"
+
+// startApp runs a node in-process on loopback ports with its own embedded
+// database.
+func startApp(t *testing.T, mod func(*Config)) *App {
+	t.Helper()
+	cfg, err := LoadConfig("", map[string]string{})
+	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
+		t.Fatal(err)
+	}
+	cfg.HTTPAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Dev = true
+	cfg.JWTSecret = testSecret
+	cfg.NodeName = "test"
+	if mod != nil {
+		mod(&cfg)
+	}
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	app, err := Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		app.Stop(ctx)
+	})
+	return app
+}
+
+func baseURL(a *App) string { return "http://" + a.HTTPAddr() }
+func wsURL(a *App) string   { return "ws://" + a.HTTPAddr() + "/ws" }
+
+func login(t *testing.T, base, user string, role couponmesh.Role) string {
+	t.Helper()
+	tok, err := client.DevLogin(context.Background(), base, user, role)
+	if err != nil {
+		t.Fatalf("dev login %s: %v", user, err)
+	}
+	return tok
+}
+
+// dial opens an authenticated session for user.
+func dial(t *testing.T, a *App, user string, opts client.Options) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	if opts.HTTPHeader == nil {
+		opts.HTTPHeader = http.Header{"Origin": {"http://localhost"}}
+	}
+	c, err := client.Dial(ctx, wsURL(a), opts)
+	if err != nil {
+		t.Fatalf("dial %s: %v", user, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Auth(ctx, login(t, baseURL(a), user, couponmesh.RoleShopper)); err != nil {
+		t.Fatalf("auth %s: %v", user, err)
+	}
+	return c
+}
+
+func createCoupon(t *testing.T, a *App, merchant string, spec couponmesh.CouponSpec) couponmesh.Coupon {
+	t.Helper()
+	api := client.NewAPI(baseURL(a), login(t, baseURL(a), merchant, couponmesh.RoleMerchant))
+	c, err := api.CreateCoupon(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("create coupon: %v", err)
+	}
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// checkFor polls cond until it holds or the deadline passes.
+func checkFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// latest keeps the newest coupon version a session has seen.
+type latest struct {
+	mu sync.Mutex
+	c  map[string]couponmesh.Coupon
+}
+
+func (l *latest) on(c couponmesh.Coupon) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c == nil {
+		l.c = map[string]couponmesh.Coupon{}
+	}
+	if c.Version > l.c[c.ID].Version {
+		l.c[c.ID] = c
+	}
+}
+
+func (l *latest) get(id string) couponmesh.Coupon {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.c[id]
+}
+
+// 200 shoppers claim a coupon of quantity 50 at once over WebSockets.
+func TestConcurrentClaimsNeverOverClaim(t *testing.T) {
+	a := startApp(t, nil)
+	const quantity, shoppers = 50, 200
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "hot", Title: ptr("Hot deal"), Quantity: ptr(quantity)})
+
+	ctx := context.Background()
+	seen := make([]*latest, shoppers)
+	sessions := make([]*client.Client, shoppers)
+	var wg sync.WaitGroup
+	for i := range shoppers {
+		seen[i] = &latest{}
+		wg.Go(func() {
+			c := dial(t, a, fmt.Sprintf("s%03d", i), client.Options{OnCoupon: seen[i].on})
+			if _, err := c.Subscribe(ctx, []client.Sub{{ID: cp.ID}}); err != nil {
+				t.Errorf("subscribe: %v", err)
+			}
+			sessions[i] = c
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	var ok, soldOut atomic.Int32
+	start := make(chan struct{})
+	for i, c := range sessions {
+		wg.Go(func() {
+			<-start
+			_, err := c.Claim(ctx, cp.ID, fmt.Sprintf("rid-%d", i))
+			switch couponmesh.ErrorCode(err) {
+			case "":
+				ok.Add(1)
+			case couponmesh.CodeSoldOut:
+				soldOut.Add(1)
+			default:
+				t.Errorf("claim %d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("ok=%d sold_out=%d", ok.Load(), soldOut.Load())
+	if ok.Load() != quantity || soldOut.Load() != shoppers-quantity {
+		t.Fatalf("ok=%d sold_out=%d, want %d and %d", ok.Load(), soldOut.Load(), quantity, shoppers-quantity)
+	}
+	entries, err := a.store.Entries(ctx, coupon.Entity(cp.ID), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := 0
+	for _, e := range entries {
+		if e.Type == coupon.EntryClaimed {
+			claims++
+		}
+	}
+	if claims != quantity {
+		t.Fatalf("journal holds %d claims, want %d", claims, quantity)
+	}
+	for i := range seen {
+		checkFor(t, 5*time.Second, fmt.Sprintf("subscriber %d's last push", i), func() error {
+			if c := seen[i].get(cp.ID); c.Claimed != quantity || c.Status != couponmesh.StatusSoldOut {
+				return fmt.Errorf("claimed=%d status=%s", c.Claimed, c.Status)
+			}
+			return nil
+		})
+	}
+}
+
+func TestClaimIsIdempotentPerRequestID(t *testing.T) {
+	a := startApp(t, nil)
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Once"), Quantity: ptr(10)})
+	ctx := context.Background()
+	c := dial(t, a, "ann", client.Options{})
+	first, err := c.Claim(ctx, cp.ID, "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Claim(ctx, cp.ID, "r-1")
+	if err != nil || again != first {
+		t.Fatalf("retry: %+v %v, want %+v", again, err, first)
+	}
+	// Another session of the same user, same rid: still the first answer.
+	c2 := dial(t, a, "ann", client.Options{})
+	if again, err := c2.Claim(ctx, cp.ID, "r-1"); err != nil || again.Code != first.Code {
+		t.Fatalf("retry from another session: %+v %v", again, err)
+	}
+	if _, err := c.Claim(ctx, cp.ID, "r-2"); couponmesh.ErrorCode(err) != couponmesh.CodeAlreadyClaimed {
+		t.Fatalf("new rid: %v, want already_claimed", err)
+	}
+	w, err := c.Wallet(ctx)
+	if err != nil || len(w) != 1 || w[0].Code != first.Code {
+		t.Fatalf("wallet: %+v %v", w, err)
+	}
+	got, err := c.Get(ctx, cp.ID)
+	if err != nil || got.Claimed != 1 {
+		t.Fatalf("coupon after retries: %+v %v", got, err)
+	}
+}
+
+// Followers get pushes of changes and feed entries; the feed has no gaps.
+func TestFollowPushesAndFeed(t *testing.T) {
+	a := startApp(t, nil)
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Follow me"), Quantity: ptr(10)})
+	ctx := context.Background()
+	var pushes latest
+	feed := make(chan couponmesh.FeedEntry, 100)
+	c := dial(t, a, "fay", client.Options{OnCoupon: pushes.on, OnFeed: func(e couponmesh.FeedEntry) { feed <- e }})
+	if _, err := c.Feed(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Follow(ctx, cp.ID); err != nil {
+		t.Fatal(err)
+	}
+	api := client.NewAPI(baseURL(a), login(t, baseURL(a), "acme", couponmesh.RoleMerchant))
+	if _, err := api.UpdateCoupon(ctx, cp.ID, couponmesh.CouponSpec{Title: ptr("Follow me, now 2 for 1")}); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 5*time.Second, "push of the update", func() error {
+		if got := pushes.get(cp.ID); got.Title != "Follow me, now 2 for 1" {
+			return fmt.Errorf("title %q", got.Title)
+		}
+		return nil
+	})
+	if _, err := c.Claim(ctx, cp.ID, "r"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{couponmesh.FeedFollowed, couponmesh.FeedCouponChanged, couponmesh.FeedClaimed}
+	var got []couponmesh.FeedEntry
+	for len(got) < len(want) {
+		select {
+		case e := <-feed:
+			got = append(got, e)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("feed pushes: got %+v, want types %v", got, want)
+		}
+	}
+	for i, e := range got {
+		if e.Seq != int64(i+1) || e.Type != want[i] {
+			t.Fatalf("feed push %d: seq %d type %s, want seq %d type %s", i, e.Seq, e.Type, i+1, want[i])
+		}
+	}
+	entries, err := c.Feed(ctx, 1, 0)
+	if err != nil || len(entries) != 2 || entries[0].Seq != 2 {
+		t.Fatalf("feed after 1: %+v %v", entries, err)
+	}
+}
+
+func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }

@@ -1,0 +1,39 @@
+package couponmesh_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLayout keeps the package rules of STYLE.md true: what stays free of what.
+func TestLayout(t *testing.T) {
+	const mod = "github.com/couponmesh/couponmesh"
+	rules := []struct {
+		pkgs      string
+		forbidden []string
+	}{
+		{mod, []string{mod + "/", "github.com/", "go.mongodb.org/", "google.golang.org/"}},
+		{mod + "/actors/...", []string{mod + "/transport", mod + "/persistence", mod + "/cluster"}},
+		{mod + "/transport/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", "go.mongodb.org/"}},
+		{mod + "/persistence/...", []string{"github.com/asynkron/", mod + "/transport", mod + "/actors", mod + "/cluster"}},
+		{mod + "/cluster/...", []string{mod + "/transport", mod + "/persistence", mod + "/actors"}},
+		{mod + "/client/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", mod + "/transport/ws"}},
+	}
+	for _, r := range rules {
+		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, r.pkgs).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", r.pkgs, err, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			pkg, deps, _ := strings.Cut(line, ": ")
+			for _, dep := range strings.Fields(deps) {
+				for _, f := range r.forbidden {
+					if strings.HasPrefix(dep, f) && dep != pkg {
+						t.Errorf("%s imports %s (forbidden: %s)", pkg, dep, f)
+					}
+				}
+			}
+		}
+	}
+}

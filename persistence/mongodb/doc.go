@@ -1,0 +1,20 @@
+// Package mongodb implements couponmesh.Store over MongoDB with the official
+// driver (go.mongodb.org/mongo-driver/v2). The same code runs against a
+// production replica set and against the embedded FerretDB of
+// persistence/devdb.
+//
+// Collections: journal (one document per couponmesh.Entry, _id = entry key,
+// unique index on uk = Entry.Unique or the key itself), snapshots (one
+// document per entity; coupon snapshots carry top-level browse fields) and
+// follows (one document per coupon and user). Concurrent activations of an
+// actor are fenced by the journal's unique keys only: no conditional
+// (read-modify-write) update is used anywhere, because FerretDB does not make
+// them atomic across connections.
+//
+// It imports the standard library, the domain package and the driver; only
+// cmd/ and tests import it (actors see couponmesh.Store).
+//
+// Concurrency: a *Store may be used from any number of goroutines. Every
+// operation runs under the caller's context and a per-operation timeout
+// (Config.OpTimeout).
+package mongodb

@@ -1,0 +1,64 @@
+package mongodb
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// followDoc records that user u follows coupon c.
+type followDoc struct {
+	ID string `bson:"_id"`
+	C  string `bson:"c"`
+	U  string `bson:"u"`
+}
+
+func followID(coupon, user string) string { return coupon + "|" + user }
+
+// AddFollower records that user follows coupon (idempotent).
+func (s *Store) AddFollower(ctx context.Context, coupon, user string) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	id := followID(coupon, user)
+	_, err := s.follows.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}},
+		followDoc{ID: id, C: coupon, U: user}, options.Replace().SetUpsert(true))
+	// Two racing upserts of one _id may both try the insert: the loser's
+	// duplicate key means the follow exists, which is what was asked.
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return unavailable("add follower "+id, err)
+	}
+	return nil
+}
+
+// RemoveFollower deletes the follow of coupon by user (idempotent).
+func (s *Store) RemoveFollower(ctx context.Context, coupon, user string) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	id := followID(coupon, user)
+	if _, err := s.follows.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
+		return unavailable("remove follower "+id, err)
+	}
+	return nil
+}
+
+// Followers returns the users who follow coupon, sorted.
+func (s *Store) Followers(ctx context.Context, coupon string) ([]string, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	opts := options.Find().SetSort(bson.D{{Key: "u", Value: 1}}).SetProjection(bson.D{{Key: "u", Value: 1}})
+	cur, err := s.follows.Find(ctx, bson.D{{Key: "c", Value: coupon}}, opts)
+	if err != nil {
+		return nil, unavailable("followers of "+coupon, err)
+	}
+	var docs []followDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, unavailable("followers of "+coupon, err)
+	}
+	users := make([]string, len(docs))
+	for i, d := range docs {
+		users[i] = d.U
+	}
+	return users, nil
+}

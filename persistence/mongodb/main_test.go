@@ -1,0 +1,66 @@
+package mongodb_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh/persistence/devdb"
+	"github.com/couponmesh/couponmesh/persistence/mongodb"
+)
+
+// testDB is the embedded FerretDB shared by the package's tests; each test
+// opens its own database on it.
+var testDB *devdb.DB
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "mongodb-test-")
+	if err != nil {
+		slog.Error("temp dir", "err", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	testDB, err = devdb.Start(ctx, devdb.Config{Dir: dir}, log)
+	if err != nil {
+		slog.Error("start devdb", "err", err)
+		return 1
+	}
+	defer testDB.Close()
+	return m.Run()
+}
+
+var dbSeq atomic.Int64
+
+// openStore opens a store on a fresh database of the shared server.
+func openStore(t *testing.T) *mongodb.Store {
+	t.Helper()
+	cfg := mongodb.DefaultConfig()
+	cfg.URI = testDB.URI()
+	cfg.Database = fmt.Sprintf("test%d", dbSeq.Add(1))
+	cfg.MaxPoolSize = 20
+	s, err := mongodb.Open(t.Context(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}

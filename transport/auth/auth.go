@@ -1,0 +1,202 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/couponmesh/couponmesh"
+)
+
+// Defaults filled in by New for zero Config fields.
+const (
+	DefaultIssuer   = "couponmesh"
+	DefaultAudience = "couponmesh"
+	DefaultTTL      = time.Hour
+
+	// MinSecretLen is the shortest HS256 secret New accepts.
+	MinSecretLen = 32
+	// Leeway is the clock skew allowed on exp, nbf and iat.
+	Leeway = 30 * time.Second
+	// MaxTokenLen bounds the token text Verify looks at; longer tokens are
+	// refused before any parsing.
+	MaxTokenLen = 4096
+)
+
+// Config configures token issuing and verification.
+type Config struct {
+	// Secret is the HS256 key, at least MinSecretLen bytes.
+	Secret []byte
+	// Issuer is put in and required of the "iss" claim (default DefaultIssuer).
+	Issuer string
+	// Audience is put in and required of the "aud" claim (default DefaultAudience).
+	Audience string
+	// TTL is the lifetime of issued tokens (default DefaultTTL).
+	TTL time.Duration
+}
+
+// LocalConfig returns a config for tests and local development with the
+// given secret (padded to MinSecretLen if shorter) and a one hour TTL.
+func LocalConfig(secret string) Config {
+	s := []byte(secret)
+	for len(s) < MinSecretLen {
+		s = append(s, '.')
+	}
+	return Config{Secret: s, TTL: DefaultTTL}
+}
+
+// Tokens issues and verifies session tokens. Safe for concurrent use.
+type Tokens struct {
+	secret   []byte
+	issuer   string
+	audience string
+	ttl      time.Duration
+	parser   *jwt.Parser
+	now      func() time.Time
+}
+
+// claims is the JWT body: the registered claims plus the role.
+type claims struct {
+	Role couponmesh.Role `json:"role"`
+	jwt.RegisteredClaims
+}
+
+// New returns Tokens for cfg, filling defaults. It fails when the secret is
+// shorter than MinSecretLen bytes or the TTL is negative.
+func New(cfg Config) (*Tokens, error) {
+	if len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("auth: secret must be at least %d bytes, got %d", MinSecretLen, len(cfg.Secret))
+	}
+	if cfg.TTL < 0 {
+		return nil, fmt.Errorf("auth: negative TTL %v", cfg.TTL)
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = DefaultIssuer
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = DefaultAudience
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	t := &Tokens{
+		secret:   append([]byte(nil), cfg.Secret...),
+		issuer:   cfg.Issuer,
+		audience: cfg.Audience,
+		ttl:      cfg.TTL,
+		now:      time.Now,
+	}
+	t.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return t.now() }),
+	)
+	return t, nil
+}
+
+// TTL returns the lifetime of the tokens Issue makes.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Issue signs a token for p that expires after the configured TTL. exp is
+// the expiry as written in the token (whole seconds). It fails with
+// bad_request when p's user is not a valid id or its role unknown.
+func (t *Tokens) Issue(p couponmesh.Principal) (token string, exp time.Time, err error) {
+	if !couponmesh.ValidID(p.User) {
+		return "", time.Time{}, couponmesh.Errorf(couponmesh.CodeBadRequest,
+			"user must be 1-%d characters of letters, digits, '_', '-' or '.'", couponmesh.MaxIDLen)
+	}
+	if !p.Role.Valid() {
+		return "", time.Time{}, couponmesh.Errorf(couponmesh.CodeBadRequest,
+			"role must be one of shopper, merchant, admin")
+	}
+	now := t.now()
+	exp = now.Add(t.ttl).Truncate(time.Second)
+	c := claims{
+		Role: p.Role,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    t.issuer,
+			Subject:   p.User,
+			Audience:  jwt.ClaimStrings{t.audience},
+			ExpiresAt: jwt.NewNumericDate(exp),
+			IssuedAt:  jwt.NewNumericDate(now),
+		},
+	}
+	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("auth: sign token: %w", err)
+	}
+	return token, exp.UTC(), nil
+}
+
+// Verify checks token and returns its principal and expiry. Every failure
+// is a *couponmesh.Error with code unauthorized whose message says what is
+// wrong (missing, malformed, bad signature or algorithm, expired, wrong
+// issuer or audience, bad subject or role).
+func (t *Tokens) Verify(token string) (couponmesh.Principal, time.Time, error) {
+	if token == "" {
+		return couponmesh.Principal{}, time.Time{}, unauthorized("token is missing")
+	}
+	if len(token) > MaxTokenLen {
+		return couponmesh.Principal{}, time.Time{}, unauthorized("token is too long")
+	}
+	var c claims
+	if _, err := t.parser.ParseWithClaims(token, &c, t.key); err != nil {
+		return couponmesh.Principal{}, time.Time{}, unauthorized(reason(err))
+	}
+	if !couponmesh.ValidID(c.Subject) {
+		return couponmesh.Principal{}, time.Time{}, unauthorized("token subject is not a valid user id")
+	}
+	if !c.Role.Valid() {
+		return couponmesh.Principal{}, time.Time{}, unauthorized("token role is missing or unknown")
+	}
+	return couponmesh.Principal{User: c.Subject, Role: c.Role}, c.ExpiresAt.Time.UTC(), nil
+}
+
+func (t *Tokens) key(*jwt.Token) (any, error) { return t.secret, nil }
+
+func unauthorized(msg string) *couponmesh.Error {
+	return &couponmesh.Error{Code: couponmesh.CodeUnauthorized, Message: msg}
+}
+
+// reason turns a golang-jwt error into a message safe for a client. The
+// order matters: an expired token with a bad signature is reported as a bad
+// signature, since signatures are checked first.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "token signature is invalid or its algorithm is not HS256"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token cannot be verified (algorithm must be HS256)"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		// golang-jwt names the missing claim only in the message.
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "exp claim"):
+			return "token has no expiry"
+		case strings.Contains(msg, "iss claim"):
+			return "token has no issuer"
+		case strings.Contains(msg, "aud claim"):
+			return "token has no audience"
+		}
+		return "token is missing a required claim"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "token issuer is not accepted"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "token audience is not accepted"
+	case errors.Is(err, jwt.ErrTokenInvalidClaims), errors.Is(err, jwt.ErrInvalidType):
+		return "token claims are invalid"
+	}
+	return "token is invalid"
+}

@@ -1,0 +1,454 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/transport/auth"
+)
+
+// MaxBody is the largest request body the API reads.
+const MaxBody = 64 << 10
+
+// Options configures New.
+type Options struct {
+	// Service answers every API call.
+	Service couponmesh.Service
+	// Tokens verifies bearer tokens and, in dev mode, issues them.
+	Tokens *auth.Tokens
+	// WS serves /ws (nil: 404).
+	WS http.Handler
+	// Dev turns on POST /api/dev/login.
+	Dev bool
+	// Ready reports readiness for /readyz (nil: always ready).
+	Ready func(ctx context.Context) error
+	// Static is the web client; nil serves a placeholder page at /.
+	Static fs.FS
+	// Log receives internal errors (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// statuses is the one table from error codes to HTTP statuses.
+var statuses = map[couponmesh.Code]int{
+	couponmesh.CodeBadRequest:     http.StatusBadRequest,
+	couponmesh.CodeUnauthorized:   http.StatusUnauthorized,
+	couponmesh.CodeForbidden:      http.StatusForbidden,
+	couponmesh.CodeNotFound:       http.StatusNotFound,
+	couponmesh.CodeSoldOut:        http.StatusConflict,
+	couponmesh.CodeExpired:        http.StatusConflict,
+	couponmesh.CodeAlreadyClaimed: http.StatusConflict,
+	couponmesh.CodeRateLimited:    http.StatusTooManyRequests,
+	couponmesh.CodeUnavailable:    http.StatusServiceUnavailable,
+	couponmesh.CodeInternal:       http.StatusInternalServerError,
+}
+
+// StatusOf returns the HTTP status of an error code (500 for a code not on
+// the closed list).
+func StatusOf(code couponmesh.Code) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+type api struct {
+	Options
+	mux    *http.ServeMux // every route but the static files
+	static http.Handler
+}
+
+// New returns the public HTTP handler.
+func New(o Options) http.Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	a := &api{Options: o, mux: http.NewServeMux()}
+	a.static = a.staticHandler()
+	m := a.mux
+	if o.WS != nil {
+		m.Handle("GET /ws", o.WS)
+	}
+	m.HandleFunc("POST /api/coupons", a.createCoupon)
+	m.HandleFunc("GET /api/coupons", a.browse)
+	m.HandleFunc("GET /api/coupons/{id}", a.getCoupon)
+	m.HandleFunc("PUT /api/coupons/{id}", a.updateCoupon)
+	m.HandleFunc("DELETE /api/coupons/{id}", a.withdrawCoupon)
+	if o.Dev {
+		m.HandleFunc("POST /api/dev/login", a.devLogin)
+	}
+	m.HandleFunc("GET /healthz", a.healthz)
+	m.HandleFunc("GET /readyz", a.readyz)
+	return a
+}
+
+// ServeHTTP routes to the API mux; what it does not take goes to the static
+// files (GET and HEAD outside /api/) or gets a JSON 404 or 405 (under /api/).
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern != "" {
+		a.mux.ServeHTTP(w, r) // not h: the mux fills in the path values
+		return
+	}
+	api := r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/")
+	if !api && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.static.ServeHTTP(w, r)
+		return
+	}
+	if api {
+		rec := &statusRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header()["Allow"] = rec.header["Allow"]
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{couponmesh.Errorf(couponmesh.CodeBadRequest,
+				"method %s not allowed on %s", r.Method, r.URL.Path)})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, errorBody{couponmesh.Errorf(couponmesh.CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// statusRecorder captures the status and headers the mux's own 404/405
+// handler would write.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+type errorBody struct {
+	Error *couponmesh.Error `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError maps err with couponmesh.AsError and StatusOf, logging internal
+// errors with what caused them.
+func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := couponmesh.AsError(err)
+	if e.Code == couponmesh.CodeInternal {
+		a.Log.LogAttrs(r.Context(), slog.LevelError, "http: request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+	}
+	if e.Code == couponmesh.CodeUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="couponmesh"`)
+	}
+	writeJSON(w, StatusOf(e.Code), errorBody{e})
+}
+
+// principal authenticates the request's bearer token.
+func (a *api) principal(r *http.Request) (couponmesh.Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return couponmesh.Principal{}, couponmesh.Errorf(couponmesh.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return couponmesh.Principal{}, couponmesh.Errorf(couponmesh.CodeUnauthorized, "Authorization must use the Bearer scheme")
+	}
+	p, _, err := a.Tokens.Verify(strings.TrimSpace(token))
+	return p, err
+}
+
+// decode reads one JSON object from the body into v: at most MaxBody bytes,
+// no unknown fields, nothing after it.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyError(err)
+		}
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var (
+		mbe *http.MaxBytesError
+		se  *json.SyntaxError
+		te  *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "request body is larger than %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "request body is empty: a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "malformed JSON: unexpected end of body")
+	case errors.As(err, &se):
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "malformed JSON at byte %d: %s", se.Offset, se.Error())
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return couponmesh.Errorf(couponmesh.CodeBadRequest, "request body must be a JSON object, not %s", te.Value)
+		}
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "field %s has the wrong type (%s)", te.Field, te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return couponmesh.Errorf(couponmesh.CodeBadRequest, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	// Other decode errors (e.g. a bad time format) describe the input only.
+	return couponmesh.Errorf(couponmesh.CodeBadRequest, "invalid request body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func (a *api) createCoupon(w http.ResponseWriter, r *http.Request) {
+	p, err := a.principal(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var spec couponmesh.CouponSpec
+	if err := decode(w, r, &spec); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	c, err := a.Service.CreateCoupon(r.Context(), p, spec)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/coupons/"+c.ID)
+	writeJSON(w, http.StatusCreated, c)
+}
+
+// pathID returns the {id} of the route, checked.
+func pathID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if !couponmesh.ValidID(id) {
+		return "", couponmesh.Errorf(couponmesh.CodeBadRequest, "coupon id must be 1-%d characters of letters, digits, '_', '-' or '.'", couponmesh.MaxIDLen)
+	}
+	return id, nil
+}
+
+func (a *api) updateCoupon(w http.ResponseWriter, r *http.Request) {
+	p, err := a.principal(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var spec couponmesh.CouponSpec
+	if err := decode(w, r, &spec); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if spec.ID != "" && spec.ID != id {
+		a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest, "id in the body (%q) does not match the path", spec.ID))
+		return
+	}
+	spec.ID = ""
+	c, err := a.Service.UpdateCoupon(r.Context(), p, id, spec)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (a *api) withdrawCoupon(w http.ResponseWriter, r *http.Request) {
+	p, err := a.principal(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	c, err := a.Service.WithdrawCoupon(r.Context(), p, id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (a *api) getCoupon(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	c, err := a.Service.Coupon(r.Context(), id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (a *api) browse(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	bq := couponmesh.BrowseQuery{Merchant: q.Get("merchant"), Status: couponmesh.Status(q.Get("status")), After: q.Get("after")}
+	if bq.Merchant != "" && !couponmesh.ValidID(bq.Merchant) {
+		a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest, "merchant must be a valid user id"))
+		return
+	}
+	if bq.Status != "" && !bq.Status.Valid() {
+		a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest, "status must be one of active, sold_out, expired, withdrawn"))
+		return
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > couponmesh.MaxBrowseLimit {
+			a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest, "limit must be an integer between 1 and %d", couponmesh.MaxBrowseLimit))
+			return
+		}
+		bq.Limit = n
+	}
+	if len(bq.After) > 256 {
+		a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest, "after is not a cursor from a previous page"))
+		return
+	}
+	page, err := a.Service.Browse(r.Context(), bq)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if page.Coupons == nil {
+		page.Coupons = []couponmesh.Coupon{}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (a *api) devLogin(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		User string          `json:"user"`
+		Role couponmesh.Role `json:"role"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if in.Role == "" {
+		in.Role = couponmesh.RoleShopper
+	}
+	tok, exp, err := a.Tokens.Issue(couponmesh.Principal{User: in.User, Role: in.Role})
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}{tok, exp})
+}
+
+func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if a.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := a.Ready(ctx)
+		cancel()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Cache-Control values of the static web client: the entry page is
+// revalidated on every load, fingerprinted assets are cached for good.
+const (
+	cacheRevalidate = "no-cache"
+	cacheImmutable  = "public, max-age=31536000, immutable"
+)
+
+func (a *api) staticHandler() http.Handler {
+	if a.Static == nil {
+		return http.HandlerFunc(placeholder)
+	}
+	files := http.FileServerFS(a.Static)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
+		if strings.HasPrefix(name, "assets/") {
+			w.Header().Set("Cache-Control", cacheImmutable)
+			files.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", cacheRevalidate)
+		// A path that is no file and has no extension is a client-side
+		// route of the single-page app: answer with the entry page.
+		if name != "" && path.Ext(name) == "" {
+			if _, err := fs.Stat(a.Static, name); err != nil {
+				r2 := r.Clone(r.Context())
+				r2.URL.Path = "/"
+				files.ServeHTTP(w, r2)
+				return
+			}
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+const placeholderHTML = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>couponmesh</title></head>
+<body>
+<h1>couponmesh</h1>
+<p>The web client is coming. Meanwhile the node serves its API:</p>
+<ul>
+<li><a href="/api/coupons">GET /api/coupons</a>: browse coupons</li>
+<li>WebSocket protocol v1 at <code>/ws</code> (subprotocol <code>couponmesh.v1</code>)</li>
+<li><a href="/healthz">/healthz</a> and <a href="/readyz">/readyz</a></li>
+</ul>
+</body>
+</html>
+`
+
+func placeholder(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", cacheRevalidate)
+	fmt.Fprint(w, placeholderHTML)
+}

@@ -1,0 +1,105 @@
+package ws
+
+import "time"
+
+// Subprotocol is the WebSocket subprotocol of protocol v1. A client that
+// does not offer it is closed with 1002 right after the upgrade.
+const Subprotocol = "couponmesh.v1"
+
+// BatchBytes caps the size of one outgoing text frame built from several
+// queued messages. A single message larger than this goes out alone.
+const BatchBytes = 64 << 10
+
+// Config tunes the WebSocket endpoint. Zero fields take the defaults of
+// DefaultConfig when passed to NewHandler.
+type Config struct {
+	// ReadLimit is the largest client frame accepted; a bigger one closes
+	// the session with 1009 (default 16 KiB).
+	ReadLimit int64
+	// SendQueue is how many frames (replies and pushes) may wait for the
+	// writer before the session is dropped as a slow consumer (default 1024).
+	SendQueue int
+	// PingInterval is the time between WebSocket pings (default 30 s).
+	PingInterval time.Duration
+	// PingTimeout is how long a pong may take before the session is dropped
+	// (default 10 s).
+	PingTimeout time.Duration
+	// AuthTimeout is how long a new session may go without a successful
+	// auth before it is closed with 1008 (default 5 s).
+	AuthTimeout time.Duration
+	// RequestTimeout bounds each request (default 10 s); a request that
+	// runs out of time answers unavailable.
+	RequestTimeout time.Duration
+	// MaxInflight is how many requests of one session may run at once
+	// (default 16); more answer rate_limited.
+	MaxInflight int
+	// MaxSubscriptions is how many coupons one session may subscribe to
+	// (default 1000).
+	MaxSubscriptions int
+	// OriginPatterns lists the browser origins, besides the request's own
+	// host, allowed to open a session (coder/websocket AcceptOptions
+	// semantics: host patterns matched with path.Match).
+	OriginPatterns []string
+	// CloseGrace is how long a session being closed by the server may take
+	// to flush its close frame before its TCP connection is cut (default 5 s).
+	CloseGrace time.Duration
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		ReadLimit:        16 << 10,
+		SendQueue:        1024,
+		PingInterval:     30 * time.Second,
+		PingTimeout:      10 * time.Second,
+		AuthTimeout:      5 * time.Second,
+		RequestTimeout:   10 * time.Second,
+		MaxInflight:      16,
+		MaxSubscriptions: 1000,
+		CloseGrace:       5 * time.Second,
+	}
+}
+
+// LocalConfig returns a config for tests on loopback: the defaults with
+// short timers.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.PingInterval = time.Second
+	c.PingTimeout = time.Second
+	c.AuthTimeout = time.Second
+	c.RequestTimeout = 2 * time.Second
+	c.CloseGrace = time.Second
+	return c
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = d.ReadLimit
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = d.SendQueue
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = d.PingTimeout
+	}
+	if c.AuthTimeout <= 0 {
+		c.AuthTimeout = d.AuthTimeout
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = d.RequestTimeout
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = d.CloseGrace
+	}
+	return c
+}

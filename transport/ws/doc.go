@@ -1,0 +1,31 @@
+// Package ws is the WebSocket endpoint of protocol v1 (docs/PROTOCOL.md):
+// sessions, request dispatch, and the bounded per-session writer through
+// which replies and hub pushes leave the node.
+//
+// It reaches the rest of the system only through couponmesh.Service (every
+// request) and couponmesh.Hub (push registrations); it never imports the
+// actors, the cluster or persistence packages. Tokens are checked with
+// transport/auth.
+//
+// Sessions. Each session costs two long-lived goroutines: the reader (the
+// goroutine net/http gave the upgrade request) and the writer. Requests other
+// than auth and ping run in their own short-lived goroutines, at most
+// Config.MaxInflight per session, each bounded by Config.RequestTimeout, so
+// replies may leave out of order (their ids match them to requests). A
+// WebSocket ping goes out every Config.PingInterval from a short-lived
+// goroutine started by the writer's timer, so a slow pong never holds back
+// queued frames; a missing pong ends the session.
+//
+// Send queue. Replies and pushes share one bounded queue per session (a
+// mutex-guarded slice and a one-slot notify channel: an idle session holds
+// no buffer). A session's Send (its couponmesh.Sink side) never blocks: when the queue holds
+// Config.SendQueue frames the session is dropped with close code 1013 and
+// detached from the hub (asynchronously, so a hub calling Send under its own
+// lock cannot deadlock). The writer drains everything queued into as few
+// text frames as possible, several messages per frame separated by '\n', up
+// to 64 KiB per frame; a push frame is written as the hub encoded it, never
+// re-encoded.
+//
+// Concurrency: Handler's methods are safe for concurrent use. A session's
+// Send may be called from any goroutine (the hub's, an actor's).
+package ws

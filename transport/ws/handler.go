@@ -1,0 +1,158 @@
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/transport/auth"
+)
+
+// Handler serves protocol v1 sessions. It is an http.Handler for the path
+// /ws; every method is safe for concurrent use.
+type Handler struct {
+	cfg    Config
+	svc    couponmesh.Service
+	hub    couponmesh.Hub
+	tokens *auth.Tokens
+	log    *slog.Logger
+	m      *metrics
+
+	nextID atomic.Uint64
+	count  atomic.Int64
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+	drained  chan struct{} // closed when closing and no session is left
+}
+
+// NewHandler returns a Handler that answers requests with svc, registers
+// pushes with hub and checks tokens with tokens. Zero cfg fields take their
+// defaults. Metrics are registered on reg (nil: not registered; collectors
+// already registered by another Handler on the same registry are shared).
+// log nil means slog.Default().
+func NewHandler(cfg Config, svc couponmesh.Service, hub couponmesh.Hub, tokens *auth.Tokens, reg prometheus.Registerer, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{
+		cfg:      cfg.withDefaults(),
+		svc:      svc,
+		hub:      hub,
+		tokens:   tokens,
+		log:      log,
+		m:        newMetrics(reg),
+		sessions: make(map[*session]struct{}),
+		drained:  make(chan struct{}),
+	}
+}
+
+// Sessions returns the number of open sessions.
+func (h *Handler) Sessions() int { return int(h.count.Load()) }
+
+// ServeHTTP upgrades the request to a WebSocket session and serves it until
+// it ends. It refuses cross-origin requests not allowed by
+// Config.OriginPatterns (403) and, after Shutdown, every request (503).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	if closing {
+		http.Error(w, "node is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{Subprotocol},
+		OriginPatterns: h.cfg.OriginPatterns,
+	})
+	if err != nil {
+		// Accept has written the HTTP error.
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "ws: upgrade refused", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+		return
+	}
+	if conn.Subprotocol() != Subprotocol {
+		h.m.dropped.WithLabelValues(dropBadSubprotocol).Inc()
+		conn.Close(websocket.StatusProtocolError, "subprotocol "+Subprotocol+" required")
+		return
+	}
+	conn.SetReadLimit(h.cfg.ReadLimit)
+
+	s := newSession(h, conn, h.nextID.Add(1))
+	if !h.add(s) {
+		conn.Close(websocket.StatusGoingAway, "node is shutting down")
+		return
+	}
+	h.m.sessions.Inc()
+	h.count.Add(1)
+	defer func() {
+		h.count.Add(-1)
+		h.m.sessions.Dec()
+		h.remove(s)
+	}()
+	s.serve()
+}
+
+func (h *Handler) add(s *session) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	h.sessions[s] = struct{}{}
+	return true
+}
+
+func (h *Handler) remove(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.sessions, s)
+	if h.closing && len(h.sessions) == 0 {
+		select {
+		case <-h.drained:
+		default:
+			close(h.drained)
+		}
+	}
+}
+
+// Shutdown refuses new sessions, closes every open session with 1001 (going
+// away) and waits until they have ended or ctx is done; then it cuts the
+// connections left and returns ctx.Err().
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	open := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		open = append(open, s)
+	}
+	if len(h.sessions) == 0 {
+		select {
+		case <-h.drained:
+		default:
+			close(h.drained)
+		}
+	}
+	h.mu.Unlock()
+
+	for _, s := range open {
+		s.close(websocket.StatusGoingAway, "server shutting down", dropShutdown)
+	}
+	select {
+	case <-h.drained:
+		return nil
+	case <-ctx.Done():
+		h.mu.Lock()
+		for s := range h.sessions {
+			s.conn.CloseNow()
+		}
+		h.mu.Unlock()
+		return ctx.Err()
+	}
+}

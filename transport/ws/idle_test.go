@@ -1,0 +1,52 @@
+package ws_test
+
+import (
+	"bytes"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/transport/ws"
+)
+
+// sessionGoroutines counts the goroutines running session code.
+func sessionGoroutines(t *testing.T) int {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 2); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, "transport/ws.(*session)") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIdleSessionsCostTwoGoroutines: an authenticated, subscribed, idle
+// session runs its reader and its writer and nothing else.
+func TestIdleSessionsCostTwoGoroutines(t *testing.T) {
+	cfg := ws.LocalConfig()
+	cfg.PingInterval = time.Minute
+	e := newEnv(t, cfg)
+	e.svc.Put(couponmesh.Coupon{ID: "c1", Merchant: "m", Title: "t", Quantity: 5})
+	const n = 20
+	for i := range n {
+		c := e.login("u"+string(rune('a'+i)), client.Options{})
+		if _, err := c.Subscribe(ctxT(t), []client.Sub{{ID: "c1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Feed(ctxT(t), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, "request goroutines to finish", func() bool { return sessionGoroutines(t) <= 2*n })
+	if got := sessionGoroutines(t); got != 2*n {
+		t.Fatalf("%d session goroutines for %d idle sessions, want %d", got, n, 2*n)
+	}
+}

@@ -1,0 +1,458 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/transport/auth"
+)
+
+// maxSpareQueue is the largest queue backing array the writer keeps for
+// reuse; after a burst a bigger one is left to the garbage collector so that
+// idle sessions stay small.
+const maxSpareQueue = 64
+
+// session is one WebSocket connection. It is the couponmesh.Sink the hub
+// delivers to.
+type session struct {
+	h    *Handler
+	conn *websocket.Conn
+	id   uint64
+
+	// ctx is the parent of every request of the session; it is cancelled
+	// when the session ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	queue       [][]byte // frames waiting for the writer
+	closing     bool     // a close was requested or the session ended: Send refuses
+	ended       bool     // the reader has returned
+	closeCode   websocket.StatusCode
+	closeReason string
+	principal   couponmesh.Principal // zero until a successful auth
+	deadline    time.Time            // token expiry plus leeway
+	subs        map[string]struct{}  // coupons subscribed (or being subscribed)
+
+	attachMu sync.Mutex // serializes hub.Attach; guards attached
+	attached bool       // hub.Attach done for the feed
+
+	notify   chan struct{} // one slot: "the queue or the close state changed"
+	done     chan struct{} // closed when the reader has returned
+	wdone    chan struct{} // closed when the writer has returned
+	timer    *time.Timer   // auth deadline, then token expiry
+	inflight atomic.Int32
+	pinging  atomic.Bool
+	requests sync.WaitGroup
+}
+
+var _ couponmesh.Sink = (*session)(nil)
+
+func newSession(h *Handler, conn *websocket.Conn, id uint64) *session {
+	s := &session{
+		h:      h,
+		conn:   conn,
+		id:     id,
+		notify: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		wdone:  make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// serve runs the session: the writer in a new goroutine, the reader in the
+// calling one. It returns when the session has ended and every request of it
+// has finished.
+func (s *session) serve() {
+	s.timer = time.AfterFunc(s.h.cfg.AuthTimeout, s.onDeadline)
+	go s.writeLoop()
+	err := s.readLoop()
+
+	s.mu.Lock()
+	s.ended = true
+	s.closing = true
+	code := s.closeCode
+	s.mu.Unlock()
+	s.timer.Stop()
+	close(s.done)
+	s.conn.CloseNow()
+	<-s.wdone
+	s.cancel()
+	s.requests.Wait()
+	// After the last request: no Subscribe can register s after this.
+	s.h.hub.Detach(s)
+	s.logDebug("ws: session ended", slog.Int("close", int(code)), slog.Int("peer_close", int(websocket.CloseStatus(err))))
+}
+
+// Send enqueues a frame for the writer and never blocks. It reports false
+// when the session is closing or its queue is full; in the latter case the
+// session is dropped with 1013 and detached from the hub. frame is shared
+// and not modified.
+func (s *session) Send(frame []byte) bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.queue) >= s.h.cfg.SendQueue {
+		s.closeLocked(websocket.StatusTryAgainLater, "slow consumer", dropSlowConsumer)
+		s.mu.Unlock()
+		// Not inline: the hub may be calling Send under its own lock.
+		go s.h.hub.Detach(s)
+		return false
+	}
+	s.queue = append(s.queue, frame)
+	s.mu.Unlock()
+	s.wake()
+	return true
+}
+
+func (s *session) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// close asks the writer to flush what is queued (except for a slow
+// consumer) and close the connection with code. Only the first close of a
+// session counts.
+func (s *session) close(code websocket.StatusCode, reason, metric string) {
+	s.mu.Lock()
+	s.closeLocked(code, reason, metric)
+	s.mu.Unlock()
+}
+
+func (s *session) closeLocked(code websocket.StatusCode, reason, metric string) {
+	if s.closing {
+		return
+	}
+	s.closing = true
+	s.closeCode = code
+	s.closeReason = reason
+	s.h.m.dropped.WithLabelValues(metric).Inc()
+	s.wake()
+	// The writer may be stuck in a write to a peer that stopped reading:
+	// give it CloseGrace to get the close frame out, then cut the connection.
+	time.AfterFunc(s.h.cfg.CloseGrace, func() { s.conn.CloseNow() })
+	if code == websocket.StatusTryAgainLater {
+		s.h.log.LogAttrs(context.Background(), slog.LevelInfo, "ws: dropping slow consumer",
+			slog.Uint64("session", s.id), slog.String("user", s.principal.User), slog.Int("queued", len(s.queue)))
+	}
+}
+
+// onDeadline runs when the auth deadline or the token expiry passes.
+func (s *session) onDeadline() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.principal.User == "":
+		s.closeLocked(websocket.StatusPolicyViolation, "authentication timeout", dropAuthTimeout)
+	case !time.Now().Before(s.deadline):
+		s.closeLocked(websocket.StatusPolicyViolation, "token expired", dropTokenExpired)
+	default:
+		// A re-auth moved the deadline while this call was on its way.
+		s.timer.Reset(time.Until(s.deadline))
+	}
+}
+
+// writeLoop writes queued frames, batching them, and starts the keepalive
+// pings. It returns after closing the connection or when the reader ends.
+func (s *session) writeLoop() {
+	defer close(s.wdone)
+	ping := time.NewTimer(s.h.cfg.PingInterval)
+	defer ping.Stop()
+	var spare [][]byte
+	for {
+		select {
+		case <-s.notify:
+		case <-ping.C:
+			s.startPing()
+			ping.Reset(s.h.cfg.PingInterval)
+			continue
+		case <-s.done:
+			return
+		}
+		for {
+			s.mu.Lock()
+			q := s.queue
+			s.queue, spare = spare, nil
+			closing, code, reason := s.closing && !s.ended, s.closeCode, s.closeReason
+			s.mu.Unlock()
+
+			if closing && code == websocket.StatusTryAgainLater {
+				// A slow consumer gets no more data, only the close frame.
+				s.conn.Close(code, reason)
+				return
+			}
+			if len(q) > 0 {
+				if err := s.writeBatch(q); err != nil {
+					s.onWriteError(err)
+					return
+				}
+				clear(q)
+				if cap(q) <= maxSpareQueue {
+					spare = q[:0]
+				}
+				continue // more may have been queued meanwhile
+			}
+			if cap(q) <= maxSpareQueue {
+				spare = q[:0]
+			}
+			if closing {
+				s.conn.Close(code, reason)
+				return
+			}
+			break
+		}
+	}
+}
+
+var batchPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, BatchBytes)) }}
+
+// writeBatch writes q as few text frames as BatchBytes allows, messages
+// separated by '\n'. A lone message is written as is, without a copy.
+func (s *session) writeBatch(q [][]byte) error {
+	ctx := context.Background() // no per-write timer; CloseGrace and pings bound a stuck write
+	for len(q) > 0 {
+		if len(q) == 1 || len(q[0])+1+len(q[1]) > BatchBytes {
+			if err := s.conn.Write(ctx, websocket.MessageText, q[0]); err != nil {
+				return err
+			}
+			s.h.m.framesOut.Inc()
+			s.h.m.messagesOut.Inc()
+			q = q[1:]
+			continue
+		}
+		buf := batchPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		n := 0
+		for n < len(q) && (n == 0 || buf.Len()+1+len(q[n]) <= BatchBytes) {
+			if n > 0 {
+				buf.WriteByte('\n')
+			}
+			buf.Write(q[n])
+			n++
+		}
+		err := s.conn.Write(ctx, websocket.MessageText, buf.Bytes())
+		if buf.Cap() <= 2*BatchBytes {
+			batchPool.Put(buf)
+		}
+		if err != nil {
+			return err
+		}
+		s.h.m.framesOut.Inc()
+		s.h.m.messagesOut.Add(float64(n))
+		q = q[n:]
+	}
+	return nil
+}
+
+func (s *session) onWriteError(err error) {
+	s.mu.Lock()
+	ended := s.ended
+	if !s.closing {
+		s.closing = true
+		s.h.m.dropped.WithLabelValues(dropWriteError).Inc()
+	}
+	s.mu.Unlock()
+	if !ended {
+		s.logDebug("ws: write failed", slog.Any("err", err))
+	}
+	s.conn.CloseNow()
+}
+
+// startPing sends one WebSocket ping from a short-lived goroutine, so that
+// waiting for the pong never delays queued frames. A ping still waiting for
+// its pong is not doubled.
+func (s *session) startPing() {
+	if !s.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), s.h.cfg.PingTimeout)
+		err := s.conn.Ping(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		s.mu.Lock()
+		first := !s.closing
+		s.closing = true
+		s.mu.Unlock()
+		if first {
+			s.h.m.dropped.WithLabelValues(dropPingTimeout).Inc()
+			s.logDebug("ws: no pong", slog.Any("err", err))
+		}
+		s.conn.CloseNow()
+	}()
+}
+
+var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readLoop reads client frames until the connection fails or closes. A
+// frame over ReadLimit makes the library close the session with 1009.
+func (s *session) readLoop() error {
+	ctx := context.Background() // no per-read timer; closing the conn ends a read
+	for {
+		typ, r, err := s.conn.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return err
+			}
+			s.h.m.requests.WithLabelValues("invalid", string(couponmesh.CodeBadRequest)).Inc()
+			s.Send(errorFrame(0, couponmesh.Errorf(couponmesh.CodeBadRequest, "binary frames are not supported: send JSON text frames")))
+			continue
+		}
+		buf := readPool.Get().(*bytes.Buffer)
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			readPool.Put(buf)
+			return err
+		}
+		s.handle(buf.Bytes())
+		if buf.Cap() <= 2*int(s.h.cfg.ReadLimit) {
+			readPool.Put(buf)
+		}
+	}
+}
+
+// handle decodes and dispatches one request. b is not retained.
+func (s *session) handle(b []byte) {
+	req, derr := decodeRequest(b)
+	if derr != nil {
+		s.h.m.requests.WithLabelValues("invalid", string(derr.Code)).Inc()
+		s.Send(errorFrame(req.ID, derr))
+		return
+	}
+	switch req.Op {
+	case "ping":
+		s.answer(req.ID, req.Op, empty{}, nil)
+		return
+	case "auth":
+		res, err := s.auth(&req)
+		s.answer(req.ID, req.Op, res, err)
+		return
+	}
+	op, ok := ops[req.Op]
+	if !ok {
+		s.h.m.requests.WithLabelValues("unknown", string(couponmesh.CodeBadRequest)).Inc()
+		s.Send(errorFrame(req.ID, couponmesh.Errorf(couponmesh.CodeBadRequest, "unknown op %q", req.Op)))
+		return
+	}
+	p, err := s.authorized()
+	if err != nil {
+		s.answer(req.ID, req.Op, nil, err)
+		return
+	}
+	if int(s.inflight.Add(1)) > s.h.cfg.MaxInflight {
+		s.inflight.Add(-1)
+		s.answer(req.ID, req.Op, nil, couponmesh.Errorf(couponmesh.CodeRateLimited,
+			"too many requests in flight: at most %d per session, wait for replies", s.h.cfg.MaxInflight))
+		return
+	}
+	s.requests.Add(1)
+	go func() {
+		defer s.requests.Done()
+		defer s.inflight.Add(-1)
+		ctx, cancel := context.WithTimeout(s.ctx, s.h.cfg.RequestTimeout)
+		res, err := op(ctx, s, p, &req)
+		cancel()
+		s.answer(req.ID, req.Op, res, err)
+	}()
+}
+
+// answer queues the reply to request id and counts it.
+func (s *session) answer(id int64, op string, res any, err error) {
+	if err == nil {
+		frame, encErr := okFrame(id, res)
+		if encErr == nil {
+			s.h.m.requests.WithLabelValues(op, "ok").Inc()
+			s.Send(frame)
+			return
+		}
+		err = encErr
+	}
+	e := couponmesh.AsError(err)
+	if e.Code == couponmesh.CodeInternal {
+		s.logError("ws: request failed", err, slog.String("op", op), slog.Int64("id", id))
+	}
+	s.h.m.requests.WithLabelValues(op, string(e.Code)).Inc()
+	s.Send(errorFrame(id, e))
+}
+
+// authReply is the ok payload of auth.
+type authReply struct {
+	User      string          `json:"user"`
+	Role      couponmesh.Role `json:"role"`
+	ExpiresAt time.Time       `json:"expiresAt"`
+}
+
+// auth verifies req.Token and binds the session to its principal. A later
+// auth must name the same user; it refreshes the expiry (and the role).
+func (s *session) auth(req *request) (any, error) {
+	if req.Token == "" {
+		return nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "token is required")
+	}
+	p, exp, err := s.h.tokens.Verify(req.Token)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.principal.User != "" && s.principal.User != p.User {
+		return nil, couponmesh.Errorf(couponmesh.CodeForbidden,
+			"session is authenticated as %q: open a new connection for another user", s.principal.User)
+	}
+	s.principal = p
+	s.deadline = exp.Add(auth.Leeway)
+	s.timer.Reset(time.Until(s.deadline))
+	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, nil
+}
+
+// authorized returns the session's principal, or unauthorized before a
+// successful auth or after the token has expired.
+func (s *session) authorized() (couponmesh.Principal, error) {
+	s.mu.Lock()
+	p, deadline := s.principal, s.deadline
+	s.mu.Unlock()
+	if p.User == "" {
+		return p, couponmesh.Errorf(couponmesh.CodeUnauthorized, "not authenticated: send {\"op\":\"auth\",\"token\":…} first")
+	}
+	if !time.Now().Before(deadline) {
+		return p, couponmesh.Errorf(couponmesh.CodeUnauthorized, "token expired: send auth with a fresh token")
+	}
+	return p, nil
+}
+
+func (s *session) user() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.principal.User
+}
+
+func (s *session) logDebug(msg string, attrs ...slog.Attr) {
+	if !s.h.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	attrs = append(attrs, slog.Uint64("session", s.id), slog.String("user", s.user()))
+	s.h.log.LogAttrs(context.Background(), slog.LevelDebug, msg, attrs...)
+}
+
+func (s *session) logError(msg string, err error, attrs ...slog.Attr) {
+	attrs = append(attrs, slog.Uint64("session", s.id), slog.String("user", s.user()), slog.Any("err", err))
+	s.h.log.LogAttrs(context.Background(), slog.LevelError, msg, attrs...)
+}

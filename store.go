@@ -79,7 +79,8 @@ type Store interface {
 	// ErrDuplicate when e.Key() or e.Unique exists already.
 	Append(ctx context.Context, e Entry) error
 	// Entries returns up to limit entries of entity with Seq > after, in seq
-	// order (limit <= 0: all).
+	// order (limit <= 0: all). Seqs are contiguous by construction, so it
+	// stops at the first missing seq.
 	Entries(ctx context.Context, entity string, after int64, limit int) ([]Entry, error)
 
 	// Snapshot returns the latest snapshot of entity, or ErrNotFound.

@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go a.serve(a.public, a.httpLn, "public")
 	go a.serve(a.admin, a.adminLn, "admin")
-	log.Info("node ready", "node", cfg.NodeName, "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(), "dev", cfg.Dev)
+	log.Info("node ready", "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(), "dev", cfg.Dev)
 	return a, nil
 }
 

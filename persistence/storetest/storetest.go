@@ -227,7 +227,7 @@ func testAppendRace(t *testing.T, s couponmesh.Store) {
 				t.Fatal("no append succeeded")
 			}
 			want := tt.entry(winner)
-			got, err := s.Entries(ctx(t), want.Entity, 0, 0)
+			got, err := s.Entries(ctx(t), want.Entity, want.Seq-1, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -180,7 +180,9 @@ func TestKilledNodeRestartsWithEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.EqualFunc(again, feed, func(a, b couponmesh.FeedEntry) bool { return a.Seq == b.Seq && a.Type == b.Type && a.Coupon == b.Coupon }) {
+	if !slices.EqualFunc(again, feed, func(a, b couponmesh.FeedEntry) bool {
+		return a.Seq == b.Seq && a.Type == b.Type && a.Coupon == b.Coupon
+	}) {
 		t.Fatalf("feed after restart:\n%+v\nwant\n%+v", again, feed)
 	}
 	tail, err := rita.Feed(ctx, 2, 0)

@@ -1,0 +1,125 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/couponmesh/couponmesh"
+)
+
+// State is what a grain's state machine offers the shared lifecycle.
+type State interface {
+	Seq() int64
+	SnapshotDue() bool
+	WriteSnapshot(ctx context.Context) error
+}
+
+// Activation is the lifecycle the coupon and user grains share: identity,
+// loading from the journal (retried on the next message when the database
+// fails), passivation when idle and no hub is subscribed, and snapshots
+// (debounced, and on stop). Owned by one grain; not safe for concurrent use.
+type Activation[M State] struct {
+	Cfg  *GrainConfig
+	Kind string
+	ID   string
+	Log  *slog.Logger
+	Hubs Subscribers
+	M    M // valid once Loaded
+
+	loaded    bool
+	load      func(ctx context.Context, id string) (M, error)
+	snapTimer *time.Timer
+}
+
+// NewActivation returns the lifecycle of one grain of kind, whose state load
+// reads.
+func NewActivation[M State](cfg *GrainConfig, kind string, load func(ctx context.Context, id string) (M, error)) *Activation[M] {
+	return &Activation[M]{Cfg: cfg, Kind: kind, load: load, Hubs: Subscribers{Lease: cfg.HubLease}}
+}
+
+type snapshotTick struct{}
+
+// Receive handles the lifecycle messages. For a grain request it returns the
+// request once the state is loaded (answering unavailable itself when it
+// cannot be), else nil.
+func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
+	switch msg := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		a.ID = msg.Identity.Identity
+		a.Log = a.Cfg.Log.With("kind", a.Kind, "id", a.ID)
+		a.Cfg.Metrics.Activations.WithLabelValues(a.Kind).Inc()
+		a.ensureLoaded()
+		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
+	case *actor.ReceiveTimeout:
+		if a.Hubs.Len() == 0 {
+			ctx.Poison(ctx.Self())
+		}
+	case *actor.Stopping:
+		if a.snapTimer != nil {
+			a.snapTimer.Stop()
+		}
+		a.snapshot()
+	case snapshotTick:
+		a.snapTimer = nil
+		a.snapshot()
+	case *cluster.GrainRequest:
+		if !a.ensureLoaded() {
+			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
+			return nil
+		}
+		return msg
+	}
+	return nil
+}
+
+func (a *Activation[M]) ensureLoaded() bool {
+	if a.loaded {
+		return true
+	}
+	ctx, cancel := a.OpContext()
+	defer cancel()
+	m, err := a.load(ctx, a.ID)
+	if err != nil {
+		a.Log.Warn("load failed", "err", err)
+		return false
+	}
+	a.M, a.loaded = m, true
+	return true
+}
+
+// OpContext bounds one message's database work.
+func (a *Activation[M]) OpContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.Cfg.OpTimeout)
+}
+
+// ScheduleSnapshot writes a snapshot within SnapshotDelay, once for any
+// number of changes until then.
+func (a *Activation[M]) ScheduleSnapshot(ctx actor.Context) {
+	if a.snapTimer != nil {
+		return
+	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.snapTimer = time.AfterFunc(a.Cfg.SnapshotDelay, func() { root.Send(self, snapshotTick{}) })
+}
+
+// SnapshotNow writes a snapshot if entries were applied since the last one.
+func (a *Activation[M]) SnapshotNow() { a.snapshot() }
+
+func (a *Activation[M]) snapshot() {
+	if !a.loaded || !a.M.SnapshotDue() {
+		return
+	}
+	ctx, cancel := a.OpContext()
+	defer cancel()
+	if err := a.M.WriteSnapshot(ctx); err != nil {
+		a.Log.Warn("snapshot failed", "seq", a.M.Seq(), "err", err)
+	}
+}
+
+// ObserveAppends returns a Journal.Observe hook feeding the append metric.
+func (c *GrainConfig) ObserveAppends() func(time.Duration) {
+	return func(d time.Duration) { c.Metrics.AppendSeconds.Observe(d.Seconds()) }
+}

@@ -284,3 +284,45 @@ func TestFollowPushesAndFeed(t *testing.T) {
 }
 
 func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }
+
+// An idle grain passivates and the next request reactivates it from the
+// database with the same state.
+func TestIdleGrainPassivatesAndReactivates(t *testing.T) {
+	a := startApp(t, func(c *Config) { c.Actors.PassivateAfter = Duration(300 * time.Millisecond) })
+	ctx := context.Background()
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Sleepy"), Quantity: ptr(4)})
+	c := dial(t, a, "pat", client.Options{})
+	claim, err := c.Claim(ctx, cp.ID, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	activations := func() int {
+		resp, err := http.Get("http://" + a.AdminAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		for _, line := range strings.Split(readAll(resp.Body), "\n") {
+			if strings.HasPrefix(line, `couponmesh_activations_total{kind="coupon"}`) {
+				var n int
+				fmt.Sscan(strings.Fields(line)[1], &n)
+				return n
+			}
+		}
+		return 0
+	}
+	if n := activations(); n != 1 {
+		t.Fatalf("coupon activations = %d, want 1", n)
+	}
+	time.Sleep(time.Second) // past the idle timeout
+	got, err := c.Get(ctx, cp.ID)
+	if err != nil || got.Claimed != 1 || got.Version != 2 {
+		t.Fatalf("after passivation: %+v %v", got, err)
+	}
+	if n := activations(); n != 2 {
+		t.Fatalf("coupon activations = %d, want 2 (passivated, then reactivated)", n)
+	}
+	if again, err := c.Claim(ctx, cp.ID, "r1"); err != nil || again.Code != claim.Code {
+		t.Fatalf("idempotent claim after reactivation: %+v %v", again, err)
+	}
+}

@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run build test test-go lint tidy clean fuzz
+.PHONY: run build test test-go test-js web lint tidy clean fuzz
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -14,7 +14,14 @@ build:
 	$(GO) build -o $(BIN) ./cmd/couponmesh
 
 ## test: everything CI runs
-test: test-go
+test: test-go test-js
+
+## web: rebuild webclient/dist (committed, embedded into the binary)
+web:
+	cd webclient && npm ci && npm run build
+
+test-js:
+	cd webclient && npm ci --no-audit --no-fund && npm test
 
 test-go:
 	$(GO) vet ./...

@@ -1,6 +1,10 @@
 package main
 
-import "io/fs"
+import (
+	"io/fs"
 
-// webFS returns the web client's files, or nil for the placeholder page.
-func webFS() fs.FS { return nil }
+	"github.com/couponmesh/couponmesh/webclient"
+)
+
+// webFS returns the built web client (webclient/dist, embedded).
+func webFS() fs.FS { return webclient.FS() }

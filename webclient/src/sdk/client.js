@@ -1,0 +1,746 @@
+import { CouponmeshError, RETRYABLE_CODES } from './errors.js';
+import { splitFrame } from './frames.js';
+import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import { normalizeAddress, parseAddresses } from './addresses.js';
+import { ClaimQueue } from './claimqueue.js';
+
+/** The WebSocket subprotocol of protocol v1. */
+export const SUBPROTOCOL = 'couponmesh.v1';
+
+/** Connection states reported by the 'state' event. */
+export const STATES = Object.freeze({ ONLINE: 'online', RECONNECTING: 'reconnecting', OFFLINE: 'offline' });
+
+// Close codes after which reconnecting cannot help.
+const FATAL_CLOSE = new Set([1002]);
+// Claim errors that settle a claim for good (no retry).
+const FEED_PAGE = 100;
+const SUBSCRIBE_CHUNK = 100;
+
+function newRid() {
+  if (globalThis.crypto && typeof globalThis.crypto.randomUUID === 'function') return globalThis.crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${Math.random().toString(36).slice(2)}`;
+}
+
+/**
+ * A client of couponmesh protocol v1 over WebSocket.
+ *
+ *   const c = new CouponmeshClient({ urls: ['wss://a.example/ws'], token: () => getToken() });
+ *   c.on('state', (s) => …);           // 'online' | 'reconnecting' | 'offline'
+ *   c.on('coupon', (coupon) => …);     // a newer state of a subscribed coupon
+ *   c.on('feed', (entry) => …);        // a new feed entry, in seq order, deduped
+ *   c.on('claim', ({rid, coupon, claim, error, queued}) => …);
+ *   c.connect();
+ *   await c.subscribe(['c42']);
+ *   await c.claim('c42');
+ *
+ * Options:
+ *   urls / url       node WebSocket URLs (ws:// or wss://, or host:port) tried in turn
+ *   token            a string or a (possibly async) function returning one; sent in
+ *                    `auth` as the first frame of every connection, never in the URL
+ *   WebSocket        the WebSocket class (default globalThis.WebSocket), for tests
+ *   requestTimeoutMs per-request timeout (default 10000); request(op, f, {timeoutMs})
+ *   backoff          {baseMs, capMs} (default 250 / 10000): full jitter,
+ *                    delay n in [0, min(cap, base*2^n)]
+ *   random           the random source of the jitter (default Math.random)
+ *   maxInFlight      requests in flight at once (default 16, the server's limit)
+ *   pingIntervalMs   application ping to detect dead connections (0: off, default)
+ *   connectTimeoutMs the handshake must finish within this (default 10000)
+ *   claimQueue       a ClaimQueue (persisted); default an in-memory one
+ *   feedAfter        the last feed seq already applied (from a cache)
+ *   watchNetwork     follow the browser's online/offline events (default true
+ *                    when window.addEventListener exists)
+ */
+export class CouponmeshClient {
+  constructor(opts = {}) {
+    const urls = opts.urls || (opts.url ? [opts.url] : []);
+    this.urls = [];
+    for (const u of urls) this._addUrl(normalizeAddress(u) || u);
+    if (this.urls.length === 0) throw new Error('couponmesh: at least one node URL is required');
+    this.token = opts.token;
+    this.WebSocket = opts.WebSocket || globalThis.WebSocket;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 10000;
+    this.backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
+    this.random = opts.random || Math.random;
+    this.maxInFlight = opts.maxInFlight ?? 16;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 0;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10000;
+    this.claimQueue = opts.claimQueue || new ClaimQueue();
+    this.lastSeq = opts.feedAfter ?? 0;
+
+    this.state = STATES.OFFLINE;
+    this.user = undefined; // the auth reply: {user, role, expiresAt}
+    this.coupons = new Map(); // id -> newest coupon held
+    this.subscriptions = new Set(); // ids to (re)subscribe on every connection
+    this.feedWanted = false;
+
+    this._listeners = new Map();
+    this._ws = null;
+    this._authed = false;
+    this._nextId = 1;
+    this._pending = new Map(); // id -> {resolve, reject, timer}
+    this._waiting = []; // requests beyond maxInFlight: {frame, entry}
+    this._inFlight = 0;
+    this._urlIndex = 0;
+    this._preferred = []; // URLs handed over by a 1012 close, tried first
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._pingTimer = null;
+    this._started = false;
+    this._networkOffline = false;
+    this._claimsSending = new Set();
+    this._feedFetching = null;
+    this._feedBuffer = new Map();
+    this._connSeq = 0;
+    this.lastDelay = undefined;
+
+    const watch = opts.watchNetwork ?? (typeof globalThis.addEventListener === 'function' && typeof globalThis.navigator !== 'undefined');
+    if (watch) {
+      this._onOnline = () => this._networkChanged(true);
+      this._onOffline = () => this._networkChanged(false);
+      globalThis.addEventListener('online', this._onOnline);
+      globalThis.addEventListener('offline', this._onOffline);
+      if (globalThis.navigator && globalThis.navigator.onLine === false) this._networkOffline = true;
+    }
+  }
+
+  // ---- events ----
+
+  /** Adds a listener; returns a function that removes it. */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    const s = this._listeners.get(event);
+    if (s) s.delete(fn);
+  }
+
+  _emit(event, ...args) {
+    const s = this._listeners.get(event);
+    if (!s) return;
+    for (const fn of [...s]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        if (event !== 'error') this._emit('error', err);
+      }
+    }
+  }
+
+  _setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this._emit('state', s);
+  }
+
+  // ---- connection ----
+
+  _addUrl(u) {
+    if (u && !this.urls.includes(u)) this.urls.push(u);
+  }
+
+  /** Starts connecting (and reconnecting after every loss) until close(). */
+  connect() {
+    if (this._started) return;
+    this._started = true;
+    if (this._networkOffline) {
+      this._setState(STATES.OFFLINE);
+      return;
+    }
+    this._setState(STATES.RECONNECTING);
+    this._open();
+  }
+
+  /** Closes the connection for good (until connect() is called again). */
+  close() {
+    this._started = false;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    this._dropSocket(1000, 'client closed');
+    this._setState(STATES.OFFLINE);
+  }
+
+  /** Removes the browser event listeners too. */
+  destroy() {
+    this.close();
+    if (this._onOnline) {
+      globalThis.removeEventListener('online', this._onOnline);
+      globalThis.removeEventListener('offline', this._onOffline);
+    }
+  }
+
+  /** The URL the next connection attempt will use. */
+  _nextUrl() {
+    while (this._preferred.length) {
+      const u = this._preferred.shift();
+      if (u !== this._lastUrl || this.urls.length === 1) return u;
+    }
+    const u = this.urls[this._urlIndex % this.urls.length];
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
+    return u;
+  }
+
+  _open() {
+    this._reconnectTimer = null;
+    if (!this._started || this._networkOffline) return;
+    const url = this._nextUrl();
+    this._lastUrl = url;
+    const conn = ++this._connSeq;
+    let ws;
+    try {
+      ws = new this.WebSocket(url, [SUBPROTOCOL]);
+    } catch (err) {
+      this._emit('error', err);
+      this._scheduleReconnect();
+      return;
+    }
+    this._ws = ws;
+    this._authed = false;
+    let opened = false;
+    let ended = false;
+    const end = (code, reason) => {
+      if (ended || conn !== this._connSeq) return;
+      ended = true;
+      clearTimeout(connectTimer);
+      this._onClose(code, reason);
+    };
+    // A handshake that hangs (a node shutting down, a black-holed address)
+    // counts as a failed attempt.
+    const connectTimer = setTimeout(() => {
+      if (opened || conn !== this._connSeq) return;
+      try {
+        ws.close();
+      } catch {
+        /* not open */
+      }
+      end(1006, 'connect timeout');
+    }, this.connectTimeoutMs);
+    ws.onopen = () => {
+      if (conn !== this._connSeq) return;
+      opened = true;
+      clearTimeout(connectTimer);
+      this._emit('open', url);
+      this._authenticate(conn);
+    };
+    ws.onmessage = (ev) => {
+      if (conn !== this._connSeq) return;
+      this._onFrame(ev.data);
+    };
+    ws.onerror = () => {
+      // Browsers follow an error with a close event; some implementations
+      // (Node's) do not when the connection is refused.
+      if (!opened) end(1006, 'connection failed');
+    };
+    ws.onclose = (ev) => end(ev.code || 1006, ev.reason || '');
+  }
+
+  async _authenticate(conn) {
+    let token;
+    try {
+      token = typeof this.token === 'function' ? await this.token() : this.token;
+    } catch (err) {
+      this._emit('error', err);
+    }
+    if (conn !== this._connSeq) return;
+    if (!token) {
+      this._fatal(new CouponmeshError('unauthorized', 'no token'));
+      return;
+    }
+    let ok;
+    try {
+      ok = await this._send({ op: 'auth', token }, { direct: true });
+    } catch (err) {
+      if (conn !== this._connSeq) return;
+      if (err.code === 'unauthorized' || err.code === 'forbidden') {
+        this._fatal(err);
+        return;
+      }
+      // timeout or another failure: drop this connection and try again.
+      this._dropSocket(4000, 'auth failed');
+      this._scheduleReconnect();
+      return;
+    }
+    if (conn !== this._connSeq) return;
+    this._authed = true;
+    this._attempt = 0;
+    this.user = ok;
+    this._emit('auth', ok);
+    this._setState(STATES.ONLINE);
+    this._startPing(conn);
+    this._pump();
+    this._resync(conn);
+  }
+
+  async _resync(conn) {
+    try {
+      if (this.subscriptions.size) await this._subscribeIds([...this.subscriptions]);
+      if (conn !== this._connSeq) return;
+      if (this.feedWanted) await this._fetchFeed();
+      if (conn !== this._connSeq) return;
+      await this.flushClaims();
+      this._emit('resync');
+    } catch (err) {
+      this._emit('error', err);
+    }
+  }
+
+  _fatal(err) {
+    this._started = false;
+    clearTimeout(this._reconnectTimer);
+    this._dropSocket(1000, 'auth failed');
+    this._setState(STATES.OFFLINE);
+    this._emit('error', err);
+    if (err.code === 'unauthorized' || err.code === 'forbidden') this._emit('unauthorized', err);
+  }
+
+  _onClose(code, reason) {
+    this._ws = null;
+    this._authed = false;
+    this._stopPing();
+    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`));
+    this._emit('close', { code, reason });
+    if (!this._started) {
+      this._setState(STATES.OFFLINE);
+      return;
+    }
+    if (FATAL_CLOSE.has(code)) {
+      this._fatal(new CouponmeshError('bad_request', `closed with ${code}: ${reason}`));
+      return;
+    }
+    if (code === 1012) {
+      const handed = parseAddresses(reason, this._lastUrl);
+      for (const u of handed) this._addUrl(u);
+      this._preferred = handed.filter((u) => u !== this._lastUrl);
+      // Draining: a short random delay, so the other nodes are not stampeded.
+      this._attempt = 0;
+    }
+    this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    if (!this._started) return;
+    if (this._networkOffline) {
+      this._setState(STATES.OFFLINE);
+      return;
+    }
+    this._setState(STATES.RECONNECTING);
+    clearTimeout(this._reconnectTimer);
+    const delay = backoffDelay(this._attempt, this.backoff, this.random);
+    this._attempt++;
+    this.lastDelay = delay;
+    this._emit('reconnect', { delay, attempt: this._attempt });
+    this._reconnectTimer = setTimeout(() => this._open(), delay);
+  }
+
+  _dropSocket(code, reason) {
+    const ws = this._ws;
+    this._connSeq++; // ignore whatever the old socket still reports
+    this._ws = null;
+    this._authed = false;
+    this._stopPing();
+    this._failPending(new CouponmeshError('disconnected', reason));
+    if (ws) {
+      try {
+        ws.close(code, reason);
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  _networkChanged(online) {
+    this._networkOffline = !online;
+    if (!this._started) return;
+    if (!online) {
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._dropSocket(1000, 'network offline');
+      this._setState(STATES.OFFLINE);
+    } else if (!this._ws) {
+      clearTimeout(this._reconnectTimer);
+      this._attempt = 0;
+      this._setState(STATES.RECONNECTING);
+      this._open();
+    }
+  }
+
+  /** Drops the current connection and reconnects at once (e.g. after a token change). */
+  reconnect() {
+    if (!this._started) return this.connect();
+    clearTimeout(this._reconnectTimer);
+    this._dropSocket(1000, 'reconnect');
+    this._attempt = 0;
+    this._setState(STATES.RECONNECTING);
+    this._open();
+  }
+
+  _startPing(conn) {
+    this._stopPing();
+    if (!this.pingIntervalMs) return;
+    this._pingTimer = setInterval(() => {
+      if (conn !== this._connSeq) return;
+      this.request('ping').catch((err) => {
+        if (conn === this._connSeq && err.code === 'timeout') {
+          this._dropSocket(4000, 'ping timeout');
+          this._scheduleReconnect();
+        }
+      });
+    }, this.pingIntervalMs);
+  }
+
+  _stopPing() {
+    clearInterval(this._pingTimer);
+    this._pingTimer = null;
+  }
+
+  // ---- frames ----
+
+  _onFrame(data) {
+    if (typeof data !== 'string') return; // the server sends text frames only
+    for (const { msg, error, raw } of splitFrame(data)) {
+      if (error) {
+        this._emit('error', new CouponmeshError('bad_request', `malformed message from server: ${raw.slice(0, 80)}`));
+        continue;
+      }
+      this._onMessage(msg);
+    }
+  }
+
+  _onMessage(msg) {
+    if (!msg || typeof msg !== 'object') return;
+    if (typeof msg.push === 'string') {
+      this._emit('push', msg);
+      if (msg.push === 'coupon' && msg.coupon) this.applyCoupon(msg.coupon);
+      else if (msg.push === 'feed' && msg.entry) this._onFeedPush(msg.entry);
+      return; // unknown pushes are ignored
+    }
+    if (typeof msg.id === 'number') {
+      const p = this._pending.get(msg.id);
+      if (!p) return; // late reply of a timed-out request
+      this._pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (p.counted) this._release();
+      if (msg.error) p.reject(new CouponmeshError(msg.error.code || 'internal', msg.error.message));
+      else p.resolve(msg.ok ?? {});
+      return;
+    }
+    if (msg.error) this._emit('error', new CouponmeshError(msg.error.code || 'internal', msg.error.message));
+  }
+
+  // ---- requests ----
+
+  /**
+   * Sends a request and resolves with its `ok` object, or rejects with a
+   * CouponmeshError (server code, `timeout` or `disconnected`). Needs an
+   * authenticated connection: rejects with `disconnected` otherwise.
+   */
+  request(op, fields = {}, { timeoutMs } = {}) {
+    return this._send({ ...fields, op }, { timeoutMs });
+  }
+
+  _send(body, { timeoutMs, direct = false } = {}) {
+    return new Promise((resolve, reject) => {
+      const ready = this._ws && (direct || this._authed);
+      if (!ready) {
+        reject(new CouponmeshError('disconnected', `not connected (${body.op})`));
+        return;
+      }
+      const id = this._nextId++;
+      const entry = { resolve, reject, timer: null, counted: false, conn: this._connSeq };
+      const ms = timeoutMs ?? this.requestTimeoutMs;
+      entry.timer = setTimeout(() => {
+        if (!this._pending.has(id)) {
+          // still waiting for a slot
+          const i = this._waiting.findIndex((w) => w.id === id);
+          if (i >= 0) this._waiting.splice(i, 1);
+        } else {
+          this._pending.delete(id);
+          if (entry.counted) this._release();
+        }
+        reject(new CouponmeshError('timeout', `no reply to ${body.op} within ${ms} ms`));
+      }, ms);
+      const frame = JSON.stringify({ id, ...body });
+      if (direct || this._inFlight < this.maxInFlight) this._transmit(id, frame, entry, !direct);
+      else this._waiting.push({ id, frame, entry });
+    });
+  }
+
+  _transmit(id, frame, entry, count) {
+    this._pending.set(id, entry);
+    if (count) {
+      entry.counted = true;
+      this._inFlight++;
+    }
+    try {
+      this._ws.send(frame);
+    } catch (err) {
+      this._pending.delete(id);
+      clearTimeout(entry.timer);
+      if (count) this._release();
+      entry.reject(new CouponmeshError('disconnected', String(err && err.message)));
+    }
+  }
+
+  _release() {
+    this._inFlight = Math.max(0, this._inFlight - 1);
+    this._pump();
+  }
+
+  _pump() {
+    while (this._waiting.length && this._inFlight < this.maxInFlight && this._ws && this._authed) {
+      const w = this._waiting.shift();
+      this._transmit(w.id, w.frame, w.entry, true);
+    }
+  }
+
+  _failPending(err) {
+    const pending = [...this._pending.values()];
+    const waiting = this._waiting.map((w) => w.entry);
+    this._pending.clear();
+    this._waiting = [];
+    this._inFlight = 0;
+    for (const p of [...pending, ...waiting]) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+  }
+
+  // ---- coupons ----
+
+  /**
+   * Applies a coupon state if its version is newer than the one held (or
+   * none is held). Returns true when applied; emits 'coupon'.
+   */
+  applyCoupon(c) {
+    if (!c || typeof c.id !== 'string') return false;
+    const held = this.coupons.get(c.id);
+    const v = Number(c.version) || 0;
+    if (held && (Number(held.version) || 0) >= v) return false;
+    this.coupons.set(c.id, c);
+    this._emit('coupon', c);
+    return true;
+  }
+
+  /** The newest state held of a coupon. */
+  coupon(id) {
+    return this.coupons.get(id);
+  }
+
+  /**
+   * Subscribes to coupons: remembered for every later reconnect, and sent now
+   * with the versions held when online (resolves with the reply; when
+   * offline, with {coupons: [], offline: true}).
+   */
+  async subscribe(ids) {
+    const fresh = [];
+    for (const id of ids) {
+      if (!this.subscriptions.has(id)) fresh.push(id);
+      this.subscriptions.add(id);
+    }
+    if (!this._authed) return { coupons: [], offline: true };
+    return this._subscribeIds(ids);
+  }
+
+  async _subscribeIds(ids) {
+    const all = { coupons: [], missing: [] };
+    for (let i = 0; i < ids.length; i += SUBSCRIBE_CHUNK) {
+      const chunk = ids.slice(i, i + SUBSCRIBE_CHUNK).map((id) => {
+        const held = this.coupons.get(id);
+        return held ? { id, version: Number(held.version) || 0 } : { id, version: 0 };
+      });
+      const ok = await this.request('subscribe', { coupons: chunk });
+      for (const c of ok.coupons || []) {
+        this.applyCoupon(c);
+        all.coupons.push(c);
+      }
+      for (const id of ok.missing || []) {
+        this.subscriptions.delete(id);
+        all.missing.push(id);
+      }
+    }
+    return all;
+  }
+
+  /** Unsubscribes (forgotten for later reconnects too). */
+  async unsubscribe(ids) {
+    for (const id of ids) this.subscriptions.delete(id);
+    if (!this._authed) return {};
+    return this.request('unsubscribe', { coupons: ids });
+  }
+
+  /** Reads a coupon (applied by the version rule). */
+  async get(id) {
+    const ok = await this.request('get', { coupon: id });
+    if (ok.coupon) this.applyCoupon(ok.coupon);
+    return ok.coupon;
+  }
+
+  /** Follows a coupon (persisted on the user; also subscribes). */
+  async follow(id) {
+    const ok = await this.request('follow', { coupon: id });
+    this.subscriptions.add(id);
+    if (ok.coupon) this.applyCoupon(ok.coupon);
+    return ok.coupon;
+  }
+
+  /** Unfollows a coupon (and unsubscribes). */
+  async unfollow(id) {
+    const ok = await this.request('unfollow', { coupon: id });
+    this.subscriptions.delete(id);
+    return ok;
+  }
+
+  /** The user's claims, oldest first. */
+  async wallet() {
+    const ok = await this.request('wallet');
+    return ok.claims || [];
+  }
+
+  // ---- claims ----
+
+  /**
+   * Claims a coupon. The claim is first put in the claim queue with its rid
+   * (an idempotency key, one per user intent), then sent when online.
+   * Resolves with {rid, coupon, claim} once answered ok; rejects with the
+   * server's error for a definitive refusal (sold_out, already_claimed, …);
+   * resolves with {rid, coupon, queued: true} when the answer is not known
+   * (offline, connection lost, timeout, unavailable): the claim stays queued
+   * and is sent again, with the same rid, after the next (re)connect.
+   * Every outcome is also emitted as a 'claim' event.
+   */
+  async claim(coupon, { rid } = {}) {
+    const entry = { rid: rid || newRid(), coupon, at: Date.now() };
+    await this.claimQueue.add(entry);
+    if (!this._authed) {
+      const res = { rid: entry.rid, coupon, queued: true };
+      this._emit('claim', res);
+      return res;
+    }
+    const res = await this._sendClaim(entry);
+    if (res.error) throw res.error;
+    return res;
+  }
+
+  /** Claims queued and not answered yet. */
+  pendingClaims() {
+    return this.claimQueue.list();
+  }
+
+  async _sendClaim(entry) {
+    if (this._claimsSending.has(entry.rid)) return { rid: entry.rid, coupon: entry.coupon, queued: true };
+    this._claimsSending.add(entry.rid);
+    let res;
+    try {
+      const ok = await this.request('claim', { coupon: entry.coupon, rid: entry.rid });
+      await this.claimQueue.remove(entry.rid);
+      res = { rid: entry.rid, coupon: entry.coupon, claim: ok.claim };
+    } catch (err) {
+      if (err instanceof CouponmeshError && RETRYABLE_CODES.has(err.code)) {
+        res = { rid: entry.rid, coupon: entry.coupon, queued: true };
+        if (this._authed) this._scheduleClaimRetry();
+      } else {
+        await this.claimQueue.remove(entry.rid);
+        res = { rid: entry.rid, coupon: entry.coupon, error: err };
+      }
+    } finally {
+      this._claimsSending.delete(entry.rid);
+    }
+    this._emit('claim', res);
+    return res;
+  }
+
+  _scheduleClaimRetry() {
+    if (this._claimRetryTimer) return;
+    const delay = backoffDelay(2, this.backoff, this.random);
+    this._claimRetryTimer = setTimeout(() => {
+      this._claimRetryTimer = null;
+      this.flushClaims();
+    }, delay);
+  }
+
+  /**
+   * Sends every queued claim not in flight, once, with its original rid.
+   * Called after each (re)connect; safe to call at any time.
+   */
+  async flushClaims() {
+    if (!this._authed) return [];
+    const list = await this.claimQueue.list();
+    return Promise.all(list.filter((e) => !this._claimsSending.has(e.rid)).map((e) => this._sendClaim(e)));
+  }
+
+  // ---- feed ----
+
+  /**
+   * Starts the user's feed: fetches the entries after `after` (default: the
+   * last seq applied), page by page, and from then on applies feed pushes,
+   * in seq order and deduped by seq. Remembered for every reconnect, which
+   * resumes after the last seq applied.
+   */
+  async startFeed({ after } = {}) {
+    if (typeof after === 'number' && after > this.lastSeq) this.lastSeq = after;
+    this.feedWanted = true;
+    if (!this._authed) return [];
+    return this._fetchFeed();
+  }
+
+  _fetchFeed() {
+    if (this._feedFetching) return this._feedFetching;
+    this._feedFetching = (async () => {
+      const got = [];
+      try {
+        for (;;) {
+          const before = this.lastSeq;
+          const ok = await this.request('feed', { after: this.lastSeq, limit: FEED_PAGE });
+          const entries = ok.entries || [];
+          for (const e of entries) if (this._applyFeedEntry(e)) got.push(e);
+          got.push(...this._drainFeedBuffer());
+          const full = entries.length >= FEED_PAGE;
+          const gap = this._feedBuffer.size > 0;
+          if (!(full || (gap && this.lastSeq > before))) break;
+        }
+      } finally {
+        this._feedFetching = null;
+      }
+      return got;
+    })();
+    return this._feedFetching;
+  }
+
+  /** Applies buffered pushes that now follow the last seq; drops seen ones. */
+  _drainFeedBuffer() {
+    const got = [];
+    for (;;) {
+      const e = this._feedBuffer.get(this.lastSeq + 1);
+      if (!e) break;
+      this._feedBuffer.delete(this.lastSeq + 1);
+      if (this._applyFeedEntry(e)) got.push(e);
+    }
+    for (const seq of this._feedBuffer.keys()) if (seq <= this.lastSeq) this._feedBuffer.delete(seq);
+    return got;
+  }
+
+  _applyFeedEntry(e) {
+    const seq = Number(e && e.seq);
+    if (!Number.isFinite(seq) || seq <= this.lastSeq) return false;
+    this.lastSeq = seq;
+    if (e.change) this.applyCoupon(e.change);
+    this._emit('feed', e);
+    return true;
+  }
+
+  _onFeedPush(e) {
+    const seq = Number(e.seq);
+    if (!Number.isFinite(seq) || seq <= this.lastSeq) return; // seen already
+    if (seq === this.lastSeq + 1 && !this._feedFetching) {
+      this._applyFeedEntry(e);
+      this._drainFeedBuffer();
+      return;
+    }
+    // A page is being read, or a gap: keep the entry until the entries
+    // before it are in; a gap is filled by reading the feed after lastSeq.
+    this._feedBuffer.set(seq, e);
+    if (!this._feedFetching) this._fetchFeed().catch((err) => this._emit('error', err));
+  }
+}

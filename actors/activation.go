@@ -29,9 +29,11 @@ type Activation[M State] struct {
 	Hubs Subscribers
 	M    M // valid once Loaded
 
-	loaded    bool
-	load      func(ctx context.Context, id string) (M, error)
-	snapTimer *time.Timer
+	loaded     bool
+	load       func(ctx context.Context, id string) (M, error)
+	snapTimer  *time.Timer
+	superseded bool // another activation wrote to the journal: step aside
+	stopping   bool
 }
 
 // NewActivation returns the lifecycle of one grain of kind, whose state load
@@ -65,6 +67,11 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 	case snapshotTick:
 		a.snapTimer = nil
 		a.snapshot()
+	case *cluster.ClusterTopology:
+		// Sent by the placement actor when members left: their hubs are gone.
+		for _, m := range msg.Left {
+			a.Hubs.Remove(m.Address())
+		}
 	case *cluster.GrainRequest:
 		if !a.ensureLoaded() {
 			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
@@ -88,6 +95,22 @@ func (a *Activation[M]) ensureLoaded() bool {
 	}
 	a.M, a.loaded = m, true
 	return true
+}
+
+// Supersede records that another activation of this identity appended to
+// the journal (churn overlap): the grain passivates after this message, and
+// the next request activates it on the owner the cluster agrees on. Use it
+// as the journal's Superseded hook.
+func (a *Activation[M]) Supersede() { a.superseded = true }
+
+// After ends every message: it passivates a superseded activation once.
+// Messages already in the mailbox are still answered (fenced by the journal).
+func (a *Activation[M]) After(ctx actor.Context) {
+	if a.superseded && !a.stopping {
+		a.stopping = true
+		a.Log.Info("another activation wrote to the journal; passivating")
+		ctx.Poison(ctx.Self())
+	}
 }
 
 // OpContext bounds one message's database work.

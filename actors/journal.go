@@ -21,6 +21,9 @@ type Journal struct {
 	Apply func(couponmesh.Entry) error
 	// Observe, if set, gets the latency of every append.
 	Observe func(time.Duration)
+	// Superseded, if set, is called when an append lost to entries another
+	// activation wrote: this activation should step aside (passivate).
+	Superseded func()
 }
 
 // MaxCommitAttempts bounds how often a commit reloads after losing an append
@@ -115,6 +118,9 @@ func (j *Journal) Commit(ctx context.Context, build func(seq int64) (couponmesh.
 		}
 		if n == 0 {
 			return couponmesh.Entry{}, ErrFenced
+		}
+		if j.Superseded != nil {
+			j.Superseded()
 		}
 	}
 	return couponmesh.Entry{}, fmt.Errorf("journal %s: lost %d appends in a row: %w", j.Entity, MaxCommitAttempts, couponmesh.ErrUnavailable)

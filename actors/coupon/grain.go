@@ -20,6 +20,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			m, err := Load(ctx, cfg.Store, id, nil)
 			if err == nil {
 				m.journal.Observe = cfg.ObserveAppends()
+				m.journal.Superseded = g.Supersede
 			}
 			return m, err
 		})
@@ -39,6 +40,7 @@ func (g *grain) Receive(ctx actor.Context) {
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
 	}
+	g.After(ctx)
 }
 
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {

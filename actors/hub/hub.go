@@ -44,9 +44,14 @@ type Hub struct {
 	pid     *actor.PID
 	stop    chan struct{}
 	done    chan struct{}
+	kick    chan struct{} // topology changed: renew now
 	pushes  prometheus.Counter
 	deliver prometheus.Counter
 }
+
+// topologySettle is how long a hub waits after a topology change before
+// renewing its registrations.
+const topologySettle = 300 * time.Millisecond
 
 const (
 	coupons = 0
@@ -83,7 +88,7 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 		cfg: cfg, c: c, addr: c.ActorSystem.Address(),
 		topics: [2]map[string]*topic{{}, {}},
 		sinks:  make(map[couponmesh.Sink]*regs),
-		stop:   make(chan struct{}), done: make(chan struct{}),
+		stop:   make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
 		pushes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_pushes_total", Help: "Pushes received by this node's hub from grains."}),
 		deliver: prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_deliveries_total", Help: "Frames handed to local sessions by the hub."}),
 	}
@@ -95,6 +100,21 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 		return nil, err
 	}
 	h.pid = pid
+	// When members join or leave, grains move: renew every registration at
+	// once, so a grain's new activation learns of this hub (and pushes its
+	// current state) without waiting for the next period.
+	sub := c.ActorSystem.EventStream.Subscribe(func(ev any) {
+		if _, ok := ev.(*cluster.ClusterTopology); ok {
+			select {
+			case h.kick <- struct{}{}:
+			default:
+			}
+		}
+	})
+	go func() {
+		<-h.done
+		c.ActorSystem.EventStream.Unsubscribe(sub)
+	}()
 	go h.renew()
 	return h, nil
 }
@@ -269,7 +289,8 @@ func (h *Hub) unregister(kind int, key string) {
 	}
 }
 
-// renew keeps every registration's lease alive, a few calls at a time.
+// renew keeps every registration's lease alive, a few calls at a time,
+// every Refresh and soon after a topology change.
 func (h *Hub) renew() {
 	defer close(h.done)
 	t := time.NewTicker(h.cfg.Refresh)
@@ -279,6 +300,14 @@ func (h *Hub) renew() {
 		case <-h.stop:
 			return
 		case <-t.C:
+		case <-h.kick:
+			// Let the other members apply the same change first, so the
+			// renewal reaches the new owner rather than being refused.
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(topologySettle):
+			}
 		}
 		var keys [2][]string
 		h.mu.RLock()

@@ -18,7 +18,9 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			m, err := Load(ctx, cfg.Store, id)
 			if err == nil {
 				m.journal.Observe = cfg.ObserveAppends()
+				m.journal.Superseded = g.Supersede
 				m.OnEntry = g.published
+				g.loadedSeq = m.Seq()
 			}
 			return m, err
 		})
@@ -28,7 +30,8 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 
 type grain struct {
 	*actors.Activation[*Machine]
-	ctx actor.Context // the context of the message being handled
+	ctx       actor.Context // the context of the message being handled
+	loadedSeq int64         // feed seq when this activation loaded
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -37,6 +40,7 @@ func (g *grain) Receive(ctx actor.Context) {
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
 	}
+	g.After(ctx)
 }
 
 // published pushes a new feed entry to the hubs of the user's sessions and
@@ -49,8 +53,27 @@ func (g *grain) published(e couponmesh.FeedEntry) {
 	g.ScheduleSnapshot(g.ctx)
 }
 
+// resend pushes to a hub that renewed a lease this activation did not know
+// (the grain moved or was reactivated) the entries this activation appended:
+// the hub may have missed them. Sessions drop entries they already have.
+func (g *grain) resend(ctx actor.Context, addr string) {
+	opCtx, cancel := g.OpContext()
+	defer cancel()
+	entries, err := g.M.Feed(opCtx, g.loadedSeq, 256)
+	if err != nil {
+		g.Log.Warn("feed resend failed", "hub", addr, "err", err)
+		return
+	}
+	for _, e := range entries {
+		actors.PushTo(ctx, addr, actors.PushFeed, g.ID, couponmesh.FeedPush(e))
+	}
+}
+
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
-	if ok, _ := g.Hubs.HandleHubRef(ctx, req, actors.UserAttach, actors.UserDetach); ok {
+	if ok, addr := g.Hubs.HandleHubRef(ctx, req, actors.UserAttach, actors.UserDetach); ok {
+		if addr != "" {
+			g.resend(ctx, addr)
+		}
 		return
 	}
 	m := g.M

@@ -14,8 +14,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+
+	"github.com/couponmesh/couponmesh/cluster/placement"
 )
 
 // Config of a member.
@@ -24,6 +25,7 @@ type Config struct {
 	RemoteAddr     string // protoactor remote bind host:port; port 0 picks one
 	AdvertisedAddr string // host:port other members dial; empty: the bound address
 	RequestTimeout time.Duration
+	LookupTimeout  time.Duration // placement: wait for an owner's answer (default 1 s)
 	Provider       cluster.ClusterProvider
 	Log            *slog.Logger
 }
@@ -32,6 +34,7 @@ type Config struct {
 type Node struct {
 	System  *actor.ActorSystem
 	Cluster *cluster.Cluster
+	Lookup  *placement.Lookup
 	log     *slog.Logger
 }
 
@@ -62,7 +65,8 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 	if cfg.AdvertisedAddr != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
-	ccfg := cluster.Configure(cfg.ClusterName, cfg.Provider, disthash.New(), remote.Configure(host, port, ropts...),
+	lookup := placement.New(cfg.LookupTimeout)
+	ccfg := cluster.Configure(cfg.ClusterName, cfg.Provider, lookup, remote.Configure(host, port, ropts...),
 		cluster.WithKinds(kinds...), cluster.WithRequestTimeout(cfg.RequestTimeout),
 		cluster.WithHeartbeatExpiration(20*time.Second))
 	c := cluster.New(sys, ccfg)
@@ -73,7 +77,7 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 	}()
 	c.StartMember()
 	cfg.Log.Info("cluster member started", "address", sys.Address(), "member", sys.ID)
-	return &Node{System: sys, Cluster: c, log: cfg.Log}, nil
+	return &Node{System: sys, Cluster: c, Lookup: lookup, log: cfg.Log}, nil
 }
 
 // Address returns the member's protoactor address.

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,27 +32,33 @@ import (
 
 // App is a running node: database, cluster member, hub, listeners.
 type App struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *devdb.DB // nil with an external MongoDB
-	store    *mongodb.Store
-	node     *node.Node
-	hub      *hub.Hub
-	ws       *ws.Handler
-	public   *http.Server
-	admin    *http.Server
-	httpLn   net.Listener
-	adminLn  net.Listener
-	draining atomic.Bool
-	svc      *actors.Service
+	cfg       Config
+	log       *slog.Logger
+	db        *devdb.DB // nil with an external MongoDB
+	store     *mongodb.Store
+	node      *node.Node
+	hub       *hub.Hub
+	ws        *ws.Handler
+	publicSrv *http.Server
+	admin     *http.Server
+	httpLn    net.Listener
+	adminLn   net.Listener
+	draining  atomic.Bool
+	svc       *actors.Service
+	members   *membership.Provider
+	public    string // host:port clients reach this node at
+
+	drainOnce sync.Once
+	drained   chan struct{} // closed when a drain has finished
+	evicted   chan struct{} // closed when the cluster evicted this member
 }
 
 // Start brings a node up. On error everything started so far is stopped.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	a := &App{cfg: cfg, log: log}
+	a := &App{cfg: cfg, log: log, drained: make(chan struct{}), evicted: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			a.Stop(context.Background())
+			a.stop(context.Background())
 		}
 	}()
 	uri := cfg.MongoURI
@@ -67,6 +76,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, fmt.Errorf("database: %w", err)
 	}
 
+	// Bind the listeners first: their addresses go into the node's metadata.
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("public listener: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	a.public = cfg.Cluster.PublicAddr
+	if a.public == "" {
+		a.public = reachable(a.httpLn.Addr().String(), cfg.RemoteAddr)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	call := actors.DefaultCallConfig()
@@ -82,8 +103,21 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
+	var key []byte
+	if cfg.Cluster.GossipKey != "" {
+		key, _ = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey) // validated by LoadConfig
+	}
+	a.members = membership.New(membership.Config{
+		NodeName: cfg.NodeName, BindAddr: cfg.ClusterAddr, AdvertiseAddr: cfg.Cluster.AdvertiseAddr, Seeds: cfg.Seeds,
+		SecretKey: key, Label: cfg.Cluster.GossipLabel, Profile: cfg.Cluster.Failure,
+		ProbeInterval: cfg.Cluster.ProbeInterval.D(), ProbeTimeout: cfg.Cluster.ProbeTimeout.D(), SuspicionMult: cfg.Cluster.SuspicionMult,
+		RejoinInterval: cfg.Cluster.RejoinInterval.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
+		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
+		OnEvicted: func() { close(a.evicted) }, Log: log,
+	})
 	a.node, err = node.Start(node.Config{
-		RemoteAddr: cfg.RemoteAddr, RequestTimeout: call.Timeout, Provider: membership.NewStatic(), Log: log,
+		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
+		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, Log: log,
 	}, coupon.Kind(gcfg), user.Kind(gcfg))
 	if err != nil {
 		return nil, err
@@ -109,19 +143,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		Service: svc, Tokens: tokens, WS: a.ws, Dev: cfg.Dev, Ready: a.ready, Static: webFS(), Log: log,
 	})
 
-	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("public listener: %w", err)
-	}
-	if a.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-		return nil, fmt.Errorf("admin listener: %w", err)
-	}
-	a.public = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	a.publicSrv = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.adminAPI(mux)
 	a.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go a.serve(a.public, a.httpLn, "public")
+	go a.serve(a.publicSrv, a.httpLn, "public")
 	go a.serve(a.admin, a.adminLn, "admin")
-	log.Info("node ready", "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(), "dev", cfg.Dev)
+	log.Info("node ready", "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(),
+		"public", a.public, "member", a.node.System.ID, "dev", cfg.Dev)
 	return a, nil
 }
 
@@ -141,6 +171,9 @@ func (a *App) ready(ctx context.Context) error {
 	if a.draining.Load() {
 		return errors.New("draining")
 	}
+	if !a.members.Joined() {
+		return errors.New("not joined to the cluster yet")
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {
@@ -149,18 +182,56 @@ func (a *App) ready(ctx context.Context) error {
 	return nil
 }
 
-// Stop shuts the node down: readiness off, sessions closed, grains
-// passivated (snapshots flushed), database closed.
-func (a *App) Stop(ctx context.Context) {
+// Drained is closed when a drain (Drain or Stop) has finished.
+func (a *App) Drained() <-chan struct{} { return a.drained }
+
+// Evicted is closed when a majority of the cluster declared this member
+// dead while it was still running (paused, partitioned): the process must
+// exit, and its supervisor starts a new member with a new identity.
+func (a *App) Evicted() <-chan struct{} { return a.evicted }
+
+// Drain leaves the cluster without a client-visible error: readiness goes
+// false (the load balancer stops sending new clients), sessions are handed
+// over to the other nodes (close 1012 with their addresses, spread over
+// cluster.drain_spread), the hub stops, grains passivate after answering
+// what they hold (their writes are durable when answered; snapshots are
+// flushed), the member leaves memberlist, and the database is closed. Only
+// the first call drains; every call waits for it or ctx.
+func (a *App) Drain(ctx context.Context) {
+	a.drainOnce.Do(func() { go a.drain() })
+	select {
+	case <-a.drained:
+	case <-ctx.Done():
+	}
+}
+
+func (a *App) drain() {
+	defer close(a.drained)
+	start := time.Now()
 	a.draining.Store(true)
-	if a.public != nil {
-		_ = a.public.Shutdown(ctx)
+	a.log.Info("draining", "sessions", a.sessions())
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+10*time.Second)
+	defer cancel()
+	if a.ws != nil {
+		if err := a.ws.Drain(ctx, a.otherNodes(), a.cfg.Cluster.DrainSpread.D()); err != nil {
+			a.log.Warn("sessions did not all leave in time", "left", a.ws.Sessions())
+		}
+	}
+	a.stop(ctx)
+	a.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// Stop drains the node (see Drain) and waits for it or ctx.
+func (a *App) Stop(ctx context.Context) { a.Drain(ctx) }
+
+// stop ends what Start started, in order.
+func (a *App) stop(ctx context.Context) {
+	a.draining.Store(true)
+	if a.publicSrv != nil {
+		_ = a.publicSrv.Shutdown(ctx)
 	}
 	if a.ws != nil {
-		a.ws.Shutdown(ctx)
-	}
-	if a.admin != nil {
-		_ = a.admin.Shutdown(ctx)
+		_ = a.ws.Shutdown(ctx)
 	}
 	if a.hub != nil {
 		a.hub.Stop()
@@ -168,10 +239,54 @@ func (a *App) Stop(ctx context.Context) {
 	if a.node != nil {
 		a.node.Stop(true)
 	}
+	if a.admin != nil {
+		_ = a.admin.Shutdown(ctx)
+	}
 	if a.store != nil {
 		_ = a.store.Close(ctx)
 	}
 	if a.db != nil {
 		_ = a.db.Close()
 	}
+}
+
+func (a *App) sessions() int {
+	if a.ws == nil {
+		return 0
+	}
+	return a.ws.Sessions()
+}
+
+// otherNodes returns the public addresses of the other alive members,
+// shuffled so that successive drains spread their clients.
+func (a *App) otherNodes() []string {
+	var out []string
+	if a.members == nil {
+		return nil
+	}
+	self := a.members.Self().ID
+	for _, m := range a.members.Members() {
+		if m.ID != self && m.Status == "alive" && m.HTTP != "" {
+			out = append(out, m.HTTP)
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// reachable turns a bound address into one others can dial: an unspecified
+// host (":8080", "0.0.0.0:8080") takes the host of hint (the remote address).
+func reachable(bound, hint string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return bound
+	}
+	h, _, err := net.SplitHostPort(hint)
+	if err != nil || h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+		h = "127.0.0.1"
+	}
+	return net.JoinHostPort(h, port)
 }

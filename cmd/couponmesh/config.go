@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +33,22 @@ type Config struct {
 	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
 	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
 	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
-	Actors         struct {
+	Cluster        struct {
+		PublicAddr      string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
+		AdvertiseAddr   string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
+		RemoteAdvertise string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
+		GossipKey       string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
+		GossipLabel     string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
+		Failure         string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
+		ProbeInterval   Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
+		ProbeTimeout    Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
+		SuspicionMult   int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
+		RejoinInterval  Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
+		LookupTimeout   Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
+		DrainSpread     Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+		TopologyDelay   Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"` // tests only
+	} `yaml:"cluster" envPrefix:"CLUSTER_"`
+	Actors struct {
 		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
 		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
 		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
@@ -112,6 +128,12 @@ func (c *Config) fill() {
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = Duration(24 * time.Hour)
 	}
+	if c.Cluster.Failure == "" {
+		c.Cluster.Failure = "fast"
+	}
+	if c.Cluster.DrainSpread <= 0 {
+		c.Cluster.DrainSpread = Duration(3 * time.Second)
+	}
 	if len(c.AllowedOrigins) == 0 {
 		c.AllowedOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
 	}
@@ -121,6 +143,18 @@ func (c *Config) validate() error {
 	var errs []error
 	if len(c.JWTSecret) < 32 {
 		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if c.Cluster.GossipKey != "" {
+		if k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey); err != nil {
+			errs = append(errs, fmt.Errorf("cluster.gossip_key: not base64: %w", err))
+		} else if n := len(k); n != 16 && n != 24 && n != 32 {
+			errs = append(errs, fmt.Errorf("cluster.gossip_key: %d bytes, want 16, 24 or 32", n))
+		}
+	}
+	switch c.Cluster.Failure {
+	case "fast", "lan":
+	default:
+		errs = append(errs, fmt.Errorf("cluster.failure_detection %q: want fast or lan", c.Cluster.Failure))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
@@ -134,6 +168,9 @@ func (c *Config) validate() error {
 func (c Config) Redacted() string {
 	if c.JWTSecret != "" {
 		c.JWTSecret = "<redacted>"
+	}
+	if c.Cluster.GossipKey != "" {
+		c.Cluster.GossipKey = "<redacted>"
 	}
 	if i := strings.Index(c.MongoURI, "@"); i > 0 {
 		if j := strings.Index(c.MongoURI, "://"); j > 0 && j < i {

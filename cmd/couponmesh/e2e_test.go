@@ -28,7 +28,7 @@ func startApp(t *testing.T, mod func(*Config)) *App {
 	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
 		t.Fatal(err)
 	}
-	cfg.HTTPAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Dev = true
 	cfg.JWTSecret = testSecret

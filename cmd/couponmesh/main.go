@@ -1,6 +1,7 @@
 // Command couponmesh is the one binary of couponmesh.
 //
 //	couponmesh node [--config FILE] [--check-config]   run a node
+//	couponmesh ctl [--admin HOST:PORT] members|drain   operate a cluster
 package main
 
 import (
@@ -25,13 +26,15 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh node [--config FILE] [--check-config]")
+		return errors.New("usage: couponmesh node|ctl ...")
 	}
 	switch args[0] {
 	case "node":
 		return runNode(args[1:])
+	case "ctl":
+		return runCtl(args[1:], os.Stdout)
 	default:
-		return fmt.Errorf("unknown command %q (want: node)", args[0])
+		return fmt.Errorf("unknown command %q (want: node, ctl)", args[0])
 	}
 }
 
@@ -57,12 +60,20 @@ func runNode(args []string) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	app.Stop(sctx)
-	return nil
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: draining")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Cluster.DrainSpread.D()+20*time.Second)
+		defer cancel()
+		app.Stop(sctx)
+		return nil
+	case <-app.Drained():
+		return nil // drained through the admin API
+	case <-app.Evicted():
+		// No graceful leave: the others removed this member already, and its
+		// activations must stop serving now. A new process gets a new ID.
+		return errors.New("evicted by the cluster (declared dead while running): restart with a new identity")
+	}
 }
 
 func newLogger(level string) *slog.Logger {

@@ -48,7 +48,7 @@ func startProc(t *testing.T, bin, dir string) *proc {
 	p := &proc{http: freeAddr(t), admin: freeAddr(t), dir: dir}
 	p.cmd = exec.Command(bin, "node")
 	p.cmd.Env = append(os.Environ(),
-		"COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,
+		"COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin, "COUPONMESH_CLUSTER_ADDR=127.0.0.1:0",
 		"COUPONMESH_DATA_DIR="+dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
 		"COUPONMESH_NODE_NAME=restart", "COUPONMESH_LOG_LEVEL=warn")
 	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr

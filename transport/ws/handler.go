@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ type Handler struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	closing  bool
+	handoff  string        // while draining: the 1012 close reason (other nodes)
 	drained  chan struct{} // closed when closing and no session is left
 }
 
@@ -62,9 +64,9 @@ func (h *Handler) Sessions() int { return int(h.count.Load()) }
 // Config.OriginPatterns (403) and, after Shutdown, every request (503).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
-	closing := h.closing
+	closing, handoff := h.closing, h.handoff
 	h.mu.Unlock()
-	if closing {
+	if closing && handoff == "" {
 		http.Error(w, "node is shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -86,6 +88,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s := newSession(h, conn, h.nextID.Add(1))
 	if !h.add(s) {
+		if handoff != "" {
+			h.m.dropped.WithLabelValues(dropDrain).Inc()
+			conn.Close(websocket.StatusServiceRestart, handoff)
+			return
+		}
 		conn.Close(websocket.StatusGoingAway, "node is shutting down")
 		return
 	}
@@ -120,6 +127,68 @@ func (h *Handler) remove(s *session) {
 			close(h.drained)
 		}
 	}
+}
+
+// Drain hands every session over to other nodes: it closes them with 1012
+// (service restart) and a reason listing others (host:port of their public
+// listeners, as many as fit in a close frame), spread evenly over spread so
+// that the other nodes are not stampeded, and waits until they have ended or
+// ctx is done. New sessions are closed the same way at once. Shutdown ends
+// what is left.
+func (h *Handler) Drain(ctx context.Context, others []string, spread time.Duration) error {
+	reason := HandoffReason(others)
+	h.mu.Lock()
+	h.closing, h.handoff = true, reason
+	open := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		open = append(open, s)
+	}
+	h.mu.Unlock()
+	h.log.Info("ws: draining sessions", "sessions", len(open), "spread", spread, "to", reason)
+	start := time.Now()
+	for i, s := range open {
+		// Session i closes at i/n of the spread.
+		if d := time.Until(start.Add(spread * time.Duration(i) / time.Duration(len(open)))); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		s.close(websocket.StatusServiceRestart, reason, dropDrain)
+	}
+	h.mu.Lock()
+	left := len(h.sessions)
+	h.mu.Unlock()
+	if left == 0 {
+		return nil
+	}
+	select {
+	case <-h.drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// HandoffReason is the 1012 close reason naming other nodes: addresses
+// separated by commas, as many as fit in the 123 bytes of a close reason.
+func HandoffReason(others []string) string {
+	reason := ""
+	for _, a := range others {
+		next := a
+		if reason != "" {
+			next = reason + "," + a
+		}
+		if len(next) > 123 {
+			break
+		}
+		reason = next
+	}
+	if reason == "" {
+		return "node draining"
+	}
+	return reason
 }
 
 // Shutdown refuses new sessions, closes every open session with 1001 (going

@@ -16,6 +16,7 @@ const (
 	dropWriteError     = "write_error"
 	dropBadSubprotocol = "bad_subprotocol"
 	dropShutdown       = "shutdown"
+	dropDrain          = "drain"
 )
 
 type metrics struct {

@@ -1,0 +1,594 @@
+package membership
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/hashicorp/memberlist"
+)
+
+// Config of the memberlist provider.
+type Config struct {
+	NodeName      string   // shown to operators; the member ID is protoactor's system ID
+	BindAddr      string   // memberlist host:port (TCP and UDP); port 0 picks one
+	AdvertiseAddr string   // host:port other members reach; empty: the bound address
+	Seeds         []string // host:port of members to join
+	SecretKey     []byte   // gossip encryption (AES, 16/24/32 bytes); nil: none
+	Label         string   // gossip label: members with another label are ignored
+	// Profile sets failure detection: "fast" (default: a crash is detected
+	// in about 1.5 s on a LAN) or "lan" (memberlist's defaults, 5–7 s).
+	// ProbeInterval, ProbeTimeout and SuspicionMult override it when set.
+	Profile        string
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	SuspicionMult  int
+	RejoinInterval time.Duration // re-join seeds and known members (partition heal); default 5 s
+	HTTPAddr       string        // the node's public address, in its metadata
+	AdminAddr      string        // the node's admin address, in its metadata
+	// TopologyDelay makes this member apply membership changes late. For
+	// tests of stale views only.
+	TopologyDelay time.Duration
+	// OnEvicted is called once when a majority of the other members say they
+	// declared this member dead: it must exit (a new process gets a new ID).
+	OnEvicted func()
+	Transport memberlist.Transport // nil: UDP and TCP on BindAddr
+	Log       *slog.Logger
+}
+
+// Meta is what a member publishes about itself (memberlist node metadata,
+// at most 512 bytes).
+type Meta struct {
+	ID    string   `json:"id"`    // protoactor member ID (a new one per process start)
+	Host  string   `json:"host"`  // protoactor remote host
+	Port  int      `json:"port"`  // protoactor remote port
+	Kinds []string `json:"kinds"` // grain kinds hosted
+	Name  string   `json:"name"`
+	HTTP  string   `json:"http,omitempty"`
+	Admin string   `json:"admin,omitempty"`
+}
+
+// Address is the protoactor address of the member.
+func (m Meta) Address() string { return net.JoinHostPort(m.Host, strconv.Itoa(m.Port)) }
+
+// Member is a member as memberlist sees it.
+type Member struct {
+	Meta
+	Gossip string    `json:"gossip"` // memberlist address
+	Status string    `json:"status"` // alive, suspect, dead, left
+	Since  time.Time `json:"since"`  // when this node last saw the status change
+}
+
+// Provider is a protoactor ClusterProvider backed by hashicorp/memberlist.
+type Provider struct {
+	cfg Config
+	log *slog.Logger
+
+	ml   *memberlist.Memberlist
+	self Meta
+	kick chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+
+	publish func([]*cluster.Member)
+	blocked func(id string) bool
+
+	mu        sync.Mutex
+	known     map[string]time.Time // memberlist addresses seen alive → when
+	gone      map[string]Member    // members that left or died, by ID, for a while
+	since     map[string]time.Time // status changes, by memberlist name
+	evictedBy map[string]time.Time // member ID → when it said we were dead
+	lastSent  map[string]time.Time // eviction notices sent, by member ID
+	evicted   bool
+	joined    bool
+	applied   []*cluster.Member // the member list last given to protoactor
+	pending   time.Time         // when the current change was first seen (TopologyDelay)
+}
+
+var _ cluster.ClusterProvider = (*Provider)(nil)
+
+// New returns a provider; StartMember starts it.
+func New(cfg Config) *Provider {
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Provider{
+		cfg: cfg, log: cfg.Log.With("component", "memberlist"),
+		kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		known: make(map[string]time.Time), gone: make(map[string]Member), since: make(map[string]time.Time),
+		evictedBy: make(map[string]time.Time), lastSent: make(map[string]time.Time),
+	}
+}
+
+// StartMember implements cluster.ClusterProvider.
+func (p *Provider) StartMember(c *cluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	kinds := c.GetClusterKinds()
+	sort.Strings(kinds)
+	self := Meta{ID: c.ActorSystem.ID, Host: host, Port: port, Kinds: kinds, Name: p.cfg.NodeName, HTTP: p.cfg.HTTPAddr, Admin: p.cfg.AdminAddr}
+	return p.start(self,
+		func(ms []*cluster.Member) { c.MemberList.UpdateClusterTopology(ms) },
+		func(id string) bool { return c.GetBlockedMembers().Contains(id) })
+}
+
+// start runs the provider for member self: publish receives the member list
+// (full snapshots), blocked tells which member IDs protoactor evicted.
+func (p *Provider) start(self Meta, publish func([]*cluster.Member), blocked func(string) bool) error {
+	p.self, p.publish, p.blocked = self, publish, blocked
+	mc, err := p.memberlistConfig()
+	if err != nil {
+		return err
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("memberlist: %w", err)
+	}
+	p.ml = ml
+	p.refresh()
+	p.done.Add(2)
+	go p.loop()
+	go p.joinLoop()
+	p.log.Info("gossip started", "addr", ml.LocalNode().Address(), "seeds", p.cfg.Seeds, "profile", p.profile())
+	return nil
+}
+
+func (p *Provider) profile() string {
+	if p.cfg.Profile == "" {
+		return "fast"
+	}
+	return p.cfg.Profile
+}
+
+func (p *Provider) memberlistConfig() (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	switch p.profile() {
+	case "lan":
+	case "fast":
+		// Measured on loopback: a crash is declared in ~1.5 s, and a member
+		// busy with -race tests on 2 cores is not falsely declared dead.
+		mc.ProbeInterval = 400 * time.Millisecond
+		mc.ProbeTimeout = 200 * time.Millisecond
+		mc.SuspicionMult = 2
+		mc.GossipInterval = 100 * time.Millisecond
+		mc.TCPTimeout = 2 * time.Second
+	default:
+		return nil, fmt.Errorf("failure detection profile %q: want fast or lan", p.cfg.Profile)
+	}
+	if p.cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = p.cfg.ProbeInterval
+	}
+	if p.cfg.ProbeTimeout > 0 {
+		mc.ProbeTimeout = p.cfg.ProbeTimeout
+	}
+	if p.cfg.SuspicionMult > 0 {
+		mc.SuspicionMult = p.cfg.SuspicionMult
+	}
+	mc.Name = p.self.ID
+	host, port, err := splitHostPort(p.cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster address: %w", err)
+	}
+	mc.BindAddr, mc.BindPort, mc.AdvertisePort = host, port, port
+	if p.cfg.AdvertiseAddr != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(p.cfg.AdvertiseAddr); err != nil {
+			return nil, fmt.Errorf("cluster advertise address: %w", err)
+		}
+	}
+	if len(p.cfg.SecretKey) > 0 {
+		switch len(p.cfg.SecretKey) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("gossip key: %d bytes, want 16, 24 or 32", len(p.cfg.SecretKey))
+		}
+		mc.SecretKey = p.cfg.SecretKey
+	}
+	mc.Label = p.cfg.Label
+	mc.Delegate = delegate{p}
+	mc.Events = events{p}
+	mc.Transport = p.cfg.Transport
+	mc.Logger = log.New(logWriter{p.log}, "", 0)
+	return mc, nil
+}
+
+// StartClient implements cluster.ClusterProvider; every couponmesh node is a
+// member.
+func (p *Provider) StartClient(*cluster.Cluster) error {
+	return errors.New("membership: client mode is not supported")
+}
+
+// Shutdown implements cluster.ClusterProvider: a graceful shutdown tells the
+// others that this member leaves (they stop routing to it at once).
+func (p *Provider) Shutdown(graceful bool) error {
+	if p.ml == nil {
+		return nil
+	}
+	select {
+	case <-p.stop:
+		return nil
+	default:
+	}
+	close(p.stop)
+	p.done.Wait()
+	if graceful {
+		if err := p.ml.Leave(2 * time.Second); err != nil {
+			p.log.Warn("leave", "err", err)
+		}
+	}
+	return p.ml.Shutdown()
+}
+
+// Members returns every member this node knows, the ones that left or died
+// in the last 10 minutes included.
+func (p *Provider) Members() []Member {
+	var out []Member
+	if p.ml != nil {
+		p.mu.Lock()
+		for _, n := range p.ml.Members() {
+			meta, err := decodeMeta(n.Meta)
+			if err != nil {
+				continue
+			}
+			out = append(out, Member{Meta: meta, Gossip: n.Address(), Status: status(n.State), Since: p.since[n.Name]})
+		}
+		for _, m := range p.gone {
+			out = append(out, m)
+		}
+		p.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].ID < out[j].Name+out[j].ID })
+	return out
+}
+
+// Joined reports whether this member has joined a cluster: another member
+// answered, or there is no seed but itself, or no seed answered for 10 s
+// (it then runs alone and keeps trying; the clusters merge when one answers).
+func (p *Provider) Joined() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.joined
+}
+
+func (p *Provider) setJoined() {
+	p.mu.Lock()
+	p.joined = true
+	p.mu.Unlock()
+}
+
+// Self returns this member's metadata.
+func (p *Provider) Self() Meta { return p.self }
+
+func status(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	default:
+		return "left"
+	}
+}
+
+// loop publishes the member list on every memberlist event and every second
+// (protoactor applies gossip-driven blocks only on a publish), and sends
+// eviction notices to members protoactor blocked that memberlist still sees.
+func (p *Provider) loop() {
+	defer p.done.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.kick:
+		case <-t.C:
+			p.notifyEvicted()
+		}
+		p.refresh()
+	}
+}
+
+// refresh gives protoactor the alive and suspect members. Suspect members
+// stay: removal is permanent in protoactor, so a hiccup must not evict.
+func (p *Provider) refresh() {
+	var ms []*cluster.Member
+	for _, n := range p.ml.Members() {
+		meta, err := decodeMeta(n.Meta)
+		if err != nil {
+			p.log.Warn("member with unreadable metadata ignored", "member", n.Name, "err", err)
+			continue
+		}
+		ms = append(ms, &cluster.Member{Id: meta.ID, Host: meta.Host, Port: int32(meta.Port), Kinds: meta.Kinds})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
+	p.mu.Lock()
+	if p.cfg.TopologyDelay > 0 && p.applied != nil && !sameMembers(ms, p.applied) {
+		if p.pending.IsZero() {
+			p.pending = time.Now()
+		}
+		if time.Since(p.pending) < p.cfg.TopologyDelay {
+			ms = p.applied
+		}
+	}
+	if sameMembers(ms, p.applied) {
+		p.pending = time.Time{}
+	}
+	p.applied = ms
+	p.mu.Unlock()
+	p.publish(ms)
+}
+
+func sameMembers(a, b []*cluster.Member) bool {
+	return slices.EqualFunc(a, b, func(x, y *cluster.Member) bool { return x.Id == y.Id })
+}
+
+// joinLoop joins the seeds until another member answers, then keeps
+// re-joining seeds and known members that are not in the member list, so
+// that two sides of a healed partition merge again (memberlist alone does
+// not: it stops probing members it declared dead).
+func (p *Provider) joinLoop() {
+	defer p.done.Done()
+	joined := false
+	start := time.Now()
+	if len(p.joinTargets(false)) == 0 {
+		p.setJoined() // no seed but itself: the first member of a cluster
+	}
+	for {
+		targets := p.joinTargets(joined)
+		if len(targets) > 0 {
+			n, err := p.ml.Join(targets)
+			switch {
+			case n > 0 && !joined:
+				joined = true
+				p.log.Info("joined the cluster", "contacted", n, "members", p.ml.NumMembers())
+			case n > 0:
+				p.log.Info("re-joined members", "contacted", n, "members", p.ml.NumMembers())
+			case err != nil && !joined:
+				p.log.Debug("join", "targets", targets, "err", err)
+			}
+		}
+		wait := p.cfg.RejoinInterval
+		if !joined && len(p.cfg.Seeds) > 0 {
+			wait = min(wait, time.Second)
+		}
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(wait):
+		}
+		if p.ml.NumMembers() > 1 {
+			joined = true
+		}
+		if joined || time.Since(start) > 10*time.Second {
+			if !p.Joined() && !joined {
+				p.log.Warn("no seed answered for 10 s: running alone until one does", "seeds", p.cfg.Seeds)
+			}
+			p.setJoined()
+		}
+	}
+}
+
+// joinTargets returns the seeds and known addresses that are not members
+// now, self excluded.
+func (p *Provider) joinTargets(joined bool) []string {
+	current := map[string]bool{p.ml.LocalNode().Address(): true}
+	for _, n := range p.ml.Members() {
+		current[n.Address()] = true
+	}
+	var out []string
+	add := func(a string) {
+		if !current[a] && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, s := range p.cfg.Seeds {
+		if ip, port, err := resolve(s); err == nil {
+			add(net.JoinHostPort(ip, port))
+		} else {
+			add(s)
+		}
+	}
+	if joined {
+		p.mu.Lock()
+		for a, seen := range p.known {
+			if time.Since(seen) > time.Hour {
+				delete(p.known, a)
+				continue
+			}
+			add(a)
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
+func resolve(hostport string) (string, string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", "", err
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), port, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", "", fmt.Errorf("resolve %s: %v", host, err)
+	}
+	return ips[0].String(), port, nil
+}
+
+// Eviction: protoactor blocks a member that left the member list for good.
+// If memberlist sees it alive again (it was paused, or partitioned away and
+// declared dead), it is a zombie still serving old activations: tell it.
+
+const evictPrefix = "couponmesh-evict:"
+
+func (p *Provider) notifyEvicted() {
+	for _, n := range p.ml.Members() {
+		if n.Name == p.self.ID || n.State != memberlist.StateAlive || !p.blocked(n.Name) {
+			continue
+		}
+		p.mu.Lock()
+		recent := time.Since(p.lastSent[n.Name]) < 2*time.Second
+		if !recent {
+			p.lastSent[n.Name] = time.Now()
+		}
+		p.mu.Unlock()
+		if recent {
+			continue
+		}
+		p.log.Warn("a member this node declared dead is back; telling it to restart", "member", n.Name, "addr", n.Address())
+		go func() {
+			if err := p.ml.SendReliable(n, []byte(evictPrefix+p.self.ID)); err != nil {
+				p.log.Debug("eviction notice", "member", n.Name, "err", err)
+			}
+		}()
+	}
+}
+
+func (p *Provider) onEvictNotice(from string) {
+	p.mu.Lock()
+	p.evictedBy[from] = time.Now()
+	votes := 0
+	for id, at := range p.evictedBy {
+		if time.Since(at) > 10*time.Second {
+			delete(p.evictedBy, id)
+			continue
+		}
+		votes++
+	}
+	peers := 0
+	for _, n := range p.ml.Members() {
+		if n.Name != p.self.ID && n.State == memberlist.StateAlive {
+			peers++
+		}
+	}
+	fire := !p.evicted && votes*2 > peers
+	if fire {
+		p.evicted = true
+	}
+	p.mu.Unlock()
+	p.log.Warn("another member declared this one dead", "by", from, "votes", votes, "peers", peers)
+	if fire && p.cfg.OnEvicted != nil {
+		p.log.Error("evicted by a majority of the cluster: this member must restart with a new identity")
+		go p.cfg.OnEvicted()
+	}
+}
+
+type delegate struct{ p *Provider }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.p.self)
+	if len(b) > limit {
+		d.p.log.Error("node metadata too long", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+func (d delegate) NotifyMsg(b []byte) {
+	if from, ok := strings.CutPrefix(string(b), evictPrefix); ok {
+		d.p.onEvictNotice(from)
+	}
+}
+
+func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (delegate) LocalState(bool) []byte          { return nil }
+func (delegate) MergeRemoteState([]byte, bool)   {}
+
+type events struct{ p *Provider }
+
+func (e events) NotifyJoin(n *memberlist.Node) {
+	e.p.mu.Lock()
+	e.p.known[n.Address()] = time.Now()
+	e.p.since[n.Name] = time.Now()
+	delete(e.p.gone, n.Name)
+	e.p.mu.Unlock()
+	e.p.log.Info("member joined", "member", n.Name, "addr", n.Address())
+	e.kick()
+}
+
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.p.mu.Lock()
+	if meta, err := decodeMeta(n.Meta); err == nil {
+		e.p.gone[n.Name] = Member{Meta: meta, Gossip: n.Address(), Status: status(n.State), Since: time.Now()}
+	}
+	delete(e.p.since, n.Name)
+	for id, m := range e.p.gone {
+		if time.Since(m.Since) > 10*time.Minute {
+			delete(e.p.gone, id)
+		}
+	}
+	e.p.mu.Unlock()
+	e.p.log.Info("member left", "member", n.Name, "addr", n.Address(), "status", status(n.State))
+	e.kick()
+}
+
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	e.p.mu.Lock()
+	e.p.known[n.Address()] = time.Now()
+	e.p.mu.Unlock()
+	e.kick()
+}
+
+func (e events) kick() {
+	select {
+	case e.p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, err
+	}
+	if m.ID == "" || m.Host == "" || m.Port == 0 {
+		return m, errors.New("incomplete metadata")
+	}
+	return m, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", port, err)
+	}
+	return host, n, nil
+}
+
+// logWriter turns memberlist's "[LEVEL] memberlist: ..." lines into slog.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	line := string(bytes.TrimSpace(b))
+	switch {
+	case strings.Contains(line, "[ERR]"), strings.Contains(line, "[WARN]"):
+		w.log.Warn(line)
+	default:
+		w.log.Debug(line)
+	}
+	return len(b), nil
+}

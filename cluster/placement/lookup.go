@@ -1,0 +1,264 @@
+// Package placement is couponmesh's protoactor IdentityLookup: rendezvous
+// hashing over the member list, with the checks protoactor's own lookup
+// (disthash) lacks (shared/notes/protoactor-guide.md, section 4):
+//
+//   - the owner refuses to activate an identity its own view gives to
+//     another member, so a member with a stale view cannot create a
+//     duplicate activation that outlives the churn;
+//   - a lookup waits Timeout (1 s by default), not a fixed 5 s;
+//   - the ring is swapped atomically on every topology change.
+//
+// On a topology change the placement actor stops the local activations the
+// node no longer owns (they answer what is already in their mailbox first)
+// and forwards the topology to the ones it keeps, so grains can drop the
+// hubs of members that left.
+package placement
+
+import (
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
+)
+
+// ActorName is the name of the placement actor on every member.
+const ActorName = "couponmesh-placement"
+
+// Lookup implements cluster.IdentityLookup. Safe for concurrent use.
+type Lookup struct {
+	timeout time.Duration
+	c       *cluster.Cluster
+	self    string
+	ring    atomic.Pointer[cluster.Rendezvous]
+	pid     *actor.PID
+	sub     *eventstream.Subscription
+	stopped atomic.Bool
+
+	mu     sync.RWMutex
+	active map[string]Activation // "kind/id" → activation, kept by the placement actor
+}
+
+// Activation is one grain living on this member.
+type Activation struct {
+	Kind, ID string
+	PID      *actor.PID
+	Since    time.Time
+}
+
+var _ cluster.IdentityLookup = (*Lookup)(nil)
+
+// New returns a lookup whose Get waits at most timeout (≤0: 1 s) for the
+// owner's answer.
+func New(timeout time.Duration) *Lookup {
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	l := &Lookup{timeout: timeout, active: make(map[string]Activation)}
+	l.ring.Store(cluster.NewRendezvous())
+	return l
+}
+
+// Setup implements cluster.IdentityLookup.
+func (l *Lookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
+	l.c, l.self = c, c.ActorSystem.Address()
+	pid, err := c.ActorSystem.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &placer{l: l} }), ActorName)
+	if err != nil {
+		panic(err) // protoactor's StartMember turns setup failures into panics; node.Start recovers
+	}
+	l.pid = pid
+	l.sub = c.ActorSystem.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*cluster.ClusterTopology); ok {
+			ring := cluster.NewRendezvous()
+			ring.UpdateMembers(t.Members)
+			l.ring.Store(ring)
+			c.ActorSystem.Root.Send(l.pid, t)
+		}
+	})
+}
+
+// Owner returns the address of the member that owns kind/id in this
+// member's current view ("" when no member hosts kind).
+func (l *Lookup) Owner(kind, id string) string {
+	return l.ring.Load().GetByClusterIdentity(&cluster.ClusterIdentity{Kind: kind, Identity: id})
+}
+
+// Get implements cluster.IdentityLookup: it asks the owner in this member's
+// view to activate the identity. nil (the caller retries with backoff) when
+// the owner does not answer within the timeout or refuses because its view
+// differs.
+func (l *Lookup) Get(ci *cluster.ClusterIdentity) *actor.PID {
+	owner := l.ring.Load().GetByClusterIdentity(ci)
+	if owner == "" {
+		return nil
+	}
+	res, err := l.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, ActorName),
+		&cluster.ActivationRequest{ClusterIdentity: ci}, l.timeout).Result()
+	if err != nil {
+		return nil
+	}
+	r, ok := res.(*cluster.ActivationResponse)
+	if !ok || r.Failed {
+		return nil
+	}
+	return r.Pid
+}
+
+// RemovePid implements cluster.IdentityLookup. Nothing to do: the owner
+// learns of a stopped activation from its Terminated message, and other
+// members from a dead letter on their next request.
+func (l *Lookup) RemovePid(*cluster.ClusterIdentity, *actor.PID) {}
+
+// Shutdown implements cluster.IdentityLookup: it stops every local
+// activation and waits for them (their Stopping handlers flush). protoactor
+// calls it twice on a graceful shutdown; the second call does nothing.
+func (l *Lookup) Shutdown() {
+	if l.c == nil || !l.stopped.CompareAndSwap(false, true) {
+		return
+	}
+	l.c.ActorSystem.EventStream.Unsubscribe(l.sub)
+	if err := l.c.ActorSystem.Root.PoisonFuture(l.pid).Wait(); err != nil {
+		l.c.Logger().Warn("placement actor did not stop", slog.Any("err", err))
+	}
+}
+
+// Activations returns the activations on this member of kind ("": all),
+// sorted by identity, at most limit after the identity after ("kind/id").
+func (l *Lookup) Activations(kind, after string, limit int) []Activation {
+	l.mu.RLock()
+	out := make([]Activation, 0, min(limit, len(l.active)))
+	for key, a := range l.active {
+		if (kind == "" || a.Kind == kind) && key > after {
+			out = append(out, a)
+		}
+	}
+	l.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Kind+"/"+out[i].ID < out[j].Kind+"/"+out[j].ID })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// Find returns the local activation of kind/id, if there is one.
+func (l *Lookup) Find(kind, id string) (Activation, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	a, ok := l.active[kind+"/"+id]
+	return a, ok
+}
+
+// Counts returns the number of local activations per kind.
+func (l *Lookup) Counts() map[string]int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	n := make(map[string]int)
+	for _, a := range l.active {
+		n[a.Kind]++
+	}
+	return n
+}
+
+// placer is the placement actor: the only writer of Lookup.active, and the
+// parent of every local activation.
+type placer struct {
+	l     *Lookup
+	byPID map[string]string // child PID id → key
+}
+
+func (p *placer) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		p.byPID = make(map[string]string)
+	case *cluster.ActivationRequest:
+		p.activate(ctx, msg)
+	case *cluster.ClusterTopology:
+		p.rebalance(ctx, msg)
+	case *actor.Terminated:
+		key, ok := p.byPID[msg.Who.Id]
+		if !ok {
+			return
+		}
+		delete(p.byPID, msg.Who.Id)
+		kind, _, _ := strings.Cut(key, "/")
+		if k := p.l.c.GetClusterKind(kind); k != nil {
+			k.Dec()
+		}
+		p.l.mu.Lock()
+		if a, ok := p.l.active[key]; ok && a.PID.Id == msg.Who.Id {
+			delete(p.l.active, key)
+		}
+		p.l.mu.Unlock()
+	case *actor.Stopping:
+		// Children are stopped (and waited for) by the actor runtime; poison
+		// them first so each answers what is already in its mailbox.
+		p.l.mu.RLock()
+		var fs []*actor.Future
+		for _, a := range p.l.active {
+			fs = append(fs, ctx.PoisonFuture(a.PID))
+		}
+		p.l.mu.RUnlock()
+		for _, f := range fs {
+			_ = f.Wait()
+		}
+	}
+}
+
+func (p *placer) activate(ctx actor.Context, req *cluster.ActivationRequest) {
+	ci := req.ClusterIdentity
+	if owner := p.l.ring.Load().GetByClusterIdentity(ci); owner != p.l.self || p.l.stopped.Load() {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	key := ci.Kind + "/" + ci.Identity
+	p.l.mu.RLock()
+	a, ok := p.l.active[key]
+	p.l.mu.RUnlock()
+	if ok {
+		ctx.Respond(&cluster.ActivationResponse{Pid: a.PID})
+		return
+	}
+	kind := p.l.c.GetClusterKind(ci.Kind)
+	if kind == nil {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	// The name carries the identity so that logs and dead letters say which
+	// grain it was; the prefix keeps names unique across reactivations.
+	pid := ctx.SpawnPrefix(cluster.WithClusterIdentity(kind.Props, ci), strings.ReplaceAll(key, "/", ":"))
+	kind.Inc()
+	p.l.mu.Lock()
+	p.l.active[key] = Activation{Kind: ci.Kind, ID: ci.Identity, PID: pid, Since: time.Now()}
+	p.l.mu.Unlock()
+	p.byPID[pid.Id] = key
+	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
+}
+
+// rebalance stops what this member no longer owns and tells the rest who
+// left.
+func (p *placer) rebalance(ctx actor.Context, t *cluster.ClusterTopology) {
+	ring := p.l.ring.Load()
+	var moved, kept int
+	p.l.mu.Lock()
+	for key, a := range p.l.active {
+		if ring.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: a.Kind, Identity: a.ID}) != p.l.self {
+			delete(p.l.active, key) // the next request activates it on its owner
+			ctx.Poison(a.PID)
+			moved++
+			continue
+		}
+		kept++
+		if len(t.Left) > 0 {
+			ctx.Send(a.PID, t)
+		}
+	}
+	p.l.mu.Unlock()
+	if moved > 0 {
+		p.l.c.Logger().Info("identities moved to other members", slog.Int("moved", moved), slog.Int("kept", kept))
+	}
+}

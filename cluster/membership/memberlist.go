@@ -35,8 +35,14 @@ type Config struct {
 	ProbeTimeout   time.Duration
 	SuspicionMult  int
 	RejoinInterval time.Duration // re-join seeds and known members (partition heal); default 5 s
-	HTTPAddr       string        // the node's public address, in its metadata
-	AdminAddr      string        // the node's admin address, in its metadata
+	// DeadGrace keeps a member that memberlist declared dead in protoactor's
+	// list this long (default 500 ms), since protoactor's removal is
+	// permanent: a false death (a stale "dead" rumour arriving after a
+	// partition healed) is refuted within a few gossip rounds. Members that
+	// leave gracefully are removed at once.
+	DeadGrace time.Duration
+	HTTPAddr  string // the node's public address, in its metadata
+	AdminAddr string // the node's admin address, in its metadata
 	// TopologyDelay makes this member apply membership changes late. For
 	// tests of stale views only.
 	TopologyDelay time.Duration
@@ -66,7 +72,7 @@ func (m Meta) Address() string { return net.JoinHostPort(m.Host, strconv.Itoa(m.
 type Member struct {
 	Meta
 	Gossip string    `json:"gossip"` // memberlist address
-	Status string    `json:"status"` // alive, suspect, dead, left
+	Status string    `json:"status"` // alive, suspect, gone (left or declared dead)
 	Since  time.Time `json:"since"`  // when this node last saw the status change
 }
 
@@ -85,6 +91,8 @@ type Provider struct {
 	blocked func(id string) bool
 
 	mu        sync.Mutex
+	addr      string               // this member's memberlist address
+	nodes     map[string]node      // alive members by memberlist name, copied from events
 	known     map[string]time.Time // memberlist addresses seen alive → when
 	gone      map[string]Member    // members that left or died, by ID, for a while
 	since     map[string]time.Time // status changes, by memberlist name
@@ -92,8 +100,10 @@ type Provider struct {
 	lastSent  map[string]time.Time // eviction notices sent, by member ID
 	evicted   bool
 	joined    bool
-	applied   []*cluster.Member // the member list last given to protoactor
-	pending   time.Time         // when the current change was first seen (TopologyDelay)
+	applied   []*cluster.Member    // the member list last given to protoactor
+	pending   time.Time            // when the current change was first seen (TopologyDelay)
+	missing   map[string]time.Time // members published but no longer alive → since when (DeadGrace)
+	leaving   map[string]time.Time // members that said they leave gracefully
 }
 
 var _ cluster.ClusterProvider = (*Provider)(nil)
@@ -103,14 +113,18 @@ func New(cfg Config) *Provider {
 	if cfg.RejoinInterval <= 0 {
 		cfg.RejoinInterval = 5 * time.Second
 	}
+	if cfg.DeadGrace <= 0 {
+		cfg.DeadGrace = 500 * time.Millisecond
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	return &Provider{
 		cfg: cfg, log: cfg.Log.With("component", "memberlist"),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		known: make(map[string]time.Time), gone: make(map[string]Member), since: make(map[string]time.Time),
+		nodes: make(map[string]node), known: make(map[string]time.Time), gone: make(map[string]Member), since: make(map[string]time.Time),
 		evictedBy: make(map[string]time.Time), lastSent: make(map[string]time.Time),
+		missing: make(map[string]time.Time), leaving: make(map[string]time.Time),
 	}
 }
 
@@ -141,11 +155,12 @@ func (p *Provider) start(self Meta, publish func([]*cluster.Member), blocked fun
 		return fmt.Errorf("memberlist: %w", err)
 	}
 	p.ml = ml
+	p.addr = ml.LocalNode().Address() // before any other member can change it
 	p.refresh()
 	p.done.Add(2)
 	go p.loop()
 	go p.joinLoop()
-	p.log.Info("gossip started", "addr", ml.LocalNode().Address(), "seeds", p.cfg.Seeds, "profile", p.profile())
+	p.log.Info("gossip started", "addr", p.addr, "seeds", p.cfg.Seeds, "profile", p.profile())
 	return nil
 }
 
@@ -227,6 +242,7 @@ func (p *Provider) Shutdown(graceful bool) error {
 	close(p.stop)
 	p.done.Wait()
 	if graceful {
+		p.announceLeave()
 		if err := p.ml.Leave(2 * time.Second); err != nil {
 			p.log.Warn("leave", "err", err)
 		}
@@ -238,21 +254,41 @@ func (p *Provider) Shutdown(graceful bool) error {
 // in the last 10 minutes included.
 func (p *Provider) Members() []Member {
 	var out []Member
-	if p.ml != nil {
-		p.mu.Lock()
-		for _, n := range p.ml.Members() {
-			meta, err := decodeMeta(n.Meta)
-			if err != nil {
-				continue
-			}
-			out = append(out, Member{Meta: meta, Gossip: n.Address(), Status: status(n.State), Since: p.since[n.Name]})
-		}
-		for _, m := range p.gone {
-			out = append(out, m)
-		}
-		p.mu.Unlock()
+	p.mu.Lock()
+	for _, n := range p.nodes {
+		out = append(out, Member{Meta: n.meta, Gossip: n.addr(), Status: "alive", Since: n.since})
 	}
+	for _, m := range p.gone {
+		out = append(out, m)
+	}
+	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].ID < out[j].Name+out[j].ID })
+	return out
+}
+
+// node is a member as the last memberlist event described it. memberlist's
+// Members() hands out pointers to nodes it mutates without a lock, so the
+// provider keeps its own copies, made inside the event callbacks.
+type node struct {
+	n     memberlist.Node // Name, Addr, Port, Meta: copies
+	meta  Meta
+	since time.Time
+}
+
+func (n node) addr() string { return n.n.Address() }
+
+func copyNode(in *memberlist.Node) memberlist.Node {
+	return memberlist.Node{Name: in.Name, Addr: slices.Clone(in.Addr), Port: in.Port, Meta: slices.Clone(in.Meta)}
+}
+
+// alive returns a copy of the alive members, self included.
+func (p *Provider) alive() []node {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]node, 0, len(p.nodes))
+	for _, n := range p.nodes {
+		out = append(out, n)
+	}
 	return out
 }
 
@@ -274,19 +310,6 @@ func (p *Provider) setJoined() {
 // Self returns this member's metadata.
 func (p *Provider) Self() Meta { return p.self }
 
-func status(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	default:
-		return "left"
-	}
-}
-
 // loop publishes the member list on every memberlist event and every second
 // (protoactor applies gossip-driven blocks only on a publish), and sends
 // eviction notices to members protoactor blocked that memberlist still sees.
@@ -306,34 +329,74 @@ func (p *Provider) loop() {
 	}
 }
 
-// refresh gives protoactor the alive and suspect members. Suspect members
-// stay: removal is permanent in protoactor, so a hiccup must not evict.
+// refresh gives protoactor the alive members (memberlist's suspect members
+// included: removal is permanent in protoactor, so a hiccup must not evict).
 func (p *Provider) refresh() {
 	var ms []*cluster.Member
-	for _, n := range p.ml.Members() {
-		meta, err := decodeMeta(n.Meta)
-		if err != nil {
-			p.log.Warn("member with unreadable metadata ignored", "member", n.Name, "err", err)
-			continue
-		}
-		ms = append(ms, &cluster.Member{Id: meta.ID, Host: meta.Host, Port: int32(meta.Port), Kinds: meta.Kinds})
+	for _, n := range p.alive() {
+		ms = append(ms, &cluster.Member{Id: n.meta.ID, Host: n.meta.Host, Port: int32(n.meta.Port), Kinds: n.meta.Kinds})
 	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
 	p.mu.Lock()
-	if p.cfg.TopologyDelay > 0 && p.applied != nil && !sameMembers(ms, p.applied) {
+	ms = p.withGrace(ms)
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Id < ms[j].Id })
+	switch {
+	case sameMembers(ms, p.applied):
+		p.pending = time.Time{}
+	case p.cfg.TopologyDelay > 0 && p.applied != nil:
 		if p.pending.IsZero() {
 			p.pending = time.Now()
 		}
 		if time.Since(p.pending) < p.cfg.TopologyDelay {
-			ms = p.applied
+			ms = p.applied // not yet: keep the old view
+		} else {
+			p.pending = time.Time{}
 		}
-	}
-	if sameMembers(ms, p.applied) {
-		p.pending = time.Time{}
 	}
 	p.applied = ms
 	p.mu.Unlock()
 	p.publish(ms)
+}
+
+// withGrace adds back the members published before that memberlist no
+// longer lists, for DeadGrace, unless they said they were leaving.
+func (p *Provider) withGrace(ms []*cluster.Member) []*cluster.Member {
+	now := map[string]bool{}
+	for _, m := range ms {
+		now[m.Id] = true
+		delete(p.missing, m.Id)
+	}
+	for _, m := range p.applied {
+		if now[m.Id] {
+			continue
+		}
+		if _, ok := p.leaving[m.Id]; ok {
+			delete(p.missing, m.Id)
+			continue
+		}
+		since, ok := p.missing[m.Id]
+		if !ok {
+			since = time.Now()
+			p.missing[m.Id] = since
+			go func() { // publish again when the grace ends
+				time.Sleep(p.cfg.DeadGrace)
+				select {
+				case p.kick <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		if time.Since(since) < p.cfg.DeadGrace {
+			ms = append(ms, m)
+		} else {
+			delete(p.missing, m.Id)
+		}
+	}
+	for id, at := range p.leaving {
+		if time.Since(at) > time.Minute {
+			delete(p.leaving, id)
+		}
+	}
+	return ms
 }
 
 func sameMembers(a, b []*cluster.Member) bool {
@@ -346,18 +409,20 @@ func sameMembers(a, b []*cluster.Member) bool {
 // not: it stops probing members it declared dead).
 func (p *Provider) joinLoop() {
 	defer p.done.Done()
-	joined := false
 	start := time.Now()
 	if len(p.joinTargets(false)) == 0 {
 		p.setJoined() // no seed but itself: the first member of a cluster
 	}
 	for {
-		targets := p.joinTargets(joined)
-		if len(targets) > 0 {
+		joined := p.ml.NumMembers() > 1
+		if joined {
+			p.setJoined()
+		}
+		if targets := p.joinTargets(joined); len(targets) > 0 {
 			n, err := p.ml.Join(targets)
 			switch {
 			case n > 0 && !joined:
-				joined = true
+				p.setJoined()
 				p.log.Info("joined the cluster", "contacted", n, "members", p.ml.NumMembers())
 			case n > 0:
 				p.log.Info("re-joined members", "contacted", n, "members", p.ml.NumMembers())
@@ -365,8 +430,12 @@ func (p *Provider) joinLoop() {
 				p.log.Debug("join", "targets", targets, "err", err)
 			}
 		}
+		if !p.Joined() && time.Since(start) > 10*time.Second {
+			p.log.Warn("no seed answered for 10 s: running alone until one does", "seeds", p.cfg.Seeds)
+			p.setJoined()
+		}
 		wait := p.cfg.RejoinInterval
-		if !joined && len(p.cfg.Seeds) > 0 {
+		if !p.Joined() {
 			wait = min(wait, time.Second)
 		}
 		select {
@@ -374,24 +443,15 @@ func (p *Provider) joinLoop() {
 			return
 		case <-time.After(wait):
 		}
-		if p.ml.NumMembers() > 1 {
-			joined = true
-		}
-		if joined || time.Since(start) > 10*time.Second {
-			if !p.Joined() && !joined {
-				p.log.Warn("no seed answered for 10 s: running alone until one does", "seeds", p.cfg.Seeds)
-			}
-			p.setJoined()
-		}
 	}
 }
 
 // joinTargets returns the seeds and known addresses that are not members
 // now, self excluded.
 func (p *Provider) joinTargets(joined bool) []string {
-	current := map[string]bool{p.ml.LocalNode().Address(): true}
-	for _, n := range p.ml.Members() {
-		current[n.Address()] = true
+	current := map[string]bool{p.addr: true}
+	for _, n := range p.alive() {
+		current[n.addr()] = true
 	}
 	var out []string
 	add := func(a string) {
@@ -439,54 +499,77 @@ func resolve(hostport string) (string, string, error) {
 // If memberlist sees it alive again (it was paused, or partitioned away and
 // declared dead), it is a zombie still serving old activations: tell it.
 
-const evictPrefix = "couponmesh-evict:"
+const (
+	evictPrefix = "couponmesh-evict:"
+	leavePrefix = "couponmesh-leave:"
+)
+
+// announceLeave tells every member that this one leaves on purpose, so
+// they drop it at once instead of after DeadGrace.
+func (p *Provider) announceLeave() {
+	var wg sync.WaitGroup
+	for _, n := range p.alive() {
+		if n.n.Name == p.self.ID {
+			continue
+		}
+		wg.Go(func() { _ = p.ml.SendReliable(&n.n, []byte(leavePrefix+p.self.ID)) })
+	}
+	wg.Wait()
+}
 
 func (p *Provider) notifyEvicted() {
-	for _, n := range p.ml.Members() {
-		if n.Name == p.self.ID || n.State != memberlist.StateAlive || !p.blocked(n.Name) {
+	for _, n := range p.alive() {
+		name := n.n.Name
+		if name == p.self.ID || !p.blocked(name) {
 			continue
 		}
 		p.mu.Lock()
-		recent := time.Since(p.lastSent[n.Name]) < 2*time.Second
+		recent := time.Since(p.lastSent[name]) < 2*time.Second
 		if !recent {
-			p.lastSent[n.Name] = time.Now()
+			p.lastSent[name] = time.Now()
 		}
 		p.mu.Unlock()
 		if recent {
 			continue
 		}
-		p.log.Warn("a member this node declared dead is back; telling it to restart", "member", n.Name, "addr", n.Address())
+		p.log.Warn("a member this node declared dead is back; telling it to restart", "member", name, "addr", n.addr())
 		go func() {
-			if err := p.ml.SendReliable(n, []byte(evictPrefix+p.self.ID)); err != nil {
-				p.log.Debug("eviction notice", "member", n.Name, "err", err)
+			if err := p.ml.SendReliable(&n.n, []byte(evictPrefix+p.self.ID)); err != nil {
+				p.log.Debug("eviction notice", "member", name, "err", err)
 			}
 		}()
 	}
 }
 
+// onEvictNotice counts the notice of member from. Only members this node
+// sees alive vote, and it takes a majority of them: after a partition heals,
+// the minority side hears from the majority (and exits), while a majority
+// member hears from the minority only.
 func (p *Provider) onEvictNotice(from string) {
 	p.mu.Lock()
-	p.evictedBy[from] = time.Now()
+	alive := make(map[string]bool)
+	for name := range p.nodes {
+		if name != p.self.ID {
+			alive[name] = true
+		}
+	}
+	if alive[from] {
+		p.evictedBy[from] = time.Now()
+	}
 	votes := 0
 	for id, at := range p.evictedBy {
-		if time.Since(at) > 10*time.Second {
+		if time.Since(at) > 10*time.Second || !alive[id] {
 			delete(p.evictedBy, id)
 			continue
 		}
 		votes++
 	}
-	peers := 0
-	for _, n := range p.ml.Members() {
-		if n.Name != p.self.ID && n.State == memberlist.StateAlive {
-			peers++
-		}
-	}
-	fire := !p.evicted && votes*2 > peers
+	fire := !p.evicted && votes > 0 && votes*2 > len(alive)
 	if fire {
 		p.evicted = true
 	}
 	p.mu.Unlock()
-	p.log.Warn("another member declared this one dead", "by", from, "votes", votes, "peers", peers)
+	p.log.Warn("another member says it declared this one dead", "by", from, "votes", votes, "peers", len(alive))
 	if fire && p.cfg.OnEvicted != nil {
 		p.log.Error("evicted by a majority of the cluster: this member must restart with a new identity")
 		go p.cfg.OnEvicted()
@@ -508,6 +591,11 @@ func (d delegate) NotifyMsg(b []byte) {
 	if from, ok := strings.CutPrefix(string(b), evictPrefix); ok {
 		d.p.onEvictNotice(from)
 	}
+	if from, ok := strings.CutPrefix(string(b), leavePrefix); ok {
+		d.p.mu.Lock()
+		d.p.leaving[from] = time.Now()
+		d.p.mu.Unlock()
+	}
 }
 
 func (delegate) GetBroadcasts(int, int) [][]byte { return nil }
@@ -516,36 +604,48 @@ func (delegate) MergeRemoteState([]byte, bool)   {}
 
 type events struct{ p *Provider }
 
-func (e events) NotifyJoin(n *memberlist.Node) {
+func (e events) NotifyJoin(n *memberlist.Node) { e.alive(n, true) }
+
+func (e events) NotifyUpdate(n *memberlist.Node) { e.alive(n, false) }
+
+func (e events) alive(n *memberlist.Node, joined bool) {
+	c := copyNode(n)
+	meta, err := decodeMeta(c.Meta)
+	if err != nil {
+		e.p.log.Warn("member with unreadable metadata ignored", "member", c.Name, "err", err)
+		return
+	}
 	e.p.mu.Lock()
-	e.p.known[n.Address()] = time.Now()
-	e.p.since[n.Name] = time.Now()
-	delete(e.p.gone, n.Name)
+	since := e.p.nodes[c.Name].since
+	if joined || since.IsZero() {
+		since = time.Now()
+	}
+	e.p.nodes[c.Name] = node{n: c, meta: meta, since: since}
+	e.p.known[c.Address()] = time.Now()
+	delete(e.p.gone, c.Name)
 	e.p.mu.Unlock()
-	e.p.log.Info("member joined", "member", n.Name, "addr", n.Address())
+	if joined {
+		e.p.log.Info("member joined", "member", c.Name, "name", meta.Name, "addr", c.Address())
+	}
 	e.kick()
 }
 
 func (e events) NotifyLeave(n *memberlist.Node) {
+	c := copyNode(n)
 	e.p.mu.Lock()
-	if meta, err := decodeMeta(n.Meta); err == nil {
-		e.p.gone[n.Name] = Member{Meta: meta, Gossip: n.Address(), Status: status(n.State), Since: time.Now()}
+	if old, ok := e.p.nodes[c.Name]; ok {
+		// memberlist hands over the node as it was before the change, so
+		// whether it left or died is not known here.
+		e.p.gone[c.Name] = Member{Meta: old.meta, Gossip: c.Address(), Status: "gone", Since: time.Now()}
 	}
-	delete(e.p.since, n.Name)
+	delete(e.p.nodes, c.Name)
 	for id, m := range e.p.gone {
 		if time.Since(m.Since) > 10*time.Minute {
 			delete(e.p.gone, id)
 		}
 	}
 	e.p.mu.Unlock()
-	e.p.log.Info("member left", "member", n.Name, "addr", n.Address(), "status", status(n.State))
-	e.kick()
-}
-
-func (e events) NotifyUpdate(n *memberlist.Node) {
-	e.p.mu.Lock()
-	e.p.known[n.Address()] = time.Now()
-	e.p.mu.Unlock()
+	e.p.log.Info("member gone (left or declared dead)", "member", c.Name, "addr", c.Address())
 	e.kick()
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -19,18 +18,8 @@ import (
 
 // proc is a node running as a real child process.
 type proc struct {
-	cmd              *exec.Cmd
-	http, admin, dir string
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "couponmesh")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	cmd                            *exec.Cmd
+	name, http, admin, gossip, dir string
 }
 
 func freeAddr(t *testing.T) string {
@@ -116,7 +105,7 @@ func (p *proc) session(t *testing.T, user string) *client.Client {
 // Kill -9 of a real node process loses nothing acknowledged: coupons,
 // claims, follows and the feed come back, and the feed resumes without gaps.
 func TestKilledNodeRestartsWithEverything(t *testing.T) {
-	bin, dir := buildBinary(t), t.TempDir()
+	bin, dir := nodeBinary(t), t.TempDir()
 	ctx := context.Background()
 	p := startProc(t, bin, dir)
 

@@ -1,0 +1,490 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/persistence/devdb"
+)
+
+// Multi-node tests run every node as its own process (protoactor's cluster
+// trips -race when several members share one process), against one
+// embedded database started by the test.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// nodeBinary builds the couponmesh binary once per test run.
+func nodeBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "couponmesh-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "couponmesh")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// sharedDB starts an embedded database the nodes of a test share.
+func sharedDB(t *testing.T) string {
+	t.Helper()
+	db, err := devdb.Start(context.Background(), devdb.Config{Addr: "127.0.0.1:0", Dir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db.URI()
+}
+
+// tcluster is a cluster of node processes on loopback.
+type tcluster struct {
+	t     *testing.T
+	bin   string
+	db    string
+	seed  string // memberlist address of the first node
+	nodes []*proc
+	env   []string // extra environment for every node
+}
+
+func startCluster(t *testing.T, n int, env ...string) *tcluster {
+	t.Helper()
+	c := &tcluster{t: t, bin: nodeBinary(t), db: sharedDB(t), env: env}
+	for range n {
+		c.add()
+	}
+	c.waitMembers(n)
+	return c
+}
+
+// add starts one more node seeded with the first one.
+func (c *tcluster) add(env ...string) *proc {
+	c.t.Helper()
+	name := fmt.Sprintf("n%d", len(c.nodes)+1)
+	gossip := freeAddr(c.t)
+	if c.seed == "" {
+		c.seed = gossip
+	}
+	p := &proc{name: name, http: freeAddr(c.t), admin: freeAddr(c.t), gossip: gossip, dir: c.t.TempDir()}
+	p.cmd = exec.Command(c.bin, "node")
+	p.cmd.Env = append(os.Environ(),
+		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,
+		"COUPONMESH_CLUSTER_ADDR="+gossip, "COUPONMESH_SEEDS="+c.seed, "COUPONMESH_MONGO_URI="+c.db,
+		"COUPONMESH_DATA_DIR="+p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
+		"COUPONMESH_LOG_LEVEL="+nodeLogLevel())
+	p.cmd.Env = append(append(p.cmd.Env, c.env...), env...)
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { p.stop(c.t) })
+	c.nodes = append(c.nodes, p)
+	checkFor(c.t, 60*time.Second, name+" ready", p.ready)
+	return p
+}
+
+func nodeLogLevel() string {
+	if testing.Verbose() {
+		return "info"
+	}
+	return "warn"
+}
+
+// waitMembers waits until every running node sees n alive members.
+func (c *tcluster) waitMembers(n int) {
+	c.t.Helper()
+	for _, p := range c.nodes {
+		if !p.running() {
+			continue
+		}
+		checkFor(c.t, 30*time.Second, p.name+" sees "+fmt.Sprint(n)+" members", func() error {
+			ms, err := p.members()
+			if err != nil {
+				return err
+			}
+			alive := 0
+			for _, m := range ms {
+				if m.Status == "alive" {
+					alive++
+				}
+			}
+			if alive != n {
+				return fmt.Errorf("%d alive", alive)
+			}
+			return nil
+		})
+	}
+}
+
+// owners maps each identity ("kind/id") activated anywhere to the nodes
+// holding an activation of it.
+func (c *tcluster) owners(kind string) map[string][]string {
+	c.t.Helper()
+	out := make(map[string][]string)
+	for _, p := range c.nodes {
+		if !p.running() {
+			continue
+		}
+		for _, id := range p.actors(c.t, kind) {
+			out[id] = append(out[id], p.name)
+		}
+	}
+	return out
+}
+
+func (p *proc) running() bool { return p.cmd.ProcessState == nil }
+
+func (p *proc) ready() error {
+	resp, err := http.Get("http://" + p.http + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (p *proc) members() ([]MemberInfo, error) {
+	var res struct {
+		Members []MemberInfo `json:"members"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := adminCall(ctx, p.admin, http.MethodGet, "/admin/api/members", nil, &res)
+	return res.Members, err
+}
+
+func (p *proc) actors(t *testing.T, kind string) []string {
+	t.Helper()
+	var out []string
+	after := ""
+	for {
+		var res struct {
+			Actors []ActorInfo `json:"actors"`
+			Next   string      `json:"next"`
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := adminCall(ctx, p.admin, http.MethodGet, "/admin/api/actors?limit=1000&kind="+kind+"&after="+after, nil, &res)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s actors: %v", p.name, err)
+		}
+		for _, a := range res.Actors {
+			out = append(out, a.Identity)
+		}
+		if res.Next == "" {
+			return out
+		}
+		after = res.Next
+	}
+}
+
+// signal sends sig to the node process.
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *proc) ws() string   { return "ws://" + p.http + "/ws" }
+func (p *proc) base() string { return "http://" + p.http }
+
+// merchantAPI returns the HTTP API as merchant acme through node p.
+func merchantAPI(t *testing.T, p *proc) *client.API {
+	t.Helper()
+	tok, err := client.DevLogin(context.Background(), p.base(), "acme", couponmesh.RoleMerchant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client.NewAPI(p.base(), tok)
+}
+
+// Three nodes: a shopper on node A claims a coupon that lives on node B; a
+// subscriber on node C gets the push.
+func TestClusterClaimAcrossNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
+	ctx := context.Background()
+	api := merchantAPI(t, a)
+
+	// Create coupons until one is activated on B.
+	var id string
+	for i := range 30 {
+		cid := fmt.Sprintf("x%d", i)
+		if _, err := api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: cid, Title: ptr("Cross " + cid), Quantity: ptr(3)}); err != nil {
+			t.Fatal(err)
+		}
+		if own := c.owners(actorsKindCoupon)["coupon/"+cid]; len(own) == 1 && own[0] == b.name {
+			id = cid
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("no coupon landed on node B in 30 tries")
+	}
+	t.Logf("coupon %s lives on %s", id, b.name)
+
+	var seen latest
+	sub := cn.sessionOpts(t, "watcher", client.Options{OnCoupon: seen.on})
+	if _, err := sub.Subscribe(ctx, []client.Sub{{ID: id}}); err != nil {
+		t.Fatal(err)
+	}
+	shopper := a.session(t, "shopper1")
+	claim, err := shopper.Claim(ctx, id, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claim.N != 1 {
+		t.Fatalf("claim n = %d, want 1", claim.N)
+	}
+	checkFor(t, 5*time.Second, "push on node C", func() error {
+		if got := seen.get(id); got.Claimed != 1 {
+			return fmt.Errorf("claimed %d", got.Claimed)
+		}
+		return nil
+	})
+	if own := c.owners(actorsKindCoupon)["coupon/"+id]; len(own) != 1 || own[0] != b.name {
+		t.Fatalf("coupon %s activations: %v, want only %s", id, own, b.name)
+	}
+}
+
+const actorsKindCoupon = "coupon"
+
+func (p *proc) sessionOpts(t *testing.T, user string, opts client.Options) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	tok, err := client.DevLogin(ctx, p.base(), user, couponmesh.RoleShopper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(ctx, p.ws(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	if _, err := cl.Auth(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// ctl runs `couponmesh ctl` against a node and returns its output.
+func ctl(t *testing.T, p *proc, args ...string) string {
+	t.Helper()
+	var out strings.Builder
+	if err := runCtl(append([]string{"--admin", p.admin}, args...), &out); err != nil {
+		t.Fatalf("ctl %v: %v", args, err)
+	}
+	return out.String()
+}
+
+
+
+
+// load runs shoppers spread over nodes: each claims the coupons in order
+// (once each), then keeps reading them, until stop. Every error a shopper
+// sees is recorded.
+type load struct {
+	mu     sync.Mutex
+	errs   []error
+	acked  map[string][]couponmesh.Claim // user → claims acknowledged
+	calls  int
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace time.Duration) *load {
+	t.Helper()
+	l := &load{acked: make(map[string][]couponmesh.Claim), stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	for i := range shoppers {
+		p := nodes[i%len(nodes)]
+		user := fmt.Sprintf("shopper%d", i)
+		s := p.session(t, user)
+		l.wg.Go(func() {
+			k := 0
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-time.After(pace):
+				}
+				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+				var err error
+				if k < len(coupons) {
+					var cl couponmesh.Claim
+					cl, err = s.Claim(cctx, coupons[k], fmt.Sprintf("%s-%d", user, k))
+					if err == nil {
+						l.mu.Lock()
+						l.acked[user] = append(l.acked[user], cl)
+						l.mu.Unlock()
+					}
+				} else {
+					_, err = s.Get(cctx, coupons[k%len(coupons)])
+				}
+				ccancel()
+				k++
+				l.mu.Lock()
+				l.calls++
+				if err != nil && ctx.Err() == nil {
+					l.errs = append(l.errs, fmt.Errorf("%s on %s: %w", user, p.name, err))
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// end stops the shoppers and returns the calls made and the errors seen.
+func (l *load) end() (int, []error) {
+	close(l.stop)
+	l.wg.Wait()
+	l.cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls, l.errs
+}
+
+func createCoupons(t *testing.T, p *proc, prefix string, n, quantity int) []string {
+	t.Helper()
+	api := merchantAPI(t, p)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%d", prefix, i)
+		if _, err := api.CreateCoupon(context.Background(), couponmesh.CouponSpec{ID: ids[i], Title: ptr("Coupon " + ids[i]), Quantity: ptr(quantity)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// duplicates returns the identities activated on more than one node.
+func duplicates(owners map[string][]string) map[string][]string {
+	out := make(map[string][]string)
+	for id, ns := range owners {
+		if len(ns) > 1 {
+			out[id] = ns
+		}
+	}
+	return out
+}
+
+// A fourth node joins while shoppers claim and read on three: no shopper
+// sees an error, some identities move to the new node, and none stays
+// activated on two nodes.
+func TestClusterJoinUnderLoad(t *testing.T) {
+	c := startCluster(t, 3)
+	coupons := createCoupons(t, c.nodes[0], "j", 40, 1000)
+	l := startLoad(t, c.nodes, 9, coupons, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	before := c.owners("coupon")
+	n4 := c.add()
+	c.waitMembers(4)
+	time.Sleep(3 * time.Second)
+	calls, errs := l.end()
+	after := c.owners("coupon")
+
+	var moved []string
+	for id, ns := range after {
+		if len(ns) == 1 && ns[0] == n4.name && len(before[id]) > 0 {
+			moved = append(moved, fmt.Sprintf("%s (%s→%s)", id, before[id][0], n4.name))
+		}
+	}
+	t.Logf("%d calls, %d errors; %d of %d coupon activations moved to %s: %v", calls, len(errs), len(moved), len(after), n4.name, moved)
+	for _, err := range errs {
+		t.Errorf("client-visible error: %v", err)
+	}
+	if len(moved) == 0 {
+		t.Errorf("no identity moved to the new node")
+	}
+	if d := duplicates(after); len(d) > 0 {
+		t.Errorf("identities activated on several nodes: %v", d)
+	}
+}
+
+// One node applies membership changes 3 s late (a stale view) while a
+// fourth node joins under reads: once views agree, no identity is active on
+// two nodes.
+func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
+	c := startCluster(t, 2)
+	c.add("COUPONMESH_CLUSTER_TOPOLOGY_DELAY=3s")
+	c.waitMembers(3)
+	time.Sleep(4 * time.Second) // the late node applies the 3-member view
+	var ids []string
+	for i := range 200 {
+		ids = append(ids, fmt.Sprintf("s%d", i)) // reads of unknown coupons activate grains too
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs int
+	for i, p := range c.nodes {
+		s := p.session(t, fmt.Sprintf("reader%d", i))
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := s.Get(ctx, ids[k%len(ids)])
+				cancel()
+				if err != nil && couponmesh.ErrorCode(err) != couponmesh.CodeNotFound {
+					mu.Lock()
+					errs++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	c.add()
+	c.waitMembers(4)
+	time.Sleep(5 * time.Second) // past the late node's delay and a re-publish
+	close(stop)
+	wg.Wait()
+	time.Sleep(time.Second)
+	owners := c.owners("coupon")
+	t.Logf("%d identities active, %d read errors during the churn", len(owners), errs)
+	if d := duplicates(owners); len(d) > 0 {
+		t.Errorf("%d identities activated on several nodes: %v", len(d), d)
+	}
+}

@@ -76,6 +76,12 @@ type Options struct {
 	// DialTimeout bounds each step of a reconnect: the handshake and auth,
 	// each resync subscribe, the feed read (default DefaultDialTimeout).
 	DialTimeout time.Duration
+	// PingInterval, when positive, makes the client send a WebSocket ping
+	// this often and cut a connection whose pong does not come within the
+	// same time (then reconnect, with Reconnect). It detects connections
+	// that died without a FIN, which a read would wait on until TCP gives
+	// up. 0 (the default): off; the server's own pings keep the session.
+	PingInterval time.Duration
 	// OnState receives every state change (StateConnected first, from Dial),
 	// in order, on a goroutine of its own; it may call any method.
 	OnState func(State)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -27,6 +28,7 @@ type link struct {
 	status  websocket.StatusCode
 	reason  string
 	err     error
+	cause   error // set when the client itself cuts the connection
 	done    chan struct{}
 }
 
@@ -58,7 +60,37 @@ func (c *Client) dial(ctx context.Context, url string) (*link, error) {
 	conn.SetReadLimit(limit)
 	l := &link{c: c, conn: conn, url: url, pending: make(map[int64]chan result), status: -1, done: make(chan struct{})}
 	go l.readLoop()
+	if c.opts.PingInterval > 0 {
+		go l.keepalive(c.opts.PingInterval)
+	}
 	return l, nil
+}
+
+// keepalive sends a WebSocket ping every d and cuts the connection when a
+// pong does not come within d: a connection that died without a FIN (a
+// black-holed network) would otherwise hang until TCP gives up.
+func (l *link) keepalive(d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		err := l.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			l.mu.Lock()
+			if l.cause == nil {
+				l.cause = fmt.Errorf("client: no pong within %v: %w", d, err)
+			}
+			l.mu.Unlock()
+			l.conn.CloseNow()
+			return
+		}
+	}
 }
 
 // readLoop reads frames until the connection ends, splitting each on '\n'.
@@ -138,6 +170,9 @@ func (l *link) dispatch(msg []byte) {
 // order: a call that retries after its failure never gets this link again.
 func (l *link) finish(err error) {
 	l.mu.Lock()
+	if l.cause != nil {
+		err = l.cause // the client cut the connection, and says why
+	}
 	l.closed = true
 	l.status = websocket.CloseStatus(err)
 	var ce websocket.CloseError

@@ -728,3 +728,51 @@ func TestFeedGapFilledAndDeduped(t *testing.T) {
 	}
 	checkFor(t, 5*time.Second, rec.wantFeed(2, 3, 4))
 }
+
+// TestPingDetectsDeadConnection: the first server answers auth, then stops
+// reading (so no pong comes back, as on a black-holed network); with
+// PingInterval the client cuts that connection and reconnects.
+func TestPingDetectsDeadConnection(t *testing.T) {
+	var conns atomic.Int32
+	stop := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{client.Subprotocol}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		first := conns.Add(1) == 1
+		for {
+			_, data, err := c.Read(context.Background())
+			if err != nil {
+				return
+			}
+			id := strings.TrimPrefix(string(data), `{"id":`)
+			id = id[:strings.IndexByte(id, ',')]
+			if c.Write(context.Background(), websocket.MessageText, []byte(`{"id":`+id+`,"ok":{}}`)) != nil {
+				return
+			}
+			if first {
+				<-stop // read nothing more: pings go unanswered
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) })
+	var rec recorder
+	opts := rec.options("tok")
+	opts.PingInterval = 50 * time.Millisecond
+	c, err := client.Dial(ctxT(t), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	checkFor(t, 5*time.Second, rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateConnected))
+	if err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}

@@ -369,7 +369,7 @@ func (c *Client) connect(url string) (*link, error) {
 	return l, nil
 }
 
-// token returns the token for the auth of a new connection: from
+// currentToken returns the token for the auth of a new connection: from
 // Options.Token, or the last one Auth succeeded with ("" if none).
 func (c *Client) currentToken(ctx context.Context) (string, error) {
 	if c.opts.Token != nil {

@@ -1,14 +1,12 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,14 +24,24 @@ const Subprotocol = "couponmesh.v1"
 // be large; the server's own frames are bounded by what it sends.
 const DefaultReadLimit = 32 << 20
 
+// DefaultDialTimeout bounds one connection attempt of a reconnecting client
+// unless Options.DialTimeout says otherwise.
+const DefaultDialTimeout = 10 * time.Second
+
 // ErrClosed is wrapped by the errors of calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
 // Options configures Dial. Every field is optional.
 type Options struct {
-	// OnCoupon receives coupon pushes, on the reader goroutine, in order.
+	// OnCoupon receives coupon pushes (and, after a reconnect, the resync
+	// snapshots) in order, one at a time, and only states newer than any the
+	// client has seen of that coupon (from a push or the reply to Subscribe,
+	// Get or Follow).
 	OnCoupon func(couponmesh.Coupon)
-	// OnFeed receives feed pushes, on the reader goroutine, in order.
+	// OnFeed receives feed entries in seq order, one at a time, each once:
+	// once Feed has succeeded, every seq after the newest one Feed returned,
+	// with gaps filled by the client and, after a reconnect, the entries
+	// missed meanwhile.
 	OnFeed func(couponmesh.FeedEntry)
 	// OnError receives error replies that match no pending request, such as
 	// the answer to a frame the server could not read.
@@ -44,6 +52,39 @@ type Options struct {
 	HTTPClient *http.Client
 	// ReadLimit bounds one incoming frame (default DefaultReadLimit).
 	ReadLimit int64
+
+	// Reconnect makes the client reconnect by itself when the connection is
+	// lost (no close frame, 1001, 1011, 1012, 1013, …), with Backoff between
+	// attempts, and resync: auth, subscribe with the versions seen, feed
+	// after the last seq. It never reconnects after Close, after close codes
+	// 1002, 1008 or 1009, or when the server refuses the token.
+	Reconnect bool
+	// Addresses lists more node URLs to reconnect to (ws://host:port/ws,
+	// http(s) URLs, or host:port which takes the scheme and path of Dial's
+	// url). Dial's url is the first address. Nodes named in a 1012 close
+	// reason are added and tried first.
+	Addresses []string
+	// Token returns the session token for the auth of each new connection.
+	// When set, Dial authenticates at once, and the client authenticates
+	// again with a fresh token shortly before the current one expires. When
+	// nil, a reconnect authenticates with the last token Auth succeeded
+	// with, and re-authenticating before expiry is the caller's job.
+	Token func(ctx context.Context) (string, error)
+	// Backoff bounds the delays between reconnect attempts (zero fields:
+	// DefaultBackoff's).
+	Backoff Backoff
+	// DialTimeout bounds each step of a reconnect: the handshake and auth,
+	// each resync subscribe, the feed read (default DefaultDialTimeout).
+	DialTimeout time.Duration
+	// PingInterval, when positive, makes the client send a WebSocket ping
+	// this often and cut a connection whose pong does not come within the
+	// same time (then reconnect, with Reconnect). It detects connections
+	// that died without a FIN, which a read would wait on until TCP gives
+	// up. 0 (the default): off; the server's own pings keep the session.
+	PingInterval time.Duration
+	// OnState receives every state change (StateConnected first, from Dial),
+	// in order, on a goroutine of its own; it may call any method.
+	OnState func(State)
 }
 
 // Sub names a coupon to subscribe to and the version the caller holds (0:
@@ -67,239 +108,165 @@ type SubscribeResult struct {
 	Missing []string            `json:"missing"`
 }
 
-// Client is a protocol v1 connection. Safe for concurrent use.
+// Client is a protocol v1 session over one connection at a time. Safe for
+// concurrent use.
 type Client struct {
-	opts   Options
-	nextID atomic.Int64
-	l      *link // the current connection; a reconnecting client swaps it
-}
+	opts        Options
+	backoff     Backoff
+	dialTimeout time.Duration
+	nextID      atomic.Int64
+	ctx         context.Context // ends with the client
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup // the supervisor and feed gap readers
+	stateKick   chan struct{}
 
-// link is one WebSocket connection with its reader and pending requests.
-type link struct {
-	c    *Client
-	conn *websocket.Conn
+	mu          sync.Mutex
+	cur         *link         // the link for calls; nil while reconnecting
+	last        *link         // the newest link, open or ended
+	ready       chan struct{} // closed when cur is set; replaced when cleared
+	closing     bool          // Close was called
+	ended       bool
+	final       error // what calls fail with once ended
+	fatal       error // an auth refusal that ended the client
+	done        chan struct{}
+	state       State
+	stateQ      []State
+	token       string // the last token Auth succeeded with
+	reauthTimer *time.Timer
+	urls        []string // known node URLs, Dial's first
+	urlNext     int
+	preferred   []string // handed over by a 1012 close, tried first
 
-	mu      sync.Mutex
-	pending map[int64]chan result
-	closed  bool
-	status  websocket.StatusCode
-	err     error
-	done    chan struct{}
-}
-
-type result struct {
-	ok  json.RawMessage
-	err error
+	deliverMu sync.Mutex // see resync.go
+	smu       sync.Mutex
+	versions  map[string]int64
+	subs      map[string]struct{}
+	feedOn    bool
+	lastSeq   int64
+	fetching  int
+	feedBuf   map[int64]couponmesh.FeedEntry
 }
 
 // Dial opens a protocol v1 session at url (ws://, wss://, http:// or
-// https://, path included, e.g. "ws://localhost:8080/ws"). It does not
-// authenticate: call Auth next.
+// https://, path included, e.g. "ws://localhost:8080/ws"). It authenticates
+// only if Options.Token is set; otherwise call Auth next. With
+// Options.Reconnect, Dial tries url and then each of Options.Addresses once
+// and returns the last error if none answers.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
-	c := &Client{opts: opts}
-	l, err := c.dial(ctx, url)
+	c := &Client{
+		opts:        opts,
+		backoff:     opts.Backoff.withDefaults(),
+		dialTimeout: opts.DialTimeout,
+		stateKick:   make(chan struct{}, 1),
+		ready:       make(chan struct{}),
+		done:        make(chan struct{}),
+		urls:        []string{url},
+		versions:    make(map[string]int64),
+		subs:        make(map[string]struct{}),
+		feedBuf:     make(map[int64]couponmesh.FeedEntry),
+	}
+	if c.dialTimeout <= 0 {
+		c.dialTimeout = DefaultDialTimeout
+	}
+	for _, a := range opts.Addresses {
+		u, ok := nodeURL(a, url)
+		if !ok {
+			return nil, fmt.Errorf("client: bad address %q", a)
+		}
+		if !contains(c.urls, u) {
+			c.urls = append(c.urls, u)
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	tries := c.urls[:1]
+	if opts.Reconnect {
+		tries = c.urls
+	}
+	var (
+		l   *link
+		err error
+	)
+	for i, u := range tries {
+		if l, err = c.dial(ctx, u); err == nil {
+			c.urlNext = (i + 1) % len(c.urls)
+			break
+		}
+	}
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
-	c.l = l
+	c.last = l
+	if opts.Token != nil {
+		tok, err := opts.Token(ctx)
+		if err == nil {
+			_, err = c.authLink(ctx, l, tok)
+		}
+		if err != nil {
+			l.conn.CloseNow()
+			<-l.done
+			c.cancel()
+			return nil, fmt.Errorf("client: auth: %w", err)
+		}
+	}
+	if opts.OnState != nil {
+		go c.notify()
+	}
+	c.publish(l)
+	if opts.Reconnect {
+		c.wg.Add(1)
+		go c.supervise(l)
+	}
 	return c, nil
 }
 
-func (c *Client) dial(ctx context.Context, url string) (*link, error) {
-	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		HTTPClient:   c.opts.HTTPClient,
-		HTTPHeader:   c.opts.HTTPHeader,
-		Subprotocols: []string{Subprotocol},
-	})
-	if err != nil {
-		if resp != nil {
-			return nil, fmt.Errorf("client: dial %s: %s: %w", url, resp.Status, err)
-		}
-		return nil, fmt.Errorf("client: dial %s: %w", url, err)
-	}
-	if conn.Subprotocol() != Subprotocol {
-		conn.Close(websocket.StatusProtocolError, "subprotocol "+Subprotocol+" required")
-		return nil, fmt.Errorf("client: server did not accept subprotocol %s", Subprotocol)
-	}
-	limit := c.opts.ReadLimit
-	if limit == 0 {
-		limit = DefaultReadLimit
-	}
-	conn.SetReadLimit(limit)
-	l := &link{c: c, conn: conn, pending: make(map[int64]chan result), status: -1, done: make(chan struct{})}
-	go l.readLoop()
-	return l, nil
-}
-
-// readLoop reads frames until the connection ends, splitting each on '\n'.
-func (l *link) readLoop() {
-	ctx := context.Background()
-	for {
-		typ, data, err := l.conn.Read(ctx)
-		if err != nil {
-			l.finish(err)
-			return
-		}
-		if typ != websocket.MessageText {
-			continue
-		}
-		for len(data) > 0 {
-			msg := data
-			if i := bytes.IndexByte(data, '\n'); i >= 0 {
-				msg, data = data[:i], data[i+1:]
-			} else {
-				data = nil
-			}
-			if len(bytes.TrimSpace(msg)) > 0 {
-				l.dispatch(msg)
-			}
-		}
-	}
-}
-
-// envelope is the union of a reply and a push.
-type envelope struct {
-	ID     int64                 `json:"id"`
-	OK     json.RawMessage       `json:"ok"`
-	Error  *couponmesh.Error     `json:"error"`
-	Push   string                `json:"push"`
-	Coupon *couponmesh.Coupon    `json:"coupon"`
-	Entry  *couponmesh.FeedEntry `json:"entry"`
-}
-
-func (l *link) dispatch(msg []byte) {
-	var env envelope
-	if err := json.Unmarshal(msg, &env); err != nil {
-		if l.c.opts.OnError != nil {
-			l.c.opts.OnError(couponmesh.Errorf(couponmesh.CodeInternal, "client: unreadable message from server: %v", err))
-		}
-		return
-	}
-	switch {
-	case env.Push == "coupon" && env.Coupon != nil:
-		if l.c.opts.OnCoupon != nil {
-			l.c.opts.OnCoupon(*env.Coupon)
-		}
-	case env.Push == "feed" && env.Entry != nil:
-		if l.c.opts.OnFeed != nil {
-			l.c.opts.OnFeed(*env.Entry)
-		}
-	case env.Push != "":
-		// A push type from a later protocol version: ignore it.
-	default:
-		var r result
-		if env.Error != nil {
-			r.err = env.Error
-		} else {
-			r.ok = env.OK
-		}
-		l.mu.Lock()
-		ch, ok := l.pending[env.ID]
-		delete(l.pending, env.ID)
-		l.mu.Unlock()
-		switch {
-		case ok && env.ID != 0:
-			ch <- r
-		case env.Error != nil && l.c.opts.OnError != nil:
-			l.c.opts.OnError(env.Error)
-		}
-	}
-}
-
-func (l *link) finish(err error) {
-	l.mu.Lock()
-	l.closed = true
-	l.status = websocket.CloseStatus(err)
-	l.err = err
-	pending := l.pending
-	l.pending = nil
-	l.mu.Unlock()
-	l.conn.CloseNow()
-	close(l.done)
-	for _, ch := range pending {
-		ch <- result{err: l.closedErr()}
-	}
-}
-
-func (l *link) closedErr() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var ce websocket.CloseError
-	if errors.As(l.err, &ce) {
-		return fmt.Errorf("%w: status %d %q", ErrClosed, ce.Code, ce.Reason)
-	}
-	return fmt.Errorf("%w: %v", ErrClosed, l.err)
-}
-
-// roundTrip sends frame, the request with the given id, and waits for its
-// reply. If ctx ends while the frame is being written, the library closes
-// the connection.
-func (l *link) roundTrip(ctx context.Context, id int64, frame []byte) (json.RawMessage, error) {
-	ch := make(chan result, 1)
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, l.closedErr()
-	}
-	l.pending[id] = ch
-	l.mu.Unlock()
-	forget := func() {
-		l.mu.Lock()
-		delete(l.pending, id)
-		l.mu.Unlock()
-	}
-	if err := l.conn.Write(ctx, websocket.MessageText, frame); err != nil {
-		forget()
-		select {
-		case <-l.done:
-			return nil, l.closedErr()
-		default:
-		}
-		return nil, fmt.Errorf("client: send request: %w", err)
-	}
-	select {
-	case r := <-ch:
-		return r.ok, r.err
-	case <-ctx.Done():
-		forget()
-		return nil, ctx.Err()
-	}
+// idempotent lists the ops a reconnecting client sends again on the next
+// connection when the connection is lost before their reply: all of v1's
+// (a claim is retried with its rid, which the server answers as the first
+// time).
+var idempotent = map[string]bool{
+	"auth": true, "ping": true, "subscribe": true, "unsubscribe": true, "get": true,
+	"claim": true, "follow": true, "unfollow": true, "wallet": true, "feed": true,
 }
 
 // call sends op with the fields of the JSON object params encodes to (nil:
-// none) and decodes the ok payload into out (nil: ignored).
+// none) and decodes the ok payload into out (nil: ignored). A reconnecting
+// client waits for a connection and, for the ops in idempotent, sends the
+// request again when the connection is lost before the reply, until ctx
+// ends or the client is closed.
 func (c *Client) call(ctx context.Context, op string, params, out any) error {
-	id := c.nextID.Add(1)
-	frame := []byte(`{"id":` + strconv.FormatInt(id, 10) + `,"op":` + strconv.Quote(op))
-	if params != nil {
-		b, err := json.Marshal(params)
-		if err != nil {
-			return fmt.Errorf("client: encode %s: %w", op, err)
-		}
-		if len(b) < 2 || b[0] != '{' {
-			return fmt.Errorf("client: %s params must encode to a JSON object", op)
-		}
-		if len(b) > 2 {
-			frame = append(frame, ',')
-			frame = append(frame, b[1:len(b)-1]...)
-		}
-	}
-	frame = append(frame, '}')
-	raw, err := c.l.roundTrip(ctx, id, frame)
+	body, err := encodeBody(op, params)
 	if err != nil {
 		return err
 	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("client: decode %s reply: %w", op, err)
+	retry := c.opts.Reconnect && idempotent[op]
+	for {
+		l, err := c.awaitLink(ctx)
+		if err != nil {
+			return err
 		}
+		raw, err := l.roundTrip(ctx, c.nextID.Add(1), body)
+		if err != nil {
+			if retry && errors.Is(err, ErrClosed) && ctx.Err() == nil {
+				// Once done is closed the client no longer hands out l.
+				select {
+				case <-l.done:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				continue
+			}
+			return err
+		}
+		return decodeReply(op, raw, out)
 	}
-	return nil
 }
 
 // Do sends a request with any op and fields (id and op are set by Do and
 // override fields of the same name) and returns the raw ok payload. Error
-// replies come back as *couponmesh.Error.
+// replies come back as *couponmesh.Error. Do does not track subscriptions
+// or the feed for a resync; it is retried across a reconnect only for the
+// ops of protocol v1.
 func (c *Client) Do(ctx context.Context, op string, fields map[string]any) (json.RawMessage, error) {
 	m := make(map[string]any, len(fields))
 	for k, v := range fields {
@@ -312,25 +279,39 @@ func (c *Client) Do(ctx context.Context, op string, fields map[string]any) (json
 	return raw, err
 }
 
-// WriteRaw sends b as one text frame, as is. For tests of bad input: an
-// error reply to it reaches Options.OnError when it carries no id.
+// WriteRaw sends b as one text frame, as is, on the current connection
+// (never retried). For tests of bad input: an error reply to it reaches
+// Options.OnError when it carries no id.
 func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
-	return c.l.conn.Write(ctx, websocket.MessageText, b)
+	c.mu.Lock()
+	l := c.cur
+	c.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("%w: not connected", ErrClosed)
+	}
+	return l.conn.Write(ctx, websocket.MessageText, b)
 }
 
 // Auth authenticates the session with token. It may be called again with a
-// fresh token for the same user before the current one expires.
+// fresh token for the same user before the current one expires. Unless
+// Options.Token is set, a reconnecting client re-authenticates with the last
+// token Auth succeeded with.
 func (c *Client) Auth(ctx context.Context, token string) (AuthInfo, error) {
 	var out AuthInfo
-	err := c.call(ctx, "auth", struct {
-		Token string `json:"token"`
-	}{token}, &out)
+	err := c.call(ctx, "auth", authParams{token}, &out)
+	if err == nil {
+		c.mu.Lock()
+		c.token = token
+		c.mu.Unlock()
+		c.scheduleReauth(out.ExpiresAt)
+	}
 	return out, err
 }
 
 // Subscribe subscribes to the coupons and returns the snapshots newer than
 // the versions given. Coupons that do not exist are left out; use
-// SubscribeReport to learn which.
+// SubscribeReport to learn which. A reconnecting client resubscribes to
+// them after each reconnect.
 func (c *Client) Subscribe(ctx context.Context, subs []Sub) ([]couponmesh.Coupon, error) {
 	r, err := c.SubscribeReport(ctx, subs)
 	return r.Coupons, err
@@ -342,17 +323,20 @@ func (c *Client) SubscribeReport(ctx context.Context, subs []Sub) (SubscribeResu
 		subs = []Sub{}
 	}
 	var out SubscribeResult
-	err := c.call(ctx, "subscribe", struct {
-		Coupons []Sub `json:"coupons"`
-	}{subs}, &out)
+	err := c.call(ctx, "subscribe", subscribeParams{subs}, &out)
+	if err == nil {
+		c.subscribed(subs, out)
+	}
 	return out, err
 }
 
-// Unsubscribe stops the pushes of the coupons.
+// Unsubscribe stops the pushes of the coupons (and their resubscription
+// after a reconnect).
 func (c *Client) Unsubscribe(ctx context.Context, ids ...string) error {
 	if ids == nil {
 		ids = []string{}
 	}
+	c.forget(ids...)
 	return c.call(ctx, "unsubscribe", struct {
 		Coupons []string `json:"coupons"`
 	}{ids}, nil)
@@ -368,11 +352,16 @@ func (c *Client) Get(ctx context.Context, id string) (couponmesh.Coupon, error) 
 		Coupon couponmesh.Coupon `json:"coupon"`
 	}
 	err := c.call(ctx, "get", couponParam{id}, &out)
+	if err == nil {
+		c.noteCoupon(out.Coupon)
+	}
 	return out.Coupon, err
 }
 
 // Claim claims one unit of coupon. rid is the idempotency key (1-64
-// characters): retrying with the same rid returns the first answer.
+// characters): retrying with the same rid returns the first answer. A
+// reconnecting client sends a claim whose reply was lost with a connection
+// again, with the same rid, on the next connection.
 func (c *Client) Claim(ctx context.Context, coupon, rid string) (couponmesh.Claim, error) {
 	var out struct {
 		Claim couponmesh.Claim `json:"claim"`
@@ -390,11 +379,15 @@ func (c *Client) Follow(ctx context.Context, coupon string) (couponmesh.Coupon, 
 		Coupon couponmesh.Coupon `json:"coupon"`
 	}
 	err := c.call(ctx, "follow", couponParam{coupon}, &out)
+	if err == nil {
+		c.subscribed([]Sub{{ID: coupon}}, SubscribeResult{Coupons: []couponmesh.Coupon{out.Coupon}})
+	}
 	return out.Coupon, err
 }
 
 // Unfollow stops following a coupon and unsubscribes from it.
 func (c *Client) Unfollow(ctx context.Context, coupon string) error {
+	c.forget(coupon)
 	return c.call(ctx, "unfollow", couponParam{coupon}, nil)
 }
 
@@ -408,15 +401,48 @@ func (c *Client) Wallet(ctx context.Context) ([]couponmesh.Claim, error) {
 }
 
 // Feed returns up to limit feed entries with seq > after (limit 0: the
-// server's default) and starts the live feed pushes.
+// server's default) and starts the live feed pushes to OnFeed. The entries
+// returned count as delivered: OnFeed continues after the newest of them
+// (or after after, if larger), and a reconnecting client resumes the feed
+// from there.
 func (c *Client) Feed(ctx context.Context, after int64, limit int) ([]couponmesh.FeedEntry, error) {
-	var out struct {
-		Entries []couponmesh.FeedEntry `json:"entries"`
+	c.smu.Lock()
+	c.fetching++ // pushes wait until the page is in
+	c.smu.Unlock()
+	var out feedReply
+	err := c.call(ctx, "feed", feedParams{After: after, Limit: limit}, &out)
+
+	c.deliverMu.Lock()
+	defer c.deliverMu.Unlock()
+	c.smu.Lock()
+	c.fetching--
+	if err == nil {
+		c.feedOn = true
+		c.lastSeq = max(c.lastSeq, after)
+		if n := len(out.Entries); n > 0 {
+			c.lastSeq = max(c.lastSeq, out.Entries[n-1].Seq)
+		}
 	}
-	err := c.call(ctx, "feed", struct {
-		After int64 `json:"after"`
-		Limit int   `json:"limit,omitempty"`
-	}{after, limit}, &out)
+	c.smu.Unlock()
+	c.drainFeedLocked()
+	c.smu.Lock()
+	gap := c.feedOn && c.fetching == 0 && len(c.feedBuf) > 0
+	if gap {
+		c.fetching++
+	}
+	c.smu.Unlock()
+	if gap {
+		c.mu.Lock()
+		l := c.cur
+		c.mu.Unlock()
+		if l != nil {
+			c.fillGap(l)
+		} else {
+			c.smu.Lock()
+			c.fetching-- // the resync of the next connection reads it
+			c.smu.Unlock()
+		}
+	}
 	return out.Entries, err
 }
 
@@ -425,30 +451,65 @@ func (c *Client) Ping(ctx context.Context) error {
 	return c.call(ctx, "ping", nil, nil)
 }
 
-// Close closes the connection with 1000 and waits for the reader to end.
+// Close closes the connection with 1000, stops reconnecting, and waits for
+// the client's goroutines to end (OnState's last call may still run). Calls
+// waiting for a reconnect fail with ErrClosed.
 func (c *Client) Close() error {
-	err := c.l.conn.Close(websocket.StatusNormalClosure, "")
-	<-c.l.done
-	if err != nil && (errors.Is(err, net.ErrClosed) || websocket.CloseStatus(err) != -1) {
-		return nil // the server closed first
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		<-c.done
+		return nil
 	}
+	c.closing = true
+	l := c.last
+	c.mu.Unlock()
+	c.cancel()
+	var err error
+	if l != nil && !l.isClosed() {
+		err = l.conn.Close(websocket.StatusNormalClosure, "")
+		<-l.done
+		if err != nil && (errors.Is(err, net.ErrClosed) || websocket.CloseStatus(err) != -1) {
+			err = nil // the server closed first
+		}
+	}
+	c.wg.Wait()
+	c.end(fmt.Errorf("%w: closed by the client", ErrClosed), nil)
 	return err
 }
 
-// Done is closed when the connection has ended.
-func (c *Client) Done() <-chan struct{} { return c.l.done }
+// Done is closed when the client has ended for good: after Close, or when
+// the connection is lost and the client does not (or may not) reconnect.
+func (c *Client) Done() <-chan struct{} { return c.done }
 
-// CloseStatus returns the close code the server sent, or -1 if the
-// connection is open or ended without a close frame.
-func (c *Client) CloseStatus() websocket.StatusCode {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	return c.l.status
+// State returns the current connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
 }
 
-// Err returns why the connection ended, or nil while it is open.
+// CloseStatus returns the close code the server sent on the newest
+// connection, or -1 if it is open or ended without a close frame.
+func (c *Client) CloseStatus() websocket.StatusCode {
+	c.mu.Lock()
+	l := c.last
+	c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+// Err returns why the newest connection ended (or the auth refusal that
+// ended a reconnecting client), or nil while it is open.
 func (c *Client) Err() error {
-	c.l.mu.Lock()
-	defer c.l.mu.Unlock()
-	return c.l.err
+	c.mu.Lock()
+	l, fatal := c.last, c.fatal
+	c.mu.Unlock()
+	if fatal != nil {
+		return fatal
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }

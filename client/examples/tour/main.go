@@ -35,15 +35,18 @@ func main() {
 	check(err)
 	ws := "ws" + strings.TrimPrefix(*base, "http") + "/ws"
 	c, err := client.Dial(ctx, ws, client.Options{
+		// Reconnect after a lost connection or a node drain, re-auth with
+		// this token and resync subscriptions and feed.
+		Reconnect: true,
+		Token:     func(context.Context) (string, error) { return shopper, nil },
+		OnState:   func(s client.State) { fmt.Println("connection:", s) },
 		OnCoupon: func(c couponmesh.Coupon) {
 			fmt.Printf("push: %s v%d claimed %d/%d (%s)\n", c.ID, c.Version, c.Claimed, c.Quantity, c.Status)
 		},
 		OnFeed: func(e couponmesh.FeedEntry) { fmt.Printf("feed push: #%d %s %s\n", e.Seq, e.Type, e.Coupon) },
 	})
 	check(err)
-	defer c.Close()
-	_, err = c.Auth(ctx, shopper)
-	check(err)
+	defer c.Close()            // Dial has authenticated with Options.Token
 	_, err = c.Feed(ctx, 0, 0) // start the live feed
 	check(err)
 	_, err = c.Follow(ctx, cp.ID)

@@ -2,11 +2,15 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
 	"github.com/couponmesh/couponmesh"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,18 +21,25 @@ const HubName = "couponmesh-hub"
 // CallConfig bounds a request to a grain.
 type CallConfig struct {
 	Timeout time.Duration // whole call, retries included; a ctx deadline shortens it
-	Retries int           // attempts after the first, on timeout or dead letter
+	Retries int           // attempts after the first; 0: as many as the deadline allows
 	Backoff time.Duration // base of the jittered exponential backoff between attempts
 }
 
 // DefaultCallConfig is what Service uses unless told otherwise.
 func DefaultCallConfig() CallConfig {
-	return CallConfig{Timeout: 5 * time.Second, Retries: 6, Backoff: 20 * time.Millisecond}
+	return CallConfig{Timeout: 5 * time.Second, Backoff: 20 * time.Millisecond}
 }
 
 // Call sends method(payload) to the grain kind/id and decodes the reply into
-// out. It retries on timeouts and dead letters (the grain moved or
-// passivated) with a real jittered backoff, never longer than the deadline.
+// out. It retries with a real jittered backoff, inside the deadline, when
+// the grain moved or passivated (dead letter), when no owner answered the
+// lookup, and when the member the request went to leaves the cluster while
+// the request waits (it died: the identity is activated elsewhere now).
+//
+// An attempt may wait for the whole remaining budget: a shorter attempt
+// timeout would re-send requests to a grain that is merely busy and pile up
+// its mailbox. protoactor's own retry loop (cluster.Request) cannot give up
+// on a member that died, so Call runs its own.
 func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, method string, payload, out any) error {
 	if c == nil {
 		return errNoCluster
@@ -37,31 +48,108 @@ func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, met
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	if timeout <= 0 {
-		return fmt.Errorf("%s %s/%s: %w", method, kind, id, context.DeadlineExceeded)
-	}
-	// protoactor runs its retry loop under one deadline of the attempt
-	// timeout, so an attempt that times out ends the call, while quick
-	// failures (dead letter: the grain moved or passivated) are retried with
-	// backoff inside the same budget. A shorter attempt timeout would re-send
-	// requests to a grain that is merely busy and pile up its mailbox.
-	attempt := timeout
 	deadline := time.Now().Add(timeout)
-	backoff := func(i int) int {
-		d := cfg.Backoff << min(i, 6)
-		d = time.Duration(rand.Int64N(int64(d) + 1))
-		if left := time.Until(deadline); d > left {
-			d = max(left, 0)
+	msg := Request(method, payload)
+	var last error = context.DeadlineExceeded
+	for attempt := 0; cfg.Retries <= 0 || attempt <= cfg.Retries; attempt++ {
+		if attempt > 0 {
+			d := time.Duration(rand.Int64N(int64(cfg.Backoff<<min(attempt-1, 6)) + 1))
+			if time.Until(deadline) <= d {
+				break
+			}
+			time.Sleep(d)
 		}
-		time.Sleep(d)
-		return i + 1
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		pid, _ := c.PidCache.Get(id, kind)
+		if pid == nil {
+			if pid = c.Get(id, kind); pid == nil {
+				last = errNoOwner
+				continue
+			}
+			c.PidCache.Set(id, kind, pid)
+		}
+		res, err := request(c, pid, msg, left)
+		switch {
+		case err == nil:
+			return Decode(res, out)
+		case errors.Is(err, errMemberLeft), errors.Is(err, actor.ErrDeadLetter), errors.Is(err, remote.ErrDeadLetter):
+			c.PidCache.RemoveByValue(id, kind, pid)
+			last = err
+		default: // timeout: the budget is spent
+			last = err
+		}
 	}
-	resp, err := c.Request(id, kind, Request(method, payload),
-		cluster.WithTimeout(attempt), cluster.WithRetryCount(cfg.Retries+1), cluster.WithRetryAction(backoff))
-	if err != nil {
-		return fmt.Errorf("%s %s/%s: %w: %w", method, kind, id, couponmesh.ErrUnavailable, err)
+	return fmt.Errorf("%s %s/%s: %w: %w", method, kind, id, couponmesh.ErrUnavailable, last)
+}
+
+var (
+	errNoOwner    = errors.New("no member answered for the identity")
+	errMemberLeft = errors.New("the member left the cluster")
+)
+
+// request sends msg to pid and waits for the reply, at most timeout, and
+// no longer than pid's member stays in the cluster.
+func request(c *cluster.Cluster, pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	f := c.ActorSystem.Root.RequestFuture(pid, msg, timeout)
+	if pid.Address == c.ActorSystem.Address() {
+		return f.Result()
 	}
-	return Decode(resp, out)
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f.Result()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-leftSignal(c, pid.Address):
+		return nil, errMemberLeft
+	}
+}
+
+// Members leaving: one event subscription per cluster, one channel per
+// member address that is closed when the member leaves the topology.
+var watchers sync.Map // *cluster.Cluster → *leaveWatcher
+
+type leaveWatcher struct {
+	mu    sync.Mutex
+	chans map[string]chan struct{}
+}
+
+func leftSignal(c *cluster.Cluster, addr string) <-chan struct{} {
+	v, loaded := watchers.LoadOrStore(c, &leaveWatcher{chans: make(map[string]chan struct{})})
+	w := v.(*leaveWatcher)
+	if !loaded {
+		c.ActorSystem.EventStream.Subscribe(func(ev any) {
+			t, ok := ev.(*cluster.ClusterTopology)
+			if !ok || len(t.Left) == 0 {
+				return
+			}
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			for _, m := range t.Left {
+				if ch, ok := w.chans[m.Address()]; ok {
+					close(ch)
+					delete(w.chans, m.Address())
+				}
+			}
+		})
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ch, ok := w.chans[addr]
+	if !ok {
+		ch = make(chan struct{})
+		w.chans[addr] = ch
+	}
+	return ch
 }
 
 // Metrics of the grains.

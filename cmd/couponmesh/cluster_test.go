@@ -488,3 +488,89 @@ func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
 		t.Errorf("%d identities activated on several nodes: %v", len(d), d)
 	}
 }
+
+// verifyAcked checks through node p that every acknowledged claim is in its
+// user's wallet with the same number, and that no coupon has more claims
+// than its quantity.
+func verifyAcked(t *testing.T, p *proc, acked map[string][]couponmesh.Claim, coupons []string) {
+	t.Helper()
+	ctx := context.Background()
+	n := 0
+	for user, claims := range acked {
+		s := p.session(t, user)
+		wallet, err := s.Wallet(ctx)
+		if err != nil {
+			t.Fatalf("wallet of %s: %v", user, err)
+		}
+		have := make(map[string]int)
+		for _, c := range wallet {
+			have[c.Coupon] = c.N
+		}
+		for _, c := range claims {
+			if have[c.Coupon] != c.N {
+				t.Errorf("acknowledged claim %s #%d of %s is not in the wallet (wallet has #%d)", c.Coupon, c.N, user, have[c.Coupon])
+			}
+			n++
+		}
+		s.Close()
+	}
+	s := p.session(t, "auditor")
+	for _, id := range coupons {
+		c, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("get %s: %v", id, err)
+		}
+		if c.Claimed > c.Quantity {
+			t.Errorf("coupon %s over-claimed: %d of %d", id, c.Claimed, c.Quantity)
+		}
+	}
+	t.Logf("%d acknowledged claims verified", n)
+}
+
+// A node paused (SIGSTOP) past failure detection and then resumed is told
+// by the others that it was declared dead, and exits instead of serving its
+// old activations; the claims acknowledged meanwhile are all kept.
+func TestClusterPausedNodeIsEvicted(t *testing.T) {
+	c := startCluster(t, 3)
+	coupons := createCoupons(t, c.nodes[0], "p", 30, 1000)
+	victim := c.nodes[2]
+	l := startLoad(t, c.nodes[:2], 6, coupons, 30*time.Millisecond)
+	time.Sleep(time.Second)
+	victim.signal(t, syscall.SIGSTOP)
+	checkFor(t, 20*time.Second, "survivors drop the paused node", func() error {
+		ms, err := c.nodes[0].members()
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Name == victim.name && m.Status == "alive" {
+				return fmt.Errorf("%s still alive", victim.name)
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	victim.signal(t, syscall.SIGCONT)
+	resumed := time.Now()
+	exited := make(chan error, 1)
+	go func() { exited <- victim.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Logf("paused node exited %s after SIGCONT: %v", time.Since(resumed).Round(time.Millisecond), err)
+		if err == nil {
+			t.Error("the evicted node exited with status 0; want non-zero so its supervisor restarts it")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the paused node kept running 20 s after SIGCONT")
+	}
+	time.Sleep(time.Second)
+	calls, errs := l.end()
+	t.Logf("%d calls on the survivors, %d errors", calls, len(errs))
+	for _, err := range errs {
+		t.Logf("error: %v", err)
+	}
+	verifyAcked(t, c.nodes[0], l.acked, coupons)
+	if d := duplicates(c.owners("coupon")); len(d) > 0 {
+		t.Errorf("identities activated on several nodes: %v", d)
+	}
+}

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND
+const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (flags may follow the command)
   members            the members this node knows: name, addresses, status, actors, sessions
   drain NODE [--wait] drain NODE (name or member ID): sessions move to the other nodes, actors
                      passivate, the node leaves the cluster and exits; --wait until it is gone`
@@ -26,11 +26,12 @@ func runCtl(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
 	admin := fs.String("admin", envOr("COUPONMESH_ADMIN_ADDR", "127.0.0.1:8081"), "admin address of any node")
 	asJSON := fs.Bool("json", false, "print JSON (for scripts)")
+	wait := fs.Bool("wait", false, "drain: wait until the node has left the cluster")
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), ctlUsage) }
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterleaved(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		return errors.New(ctlUsage)
 	}
@@ -50,15 +51,10 @@ func runCtl(args []string, stdout io.Writer) error {
 		printMembers(stdout, res.Members)
 		return nil
 	case "drain":
-		dfs := flag.NewFlagSet("drain", flag.ContinueOnError)
-		wait := dfs.Bool("wait", false, "wait until the node has left the cluster")
-		if err := dfs.Parse(rest[1:]); err != nil {
-			return err
-		}
-		if dfs.NArg() != 1 {
+		if len(rest) != 2 {
 			return errors.New("usage: couponmesh ctl drain NODE [--wait]")
 		}
-		node := dfs.Arg(0)
+		node := rest[1]
 		var res map[string]any
 		if err := adminCall(ctx, *admin, http.MethodPost, "/admin/api/drain", DrainRequest{Node: node}, &res); err != nil {
 			return err
@@ -76,6 +72,22 @@ func runCtl(args []string, stdout io.Writer) error {
 		return nil
 	default:
 		return fmt.Errorf("unknown ctl command %q\n%s", rest[0], ctlUsage)
+	}
+}
+
+// parseInterleaved parses flags given before, between and after the
+// positional arguments, which it returns.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 }
 

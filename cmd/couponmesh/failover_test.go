@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+)
+
+// shopper is a reconnecting client that follows a few coupons, reads its
+// feed, and claims coupons in order, retrying a claim whose outcome is
+// unknown with the same rid, as the SDK documentation says.
+type shopper struct {
+	user   string
+	home   *proc
+	c      *client.Client
+	seen   latest
+	follow []string
+
+	mu        sync.Mutex
+	feed      []int64 // seqs delivered by OnFeed, in order
+	acked     []couponmesh.Claim
+	ackedAt   []time.Time // when each acked claim started
+	errs      []error
+	states    []client.State
+	connected time.Time // last StateConnected
+}
+
+func newShopper(t *testing.T, c *tcluster, i int, follow []string) *shopper {
+	t.Helper()
+	home := c.nodes[i%len(c.nodes)]
+	s := &shopper{user: fmt.Sprintf("shopper%d", i), home: home, follow: follow}
+	tok, err := client.DevLogin(context.Background(), home.base(), s.user, couponmesh.RoleShopper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, p := range c.nodes {
+		if p != home {
+			addrs = append(addrs, p.ws())
+		}
+	}
+	s.c, err = client.Dial(context.Background(), home.ws(), client.Options{
+		Reconnect: true, Addresses: addrs,
+		Token:    func(context.Context) (string, error) { return tok, nil },
+		Backoff:  client.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
+		OnCoupon: s.seen.on,
+		OnFeed: func(e couponmesh.FeedEntry) {
+			s.mu.Lock()
+			s.feed = append(s.feed, e.Seq)
+			s.mu.Unlock()
+		},
+		OnState: func(st client.State) {
+			s.mu.Lock()
+			s.states = append(s.states, st)
+			if st == client.StateConnected {
+				s.connected = time.Now()
+			}
+			s.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.c.Close() })
+	ctx := context.Background()
+	for _, id := range follow {
+		if _, err := s.c.Follow(ctx, id); err != nil {
+			t.Fatalf("%s follows %s: %v", s.user, id, err)
+		}
+	}
+	entries, err := s.c.Feed(ctx, 0, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	for _, e := range entries {
+		s.feed = append(s.feed, e.Seq)
+	}
+	s.mu.Unlock()
+	return s
+}
+
+// claimAll claims each coupon once, pacing the claims, until stop.
+func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan struct{}) {
+	for k, id := range coupons {
+		select {
+		case <-stop:
+			return
+		case <-time.After(pace):
+		}
+		rid := fmt.Sprintf("%s-%d", s.user, k)
+		start := time.Now()
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			cl, err := s.c.Claim(ctx, id, rid)
+			cancel()
+			code := couponmesh.ErrorCode(err)
+			s.mu.Lock()
+			switch {
+			case err == nil:
+				s.acked = append(s.acked, cl)
+				s.ackedAt = append(s.ackedAt, start)
+			case code == couponmesh.CodeSoldOut:
+			default:
+				s.errs = append(s.errs, fmt.Errorf("claim %s: %w", id, err))
+			}
+			s.mu.Unlock()
+			if code != couponmesh.CodeUnavailable && !errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // unknown outcome: retry with the same rid
+		}
+	}
+}
+
+// checkFeed reports a gap or a repeat in the feed the shopper received.
+func (s *shopper) checkFeed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 1; i < len(s.feed); i++ {
+		if s.feed[i] != s.feed[i-1]+1 {
+			return fmt.Errorf("%s feed: seq %d after %d", s.user, s.feed[i], s.feed[i-1])
+		}
+	}
+	return nil
+}
+
+// checkFinal waits until the shopper has the newest state of every coupon
+// it follows and its feed holds every entry of its user.
+func (s *shopper) checkFinal(t *testing.T, auditor *client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	checkFor(t, 10*time.Second, s.user+" has the final state", func() error {
+		for _, id := range s.follow {
+			want, err := auditor.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if got := s.seen.get(id); got.Version != want.Version {
+				return fmt.Errorf("%s: version %d, newest %d", id, got.Version, want.Version)
+			}
+		}
+		entries, err := s.c.Feed(ctx, 0, 500)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(entries) > 0 && (len(s.feed) == 0 || s.feed[len(s.feed)-1] != entries[len(entries)-1].Seq) {
+			return fmt.Errorf("feed ends at %v, the user's at %d", s.feed[max(len(s.feed)-1, 0):], entries[len(entries)-1].Seq)
+		}
+		return nil
+	})
+	if err := s.checkFeed(); err != nil {
+		t.Error(err)
+	}
+}
+
+func ackedByUser(shoppers []*shopper) map[string][]couponmesh.Claim {
+	out := make(map[string][]couponmesh.Claim)
+	for _, s := range shoppers {
+		s.mu.Lock()
+		out[s.user] = slices.Clone(s.acked)
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Kill -9 of one of three nodes while shoppers on every node claim: every
+// acknowledged claim is kept, no coupon is over-claimed, the shoppers of the
+// dead node reconnect to the others and end with the newest state of the
+// coupons they follow and a gap-free feed.
+func TestClusterKillNodeUnderClaims(t *testing.T) {
+	c := startCluster(t, 3)
+	coupons := createCoupons(t, c.nodes[0], "k", 40, 8)
+	victim := c.nodes[1]
+	var shoppers []*shopper
+	for i := range 12 {
+		shoppers = append(shoppers, newShopper(t, c, i, []string{coupons[i%40], coupons[(i+13)%40]}))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range shoppers {
+		wg.Go(func() { s.claimAll(coupons, 40*time.Millisecond, stop) })
+	}
+	time.Sleep(1500 * time.Millisecond)
+	owned := map[string]bool{}
+	for _, id := range victim.actors(t, "coupon") {
+		owned[id] = true
+	}
+	victim.kill(t)
+	killed := time.Now()
+	wg.Wait()
+	close(stop)
+
+	// The first claim on an identity the dead node held that started after
+	// the kill and succeeded.
+	var first time.Duration = -1
+	for _, s := range shoppers {
+		s.mu.Lock()
+		for i, cl := range s.acked {
+			if owned["coupon/"+cl.Coupon] && s.ackedAt[i].After(killed) {
+				if d := cl.At.Sub(killed); first < 0 || d < first {
+					first = d
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	var resynced time.Duration
+	for _, s := range shoppers {
+		if s.home == victim {
+			s.mu.Lock()
+			resynced = max(resynced, s.connected.Sub(killed))
+			s.mu.Unlock()
+		}
+	}
+	t.Logf("kill -9 of %s (held %d coupons): first successful claim on one of them %s after the kill; its shoppers reconnected within %s",
+		victim.name, len(owned), first.Round(time.Millisecond), resynced.Round(time.Millisecond))
+	if first < 0 {
+		t.Error("no claim on an identity of the dead node succeeded after the kill")
+	}
+
+	errs := 0
+	for _, s := range shoppers {
+		s.mu.Lock()
+		errs += len(s.errs)
+		s.mu.Unlock()
+	}
+	t.Logf("claims retried after unknown outcomes: %d", errs)
+	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
+	auditor := c.nodes[2].session(t, "auditor2")
+	for _, s := range shoppers {
+		s.checkFinal(t, auditor)
+	}
+	if d := duplicates(c.owners("coupon")); len(d) > 0 {
+		t.Errorf("identities activated on several nodes: %v", d)
+	}
+}
+
+// Drain of a node under load (ctl drain through another node's admin
+// API): no shopper sees an error, the drained node's shoppers end up on the
+// other nodes, and the node exits 0.
+func TestClusterDrainUnderLoad(t *testing.T) {
+	c := startCluster(t, 3)
+	coupons := createCoupons(t, c.nodes[0], "d", 40, 1000)
+	victim := c.nodes[2]
+	var shoppers []*shopper
+	for i := range 9 {
+		shoppers = append(shoppers, newShopper(t, c, i, []string{coupons[i%40]}))
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range shoppers {
+		wg.Go(func() { s.claimAll(coupons, 50*time.Millisecond, stop) })
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	out := ctl(t, c.nodes[0], "drain", victim.name, "--wait")
+	t.Logf("ctl drain: %s", out)
+	exited := make(chan error, 1)
+	go func() { exited <- victim.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("drained node exited with %v, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("drained node still running 30 s after ctl drain")
+	}
+	drain := time.Since(start)
+	wg.Wait()
+	close(stop)
+
+	t.Logf("drain of %s took %s", victim.name, drain.Round(time.Millisecond))
+	for _, s := range shoppers {
+		s.mu.Lock()
+		for _, err := range s.errs {
+			t.Errorf("%s (home %s): client-visible error: %v", s.user, s.home.name, err)
+		}
+		s.mu.Unlock()
+	}
+	var moved int
+	for _, s := range shoppers {
+		if s.home == victim {
+			s.mu.Lock()
+			if !slices.Contains(s.states, client.StateReconnecting) {
+				t.Errorf("%s was on the drained node and never reconnected", s.user)
+			}
+			s.mu.Unlock()
+			moved++
+		}
+		if err := s.c.Ping(context.Background()); err != nil {
+			t.Errorf("%s after the drain: %v", s.user, err)
+		}
+	}
+	sessions := 0
+	ms, err := c.nodes[0].members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Status == "alive" {
+			sessions += m.Sessions
+		}
+	}
+	t.Logf("%d shoppers moved off %s; %d sessions on the remaining nodes", moved, victim.name, sessions)
+	if sessions < len(shoppers) {
+		t.Errorf("%d sessions on the remaining nodes, want at least %d", sessions, len(shoppers))
+	}
+	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
+	auditor := c.nodes[1].session(t, "auditor3")
+	for _, s := range shoppers {
+		s.checkFinal(t, auditor)
+	}
+}
+
+var _ = syscall.SIGKILL

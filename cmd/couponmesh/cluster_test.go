@@ -312,9 +312,6 @@ func ctl(t *testing.T, p *proc, args ...string) string {
 	return out.String()
 }
 
-
-
-
 // load runs shoppers spread over nodes: each claims the coupons in order
 // (once each), then keeps reading them, until stop. Every error a shopper
 // sees is recorded.

@@ -4,11 +4,15 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run build test test-go test-js web lint tidy clean fuzz
+.PHONY: run cluster build test test-go test-js web lint tidy clean fuzz
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
 	$(GO) run ./cmd/couponmesh node --config $(CONFIG)
+
+## cluster: the embedded database and three nodes on loopback (configs/local-cluster; docs/OPERATIONS.md)
+cluster: build
+	configs/local-cluster/run.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/couponmesh

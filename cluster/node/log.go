@@ -14,8 +14,9 @@ type levelFilter struct {
 }
 
 // routine are protoactor messages logged at error level that describe
-// expected events: a request that met a moved grain (retried) and a
-// connection to a member that left.
+// expected events: a request that met a moved grain (retried) and
+// connections to a member that left or died (memberlist decides membership;
+// its own log lines say when a member goes).
 var routine = map[string]bool{
 	"cluster.RequestFuture failed":   true,
 	"EndpointWriter lost connection": true,

@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		NodeName: cfg.NodeName, BindAddr: cfg.ClusterAddr, AdvertiseAddr: cfg.Cluster.AdvertiseAddr, Seeds: cfg.Seeds,
 		SecretKey: key, Label: cfg.Cluster.GossipLabel, Profile: cfg.Cluster.Failure,
 		ProbeInterval: cfg.Cluster.ProbeInterval.D(), ProbeTimeout: cfg.Cluster.ProbeTimeout.D(), SuspicionMult: cfg.Cluster.SuspicionMult,
-		RejoinInterval: cfg.Cluster.RejoinInterval.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
+		RejoinInterval: cfg.Cluster.RejoinInterval.D(), DeadGrace: cfg.Cluster.DeadGrace.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
 		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
 		OnEvicted: func() { close(a.evicted) }, Log: log,
 	})

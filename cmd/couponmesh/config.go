@@ -44,6 +44,7 @@ type Config struct {
 		ProbeTimeout    Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
 		SuspicionMult   int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
 		RejoinInterval  Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
+		DeadGrace       Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
 		LookupTimeout   Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
 		DrainSpread     Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
 		TopologyDelay   Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"` // tests only

@@ -30,7 +30,7 @@ var (
 )
 
 // nodeBinary builds the couponmesh binary once per test run.
-func nodeBinary(t *testing.T) string {
+func nodeBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "couponmesh-bin-")
@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 }
 
 // sharedDB starts an embedded database the nodes of a test share.
-func sharedDB(t *testing.T) string {
+func sharedDB(t testing.TB) string {
 	t.Helper()
 	db, err := devdb.Start(context.Background(), devdb.Config{Addr: "127.0.0.1:0", Dir: t.TempDir()}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -70,7 +70,7 @@ func sharedDB(t *testing.T) string {
 
 // tcluster is a cluster of node processes on loopback.
 type tcluster struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	db    string
 	seed  string // memberlist address of the first node
@@ -78,7 +78,7 @@ type tcluster struct {
 	env   []string // extra environment for every node
 }
 
-func startCluster(t *testing.T, n int, env ...string) *tcluster {
+func startCluster(t testing.TB, n int, env ...string) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t, bin: nodeBinary(t), db: sharedDB(t), env: env}
 	for range n {
@@ -163,6 +163,15 @@ func (c *tcluster) owners(kind string) map[string][]string {
 	return out
 }
 
+// stopAll drains every running node (in parallel).
+func (c *tcluster) stopAll(t testing.TB) {
+	var wg sync.WaitGroup
+	for _, p := range c.nodes {
+		wg.Go(func() { p.stop(t) })
+	}
+	wg.Wait()
+}
+
 func (p *proc) running() bool { return p.cmd.ProcessState == nil }
 
 func (p *proc) ready() error {
@@ -187,7 +196,7 @@ func (p *proc) members() ([]MemberInfo, error) {
 	return res.Members, err
 }
 
-func (p *proc) actors(t *testing.T, kind string) []string {
+func (p *proc) actors(t testing.TB, kind string) []string {
 	t.Helper()
 	var out []string
 	after := ""
@@ -213,7 +222,7 @@ func (p *proc) actors(t *testing.T, kind string) []string {
 }
 
 // signal sends sig to the node process.
-func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+func (p *proc) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -224,7 +233,7 @@ func (p *proc) ws() string   { return "ws://" + p.http + "/ws" }
 func (p *proc) base() string { return "http://" + p.http }
 
 // merchantAPI returns the HTTP API as merchant acme through node p.
-func merchantAPI(t *testing.T, p *proc) *client.API {
+func merchantAPI(t testing.TB, p *proc) *client.API {
 	t.Helper()
 	tok, err := client.DevLogin(context.Background(), p.base(), "acme", couponmesh.RoleMerchant)
 	if err != nil {
@@ -284,7 +293,7 @@ func TestClusterClaimAcrossNodes(t *testing.T) {
 
 const actorsKindCoupon = "coupon"
 
-func (p *proc) sessionOpts(t *testing.T, user string, opts client.Options) *client.Client {
+func (p *proc) sessionOpts(t testing.TB, user string, opts client.Options) *client.Client {
 	t.Helper()
 	ctx := context.Background()
 	tok, err := client.DevLogin(ctx, p.base(), user, couponmesh.RoleShopper)
@@ -379,7 +388,7 @@ func (l *load) end() (int, []error) {
 	return l.calls, l.errs
 }
 
-func createCoupons(t *testing.T, p *proc, prefix string, n, quantity int) []string {
+func createCoupons(t testing.TB, p *proc, prefix string, n, quantity int) []string {
 	t.Helper()
 	api := merchantAPI(t, p)
 	ids := make([]string, n)
@@ -489,7 +498,7 @@ func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
 // verifyAcked checks through node p that every acknowledged claim is in its
 // user's wallet with the same number, and that no coupon has more claims
 // than its quantity.
-func verifyAcked(t *testing.T, p *proc, acked map[string][]couponmesh.Claim, coupons []string) {
+func verifyAcked(t testing.TB, p *proc, acked map[string][]couponmesh.Claim, coupons []string) {
 	t.Helper()
 	ctx := context.Background()
 	n := 0

@@ -56,7 +56,7 @@ func startApp(t *testing.T, mod func(*Config)) *App {
 func baseURL(a *App) string { return "http://" + a.HTTPAddr() }
 func wsURL(a *App) string   { return "ws://" + a.HTTPAddr() + "/ws" }
 
-func login(t *testing.T, base, user string, role couponmesh.Role) string {
+func login(t testing.TB, base, user string, role couponmesh.Role) string {
 	t.Helper()
 	tok, err := client.DevLogin(context.Background(), base, user, role)
 	if err != nil {
@@ -96,7 +96,7 @@ func createCoupon(t *testing.T, a *App, merchant string, spec couponmesh.CouponS
 func ptr[T any](v T) *T { return &v }
 
 // checkFor polls cond until it holds or the deadline passes.
-func checkFor(t *testing.T, d time.Duration, what string, cond func() error) {
+func checkFor(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {

@@ -22,7 +22,7 @@ type proc struct {
 	name, http, admin, gossip, dir string
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +60,7 @@ func startProc(t *testing.T, bin, dir string) *proc {
 }
 
 // kill sends SIGKILL: no shutdown code runs.
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	if p.cmd.ProcessState != nil {
 		return
@@ -69,7 +69,7 @@ func (p *proc) kill(t *testing.T) {
 	_ = p.cmd.Wait()
 }
 
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}
@@ -84,7 +84,7 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-func (p *proc) session(t *testing.T, user string) *client.Client {
+func (p *proc) session(t testing.TB, user string) *client.Client {
 	t.Helper()
 	ctx := context.Background()
 	tok, err := client.DevLogin(ctx, "http://"+p.http, user, couponmesh.RoleShopper)

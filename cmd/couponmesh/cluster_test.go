@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -267,11 +269,18 @@ func TestClusterClaimAcrossNodes(t *testing.T) {
 	}
 	t.Logf("coupon %s lives on %s", id, b.name)
 
-	var seen latest
-	sub := cn.sessionOpts(t, "watcher", client.Options{OnCoupon: seen.on})
-	if _, err := sub.Subscribe(ctx, []client.Sub{{ID: id}}); err != nil {
-		t.Fatal(err)
+	// Five subscribers on node C: the grain sends node C one push, and C's
+	// hub hands it to the five sessions.
+	watchers := make([]*latest, 5)
+	for i := range watchers {
+		watchers[i] = &latest{}
+		sub := cn.sessionOpts(t, fmt.Sprintf("watcher%d", i), client.Options{OnCoupon: watchers[i].on})
+		if _, err := sub.Subscribe(ctx, []client.Sub{{ID: id}}); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	pushes0, deliveries0 := metric(t, cn, "couponmesh_hub_pushes_total"), metric(t, cn, "couponmesh_hub_deliveries_total")
 	shopper := a.session(t, "shopper1")
 	claim, err := shopper.Claim(ctx, id, "r1")
 	if err != nil {
@@ -281,17 +290,46 @@ func TestClusterClaimAcrossNodes(t *testing.T) {
 		t.Fatalf("claim n = %d, want 1", claim.N)
 	}
 	checkFor(t, 5*time.Second, "push on node C", func() error {
-		if got := seen.get(id); got.Claimed != 1 {
-			return fmt.Errorf("claimed %d", got.Claimed)
+		for _, w := range watchers {
+			if got := w.get(id); got.Claimed != 1 {
+				return fmt.Errorf("claimed %d", got.Claimed)
+			}
 		}
 		return nil
 	})
+
+	pushes, deliveries := metric(t, cn, "couponmesh_hub_pushes_total")-pushes0, metric(t, cn, "couponmesh_hub_deliveries_total")-deliveries0
+	t.Logf("node C: %v push(es) from the grain, %v deliveries to sessions", pushes, deliveries)
+	if pushes != 1 || deliveries != 5 {
+		t.Errorf("node C got %v pushes for %v deliveries, want 1 push for 5 deliveries", pushes, deliveries)
+	}
 	if own := c.owners(actorsKindCoupon)["coupon/"+id]; len(own) != 1 || own[0] != b.name {
 		t.Fatalf("coupon %s activations: %v, want only %s", id, own, b.name)
 	}
 }
 
 const actorsKindCoupon = "coupon"
+
+// metric reads a counter or gauge without labels from a node's /metrics.
+func metric(t testing.TB, p *proc, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
 
 func (p *proc) sessionOpts(t testing.TB, user string, opts client.Options) *client.Client {
 	t.Helper()

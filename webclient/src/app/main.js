@@ -399,6 +399,7 @@ function renderFeed() {
       ),
     ),
   );
+  show($('#feed-empty'), app.feed.length === 0);
 }
 
 // ---- routing ----

@@ -1,7 +1,7 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-0c66a59c76876a43';
+const CACHE = 'couponmesh-shell-421e9f61b50cb978';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
@@ -9,7 +9,7 @@ const SHELL = [
   "/icons/icon-192.png",
   "/icons/icon-512.png",
   "/assets/index-BaqtYccM.css",
-  "/assets/index-Dh00CiJu.js"
+  "/assets/index-Bc51yZfJ.js"
 ];
 
 self.addEventListener('install', (event) => {

@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster build test test-go test-js web lint tidy clean fuzz
+.PHONY: run cluster build test test-go test-js test-browser web lint tidy clean fuzz
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -30,6 +30,10 @@ test-js:
 test-go:
 	$(GO) vet ./...
 	$(GO) test $(TESTFLAGS) ./...
+
+## test-browser: only the browser tests (part of test-go; need /usr/bin/chromium), screenshots in artifacts/
+test-browser:
+	$(GO) test $(TESTFLAGS) -run Browser -v ./cmd/couponmesh
 
 ## fuzz: a short run of every fuzz target (corpus seeds also run in `make test`)
 fuzz:

@@ -80,6 +80,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("public listener: %w", err)
 	}
+	if a.httpLn, err = tlsListener(a.httpLn, cfg); err != nil {
+		return nil, fmt.Errorf("public listener: %w", err)
+	}
 	if a.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
@@ -192,11 +195,12 @@ func (a *App) Evicted() <-chan struct{} { return a.evicted }
 
 // Drain leaves the cluster without a client-visible error: readiness goes
 // false (the load balancer stops sending new clients), sessions are handed
-// over to the other nodes (close 1012 with their addresses, spread over
-// cluster.drain_spread), the hub stops, grains passivate after answering
-// what they hold (their writes are durable when answered; snapshots are
-// flushed), the member leaves memberlist, and the database is closed. Only
-// the first call drains; every call waits for it or ctx.
+// over to the other nodes (after cluster.drain_delay; close 1012 with
+// their addresses, spread over cluster.drain_spread), the hub stops, grains
+// passivate after answering what they hold (their writes are durable when
+// answered; snapshots are flushed), the member leaves memberlist, and the
+// database is closed. Only the first call drains; every call waits for it
+// or ctx.
 func (a *App) Drain(ctx context.Context) {
 	a.drainOnce.Do(func() { go a.drain() })
 	select {
@@ -210,6 +214,11 @@ func (a *App) drain() {
 	start := time.Now()
 	a.draining.Store(true)
 	a.log.Info("draining", "sessions", a.sessions())
+	if d := a.cfg.Cluster.DrainDelay.D(); d > 0 {
+		// Load balancers see /readyz 503 and take this node out before its
+		// clients reconnect, so none of them lands here again.
+		time.Sleep(d)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+10*time.Second)
 	defer cancel()
 	if a.ws != nil {

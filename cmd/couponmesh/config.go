@@ -33,6 +33,8 @@ type Config struct {
 	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
 	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
 	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
+	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"` // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
+	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`   // PEM private key
 	Cluster        struct {
 		PublicAddr      string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
 		AdvertiseAddr   string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
@@ -47,6 +49,7 @@ type Config struct {
 		DeadGrace       Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
 		LookupTimeout   Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
 		DrainSpread     Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+		DrainDelay      Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`       // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
 		TopologyDelay   Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"` // tests only
 	} `yaml:"cluster" envPrefix:"CLUSTER_"`
 	Actors struct {
@@ -151,6 +154,9 @@ func (c *Config) validate() error {
 		} else if n := len(k); n != 16 && n != 24 && n != 32 {
 			errs = append(errs, fmt.Errorf("cluster.gossip_key: %d bytes, want 16, 24 or 32", n))
 		}
+	}
+	if err := c.validateTLS(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Cluster.Failure {
 	case "fast", "lan":

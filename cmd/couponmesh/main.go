@@ -63,7 +63,7 @@ func runNode(args []string) error {
 	select {
 	case <-ctx.Done():
 		log.Info("signal received: draining")
-		sctx, cancel := context.WithTimeout(context.Background(), cfg.Cluster.DrainSpread.D()+20*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.Cluster.DrainDelay.D()+cfg.Cluster.DrainSpread.D()+20*time.Second)
 		defer cancel()
 		app.Stop(sctx)
 		return nil

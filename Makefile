@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster build test test-go test-js test-browser web lint tidy clean fuzz
+.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -13,6 +13,10 @@ run:
 ## cluster: the embedded database and three nodes on loopback (configs/local-cluster; docs/OPERATIONS.md)
 cluster: build
 	configs/local-cluster/run.sh
+
+## cluster-lb: the same three nodes behind HAProxy with TLS on https://localhost:8443 (configs/haproxy; needs haproxy, openssl)
+cluster-lb: build
+	configs/haproxy/run.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/couponmesh

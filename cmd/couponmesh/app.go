@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,7 +276,7 @@ func (a *App) otherNodes() []string {
 	}
 	self := a.members.Self().ID
 	for _, m := range a.members.Members() {
-		if m.ID != self && m.Status == "alive" && m.HTTP != "" {
+		if m.ID != self && m.Status == "alive" && m.HTTP != "" && !slices.Contains(out, m.HTTP) { // behind a load balancer all name it
 			out = append(out, m.HTTP)
 		}
 	}

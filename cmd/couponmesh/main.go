@@ -2,6 +2,7 @@
 //
 //	couponmesh node [--config FILE] [--check-config]   run a node
 //	couponmesh ctl [--admin HOST:PORT] members|drain   operate a cluster
+//	couponmesh devdb [--addr HOST:PORT] [--data DIR]   the embedded database alone (make cluster)
 package main
 
 import (
@@ -26,15 +27,17 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh node|ctl ...")
+		return errors.New("usage: couponmesh node|ctl|devdb ...")
 	}
 	switch args[0] {
 	case "node":
 		return runNode(args[1:])
 	case "ctl":
 		return runCtl(args[1:], os.Stdout)
+	case "devdb":
+		return runDevDB(args[1:])
 	default:
-		return fmt.Errorf("unknown command %q (want: node, ctl)", args[0])
+		return fmt.Errorf("unknown command %q (want: node, ctl, devdb)", args[0])
 	}
 }
 

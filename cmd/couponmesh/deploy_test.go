@@ -223,7 +223,8 @@ type lbCluster struct {
 
 func startLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
-	c := &lbCluster{tcluster: &tcluster{t: t, bin: nodeBinary(t), db: sharedDB(t)}, pki: newTestPKI(t), envs: map[*proc][]string{}}
+	bin := nodeBinary(t)
+	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: devDBProc(t, bin)}, pki: newTestPKI(t), envs: map[*proc][]string{}}
 	lbAddr := freeAddr(t)
 	var seeds []string
 	for i := range 3 {
@@ -249,6 +250,33 @@ func startLBCluster(t *testing.T) *lbCluster {
 	c.waitMembers(3)
 	c.lb = startHAProxy(t, c.pki, lbAddr, [3]string{c.nodes[0].http, c.nodes[1].http, c.nodes[2].http})
 	return c
+}
+
+// devDBProc runs the embedded database as a process of its own (couponmesh
+// devdb, as make cluster does), built without -race like the nodes, and
+// returns its URI.
+func devDBProc(t testing.TB, bin string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "devdb", "--addr", addr, "--data", t.TempDir())
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	checkFor(t, 30*time.Second, "devdb listening", func() error {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	return "mongodb://" + addr + "/"
 }
 
 // launch starts (or restarts) p's process with its environment.
@@ -329,6 +357,41 @@ func newLBShopper(t *testing.T, c *lbCluster, i int, follow []string) *lbShopper
 	return s
 }
 
+// claimSteady is shopper.claimAll with the time of each error in its
+// message, to place it in the node logs.
+func (s *lbShopper) claimSteady(coupons []string, pace time.Duration, stop <-chan struct{}) {
+	for k, id := range coupons {
+		select {
+		case <-stop:
+			return
+		case <-time.After(pace):
+		}
+		rid := fmt.Sprintf("%s-%d", s.user, k)
+		for {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			cl, err := s.c.Claim(ctx, id, rid)
+			cancel()
+			code := couponmesh.ErrorCode(err)
+			s.mu.Lock()
+			switch {
+			case err == nil:
+				s.acked = append(s.acked, cl)
+				s.ackedAt = append(s.ackedAt, start)
+			case code == couponmesh.CodeSoldOut:
+			default:
+				s.errs = append(s.errs, fmt.Errorf("claim %s (rid %s) sent %s, answered after %s: %w",
+					id, rid, start.UTC().Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
+			}
+			s.mu.Unlock()
+			if code != couponmesh.CodeUnavailable && !errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // unknown outcome: retry with the same rid
+		}
+	}
+}
+
 // outages returns how long each loss of the connection after since lasted
 // (reconnecting until connected again).
 func (s *lbShopper) outages(since time.Time) []time.Duration {
@@ -359,14 +422,24 @@ func lbMerchant(t testing.TB, c *lbCluster) *client.API {
 	return &client.API{BaseURL: c.lb.https(), Token: tok, HTTPClient: c.pki.client()}
 }
 
+// createCouponsVia creates n coupons through api, four at a time.
 func createCouponsVia(t testing.TB, api *client.API, prefix string, n, quantity int) []string {
 	t.Helper()
 	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s%d", prefix, i)
-		if _, err := api.CreateCoupon(context.Background(), couponmesh.CouponSpec{ID: ids[i], Title: ptr("Coupon " + ids[i]), Quantity: ptr(quantity)}); err != nil {
-			t.Fatal(err)
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, errs[i] = api.CreateCoupon(context.Background(), couponmesh.CouponSpec{ID: ids[i], Title: ptr("Coupon " + ids[i]), Quantity: ptr(quantity)})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }
@@ -506,5 +579,88 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 		t.Error("a client that does not trust the CA connected through HAProxy")
 	} else if !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted client: %v, want a certificate error", err)
+	}
+}
+
+// A rolling restart of all three nodes behind HAProxy while shoppers, who
+// know only the balancer's URL, claim steadily: each node in turn is
+// drained with SIGTERM (HAProxy takes it out while /readyz answers 503,
+// before its sessions are handed over), restarted on the same addresses
+// with the same configuration (a new member ID; it joins through the
+// others, its seeds), and put back by HAProxy once ready. No shopper sees
+// an error, and no acknowledged claim is lost.
+func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
+	c := startLBCluster(t)
+	coupons := createCouponsVia(t, lbMerchant(t, c), "r", 150, 1000)
+	var shoppers []*lbShopper
+	for i := range 9 {
+		shoppers = append(shoppers, newLBShopper(t, c, i, []string{coupons[i%40], coupons[(i+7)%40]}))
+	}
+	t.Logf("sessions per node: %v", c.sessionsOn())
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range shoppers {
+		wg.Go(func() { s.claimSteady(coupons, 200*time.Millisecond, stop) })
+	}
+	time.Sleep(time.Second)
+	began := time.Now()
+
+	for _, p := range c.nodes {
+		start := time.Now()
+		p.signal(t, syscall.SIGTERM)
+		down := c.lb.waitStatus(t, p.name, "DOWN", 5*time.Second)
+		exited := make(chan error, 1)
+		go func() { exited <- p.cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("%s exited with %v after SIGTERM, want 0", p.name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s still running 30 s after SIGTERM", p.name)
+		}
+		drained := time.Since(start)
+		c.launch(p)
+		checkFor(t, 60*time.Second, p.name+" ready again", p.ready)
+		ready := time.Since(start)
+		up := c.lb.waitStatus(t, p.name, "UP", 10*time.Second)
+		c.waitMembers(3)
+		t.Logf("%s: HAProxy took it out %s after SIGTERM; drained and exited after %s; restarted, ready after %s; back in HAProxy %s later; sessions %v",
+			p.name, down.Round(time.Millisecond), drained.Round(time.Millisecond), ready.Round(time.Millisecond), up.Round(time.Millisecond), c.sessionsOn())
+	}
+	took := time.Since(began)
+	time.Sleep(time.Second) // claims on the last node's identities after its return
+	close(stop)
+	wg.Wait()
+
+	var reconnects, acked int
+	var worst time.Duration
+	for _, s := range shoppers {
+		for _, d := range s.outages(began) {
+			reconnects++
+			worst = max(worst, d)
+		}
+		s.mu.Lock()
+		acked += len(s.acked)
+		for _, err := range s.errs {
+			t.Errorf("%s: client-visible error: %v", s.user, err)
+		}
+		s.mu.Unlock()
+		if err := s.c.Ping(context.Background()); err != nil {
+			t.Errorf("%s after the rolling restart: %v", s.user, err)
+		}
+	}
+	t.Logf("rolling restart of 3 nodes took %s: %d claims acknowledged meanwhile; %d reconnects through HAProxy, the slowest %s",
+		took.Round(time.Millisecond), acked, reconnects, worst.Round(time.Millisecond))
+	if reconnects < len(shoppers) {
+		t.Errorf("%d reconnects for %d shoppers: every shopper was on a restarted node at some point", reconnects, len(shoppers))
+	}
+	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
+	auditor := c.nodes[1].session(t, "auditor")
+	for _, s := range shoppers {
+		s.checkFinal(t, auditor)
+	}
+	if d := duplicates(c.owners("coupon")); len(d) > 0 {
+		t.Errorf("identities activated on several nodes: %v", d)
 	}
 }

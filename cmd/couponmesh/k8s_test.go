@@ -287,7 +287,9 @@ func TestK8sManifests(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"COUPONMESH_JWT_SECRET", "COUPONMESH_CLUSTER_GOSSIP_KEY", "COUPONMESH_MONGO_URI"} {
-		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == k && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil }) {
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == k && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+		}) {
 			t.Errorf("%s must come from the Secret", k)
 		}
 		if _, inCM := cm.Data[k]; inCM {
@@ -408,5 +410,3 @@ func ptrOr[T any](p *T, def T) T {
 	}
 	return *p
 }
-
-

@@ -128,7 +128,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)
 	a.svc = svc
 
-	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
+	var public []auth.PublicKey
+	if cfg.JWTPublicKeys != "" {
+		if public, err = auth.LoadPublicKeys(cfg.JWTPublicKeys); err != nil {
+			return nil, err
+		}
+	}
+	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), PublicKeys: public, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}

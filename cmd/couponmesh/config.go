@@ -28,6 +28,7 @@ type Config struct {
 	DataDir        string   `yaml:"data_dir" env:"DATA_DIR"`
 	Dev            bool     `yaml:"dev" env:"DEV"`
 	JWTSecret      string   `yaml:"jwt_secret" env:"JWT_SECRET"`
+	JWTPublicKeys  string   `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
 	JWTIssuer      string   `yaml:"jwt_issuer" env:"JWT_ISSUER"`
 	JWTAudience    string   `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
 	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
@@ -142,8 +143,14 @@ func (c *Config) fill() {
 
 func (c *Config) validate() error {
 	var errs []error
-	if len(c.JWTSecret) < 32 {
+	switch {
+	case c.JWTSecret == "" && c.JWTPublicKeys == "":
+		errs = append(errs, errors.New("jwt_secret (HS256, at least 32 bytes) or jwt_public_keys (an identity provider's JWKS or PEM file) is required"))
+	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
 		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if c.Dev && c.JWTSecret == "" {
+		errs = append(errs, errors.New("dev login signs tokens with jwt_secret: set it, or dev: false"))
 	}
 	if c.Cluster.GossipKey != "" {
 		if k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey); err != nil {

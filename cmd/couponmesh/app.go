@@ -115,9 +115,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
 		OnEvicted: func() { close(a.evicted) }, Log: log,
 	})
+	var remoteTLS *node.RemoteTLS
+	if cl := cfg.Cluster; cl.RemoteTLSCert != "" || cl.RemoteTLSKey != "" || cl.RemoteTLSCA != "" {
+		if remoteTLS, err = node.LoadRemoteTLS(cl.RemoteTLSCert, cl.RemoteTLSKey, cl.RemoteTLSCA, cl.RemoteTLSServerName); err != nil {
+			return nil, err
+		}
+	}
 	a.node, err = node.Start(node.Config{
 		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
-		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, Log: log,
+		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, TLS: remoteTLS, Log: log,
 	}, coupon.Kind(gcfg), user.Kind(gcfg))
 	if err != nil {
 		return nil, err

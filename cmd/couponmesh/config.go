@@ -35,20 +35,24 @@ type Config struct {
 	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
 	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
 	Cluster        struct {
-		PublicAddr      string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
-		AdvertiseAddr   string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
-		RemoteAdvertise string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
-		GossipKey       string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
-		GossipLabel     string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
-		Failure         string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
-		ProbeInterval   Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
-		ProbeTimeout    Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
-		SuspicionMult   int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
-		RejoinInterval  Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
-		DeadGrace       Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
-		LookupTimeout   Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
-		DrainSpread     Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
-		TopologyDelay   Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"` // tests only
+		PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
+		AdvertiseAddr       string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
+		RemoteAdvertise     string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
+		GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
+		GossipLabel         string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
+		Failure             string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
+		ProbeInterval       Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
+		ProbeTimeout        Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
+		SuspicionMult       int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
+		RejoinInterval      Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
+		DeadGrace           Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
+		LookupTimeout       Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
+		DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+		TopologyDelay       Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"`   // tests only
+		RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
+		RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
+		RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
+		RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
 	} `yaml:"cluster" envPrefix:"CLUSTER_"`
 	Actors struct {
 		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
@@ -132,6 +136,9 @@ func (c *Config) fill() {
 	}
 	if c.Cluster.Failure == "" {
 		c.Cluster.Failure = "fast"
+	}
+	if c.Cluster.RemoteTLSServerName == "" {
+		c.Cluster.RemoteTLSServerName = "couponmesh-node"
 	}
 	if c.Cluster.DrainSpread <= 0 {
 		c.Cluster.DrainSpread = Duration(3 * time.Second)

@@ -82,6 +82,11 @@ type member struct {
 
 func startMember(t *testing.T, id string, port int, seeds []string) *member {
 	t.Helper()
+	return startMemberWith(t, id, port, seeds, func(*Config) {})
+}
+
+func startMemberWith(t *testing.T, id string, port int, seeds []string, mod func(*Config)) *member {
+	t.Helper()
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{"127.0.0.1"}, BindPort: port})
 	if err != nil {
 		t.Fatal(err)
@@ -92,11 +97,13 @@ func startMember(t *testing.T, id string, port int, seeds []string) *member {
 	if testing.Verbose() {
 		level = slog.LevelInfo
 	}
-	m.p = New(Config{
+	cfg := Config{
 		NodeName: id, BindAddr: m.addr, Seeds: seeds, Transport: m.tr, RejoinInterval: time.Second,
 		OnEvicted: func() { close(m.evicted) },
 		Log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("member", id),
-	})
+	}
+	mod(&cfg)
+	m.p = New(cfg)
 	self := Meta{ID: id, Host: "127.0.0.1", Port: 1000 + len(id), Kinds: []string{"coupon"}, Name: id}
 	err = m.p.start(self, m.publish, func(id string) bool {
 		m.mu.Lock()
@@ -240,5 +247,33 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatal("started")
 			}
 		})
+	}
+}
+
+// Gossip encryption: a member with another key, with no key, or with
+// another label never joins; one with the key does.
+func TestGossipKeyAndLabelKeepStrangersOut(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	secure := func(c *Config) { c.SecretKey, c.Label = key, "prod" }
+	a := startMemberWith(t, "a", 0, nil, secure)
+	b := startMemberWith(t, "b", 0, []string{a.addr}, secure)
+	waitFor(t, 10*time.Second, "b joins with the key", sees(a, "a", "b"))
+	strangers := []*member{
+		startMemberWith(t, "wrongkey", 0, []string{a.addr}, func(c *Config) {
+			c.SecretKey, c.Label = []byte("fedcba9876543210fedcba9876543210"), "prod"
+		}),
+		startMemberWith(t, "nokey", 0, []string{a.addr}, func(c *Config) { c.Label = "prod" }),
+		startMemberWith(t, "wronglabel", 0, []string{a.addr}, func(c *Config) { c.SecretKey, c.Label = key, "staging" }),
+	}
+	time.Sleep(4 * time.Second) // several join attempts and gossip rounds
+	for _, m := range []*member{a, b} {
+		if got := m.ids(); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("members of %v: %v, want only a and b", m.p.self.ID, got)
+		}
+	}
+	for _, s := range strangers {
+		if got := s.ids(); !slices.Equal(got, []string{s.p.self.ID}) {
+			t.Errorf("%s sees %v, want only itself", s.p.self.ID, got)
+		}
 	}
 }

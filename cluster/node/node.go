@@ -6,6 +6,8 @@
 package node
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +17,10 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/couponmesh/couponmesh/cluster/placement"
 )
@@ -27,7 +33,16 @@ type Config struct {
 	RequestTimeout time.Duration
 	LookupTimeout  time.Duration // placement: wait for an owner's answer (default 1 s)
 	Provider       cluster.ClusterProvider
-	Log            *slog.Logger
+	// TLS, when set, secures node-to-node actor traffic (gRPC): Server for
+	// the listener (mutual TLS: set ClientCAs and ClientAuth), Client for
+	// the connections to the other members.
+	TLS *RemoteTLS
+	Log *slog.Logger
+}
+
+// RemoteTLS is the TLS of protoactor's remote.
+type RemoteTLS struct {
+	Server, Client *tls.Config
 }
 
 // Node is a started cluster member.
@@ -65,6 +80,15 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 	if cfg.AdvertisedAddr != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
+	// protoactor's remote implements only Receive; its other RPCs panic
+	// ("implement me"), which would let anyone who reaches the port crash
+	// the node. Answer them Unimplemented instead.
+	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(onlyReceive)}
+	if cfg.TLS != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.TLS.Server)))
+		ropts = append(ropts, remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS.Client))))
+	}
+	ropts = append(ropts, remote.WithServerOptions(sopts...))
 	lookup := placement.New(cfg.LookupTimeout)
 	ccfg := cluster.Configure(cfg.ClusterName, cfg.Provider, lookup, remote.Configure(host, port, ropts...),
 		cluster.WithKinds(kinds...), cluster.WithRequestTimeout(cfg.RequestTimeout),
@@ -78,6 +102,11 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 	c.StartMember()
 	cfg.Log.Info("cluster member started", "address", sys.Address(), "member", sys.ID)
 	return &Node{System: sys, Cluster: c, Lookup: lookup, log: cfg.Log}, nil
+}
+
+// onlyReceive refuses protoactor's unary RPCs (all unimplemented).
+func onlyReceive(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
+	return nil, status.Error(codes.Unimplemented, "not served")
 }
 
 // Address returns the member's protoactor address.

@@ -119,9 +119,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
 		OnEvicted: func() { close(a.evicted) }, Log: log,
 	})
+	var remoteTLS *node.RemoteTLS
+	if cl := cfg.Cluster; cl.RemoteTLSCert != "" || cl.RemoteTLSKey != "" || cl.RemoteTLSCA != "" {
+		if remoteTLS, err = node.LoadRemoteTLS(cl.RemoteTLSCert, cl.RemoteTLSKey, cl.RemoteTLSCA, cl.RemoteTLSServerName); err != nil {
+			return nil, err
+		}
+	}
 	a.node, err = node.Start(node.Config{
 		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
-		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, Log: log,
+		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, TLS: remoteTLS, Log: log,
 	}, coupon.Kind(gcfg), user.Kind(gcfg))
 	if err != nil {
 		return nil, err
@@ -132,7 +138,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)
 	a.svc = svc
 
-	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
+	var public []auth.PublicKey
+	if cfg.JWTPublicKeys != "" {
+		if public, err = auth.LoadPublicKeys(cfg.JWTPublicKeys); err != nil {
+			return nil, err
+		}
+	}
+	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), PublicKeys: public, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}

@@ -28,29 +28,35 @@ type Config struct {
 	DataDir        string   `yaml:"data_dir" env:"DATA_DIR"`
 	Dev            bool     `yaml:"dev" env:"DEV"`
 	JWTSecret      string   `yaml:"jwt_secret" env:"JWT_SECRET"`
+	JWTPublicKeys  string   `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
 	JWTIssuer      string   `yaml:"jwt_issuer" env:"JWT_ISSUER"`
 	JWTAudience    string   `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
 	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
 	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
 	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
-	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"` // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
-	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`   // PEM private key
+	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
+	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
+	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip, admin
 	Cluster        struct {
-		PublicAddr      string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
-		AdvertiseAddr   string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
-		RemoteAdvertise string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
-		GossipKey       string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
-		GossipLabel     string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
-		Failure         string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
-		ProbeInterval   Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
-		ProbeTimeout    Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
-		SuspicionMult   int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
-		RejoinInterval  Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
-		DeadGrace       Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
-		LookupTimeout   Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
-		DrainSpread     Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
-		DrainDelay      Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`       // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
-		TopologyDelay   Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"` // tests only
+		PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
+		AdvertiseAddr       string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
+		RemoteAdvertise     string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
+		GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
+		GossipLabel         string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
+		Failure             string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
+		ProbeInterval       Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
+		ProbeTimeout        Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
+		SuspicionMult       int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
+		RejoinInterval      Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
+		DeadGrace           Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
+		LookupTimeout       Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
+		DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+		DrainDelay          Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`         // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
+		TopologyDelay       Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"`   // tests only
+		RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
+		RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
+		RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
+		RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
 	} `yaml:"cluster" envPrefix:"CLUSTER_"`
 	Actors struct {
 		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
@@ -135,6 +141,9 @@ func (c *Config) fill() {
 	if c.Cluster.Failure == "" {
 		c.Cluster.Failure = "fast"
 	}
+	if c.Cluster.RemoteTLSServerName == "" {
+		c.Cluster.RemoteTLSServerName = "couponmesh-node"
+	}
 	if c.Cluster.DrainSpread <= 0 {
 		c.Cluster.DrainSpread = Duration(3 * time.Second)
 	}
@@ -145,8 +154,14 @@ func (c *Config) fill() {
 
 func (c *Config) validate() error {
 	var errs []error
-	if len(c.JWTSecret) < 32 {
+	switch {
+	case c.JWTSecret == "" && c.JWTPublicKeys == "":
+		errs = append(errs, errors.New("jwt_secret (HS256, at least 32 bytes) or jwt_public_keys (an identity provider's JWKS or PEM file) is required"))
+	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
 		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if c.Dev && c.JWTSecret == "" {
+		errs = append(errs, errors.New("dev login signs tokens with jwt_secret: set it, or dev: false"))
 	}
 	if c.Cluster.GossipKey != "" {
 		if k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey); err != nil {
@@ -163,6 +178,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("cluster.failure_detection %q: want fast or lan", c.Cluster.Failure))
 	}
+	errs = append(errs, c.productionErrors()...)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

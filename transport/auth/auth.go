@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,8 +29,13 @@ const (
 
 // Config configures token issuing and verification.
 type Config struct {
-	// Secret is the HS256 key, at least MinSecretLen bytes.
+	// Secret is the HS256 key, at least MinSecretLen bytes. It signs the
+	// tokens Issue makes (dev login) and verifies HS256 tokens. Optional
+	// when PublicKeys are given.
 	Secret []byte
+	// PublicKeys verify ES256 and EdDSA tokens from an identity provider
+	// (LoadPublicKeys reads them from a JWKS or PEM file).
+	PublicKeys []PublicKey
 	// Issuer is put in and required of the "iss" claim (default DefaultIssuer).
 	Issuer string
 	// Audience is put in and required of the "aud" claim (default DefaultAudience).
@@ -51,6 +57,7 @@ func LocalConfig(secret string) Config {
 // Tokens issues and verifies session tokens. Safe for concurrent use.
 type Tokens struct {
 	secret   []byte
+	public   []PublicKey
 	issuer   string
 	audience string
 	ttl      time.Duration
@@ -67,8 +74,24 @@ type claims struct {
 // New returns Tokens for cfg, filling defaults. It fails when the secret is
 // shorter than MinSecretLen bytes or the TTL is negative.
 func New(cfg Config) (*Tokens, error) {
-	if len(cfg.Secret) < MinSecretLen {
+	if len(cfg.PublicKeys) == 0 && len(cfg.Secret) < MinSecretLen {
 		return nil, fmt.Errorf("auth: secret must be at least %d bytes, got %d", MinSecretLen, len(cfg.Secret))
+	}
+	if len(cfg.Secret) > 0 && len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("auth: secret must be at least %d bytes, got %d", MinSecretLen, len(cfg.Secret))
+	}
+	methods := []string{}
+	if len(cfg.Secret) > 0 {
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
+	for _, k := range cfg.PublicKeys {
+		alg, err := k.alg()
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		if !slices.Contains(methods, alg) {
+			methods = append(methods, alg)
+		}
 	}
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("auth: negative TTL %v", cfg.TTL)
@@ -84,13 +107,14 @@ func New(cfg Config) (*Tokens, error) {
 	}
 	t := &Tokens{
 		secret:   append([]byte(nil), cfg.Secret...),
+		public:   slices.Clone(cfg.PublicKeys),
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
 		ttl:      cfg.TTL,
 		now:      time.Now,
 	}
 	t.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithValidMethods(methods),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithExpirationRequired(),
@@ -114,6 +138,9 @@ func (t *Tokens) Issue(p couponmesh.Principal) (token string, exp time.Time, err
 	if !p.Role.Valid() {
 		return "", time.Time{}, couponmesh.Errorf(couponmesh.CodeBadRequest,
 			"role must be one of shopper, merchant, admin")
+	}
+	if len(t.secret) == 0 {
+		return "", time.Time{}, errors.New("auth: no secret to sign tokens with (only an identity provider's public keys are configured)")
 	}
 	now := t.now()
 	exp = now.Add(t.ttl).Truncate(time.Second)
@@ -146,7 +173,7 @@ func (t *Tokens) Verify(token string) (couponmesh.Principal, time.Time, error) {
 		return couponmesh.Principal{}, time.Time{}, unauthorized("token is too long")
 	}
 	var c claims
-	if _, err := t.parser.ParseWithClaims(token, &c, t.key); err != nil {
+	if _, err := t.parser.ParseWithClaims(token, &c, t.verificationKey); err != nil {
 		return couponmesh.Principal{}, time.Time{}, unauthorized(reason(err))
 	}
 	if !couponmesh.ValidID(c.Subject) {
@@ -157,8 +184,6 @@ func (t *Tokens) Verify(token string) (couponmesh.Principal, time.Time, error) {
 	}
 	return couponmesh.Principal{User: c.Subject, Role: c.Role}, c.ExpiresAt.Time.UTC(), nil
 }
-
-func (t *Tokens) key(*jwt.Token) (any, error) { return t.secret, nil }
 
 func unauthorized(msg string) *couponmesh.Error {
 	return &couponmesh.Error{Code: couponmesh.CodeUnauthorized, Message: msg}
@@ -172,9 +197,9 @@ func reason(err error) string {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return "token is malformed"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return "token signature is invalid or its algorithm is not HS256"
+		return "token signature is invalid or its algorithm is not accepted"
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "token cannot be verified (algorithm must be HS256)"
+		return "token cannot be verified (algorithm or key id not accepted)"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		// golang-jwt names the missing claim only in the message.
 		msg := err.Error()

@@ -166,11 +166,15 @@ func TestK8sStrictDecodingRefusesUnknownFields(t *testing.T) {
 
 func TestK8sManifests(t *testing.T) {
 	o := loadK8s(t)
-	if len(o.statefulSets) != 1 || len(o.configMaps) != 1 || len(o.secrets) != 1 || len(o.pdbs) != 1 || len(o.hpas) != 1 {
-		t.Fatalf("want one StatefulSet, ConfigMap, Secret, PodDisruptionBudget and HorizontalPodAutoscaler; have %d %d %d %d %d",
-			len(o.statefulSets), len(o.configMaps), len(o.secrets), len(o.pdbs), len(o.hpas))
+	if len(o.statefulSets) != 1 || len(o.configMaps) != 1 || len(o.secrets) == 0 || len(o.pdbs) != 1 || len(o.hpas) != 1 {
+		t.Fatalf("want one StatefulSet, ConfigMap, PodDisruptionBudget and HorizontalPodAutoscaler, and Secrets; have %d %d %d %d %d",
+			len(o.statefulSets), len(o.configMaps), len(o.pdbs), len(o.hpas), len(o.secrets))
 	}
-	ss, cm, sec := o.statefulSets[0], o.configMaps[0], o.secrets[0]
+	ss, cm := o.statefulSets[0], o.configMaps[0]
+	secrets := map[string]*corev1.Secret{}
+	for _, s := range o.secrets {
+		secrets[s.Name] = s
+	}
 	pod := ss.Spec.Template
 	podLabels := labels.Set(pod.Labels)
 
@@ -249,16 +253,24 @@ func TestK8sManifests(t *testing.T) {
 			env[k] = v
 		}
 	}
-	secretKeys := map[string]bool{}
-	for k, v := range sec.StringData {
-		secretKeys[k] = true
-		if _, ok := sec.Data[k]; ok {
-			t.Errorf("Secret key %s in data and stringData", k)
+	secretKeys := map[string]map[string]bool{} // secret → its keys
+	for _, sec := range o.secrets {
+		secretKeys[sec.Name] = map[string]bool{}
+		for k := range sec.StringData {
+			secretKeys[sec.Name][k] = true
+			if _, ok := sec.Data[k]; ok {
+				t.Errorf("Secret %s: key %s in data and stringData", sec.Name, k)
+			}
 		}
-		_ = v
+		for k := range sec.Data {
+			secretKeys[sec.Name][k] = true
+		}
 	}
-	for k := range sec.Data {
-		secretKeys[k] = true
+	// Secret volumes name Secrets of the manifests.
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret != nil && secrets[v.Secret.SecretName] == nil {
+			t.Errorf("volume %s: Secret %s is not in the manifests", v.Name, v.Secret.SecretName)
+		}
 	}
 	sample := map[string]string{"status.podIP": "10.1.2.3", "metadata.name": "couponmesh-0"}
 	for _, e := range c.Env {
@@ -273,10 +285,11 @@ func TestK8sManifests(t *testing.T) {
 			env[e.Name] = v
 		case e.ValueFrom.SecretKeyRef != nil:
 			ref := e.ValueFrom.SecretKeyRef
-			if ref.Name != sec.Name || !secretKeys[ref.Key] {
+			if !secretKeys[ref.Name][ref.Key] {
 				t.Errorf("env %s: secret %s key %s does not exist", e.Name, ref.Name, ref.Key)
+				continue
 			}
-			env[e.Name] = sec.StringData[ref.Key]
+			env[e.Name] = secrets[ref.Name].StringData[ref.Key]
 		case e.ValueFrom.ResourceFieldRef != nil:
 			env[e.Name] = "2147483648"
 		}
@@ -382,6 +395,31 @@ func TestK8sManifests(t *testing.T) {
 	}
 	if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == cfg.DataDir }) {
 		t.Errorf("data_dir %s is not a mounted volume (the root file system is read-only)", cfg.DataDir)
+	}
+	// Files the node reads (remote TLS, TLS) are in a mounted Secret that
+	// has them.
+	for key, path := range map[string]string{
+		"cluster.remote_tls_cert": cfg.Cluster.RemoteTLSCert, "cluster.remote_tls_key": cfg.Cluster.RemoteTLSKey,
+		"cluster.remote_tls_ca": cfg.Cluster.RemoteTLSCA, "tls_cert_file": cfg.TLSCertFile, "tls_key_file": cfg.TLSKeyFile,
+	} {
+		if path == "" {
+			continue
+		}
+		found := false
+		for _, m := range c.VolumeMounts {
+			rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+			if !ok {
+				continue
+			}
+			for _, v := range pod.Spec.Volumes {
+				if v.Name == m.Name && v.Secret != nil && secretKeys[v.Secret.SecretName][rel] {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s %s: no mounted Secret holds it", key, path)
+		}
 	}
 
 	// The autoscaler scales this StatefulSet, never below the disruption

@@ -17,7 +17,7 @@ import (
 func TestTLSConfig(t *testing.T) {
 	pki := newTestPKI(t)
 	env := func(kv ...string) map[string]string {
-		m := map[string]string{"COUPONMESH_JWT_SECRET": testSecret}
+		m := map[string]string{"COUPONMESH_JWT_SECRET": testSecret, "COUPONMESH_DEV": "true"}
 		for i := 0; i < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}

@@ -403,7 +403,7 @@ func (s *lbShopper) outages(since time.Time) []time.Duration {
 	for _, tr := range s.trans {
 		switch {
 		case tr.at.Before(since):
-		case tr.s == client.StateReconnecting && down.IsZero():
+		case tr.s != client.StateConnected && down.IsZero():
 			down = tr.at
 		case tr.s == client.StateConnected && !down.IsZero():
 			out = append(out, tr.at.Sub(down))
@@ -517,8 +517,8 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	probeTok := login(t, c.nodes[0].base(), "prober", couponmesh.RoleShopper)
 	time.Sleep(1500 * time.Millisecond)
 
+	killed := time.Now() // before: its clients may see the connection drop before Wait returns
 	victim.kill(t)
-	killed := time.Now()
 	// New connections while HAProxy notices: each one must succeed (a refused
 	// connection to the dead node is redispatched to another).
 	probes := make(chan error, 1)

@@ -38,6 +38,13 @@ trap stop INT TERM EXIT
 
 configs/local-cluster/run.sh &
 cluster_pid=$!
+# HAProxy after the nodes are ready (else it reports them all down first).
+for addr in $CM_N1 $CM_N2 $CM_N3; do
+	for _ in $(seq 100); do
+		curl -sf "http://$addr/readyz" >/dev/null 2>&1 && break
+		sleep 0.3
+	done
+done
 haproxy -db -f configs/haproxy/haproxy.cfg 2> >(sed -u 's/^/[lb] /' >&2) &
 lb_pid=$!
 

@@ -57,7 +57,10 @@ type Config struct {
 	// FloodRefusals and FloodWindow close a session that keeps flooding: a
 	// session refused more than FloodRefusals frames (rate_limited for its
 	// request rate) within FloodWindow is closed with 1008 (a token bucket of
-	// FloodRefusals refilled over FloodWindow; defaults 100 and 10 s).
+	// FloodRefusals refilled over FloodWindow; defaults 100 and 10 s). Its
+	// user then may not open a session on this node for FloodWindow (auth
+	// answers rate_limited, 1008), so that reconnecting does not bring a
+	// fresh request bucket.
 	FloodRefusals int
 	FloodWindow   time.Duration
 	// SessionsPerUser is how many authenticated sessions one user may hold

@@ -51,7 +51,7 @@ func NewHandler(cfg Config, svc couponmesh.Service, hub couponmesh.Hub, tokens *
 	return &Handler{
 		cfg:      cfg,
 		ips:      newIPLimits(cfg),
-		users:    userLimits{max: cfg.SessionsPerUser, n: make(map[string]int)},
+		users:    userLimits{max: cfg.SessionsPerUser, cooldown: cfg.FloodWindow, users: make(map[string]*userState)},
 		svc:      svc,
 		hub:      hub,
 		tokens:   tokens,

@@ -150,32 +150,81 @@ func (l *ipLimits) sweep(now time.Time) {
 	}
 }
 
-// userLimits counts the authenticated sessions of each user on this node.
-// Safe for concurrent use.
+// userLimits counts the authenticated sessions of each user on this node
+// and remembers, for a cooldown, the users one of whose sessions was closed
+// for flooding: reconnecting would otherwise give a flooder a fresh request
+// bucket every time. Safe for concurrent use.
 type userLimits struct {
-	max int
-	mu  sync.Mutex
-	n   map[string]int
+	max      int
+	cooldown time.Duration
+
+	mu        sync.Mutex
+	users     map[string]*userState
+	lastSweep time.Time
 }
 
-// bind counts one more session of user, or reports false when the user
-// holds max already.
-func (u *userLimits) bind(user string) bool {
+type userState struct {
+	sessions int
+	until    time.Time // no new session before this (flooding)
+}
+
+// Refusals of bind.
+const (
+	refusedUserSessions = "user_sessions"
+	refusedUserFlooded  = "user_flooded"
+)
+
+// bind counts one more session of user, or returns why it is refused: the
+// user holds max sessions already, or is cooling down after a flood.
+func (u *userLimits) bind(user string, now time.Time) (refused string, wait time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.max > 0 && u.n[user] >= u.max {
-		return false
+	st := u.users[user]
+	if st == nil {
+		st = &userState{}
+		u.users[user] = st
 	}
-	u.n[user]++
-	return true
+	if now.Before(st.until) {
+		return refusedUserFlooded, st.until.Sub(now)
+	}
+	if u.max > 0 && st.sessions >= u.max {
+		return refusedUserSessions, 0
+	}
+	st.sessions++
+	return "", 0
 }
 
-func (u *userLimits) unbind(user string) {
+func (u *userLimits) unbind(user string, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.n[user] <= 1 {
-		delete(u.n, user)
+	st := u.users[user]
+	if st == nil {
 		return
 	}
-	u.n[user]--
+	if st.sessions > 0 {
+		st.sessions--
+	}
+	if st.sessions == 0 && !now.Before(st.until) {
+		delete(u.users, user)
+	}
+}
+
+// penalize refuses new sessions of user for the cooldown.
+func (u *userLimits) penalize(user string, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if now.Sub(u.lastSweep) > u.cooldown {
+		u.lastSweep = now
+		for k, st := range u.users {
+			if st.sessions == 0 && !now.Before(st.until) {
+				delete(u.users, k)
+			}
+		}
+	}
+	st := u.users[user]
+	if st == nil {
+		st = &userState{}
+		u.users[user] = st
+	}
+	st.until = now.Add(u.cooldown)
 }

@@ -237,11 +237,13 @@ func TestRequestRateLimited(t *testing.T) {
 }
 
 // TestFloodingSessionClosed1008: a session that keeps sending over its rate
-// is closed with 1008 and a reason saying why; others are not affected.
+// is closed with 1008 and a reason saying why; its user may not reconnect to
+// the node (for a fresh bucket) until FloodWindow has passed; others are not
+// affected.
 func TestFloodingSessionClosed1008(t *testing.T) {
 	cfg := ws.LocalConfig()
 	cfg.RequestRate, cfg.RequestBurst = 10, 10
-	cfg.FloodRefusals, cfg.FloodWindow = 20, 10*time.Second
+	cfg.FloodRefusals, cfg.FloodWindow = 20, 2*time.Second
 	e := newEnv(t, cfg)
 	bob := e.login("bob", client.Options{})
 	r := e.raw()
@@ -282,6 +284,28 @@ func TestFloodingSessionClosed1008(t *testing.T) {
 	}
 	if err := bob.Ping(ctxT(t)); err != nil {
 		t.Fatalf("another session after the flood: %v", err)
+	}
+	closedAt := time.Now()
+	again := e.raw()
+	again.send(`{"id":1,"op":"auth","token":"` + e.token("mallory", couponmesh.RoleShopper) + `"}`)
+	if code, _ := again.nextError(); code != couponmesh.CodeRateLimited {
+		t.Fatalf("flooder's new session: auth %q, want rate_limited", code)
+	}
+	if _, err := again.next(ctxT(t)); !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "flooded") {
+		t.Fatalf("flooder's new session ended with %v, want 1008", err)
+	}
+	e.login("carol", client.Options{}) // other users still connect
+	checkFor(t, 5*time.Second, "the flooder's cooldown to pass", func() bool {
+		c, err := client.Dial(ctxT(t), e.url, client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Auth(ctxT(t), e.token("mallory", couponmesh.RoleShopper))
+		return err == nil
+	})
+	if waited := time.Since(closedAt); waited < 1500*time.Millisecond {
+		t.Fatalf("flooder back after %v, want about FloodWindow (2 s)", waited)
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 	dropDrain          = "drain"
 	dropFlood          = "flood"
 	dropUserSessions   = "user_sessions"
+	dropUserFlooded    = "user_flooded"
 )
 
 type metrics struct {

@@ -83,7 +83,7 @@ func (s *session) serve() {
 	go s.writeLoop()
 	err := s.readLoop()
 	if s.bound != "" {
-		s.h.users.unbind(s.bound)
+		s.h.users.unbind(s.bound, time.Now())
 	}
 
 	s.mu.Lock()
@@ -374,6 +374,11 @@ func (s *session) refuse(typ websocket.MessageType, b []byte) {
 	}
 	if !s.refusals.Allow() {
 		s.close(websocket.StatusPolicyViolation, floodReason, dropFlood)
+		if s.bound != "" {
+			// Reconnecting would bring a fresh bucket: the user's next
+			// sessions on this node wait for FloodWindow.
+			s.h.users.penalize(s.bound, time.Now())
+		}
 		s.h.log.LogAttrs(context.Background(), slog.LevelInfo, "ws: closing a flooding session",
 			slog.Uint64("session", s.id), slog.String("user", s.user()))
 	}
@@ -404,10 +409,13 @@ func (s *session) handle(b []byte) {
 		s.answer(req.ID, req.Op, empty{}, nil)
 		return
 	case "auth":
-		res, over, err := s.auth(&req)
+		res, refused, err := s.auth(&req)
 		s.answer(req.ID, req.Op, res, err)
-		if over {
+		switch refused {
+		case refusedUserSessions:
 			s.close(websocket.StatusPolicyViolation, userSessionsReason, dropUserSessions)
+		case refusedUserFlooded:
+			s.close(websocket.StatusPolicyViolation, userFloodedReason, dropUserFlooded)
 		}
 		return
 	}
@@ -465,34 +473,43 @@ type authReply struct {
 	ExpiresAt time.Time       `json:"expiresAt"`
 }
 
-// userSessionsReason is the 1008 close reason of a session whose user holds
-// Config.SessionsPerUser sessions on the node already.
-const userSessionsReason = "too many sessions of this user on this node"
+// Close reasons (1008) of a session whose auth was refused for its user:
+// the user holds Config.SessionsPerUser sessions on the node already, or is
+// cooling down after one of its sessions was closed for flooding.
+const (
+	userSessionsReason = "too many sessions of this user on this node"
+	userFloodedReason  = "rate limit exceeded: this user flooded, retry later"
+)
 
 // auth verifies req.Token and binds the session to its principal. A later
 // auth must name the same user; it refreshes the expiry (and the role). The
 // first successful auth counts the session against its user's
-// SessionsPerUser; over it, auth answers rate_limited and over is true: the
-// caller closes the session. Called by the reader goroutine only.
-func (s *session) auth(req *request) (_ any, over bool, _ error) {
+// SessionsPerUser; when the user is over it, or cooling down after a flood,
+// auth answers rate_limited and refused says which (the caller closes the
+// session). Called by the reader goroutine only.
+func (s *session) auth(req *request) (_ any, refused string, _ error) {
 	if req.Token == "" {
-		return nil, false, couponmesh.Errorf(couponmesh.CodeBadRequest, "token is required")
+		return nil, "", couponmesh.Errorf(couponmesh.CodeBadRequest, "token is required")
 	}
 	p, exp, err := s.h.tokens.Verify(req.Token)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	s.mu.Lock()
 	cur := s.principal.User
 	s.mu.Unlock()
 	if cur != "" && cur != p.User {
-		return nil, false, couponmesh.Errorf(couponmesh.CodeForbidden,
+		return nil, "", couponmesh.Errorf(couponmesh.CodeForbidden,
 			"session is authenticated as %q: open a new connection for another user", cur)
 	}
 	if s.bound == "" {
-		if !s.h.users.bind(p.User) {
-			return nil, true, couponmesh.Errorf(couponmesh.CodeRateLimited,
+		switch refused, wait := s.h.users.bind(p.User, time.Now()); refused {
+		case refusedUserSessions:
+			return nil, refused, couponmesh.Errorf(couponmesh.CodeRateLimited,
 				"too many sessions: a user may hold at most %d on one node; close another session first", s.h.cfg.SessionsPerUser)
+		case refusedUserFlooded:
+			return nil, refused, couponmesh.Errorf(couponmesh.CodeRateLimited,
+				"a session of this user was closed for flooding: retry in %v", wait.Round(time.Second)+time.Second)
 		}
 		s.bound = p.User
 	}
@@ -501,7 +518,7 @@ func (s *session) auth(req *request) (_ any, over bool, _ error) {
 	s.principal = p
 	s.deadline = exp.Add(auth.Leeway)
 	s.timer.Reset(time.Until(s.deadline))
-	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, false, nil
+	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, "", nil
 }
 
 // authorized returns the session's principal, or unauthorized before a

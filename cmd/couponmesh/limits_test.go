@@ -406,3 +406,39 @@ func flood(url, tok string, worker int, stop <-chan struct{}, frames, closes1008
 		<-done
 	}
 }
+
+// The per-user write bucket holds across nodes: a user with a session on
+// each of two nodes gets no more writes through than one bucket allows.
+func TestClusterUserWriteRateAcrossNodes(t *testing.T) {
+	const rate, burst = 2, 10
+	c := startCluster(t, 2, fmt.Sprintf("COUPONMESH_LIMITS_USER_WRITE_RATE=%d", rate), fmt.Sprintf("COUPONMESH_LIMITS_USER_WRITE_BURST=%d", burst))
+	ids := createCoupons(t, c.nodes[0], "x", 30, 5)
+	sessions := []*client.Client{c.nodes[0].session(t, "flo"), c.nodes[1].session(t, "flo")}
+	ctx := context.Background()
+	var out writeOutcomes
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() {
+			for k := i; k < len(ids); k += len(sessions) {
+				_, err := s.Claim(ctx, ids[k], "r"+ids[k])
+				out.add(err)
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if len(out.other) > 0 {
+		t.Fatalf("unexpected errors: %v", out.other)
+	}
+	allowed := burst + int64(rate*el.Seconds()) + 1
+	t.Logf("30 claims through 2 nodes in %v: %d ok, %d rate_limited (one bucket allows %d)",
+		el.Round(time.Millisecond), out.ok.Load(), out.limited.Load(), allowed)
+	if out.ok.Load() > allowed || out.ok.Load() < burst {
+		t.Fatalf("%d claims admitted, want between %d and %d", out.ok.Load(), burst, allowed)
+	}
+	w, err := sessions[1].Wallet(ctx)
+	if err != nil || int64(len(w)) != out.ok.Load() {
+		t.Fatalf("wallet holds %d claims (%v), %d were answered ok", len(w), err, out.ok.Load())
+	}
+}

@@ -179,6 +179,7 @@ const (
 func (u *userLimits) bind(user string, now time.Time) (refused string, wait time.Duration) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.sweep(now)
 	st := u.users[user]
 	if st == nil {
 		st = &userState{}
@@ -213,18 +214,25 @@ func (u *userLimits) unbind(user string, now time.Time) {
 func (u *userLimits) penalize(user string, now time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if now.Sub(u.lastSweep) > u.cooldown {
-		u.lastSweep = now
-		for k, st := range u.users {
-			if st.sessions == 0 && !now.Before(st.until) {
-				delete(u.users, k)
-			}
-		}
-	}
+	u.sweep(now)
 	st := u.users[user]
 	if st == nil {
 		st = &userState{}
 		u.users[user] = st
 	}
 	st.until = now.Add(u.cooldown)
+}
+
+// sweep forgets, at most once per cooldown, the users without sessions
+// whose cooldown has passed (refused binds leave such entries behind).
+func (u *userLimits) sweep(now time.Time) {
+	if now.Sub(u.lastSweep) <= u.cooldown {
+		return
+	}
+	u.lastSweep = now
+	for k, st := range u.users {
+		if st.sessions == 0 && !now.Before(st.until) {
+			delete(u.users, k)
+		}
+	}
 }

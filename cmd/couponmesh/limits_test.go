@@ -442,3 +442,36 @@ func TestClusterUserWriteRateAcrossNodes(t *testing.T) {
 		t.Fatalf("wallet holds %d claims (%v), %d were answered ok", len(w), err, out.ok.Load())
 	}
 }
+
+// The limits come from node.yaml and the environment, with the defaults of
+// the packages that enforce them; a bad trusted proxy is an error.
+func TestLimitsConfig(t *testing.T) {
+	cfg, err := LoadConfig("../../configs/node.yaml", map[string]string{
+		"COUPONMESH_WS_REQUEST_RATE":         "-1",
+		"COUPONMESH_WS_TRUSTED_PROXIES":      "10.0.0.0/8,192.0.2.7,2001:db8::/32",
+		"COUPONMESH_LIMITS_USER_WRITE_BURST": "7",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ws.DefaultConfig()
+	if cfg.WS.RequestRate != -1 || cfg.WS.RequestBurst != d.RequestBurst || cfg.WS.SessionsPerUser != d.SessionsPerUser ||
+		cfg.WS.SessionsPerIP != d.SessionsPerIP || cfg.WS.HandshakeRate != d.HandshakeRate || cfg.WS.FloodWindow.D() != d.FloodWindow {
+		t.Fatalf("ws limits %+v", cfg.WS)
+	}
+	if cfg.Limits.UserWriteRate != 10 || cfg.Limits.UserWriteBurst != 7 {
+		t.Fatalf("limits %+v", cfg.Limits)
+	}
+	p, err := cfg.trustedProxies()
+	if err != nil || len(p) != 3 || p[1].String() != "192.0.2.7/32" {
+		t.Fatalf("trusted proxies %v %v", p, err)
+	}
+	// Defaults without a file are the same as node.yaml's.
+	bare, _ := LoadConfig("", map[string]string{})
+	if bare.WS.RequestRate != d.RequestRate || bare.WS.HandshakeBurst != d.HandshakeBurst || bare.Limits.UserWriteBurst != 100 {
+		t.Fatalf("defaults %+v %+v", bare.WS, bare.Limits)
+	}
+	if _, err := LoadConfig("../../configs/node.yaml", map[string]string{"COUPONMESH_WS_TRUSTED_PROXIES": "10.0.0.0/33"}); err == nil || !strings.Contains(err.Error(), "trusted_proxies") {
+		t.Fatalf("bad CIDR: %v", err)
+	}
+}

@@ -157,6 +157,7 @@ type Metrics struct {
 	Claims        *prometheus.CounterVec
 	AppendSeconds prometheus.Histogram
 	Activations   *prometheus.CounterVec
+	RateLimited   *prometheus.CounterVec
 }
 
 // NewMetrics registers the grain metrics on reg.
@@ -172,9 +173,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "couponmesh_activations_total", Help: "Grain activations on this node, by kind.",
 		}, []string{"kind"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "couponmesh_grain_rate_limited_total", Help: "Requests refused with rate_limited by grains on this node, by kind (user: the user's write rate).",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations)
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited)
 	}
 	return m
 }

@@ -15,6 +15,7 @@ const (
 
 // User grain methods and their payloads.
 const (
+	UserAdmit         = "user.admit"          // {} → {}: takes a write token (before a claim), or rate_limited
 	UserRecordClaim   = "user.record_claim"   // RecordClaim → FeedEntry
 	UserFollow        = "user.follow"         // CouponRef → {}
 	UserUnfollow      = "user.unfollow"       // CouponRef → {}

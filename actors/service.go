@@ -95,13 +95,23 @@ func (s *Service) Browse(ctx context.Context, q couponmesh.BrowseQuery) (couponm
 	return page, nil
 }
 
-// Claim implements couponmesh.Service: the coupon grain makes the claim
-// durable, then the user grain records it in the wallet and feed. If that
-// second step fails the answer is unavailable: the claim stands, and the
-// client's retry with the same rid gets it again and records it.
+// Claim implements couponmesh.Service: the user grain admits the write (its
+// write rate, across sessions and nodes: rate_limited when over), the coupon
+// grain makes the claim durable, then the user grain records it in the
+// wallet and feed. If that last step fails the answer is unavailable: the
+// claim stands, and the client's retry with the same rid gets it again and
+// records it.
+//
+// The admission is a separate round trip to the user grain, not a step
+// inside the coupon grain: the coupon grain must not wait on user grains
+// (a hot coupon serves thousands of users), and the user grain must not
+// wait on coupon grains (its mailbox would queue behind a hot coupon).
 func (s *Service) Claim(ctx context.Context, user, coupon, rid string) (couponmesh.Claim, error) {
 	if rid == "" || len(rid) > 64 {
 		return couponmesh.Claim{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "rid must be 1-64 characters")
+	}
+	if err := s.call(ctx, KindUser, user, UserAdmit, Empty{}, nil); err != nil {
+		return couponmesh.Claim{}, err
 	}
 	var cl couponmesh.Claim
 	if err := s.call(ctx, KindCoupon, coupon, CouponClaim, ClaimCoupon{User: user, RID: rid}, &cl); err != nil {

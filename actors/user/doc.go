@@ -1,7 +1,8 @@
 // Package user is the user grain: one shopper's follows, wallet and feed.
 //
-// Messages accepted (actors.User* methods): record_claim (after the coupon
-// grain made a claim durable), follow, unfollow, following, wallet, feed,
+// Messages accepted (actors.User* methods): admit (before a claim: takes a
+// write token), record_claim (after the coupon grain made a claim durable),
+// follow, unfollow, following, wallet, feed,
 // attach and detach of node hubs (the nodes holding the user's live
 // sessions), and coupon_changed notices from coupon grains.
 //
@@ -11,4 +12,10 @@
 // record_claim, which the service sends before it acknowledges the claim;
 // if that fails the client is told unavailable and its retry (same request
 // id, idempotent) records it.
+//
+// Write rate: each activation holds a token bucket (GrainConfig.UserWrites)
+// that admit, follow and unfollow take from; without a token they answer
+// rate_limited and change nothing. Since a user has one activation in the
+// cluster, the bound holds across all of the user's sessions and nodes. It
+// is not persisted: a reactivated user starts with a full bucket.
 package user

@@ -7,13 +7,14 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"golang.org/x/time/rate"
 )
 
 // Kind returns the cluster kind hosting user grains.
 func Kind(cfg actors.GrainConfig) *cluster.Kind {
 	cfg.Fill()
 	return cluster.NewKind(actors.KindUser, actor.PropsFromProducer(func() actor.Actor {
-		g := &grain{}
+		g := &grain{writes: cfg.UserWrites.Limiter(), writeLimit: cfg.UserWrites}
 		g.Activation = actors.NewActivation(&cfg, actors.KindUser, func(ctx context.Context, id string) (*Machine, error) {
 			m, err := Load(ctx, cfg.Store, id)
 			if err == nil {
@@ -30,8 +31,23 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 
 type grain struct {
 	*actors.Activation[*Machine]
-	ctx       actor.Context // the context of the message being handled
-	loadedSeq int64         // feed seq when this activation loaded
+	ctx        actor.Context // the context of the message being handled
+	loadedSeq  int64         // feed seq when this activation loaded
+	writes     *rate.Limiter // the user's write rate, across sessions and nodes
+	writeLimit actors.RateLimit
+}
+
+// admitWrite takes a write token, or returns rate_limited. The bucket lives
+// as long as the activation: one identity has one activation (bar a short
+// overlap during churn), so it bounds the user wherever its sessions are.
+func (g *grain) admitWrite() error {
+	if g.writes.Allow() {
+		return nil
+	}
+	g.Cfg.Metrics.RateLimited.WithLabelValues(actors.KindUser).Inc()
+	return couponmesh.Errorf(couponmesh.CodeRateLimited,
+		"too many writes: a user may claim, follow and unfollow at most %g times per second (bursts of %d); slow down",
+		g.writeLimit.Rate, g.writeLimit.Burst)
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -80,6 +96,8 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	opCtx, cancel := g.OpContext()
 	defer cancel()
 	switch req.MessageTypeName {
+	case actors.UserAdmit:
+		actors.Respond(ctx, actors.Empty{}, g.admitWrite())
 	case actors.UserRecordClaim:
 		var p actors.RecordClaim
 		if actors.Unpack(ctx, req, &p) {
@@ -89,6 +107,10 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	case actors.UserFollow, actors.UserUnfollow:
 		var p actors.CouponRef
 		if !actors.Unpack(ctx, req, &p) {
+			return
+		}
+		if err := g.admitWrite(); err != nil {
+			actors.Respond(ctx, nil, err)
 			return
 		}
 		var err error

@@ -104,6 +104,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		SnapshotDelay:  cfg.Actors.SnapshotDelay.D(),
 		HubLease:       cfg.Actors.HubLease.D(),
 		Call:           call,
+		UserWrites:     actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst},
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
@@ -148,18 +149,40 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
+	trusted, err := cfg.trustedProxies()
+	if err != nil {
+		return nil, err
+	}
+	w := cfg.WS
 	a.ws = ws.NewHandler(ws.Config{
-		ReadLimit:      cfg.WS.ReadLimit,
-		SendQueue:      cfg.WS.SendQueue,
-		PingInterval:   cfg.WS.PingInterval.D(),
-		AuthTimeout:    cfg.WS.AuthTimeout.D(),
-		OriginPatterns: cfg.AllowedOrigins,
+		ReadLimit:        w.ReadLimit,
+		SendQueue:        w.SendQueue,
+		PingInterval:     w.PingInterval.D(),
+		AuthTimeout:      w.AuthTimeout.D(),
+		MaxInflight:      w.MaxInflight,
+		MaxSubscriptions: w.MaxSubscriptions,
+		RequestRate:      w.RequestRate,
+		RequestBurst:     w.RequestBurst,
+		FloodRefusals:    w.FloodRefusals,
+		FloodWindow:      w.FloodWindow.D(),
+		SessionsPerUser:  w.SessionsPerUser,
+		SessionsPerIP:    w.SessionsPerIP,
+		HandshakeRate:    w.HandshakeRate,
+		HandshakeBurst:   w.HandshakeBurst,
+		TrustedProxies:   trusted,
+		OriginPatterns:   cfg.AllowedOrigins,
 	}, svc, a.hub, tokens, reg, log)
 	api := httpapi.New(httpapi.Options{
 		Service: svc, Tokens: tokens, WS: a.ws, Dev: cfg.Dev, Ready: a.ready, Static: webFS(), Log: log,
 	})
 
-	a.publicSrv = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Header limits: a request line and headers over MaxHeaderBytes get 431,
+	// headers that take longer than ReadHeaderTimeout (slowloris) a closed
+	// connection; idle keep-alive connections close after IdleTimeout.
+	// Bodies are bounded per route (httpapi.MaxBody); WebSocket sessions
+	// have their own limits (ws.Config).
+	a.publicSrv = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: publicMaxHeaderBytes,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	a.adminAPI(mux)
@@ -170,6 +193,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		"public", a.public, "member", a.node.System.ID, "dev", cfg.Dev)
 	return a, nil
 }
+
+// publicMaxHeaderBytes bounds the request line and headers of the public
+// listener (net/http allows 4 KiB of slack on top).
+const publicMaxHeaderBytes = 16 << 10
 
 func (a *App) serve(s *http.Server, ln net.Listener, name string) {
 	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

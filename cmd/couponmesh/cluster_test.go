@@ -487,7 +487,9 @@ func TestClusterJoinUnderLoad(t *testing.T) {
 // fourth node joins under reads: once views agree, no identity is active on
 // two nodes.
 func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
-	c := startCluster(t, 2)
+	// The readers send back to back, over a session's request rate: they
+	// are load, not clients (rate_limited replies would end their sessions).
+	c := startCluster(t, 2, "COUPONMESH_WS_REQUEST_RATE=-1")
 	c.add("COUPONMESH_CLUSTER_TOPOLOGY_DELAY=3s")
 	c.waitMembers(3)
 	time.Sleep(4 * time.Second) // the late node applies the 3-member view

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 	"gopkg.in/yaml.v3"
+
+	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
 // Config is the node configuration: configs/node.yaml, then the environment
@@ -66,11 +70,26 @@ type Config struct {
 		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
 	} `yaml:"actors" envPrefix:"ACTORS_"`
 	WS struct {
-		ReadLimit    int64    `yaml:"read_limit" env:"READ_LIMIT"`
-		SendQueue    int      `yaml:"send_queue" env:"SEND_QUEUE"`
-		PingInterval Duration `yaml:"ping_interval" env:"PING_INTERVAL"`
-		AuthTimeout  Duration `yaml:"auth_timeout" env:"AUTH_TIMEOUT"`
+		ReadLimit        int64    `yaml:"read_limit" env:"READ_LIMIT"`
+		SendQueue        int      `yaml:"send_queue" env:"SEND_QUEUE"`
+		PingInterval     Duration `yaml:"ping_interval" env:"PING_INTERVAL"`
+		AuthTimeout      Duration `yaml:"auth_timeout" env:"AUTH_TIMEOUT"`
+		MaxInflight      int      `yaml:"max_inflight" env:"MAX_INFLIGHT"`
+		MaxSubscriptions int      `yaml:"max_subscriptions" env:"MAX_SUBSCRIPTIONS"`
+		RequestRate      float64  `yaml:"request_rate" env:"REQUEST_RATE"` // frames per second per session; negative: no limit
+		RequestBurst     int      `yaml:"request_burst" env:"REQUEST_BURST"`
+		FloodRefusals    int      `yaml:"flood_refusals" env:"FLOOD_REFUSALS"` // refused frames within flood_window before a 1008
+		FloodWindow      Duration `yaml:"flood_window" env:"FLOOD_WINDOW"`
+		SessionsPerUser  int      `yaml:"sessions_per_user" env:"SESSIONS_PER_USER"` // per node; negative: no limit
+		SessionsPerIP    int      `yaml:"sessions_per_ip" env:"SESSIONS_PER_IP"`     // per node; negative: no limit
+		HandshakeRate    float64  `yaml:"handshake_rate" env:"HANDSHAKE_RATE"`       // upgrades per second per client address; negative: no limit
+		HandshakeBurst   int      `yaml:"handshake_burst" env:"HANDSHAKE_BURST"`
+		TrustedProxies   []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
 	} `yaml:"ws" envPrefix:"WS_"`
+	Limits struct {
+		UserWriteRate  float64 `yaml:"user_write_rate" env:"USER_WRITE_RATE"` // claims, follows, unfollows per second per user, cluster-wide; negative: no limit
+		UserWriteBurst int     `yaml:"user_write_burst" env:"USER_WRITE_BURST"`
+	} `yaml:"limits" envPrefix:"LIMITS_"`
 }
 
 // Duration is a time.Duration written as "5s" in YAML and the environment.
@@ -150,6 +169,63 @@ func (c *Config) fill() {
 	if len(c.AllowedOrigins) == 0 {
 		c.AllowedOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
 	}
+	// The limits print as they apply (--check-config).
+	w, d := &c.WS, ws.DefaultConfig()
+	defInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	defRate := func(v *float64, def float64) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if w.ReadLimit <= 0 {
+		w.ReadLimit = d.ReadLimit
+	}
+	defInt(&w.SendQueue, d.SendQueue)
+	if w.PingInterval <= 0 {
+		w.PingInterval = Duration(d.PingInterval)
+	}
+	if w.AuthTimeout <= 0 {
+		w.AuthTimeout = Duration(d.AuthTimeout)
+	}
+	defInt(&w.MaxInflight, d.MaxInflight)
+	defInt(&w.MaxSubscriptions, d.MaxSubscriptions)
+	defRate(&w.RequestRate, d.RequestRate)
+	defInt(&w.RequestBurst, d.RequestBurst)
+	defInt(&w.FloodRefusals, d.FloodRefusals)
+	if w.FloodWindow <= 0 {
+		w.FloodWindow = Duration(d.FloodWindow)
+	}
+	defInt(&w.SessionsPerUser, d.SessionsPerUser)
+	defInt(&w.SessionsPerIP, d.SessionsPerIP)
+	defRate(&w.HandshakeRate, d.HandshakeRate)
+	defInt(&w.HandshakeBurst, d.HandshakeBurst)
+	defRate(&c.Limits.UserWriteRate, actors.DefaultUserWrites.Rate)
+	defInt(&c.Limits.UserWriteBurst, actors.DefaultUserWrites.Burst)
+}
+
+// trustedProxies parses ws.trusted_proxies: CIDRs, or single addresses.
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.WS.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("ws.trusted_proxies: %q is neither a CIDR nor an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 func (c *Config) validate() error {
@@ -179,6 +255,18 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("cluster.failure_detection %q: want fast or lan", c.Cluster.Failure))
 	}
 	errs = append(errs, c.productionErrors()...)
+	if _, err := c.trustedProxies(); err != nil {
+		errs = append(errs, err)
+	}
+	for name, v := range map[string]int{
+		"ws.request_burst": c.WS.RequestBurst, "ws.handshake_burst": c.WS.HandshakeBurst,
+		"ws.flood_refusals": c.WS.FloodRefusals, "limits.user_write_burst": c.Limits.UserWriteBurst,
+		"ws.max_inflight": c.WS.MaxInflight, "ws.max_subscriptions": c.WS.MaxSubscriptions, "ws.send_queue": c.WS.SendQueue,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

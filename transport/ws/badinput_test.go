@@ -1,6 +1,7 @@
 package ws_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -79,11 +80,13 @@ func TestBadInput(t *testing.T) {
 		{name: "re-auth as another user", authed: true, send: frame{text: `{"id":37,"op":"auth","token":"` + e.token("mallory", couponmesh.RoleShopper) + `"}`}, id: 37, code: couponmesh.CodeForbidden, msg: "another user"},
 		{name: "re-auth with expired token", authed: true, send: frame{text: `{"id":38,"op":"auth","token":"` + expired + `"}`}, id: 38, code: couponmesh.CodeUnauthorized, msg: "expired"},
 	}
-	for _, tc := range cases {
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.raw()
 			if tc.authed {
-				r.auth(e.token("alice", couponmesh.RoleShopper))
+				// One user per case: the sessions stay open until the end,
+				// and a user may hold only SessionsPerUser of them.
+				r.auth(e.token(fmt.Sprintf("alice%d", i), couponmesh.RoleShopper))
 			}
 			typ := websocket.MessageText
 			if tc.send.binary {

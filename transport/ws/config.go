@@ -1,6 +1,9 @@
 package ws
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Subprotocol is the WebSocket subprotocol of protocol v1. A client that
 // does not offer it is closed with 1002 right after the upgrade.
@@ -43,6 +46,42 @@ type Config struct {
 	// CloseGrace is how long a session being closed by the server may take
 	// to flush its close frame before its TCP connection is cut (default 5 s).
 	CloseGrace time.Duration
+
+	// RequestRate is how many request frames per second one session may
+	// send on average, RequestBurst how many at once (a token bucket over
+	// every frame the session sends, valid or not; defaults 100/s and 200).
+	// A frame over the limit answers rate_limited and is not run. Negative
+	// RequestRate: no limit.
+	RequestRate  float64
+	RequestBurst int
+	// FloodRefusals and FloodWindow close a session that keeps flooding: a
+	// session refused more than FloodRefusals frames (rate_limited for its
+	// request rate) within FloodWindow is closed with 1008 (a token bucket of
+	// FloodRefusals refilled over FloodWindow; defaults 100 and 10 s). Its
+	// user then may not open a session on this node for FloodWindow (auth
+	// answers rate_limited, 1008), so that reconnecting does not bring a
+	// fresh request bucket.
+	FloodRefusals int
+	FloodWindow   time.Duration
+	// SessionsPerUser is how many authenticated sessions one user may hold
+	// on this node (default 16). The auth that would exceed it answers
+	// rate_limited and the session is closed with 1008. Negative: no limit.
+	SessionsPerUser int
+	// SessionsPerIP is how many sessions one client address may hold on
+	// this node (default 256); HandshakeRate and HandshakeBurst bound how
+	// many upgrades per second it may start (a token bucket; defaults 20/s
+	// and 256). Over either limit the upgrade is refused with HTTP 429
+	// before any WebSocket is opened. IPv6 addresses count per /64. Negative:
+	// no limit.
+	SessionsPerIP  int
+	HandshakeRate  float64
+	HandshakeBurst int
+	// TrustedProxies are the networks of reverse proxies and load balancers
+	// whose X-Forwarded-For header names the client. The client address is
+	// the TCP peer unless the peer is in one of them; then it is the
+	// right-most X-Forwarded-For address that is not. Empty: the header is
+	// never read.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultConfig returns the production defaults.
@@ -57,6 +96,14 @@ func DefaultConfig() Config {
 		MaxInflight:      16,
 		MaxSubscriptions: 1000,
 		CloseGrace:       5 * time.Second,
+		RequestRate:      100,
+		RequestBurst:     200,
+		FloodRefusals:    100,
+		FloodWindow:      10 * time.Second,
+		SessionsPerUser:  16,
+		SessionsPerIP:    256,
+		HandshakeRate:    20,
+		HandshakeBurst:   256,
 	}
 }
 
@@ -100,6 +147,30 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = d.CloseGrace
+	}
+	if c.RequestRate == 0 {
+		c.RequestRate = d.RequestRate
+	}
+	if c.RequestBurst <= 0 {
+		c.RequestBurst = max(d.RequestBurst, int(c.RequestRate))
+	}
+	if c.FloodRefusals <= 0 {
+		c.FloodRefusals = d.FloodRefusals
+	}
+	if c.FloodWindow <= 0 {
+		c.FloodWindow = d.FloodWindow
+	}
+	if c.SessionsPerUser == 0 {
+		c.SessionsPerUser = d.SessionsPerUser
+	}
+	if c.SessionsPerIP == 0 {
+		c.SessionsPerIP = d.SessionsPerIP
+	}
+	if c.HandshakeRate == 0 {
+		c.HandshakeRate = d.HandshakeRate
+	}
+	if c.HandshakeBurst <= 0 {
+		c.HandshakeBurst = max(d.HandshakeBurst, int(c.HandshakeRate))
 	}
 	return c
 }

@@ -26,6 +26,16 @@
 // to 64 KiB per frame; a push frame is written as the hub encoded it, never
 // re-encoded.
 //
+// Limits (Config). Before the upgrade, per client address (the TCP peer, or
+// the X-Forwarded-For hop named by a trusted proxy; IPv6 per /64): a token
+// bucket of handshakes and a count of open sessions, both answered with HTTP
+// 429. Per session: ReadLimit per message (fragments included: 1009), a token
+// bucket over every frame (rate_limited, then 1008 when the refusals go on),
+// MaxInflight and MaxSubscriptions. Per user on the node: SessionsPerUser
+// authenticated sessions (the auth over it answers rate_limited, then 1008).
+// Per-user write rates across the cluster are the user grain's business,
+// behind couponmesh.Service.
+//
 // Concurrency: Handler's methods are safe for concurrent use. A session's
 // Send may be called from any goroutine (the hub's, an actor's).
 package ws

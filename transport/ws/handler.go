@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -27,6 +28,8 @@ type Handler struct {
 
 	nextID atomic.Uint64
 	count  atomic.Int64
+	ips    *ipLimits
+	users  userLimits
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -44,8 +47,11 @@ func NewHandler(cfg Config, svc couponmesh.Service, hub couponmesh.Hub, tokens *
 	if log == nil {
 		log = slog.Default()
 	}
+	cfg = cfg.withDefaults()
 	return &Handler{
-		cfg:      cfg.withDefaults(),
+		cfg:      cfg,
+		ips:      newIPLimits(cfg),
+		users:    userLimits{max: cfg.SessionsPerUser, cooldown: cfg.FloodWindow, users: make(map[string]*userState)},
 		svc:      svc,
 		hub:      hub,
 		tokens:   tokens,
@@ -61,7 +67,9 @@ func (h *Handler) Sessions() int { return int(h.count.Load()) }
 
 // ServeHTTP upgrades the request to a WebSocket session and serves it until
 // it ends. It refuses cross-origin requests not allowed by
-// Config.OriginPatterns (403) and, after Shutdown, every request (503).
+// Config.OriginPatterns (403), a client address over its handshake rate or
+// session count (429, before the upgrade) and, after Shutdown, every request
+// (503).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	closing, handoff := h.closing, h.handoff
@@ -70,6 +78,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "node is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	addr := ipKey(clientAddr(r, h.cfg.TrustedProxies))
+	if refused := h.ips.admit(addr, time.Now()); refused != "" {
+		h.m.refused.WithLabelValues(refused).Inc()
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "ws: upgrade refused", slog.String("client", addr.String()), slog.String("reason", refused))
+		msg := "too many WebSocket handshakes from your address: retry later"
+		if refused == refusedIPSessions {
+			msg = "too many WebSocket sessions from your address"
+		}
+		w.Header().Set("Retry-After", "1")
+		writeHTTPError(w, http.StatusTooManyRequests, couponmesh.Errorf(couponmesh.CodeRateLimited, "%s", msg))
+		return
+	}
+	defer h.ips.release(addr)
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: h.cfg.OriginPatterns,
@@ -104,6 +125,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.remove(s)
 	}()
 	s.serve()
+}
+
+// writeHTTPError answers a refused upgrade with the HTTP API's error body.
+func writeHTTPError(w http.ResponseWriter, status int, e *couponmesh.Error) {
+	b, _ := json.Marshal(struct {
+		Error *couponmesh.Error `json:"error"`
+	}{e})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }
 
 func (h *Handler) add(s *session) bool {

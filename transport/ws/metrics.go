@@ -17,6 +17,9 @@ const (
 	dropBadSubprotocol = "bad_subprotocol"
 	dropShutdown       = "shutdown"
 	dropDrain          = "drain"
+	dropFlood          = "flood"
+	dropUserSessions   = "user_sessions"
+	dropUserFlooded    = "user_flooded"
 )
 
 type metrics struct {
@@ -25,6 +28,8 @@ type metrics struct {
 	framesOut   prometheus.Counter
 	messagesOut prometheus.Counter
 	dropped     *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	limited     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +54,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "couponmesh_ws_sessions_dropped_total",
 			Help: "Sessions closed by the server, by reason.",
 		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "couponmesh_ws_upgrades_refused_total",
+			Help: "WebSocket upgrades refused with HTTP 429 before the handshake, by reason (handshake_rate, ip_sessions).",
+		}, []string{"reason"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_ws_frames_rate_limited_total",
+			Help: "Client frames refused with rate_limited because their session exceeded its request rate.",
+		}),
 	}
 	if reg != nil {
 		m.sessions = register(reg, m.sessions)
@@ -56,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.framesOut = register(reg, m.framesOut)
 		m.messagesOut = register(reg, m.messagesOut)
 		m.dropped = register(reg, m.dropped)
+		m.refused = register(reg, m.refused)
+		m.limited = register(reg, m.limited)
 	}
 	return m
 }

@@ -3,13 +3,13 @@ package ws
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/transport/auth"
@@ -52,6 +52,11 @@ type session struct {
 	inflight atomic.Int32
 	pinging  atomic.Bool
 	requests sync.WaitGroup
+
+	// Used by the reader goroutine only.
+	frames   *rate.Limiter // request rate
+	refusals *rate.Limiter // refused frames before a flood close; nil until the first refusal
+	bound    string        // the user whose per-node session count this session holds
 }
 
 var _ couponmesh.Sink = (*session)(nil)
@@ -64,6 +69,7 @@ func newSession(h *Handler, conn *websocket.Conn, id uint64) *session {
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		wdone:  make(chan struct{}),
+		frames: rate.NewLimiter(limitOf(h.cfg.RequestRate), h.cfg.RequestBurst),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -76,6 +82,9 @@ func (s *session) serve() {
 	s.timer = time.AfterFunc(s.h.cfg.AuthTimeout, s.onDeadline)
 	go s.writeLoop()
 	err := s.readLoop()
+	if s.bound != "" {
+		s.h.users.unbind(s.bound, time.Now())
+	}
 
 	s.mu.Lock()
 	s.ended = true
@@ -301,7 +310,9 @@ func (s *session) startPing() {
 var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readLoop reads client frames until the connection fails or closes. A
-// frame over ReadLimit makes the library close the session with 1009.
+// frame over ReadLimit makes the library close the session with 1009 (also
+// when it comes in fragments: the limit applies to the whole message).
+// Every frame takes a token of the session's request rate first.
 func (s *session) readLoop() error {
 	ctx := context.Background() // no per-read timer; closing the conn ends a read
 	for {
@@ -309,25 +320,80 @@ func (s *session) readLoop() error {
 		if err != nil {
 			return err
 		}
-		if typ != websocket.MessageText {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				return err
-			}
-			s.h.m.requests.WithLabelValues("invalid", string(couponmesh.CodeBadRequest)).Inc()
-			s.Send(errorFrame(0, couponmesh.Errorf(couponmesh.CodeBadRequest, "binary frames are not supported: send JSON text frames")))
-			continue
-		}
 		buf := readPool.Get().(*bytes.Buffer)
 		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
 			readPool.Put(buf)
 			return err
 		}
-		s.handle(buf.Bytes())
+		switch {
+		case s.isClosing():
+			// Closing (e.g. for flooding): what still arrives is not run.
+		case !s.frames.Allow():
+			s.refuse(typ, buf.Bytes())
+		case typ != websocket.MessageText:
+			s.h.m.requests.WithLabelValues("invalid", string(couponmesh.CodeBadRequest)).Inc()
+			s.Send(errorFrame(0, couponmesh.Errorf(couponmesh.CodeBadRequest, "binary frames are not supported: send JSON text frames")))
+		default:
+			s.handle(buf.Bytes())
+		}
 		if buf.Cap() <= 2*int(s.h.cfg.ReadLimit) {
 			readPool.Put(buf)
 		}
 	}
+}
+
+func (s *session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// floodReason is the 1008 close reason of a session that kept sending over
+// its request rate.
+const floodReason = "rate limit exceeded: too many requests"
+
+// refuse answers a frame over the session's request rate with rate_limited
+// (echoing its id when it has one) without running it, and closes the
+// session with 1008 once it has been refused more than FloodRefusals frames
+// within FloodWindow.
+func (s *session) refuse(typ websocket.MessageType, b []byte) {
+	s.h.m.limited.Inc()
+	var id int64
+	op := "invalid"
+	if typ == websocket.MessageText {
+		req, _ := decodeRequest(b)
+		id, op = req.ID, knownOp(req.Op)
+	}
+	s.h.m.requests.WithLabelValues(op, string(couponmesh.CodeRateLimited)).Inc()
+	s.Send(errorFrame(id, couponmesh.Errorf(couponmesh.CodeRateLimited,
+		"too many requests: at most %g per second per session (bursts of %d); slow down", s.h.cfg.RequestRate, s.h.cfg.RequestBurst)))
+	if s.refusals == nil {
+		per := s.h.cfg.FloodWindow.Seconds() / float64(s.h.cfg.FloodRefusals)
+		s.refusals = rate.NewLimiter(rate.Limit(1/per), s.h.cfg.FloodRefusals)
+	}
+	if !s.refusals.Allow() {
+		s.close(websocket.StatusPolicyViolation, floodReason, dropFlood)
+		if s.bound != "" {
+			// Reconnecting would bring a fresh bucket: the user's next
+			// sessions on this node wait for FloodWindow.
+			s.h.users.penalize(s.bound, time.Now())
+		}
+		s.h.log.LogAttrs(context.Background(), slog.LevelInfo, "ws: closing a flooding session",
+			slog.Uint64("session", s.id), slog.String("user", s.user()))
+	}
+}
+
+// knownOp returns op for the metric label when it is an op of the
+// protocol, else "unknown" (the label never takes client text).
+func knownOp(op string) string {
+	if _, ok := ops[op]; ok || op == "ping" || op == "auth" {
+		return op
+	}
+	if op == "" {
+		return "invalid"
+	}
+	return "unknown"
 }
 
 // handle decodes and dispatches one request. b is not retained.
@@ -343,8 +409,14 @@ func (s *session) handle(b []byte) {
 		s.answer(req.ID, req.Op, empty{}, nil)
 		return
 	case "auth":
-		res, err := s.auth(&req)
+		res, refused, err := s.auth(&req)
 		s.answer(req.ID, req.Op, res, err)
+		switch refused {
+		case refusedUserSessions:
+			s.close(websocket.StatusPolicyViolation, userSessionsReason, dropUserSessions)
+		case refusedUserFlooded:
+			s.close(websocket.StatusPolicyViolation, userFloodedReason, dropUserFlooded)
+		}
 		return
 	}
 	op, ok := ops[req.Op]
@@ -401,26 +473,52 @@ type authReply struct {
 	ExpiresAt time.Time       `json:"expiresAt"`
 }
 
+// Close reasons (1008) of a session whose auth was refused for its user:
+// the user holds Config.SessionsPerUser sessions on the node already, or is
+// cooling down after one of its sessions was closed for flooding.
+const (
+	userSessionsReason = "too many sessions of this user on this node"
+	userFloodedReason  = "rate limit exceeded: this user flooded, retry later"
+)
+
 // auth verifies req.Token and binds the session to its principal. A later
-// auth must name the same user; it refreshes the expiry (and the role).
-func (s *session) auth(req *request) (any, error) {
+// auth must name the same user; it refreshes the expiry (and the role). The
+// first successful auth counts the session against its user's
+// SessionsPerUser; when the user is over it, or cooling down after a flood,
+// auth answers rate_limited and refused says which (the caller closes the
+// session). Called by the reader goroutine only.
+func (s *session) auth(req *request) (_ any, refused string, _ error) {
 	if req.Token == "" {
-		return nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "token is required")
+		return nil, "", couponmesh.Errorf(couponmesh.CodeBadRequest, "token is required")
 	}
 	p, exp, err := s.h.tokens.Verify(req.Token)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	s.mu.Lock()
+	cur := s.principal.User
+	s.mu.Unlock()
+	if cur != "" && cur != p.User {
+		return nil, "", couponmesh.Errorf(couponmesh.CodeForbidden,
+			"session is authenticated as %q: open a new connection for another user", cur)
+	}
+	if s.bound == "" {
+		switch refused, wait := s.h.users.bind(p.User, time.Now()); refused {
+		case refusedUserSessions:
+			return nil, refused, couponmesh.Errorf(couponmesh.CodeRateLimited,
+				"too many sessions: a user may hold at most %d on one node; close another session first", s.h.cfg.SessionsPerUser)
+		case refusedUserFlooded:
+			return nil, refused, couponmesh.Errorf(couponmesh.CodeRateLimited,
+				"a session of this user was closed for flooding: retry in %v", wait.Round(time.Second)+time.Second)
+		}
+		s.bound = p.User
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.principal.User != "" && s.principal.User != p.User {
-		return nil, couponmesh.Errorf(couponmesh.CodeForbidden,
-			"session is authenticated as %q: open a new connection for another user", s.principal.User)
-	}
 	s.principal = p
 	s.deadline = exp.Add(auth.Leeway)
 	s.timer.Reset(time.Until(s.deadline))
-	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, nil
+	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, "", nil
 }
 
 // authorized returns the session's principal, or unauthorized before a

@@ -46,16 +46,34 @@ func TestAuthorisation(t *testing.T) {
 		call func() error
 		want couponmesh.Code // "" = allowed
 	}{
-		{"create: no token", func() error { _, err := anon.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)}); return err }, couponmesh.CodeUnauthorized},
-		{"create: forged token", func() error { _, err := forged.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)}); return err }, couponmesh.CodeUnauthorized},
-		{"create: shopper", func() error { _, err := shopper.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)}); return err }, couponmesh.CodeForbidden},
-		{"create: admin", func() error { _, err := admin.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)}); return err }, ""},
+		{"create: no token", func() error {
+			_, err := anon.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)})
+			return err
+		}, couponmesh.CodeUnauthorized},
+		{"create: forged token", func() error {
+			_, err := forged.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)})
+			return err
+		}, couponmesh.CodeUnauthorized},
+		{"create: shopper", func() error {
+			_, err := shopper.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)})
+			return err
+		}, couponmesh.CodeForbidden},
+		{"create: admin", func() error {
+			_, err := admin.CreateCoupon(ctx, couponmesh.CouponSpec{Title: ptr("x"), Quantity: ptr(1)})
+			return err
+		}, ""},
 		{"update: no token", func() error { _, err := anon.UpdateCoupon(ctx, "owned", spec); return err }, couponmesh.CodeUnauthorized},
 		{"update: forged token", func() error { _, err := forged.UpdateCoupon(ctx, "owned", spec); return err }, couponmesh.CodeUnauthorized},
 		{"update: shopper", func() error { _, err := shopper.UpdateCoupon(ctx, "owned", spec); return err }, couponmesh.CodeForbidden},
 		{"update: another merchant", func() error { _, err := rival.UpdateCoupon(ctx, "owned", spec); return err }, couponmesh.CodeForbidden},
-		{"update: the owner", func() error { _, err := acme.UpdateCoupon(ctx, "owned", couponmesh.CouponSpec{Title: ptr("Acme's, edited")}); return err }, ""},
-		{"update: admin", func() error { _, err := admin.UpdateCoupon(ctx, "owned", couponmesh.CouponSpec{Quantity: ptr(6)}); return err }, ""},
+		{"update: the owner", func() error {
+			_, err := acme.UpdateCoupon(ctx, "owned", couponmesh.CouponSpec{Title: ptr("Acme's, edited")})
+			return err
+		}, ""},
+		{"update: admin", func() error {
+			_, err := admin.UpdateCoupon(ctx, "owned", couponmesh.CouponSpec{Quantity: ptr(6)})
+			return err
+		}, ""},
 		{"withdraw: no token", func() error { _, err := anon.WithdrawCoupon(ctx, "owned"); return err }, couponmesh.CodeUnauthorized},
 		{"withdraw: shopper", func() error { _, err := shopper.WithdrawCoupon(ctx, "owned"); return err }, couponmesh.CodeForbidden},
 		{"withdraw: another merchant", func() error { _, err := rival.WithdrawCoupon(ctx, "owned"); return err }, couponmesh.CodeForbidden},

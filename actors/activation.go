@@ -33,8 +33,17 @@ type Activation[M State] struct {
 	load       func(ctx context.Context, id string) (M, error)
 	snapTimer  *time.Timer
 	superseded bool // another activation wrote to the journal: step aside
-	stopping   bool
+	leaving    bool // passivating: requests are turned away until the mailbox is quiet
 }
+
+// LeaveMethod is the request (a cluster.GrainRequest with this method and
+// no payload) that makes a grain passivate without dropping requests; the
+// placement actor sends it to the grains its node no longer owns.
+const LeaveMethod = "couponmesh.leave"
+
+// leaveQuiet is how long a leaving grain waits without messages before it
+// stops.
+const leaveQuiet = 200 * time.Millisecond
 
 // NewActivation returns the lifecycle of one grain of kind, whose state load
 // reads.
@@ -56,8 +65,11 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		a.ensureLoaded()
 		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
 	case *actor.ReceiveTimeout:
-		if a.Hubs.Len() == 0 {
-			ctx.Poison(ctx.Self())
+		switch {
+		case a.leaving:
+			ctx.Stop(ctx.Self()) // the mailbox is quiet: nothing is dropped
+		case a.Hubs.Len() == 0:
+			a.Leave(ctx, "idle")
 		}
 	case *actor.Stopping:
 		if a.snapTimer != nil {
@@ -73,6 +85,16 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			a.Hubs.Remove(m.Address())
 		}
 	case *cluster.GrainRequest:
+		if msg.MessageTypeName == LeaveMethod {
+			a.Leave(ctx, "moved")
+			return nil
+		}
+		if a.leaving {
+			// Like a request to a stopped actor: the caller drops its cached
+			// PID and asks the placement again.
+			ctx.Respond(&actor.DeadLetterResponse{Target: ctx.Self()})
+			return nil
+		}
 		if !a.ensureLoaded() {
 			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
 			return nil
@@ -103,14 +125,33 @@ func (a *Activation[M]) ensureLoaded() bool {
 // as the journal's Superseded hook.
 func (a *Activation[M]) Supersede() { a.superseded = true }
 
-// After ends every message: it passivates a superseded activation once.
-// Messages already in the mailbox are still answered (fenced by the journal).
+// After ends every message: it passivates a superseded activation.
 func (a *Activation[M]) After(ctx actor.Context) {
-	if a.superseded && !a.stopping {
-		a.stopping = true
-		a.Log.Info("another activation wrote to the journal; passivating")
-		ctx.Poison(ctx.Self())
+	if a.superseded {
+		a.Leave(ctx, "another activation wrote to the journal")
 	}
+}
+
+// Leave passivates the grain without losing a request: protoactor drops
+// the messages still in an actor's mailbox when it stops, and callers would
+// wait out their whole timeout. So the grain writes its snapshot, answers
+// every later request like a stopped actor would (dead letter: the caller
+// asks the placement again), and stops once no message came for
+// leaveQuiet.
+func (a *Activation[M]) Leave(ctx actor.Context, why string) {
+	if a.leaving {
+		return
+	}
+	a.leaving = true
+	if a.Log != nil {
+		a.Log.Debug("passivating", "why", why)
+	}
+	if a.snapTimer != nil {
+		a.snapTimer.Stop()
+		a.snapTimer = nil
+	}
+	a.snapshot()
+	ctx.SetReceiveTimeout(leaveQuiet)
 }
 
 // OpContext bounds one message's database work.

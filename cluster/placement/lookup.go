@@ -8,8 +8,8 @@
 //   - a lookup waits Timeout (1 s by default), not a fixed 5 s;
 //   - the ring is swapped atomically on every topology change.
 //
-// On a topology change the placement actor stops the local activations the
-// node no longer owns (they answer what is already in their mailbox first)
+// On a topology change the placement actor asks the local activations the
+// node no longer owns to leave (LeaveMethod)
 // and forwards the topology to the ones it keeps, so grains can drop the
 // hubs of members that left.
 package placement
@@ -29,6 +29,12 @@ import (
 
 // ActorName is the name of the placement actor on every member.
 const ActorName = "couponmesh-placement"
+
+// LeaveMethod is the grain request that asks a grain to passivate (answer
+// what it holds, turn later requests away, then stop); actors.LeaveMethod
+// handles it. A poison pill would make protoactor drop the requests still
+// in the grain's mailbox when it stops, unanswered.
+const LeaveMethod = "couponmesh.leave"
 
 // Lookup implements cluster.IdentityLookup. Safe for concurrent use.
 type Lookup struct {
@@ -248,7 +254,7 @@ func (p *placer) rebalance(ctx actor.Context, t *cluster.ClusterTopology) {
 	for key, a := range p.l.active {
 		if ring.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: a.Kind, Identity: a.ID}) != p.l.self {
 			delete(p.l.active, key) // the next request activates it on its owner
-			ctx.Poison(a.PID)
+			ctx.Send(a.PID, &cluster.GrainRequest{MessageTypeName: LeaveMethod})
 			moved++
 			continue
 		}

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/cluster/placement"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 )
 
@@ -618,5 +620,12 @@ func TestClusterPausedNodeIsEvicted(t *testing.T) {
 	verifyAcked(t, c.nodes[0], l.acked, coupons)
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
+	}
+}
+
+// The placement actor and the grains agree on the leave request.
+func TestLeaveMethodAgrees(t *testing.T) {
+	if placement.LeaveMethod != actors.LeaveMethod {
+		t.Fatalf("placement sends %q, grains handle %q", placement.LeaveMethod, actors.LeaveMethod)
 	}
 }

@@ -1,15 +1,15 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-d93d9fd0fbbbd736';
+const CACHE = 'couponmesh-shell-5eeb53bd816be55b';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
-  "/assets/index-CP4JUnCj.js",
-  "/assets/index-TFNZW03D.css"
+  "/assets/index-3oO_ddnC.js",
+  "/assets/index-CDJJNiTO.css"
 ];
 
 self.addEventListener('install', (event) => {

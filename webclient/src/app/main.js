@@ -241,6 +241,7 @@ async function showCoupon(id) {
   for (const s of ['#claimed', '#remaining', '#coupon-status']) $(s).textContent = '–';
   const mine = app.wallet.find((x) => x.coupon === id);
   if (mine) claimResult(`Your code: ${mine.code}`, 'ok');
+  else if (app.pending.some((x) => x.coupon === id)) claimResult(QUEUED_TEXT, 'queued'); // e.g. after a reload offline
   renderClaimButton();
   renderStale();
 
@@ -277,6 +278,8 @@ function onCoupon(c) {
 
 // ---- claims and wallet ----
 
+const QUEUED_TEXT = 'Offline: your claim is queued and will be sent when you are back online.';
+
 async function claim() {
   const id = app.current;
   if (!id) return;
@@ -286,7 +289,7 @@ async function claim() {
     const res = await app.client.claim(id);
     if (res.queued) {
       app.pending = await app.client.pendingClaims();
-      claimResult('Offline: your claim is queued and will be sent when you are back online.', 'queued');
+      claimResult(QUEUED_TEXT, 'queued');
       renderWallet();
     }
     // an answered claim is shown by onClaim
@@ -399,6 +402,7 @@ function renderFeed() {
       ),
     ),
   );
+  show($('#feed-empty'), app.feed.length === 0);
 }
 
 // ---- routing ----

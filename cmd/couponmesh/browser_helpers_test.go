@@ -1,0 +1,345 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+)
+
+// The browser tests drive Debian's Chromium (apt-get install -y chromium;
+// .ci/run installs it) through the DevTools protocol. A missing Chromium is
+// a failure, not a skip: only `go test -short` skips them.
+const defaultChromium = "/usr/bin/chromium"
+
+// Viewports the app must render well at.
+var (
+	desktop = viewport{1280, 800, false}
+	phone   = viewport{390, 844, true}
+)
+
+type viewport struct {
+	w, h   int64
+	mobile bool
+}
+
+// browser is one headless Chromium process with a fresh profile.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	close func() // stops Chromium; safe to call again
+}
+
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	path := defaultChromium
+	if p := os.Getenv("COUPONMESH_CHROMIUM"); p != "" {
+		path = p
+	}
+	if _, err := os.Stat(path); err != nil {
+		if testing.Short() {
+			t.Skipf("browser test skipped in -short mode: no Chromium at %s", path)
+		}
+		t.Fatalf("browser tests need Chromium at %s (%v): install it with `apt-get install -y chromium` "+
+			"(.ci/run does), or point COUPONMESH_CHROMIUM at a Chromium or Chrome binary", path, err)
+	}
+	return path
+}
+
+// newBrowser starts Chromium; it is stopped when the test ends.
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox,
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		// Without these Chromium calls home, and this closed network
+		// refuses its connections.
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("no-pings", true),
+		chromedp.WindowSize(int(desktop.w), int(desktop.h)),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	stop := sync.OnceFunc(func() { cancel(); acancel() })
+	t.Cleanup(stop)
+	start := time.Now()
+	if err := chromedp.Do(ctx); err != nil { // starts the browser: no timeout here
+		t.Fatalf("start Chromium: %v", err)
+	}
+	t.Logf("Chromium started in %s", time.Since(start).Round(time.Millisecond))
+	return &browser{t: t, ctx: ctx, close: stop}
+}
+
+// page is a tab in a browser context of its own: its own cookies,
+// IndexedDB and service workers, like a separate browser profile.
+type page struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+	vp   viewport
+
+	mu     sync.Mutex
+	log    []string // console messages, exceptions, WebSocket events: for failures
+	wsSent []string // payloads of the WebSocket frames the page sent
+
+	workers map[target.ID]context.Context // attached service workers
+}
+
+func (b *browser) newPage(name string, vp viewport) *page {
+	t := b.t
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	p := &page{t: t, name: name, ctx: ctx, vp: vp}
+	if err := chromedp.Do(ctx); err != nil { // opens the tab: no timeout here
+		t.Fatalf("%s: open tab: %v", name, err)
+	}
+	if err := chromedp.Listen(ctx, p.record); err != nil {
+		t.Fatalf("%s: listen: %v", name, err)
+	}
+	// Runs before the tab is closed (cleanups run last in, first out).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		p.mu.Lock()
+		t.Logf("%s: browser console:\n\t%s", name, strings.Join(p.log, "\n\t"))
+		p.mu.Unlock()
+		p.screenshot("failed")
+	})
+	// Network events (WebSocket frames) and network emulation.
+	p.do(5*time.Second, "enable the network domain", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{})
+		return err
+	}))
+	p.emulate(vp)
+	return p
+}
+
+// record runs on the tab's reader goroutine: it must only append.
+func (p *page) record(ev any) {
+	var line string
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		var args []string
+		for _, a := range ev.Args {
+			if a.Value != nil {
+				args = append(args, string(a.Value))
+			} else {
+				args = append(args, a.Description)
+			}
+		}
+		line = fmt.Sprintf("console.%s %s", ev.Type, strings.Join(args, " "))
+	case *runtime.EventExceptionThrown:
+		line = "exception: " + ev.ExceptionDetails.Text
+		if ev.ExceptionDetails.Exception != nil {
+			line += " " + ev.ExceptionDetails.Exception.Description
+		}
+	case *network.EventWebSocketCreated:
+		line = "websocket created " + ev.URL
+	case *network.EventWebSocketClosed:
+		line = "websocket closed"
+	case *network.EventWebSocketFrameError:
+		line = "websocket error " + ev.ErrorMessage
+	case *network.EventWebSocketFrameSent:
+		p.mu.Lock()
+		p.wsSent = append(p.wsSent, string(ev.Response.PayloadData))
+		p.mu.Unlock()
+		return
+	default:
+		return
+	}
+	p.mu.Lock()
+	p.log = append(p.log, time.Now().Format("15:04:05.000")+" "+line)
+	p.mu.Unlock()
+}
+
+// claimFramesSent counts the claim requests for coupon the page sent over
+// WebSockets (seen by DevTools, so whatever the app thinks it did).
+func (p *page) claimFramesSent(coupon string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, f := range p.wsSent {
+		var req struct{ Op, Coupon string }
+		if json.Unmarshal([]byte(f), &req) == nil && req.Op == "claim" && req.Coupon == coupon {
+			n++
+		}
+	}
+	return n
+}
+
+// do runs actions with a deadline and fails the test on error.
+func (p *page) do(d time.Duration, what string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.t.Fatalf("%s: %s: %v", p.name, what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression (awaiting a promise) into T.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: eval %s: %v", p.name, expr, err)
+	}
+	return v
+}
+
+// waitJS polls a JavaScript predicate until it is truthy.
+func (p *page) waitJS(d time.Duration, what, predicate string) {
+	p.t.Helper()
+	p.do(d+time.Second, what, chromedp.Poll[chromedp.Void](predicate,
+		chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(10*time.Millisecond)))
+}
+
+// js quotes s as a JavaScript string literal.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// textIs is a predicate: the element's trimmed text equals want.
+func textIs(sel, want string) string {
+	return fmt.Sprintf(`(() => { const e = document.querySelector(%s); return !!e && e.textContent.trim() === %s })()`, js(sel), js(want))
+}
+
+// shown is a predicate: the element exists and is not hidden.
+func shown(sel string) string {
+	return fmt.Sprintf(`(() => { const e = document.querySelector(%s); return !!e && !e.closest('[hidden]') && e.getClientRects().length > 0 })()`, js(sel))
+}
+
+func (p *page) text(sel string) string {
+	p.t.Helper()
+	return eval[string](p, fmt.Sprintf(`(document.querySelector(%s) || {}).textContent || ''`, js(sel)))
+}
+
+func (p *page) click(sel string) {
+	p.t.Helper()
+	p.do(10*time.Second, "click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+// login opens the app at base and signs in as a shopper through the form.
+func (p *page) login(base, user string) {
+	p.t.Helper()
+	p.do(20*time.Second, "open the app",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("login-user")))
+	p.do(10*time.Second, "sign in",
+		chromedp.SetValue(chromedp.ID("login-user"), user),
+		chromedp.SetValue(chromedp.ID("login-role"), "shopper"),
+		chromedp.Click(chromedp.ID("login-btn"), chromedp.NodeVisible))
+	p.waitJS(15*time.Second, "online after sign-in", `document.querySelector('#conn-state').dataset.state === 'online'`)
+	p.waitJS(5*time.Second, "signed in as "+user, textIs("#whoami", user+" (shopper)"))
+}
+
+// openCoupon clicks the coupon in the list and waits for its counts.
+func (p *page) openCoupon(id string, remaining int) {
+	p.t.Helper()
+	p.waitJS(10*time.Second, "coupon "+id+" listed", shown(fmt.Sprintf(`#coupon-list [data-coupon-id=%s] a`, js(id))))
+	p.click(fmt.Sprintf(`#coupon-list [data-coupon-id=%s] a`, js(id)))
+	p.waitJS(10*time.Second, "coupon "+id+" shown", shown("#remaining"))
+	p.waitJS(10*time.Second, fmt.Sprintf("coupon %s shows %d remaining", id, remaining), textIs("#remaining", fmt.Sprint(remaining)))
+}
+
+// connStates records every state the page's SDK client goes through in
+// window.__states (the current state first).
+func (p *page) recordConnStates() {
+	p.t.Helper()
+	eval[chromedp.Void](p, `(() => {
+		window.__states = [window.couponmesh.state];
+		window.couponmesh.on('state', (s) => window.__states.push(s));
+	})()`)
+}
+
+// screenshotAt switches the page to another viewport for one screenshot.
+func (p *page) screenshotAt(vp viewport, what string) {
+	p.t.Helper()
+	p.emulate(vp)
+	p.screenshot(what + fmt.Sprintf("-%dx%d", vp.w, vp.h))
+	p.emulate(p.vp)
+}
+
+func (p *page) emulate(vp viewport) {
+	p.t.Helper()
+	opts := []chromedp.EmulateViewportOption{chromedp.EmulateLandscape}
+	if vp.mobile {
+		opts = []chromedp.EmulateViewportOption{chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch}
+	}
+	p.do(5*time.Second, "viewport", chromedp.EmulateViewport(vp.w, vp.h, opts...))
+}
+
+// screenshot saves a PNG of the viewport as an artifact.
+func (p *page) screenshot(what string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Errorf("%s: screenshot %s: %v", p.name, what, err)
+		return
+	}
+	name := fmt.Sprintf("%s-%s-%s.png", p.t.Name(), p.name, what)
+	name = regexp.MustCompile(`[^A-Za-z0-9_.-]+`).ReplaceAllString(name, "_")
+	path := filepath.Join(artifactsDir(p.t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		p.t.Errorf("save screenshot: %v", err)
+		return
+	}
+	p.t.Logf("screenshot: %s", path)
+}
+
+// artifactsDir is $COUPONMESH_ARTIFACTS, or artifacts/ at the repository
+// root (ignored by git).
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("COUPONMESH_ARTIFACTS")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := wd
+		for {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				break
+			}
+			up := filepath.Dir(root)
+			if up == root {
+				root = wd
+				break
+			}
+			root = up
+		}
+		dir = filepath.Join(root, "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifacts dir: %v", err)
+	}
+	return dir
+}

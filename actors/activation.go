@@ -29,11 +29,13 @@ type Activation[M State] struct {
 	Hubs Subscribers
 	M    M // valid once Loaded
 
-	loaded     bool
-	load       func(ctx context.Context, id string) (M, error)
-	snapTimer  *time.Timer
-	superseded bool // another activation wrote to the journal: step aside
-	stopping   bool
+	loaded      bool
+	load        func(ctx context.Context, id string) (M, error)
+	activatedAt time.Time
+	recent      recentRing // the last requests handled, for ActorInspect
+	snapTimer   *time.Timer
+	superseded  bool // another activation wrote to the journal: step aside
+	stopping    bool
 }
 
 // NewActivation returns the lifecycle of one grain of kind, whose state load
@@ -44,13 +46,16 @@ func NewActivation[M State](cfg *GrainConfig, kind string, load func(ctx context
 
 type snapshotTick struct{}
 
-// Receive handles the lifecycle messages. For a grain request it returns the
-// request once the state is loaded (answering unavailable itself when it
-// cannot be), else nil.
+// Receive handles the lifecycle messages and the methods every grain has
+// (ActorInspect, ActorPassivate, ActorPing). For any other grain request it
+// returns the request once the state is loaded (answering unavailable itself
+// when it cannot be), else nil. Every request but ActorInspect is recorded
+// (method, time, duration, outcome) until After.
 func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
 		a.ID = msg.Identity.Identity
+		a.activatedAt = time.Now()
 		a.Log = a.Cfg.Log.With("kind", a.Kind, "id", a.ID)
 		a.Cfg.Metrics.Activations.WithLabelValues(a.Kind).Inc()
 		a.ensureLoaded()
@@ -73,8 +78,28 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			a.Hubs.Remove(m.Address())
 		}
 	case *cluster.GrainRequest:
+		if msg.MessageTypeName == ActorInspect {
+			// Not recorded: a console refreshing it would fill the ring.
+			Respond(ctx, a.inspect(), nil)
+			return nil
+		}
+		a.Cfg.Metrics.messages.Add(1)
+		a.recent.begin(msg.MessageTypeName)
+		if msg.MessageTypeName == ActorPassivate {
+			Respond(ctx, Empty{}, nil)
+			if !a.stopping {
+				a.stopping = true
+				a.Log.Info("passivated on request")
+				ctx.Poison(ctx.Self())
+			}
+			return nil
+		}
 		if !a.ensureLoaded() {
 			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
+			return nil
+		}
+		if msg.MessageTypeName == ActorPing {
+			Respond(ctx, Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
 			return nil
 		}
 		return msg
@@ -103,9 +128,11 @@ func (a *Activation[M]) ensureLoaded() bool {
 // as the journal's Superseded hook.
 func (a *Activation[M]) Supersede() { a.superseded = true }
 
-// After ends every message: it passivates a superseded activation once.
-// Messages already in the mailbox are still answered (fenced by the journal).
+// After ends every message: it records the request handled, and
+// passivates a superseded activation once. Messages already in the mailbox
+// are still answered (fenced by the journal).
 func (a *Activation[M]) After(ctx actor.Context) {
+	a.recent.end()
 	if a.superseded && !a.stopping {
 		a.stopping = true
 		a.Log.Info("another activation wrote to the journal; passivating")

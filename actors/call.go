@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -157,7 +158,13 @@ type Metrics struct {
 	Claims        *prometheus.CounterVec
 	AppendSeconds prometheus.Histogram
 	Activations   *prometheus.CounterVec
+
+	messages atomic.Uint64 // grain requests handled on this node
 }
+
+// Messages returns the number of grain requests handled on this node since
+// it started (inspections excepted): the console's messages per second.
+func (m *Metrics) Messages() uint64 { return m.messages.Load() }
 
 // NewMetrics registers the grain metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {

@@ -49,6 +49,16 @@ type Activation struct {
 	Kind, ID string
 	PID      *actor.PID
 	Since    time.Time
+	mailbox  actor.Mailbox
+}
+
+// MailboxLen returns the number of user messages waiting in the grain's
+// mailbox (-1 when unknown). Safe for concurrent use; cheap (an atomic load).
+func (a Activation) MailboxLen() int {
+	if a.mailbox == nil {
+		return -1
+	}
+	return a.mailbox.UserMessageCount()
 }
 
 var _ cluster.IdentityLookup = (*Lookup)(nil)
@@ -230,10 +240,18 @@ func (p *placer) activate(ctx actor.Context, req *cluster.ActivationRequest) {
 	}
 	// The name carries the identity so that logs and dead letters say which
 	// grain it was; the prefix keeps names unique across reactivations.
-	pid := ctx.SpawnPrefix(cluster.WithClusterIdentity(kind.Props, ci), strings.ReplaceAll(key, "/", ":"))
+	// The mailbox is captured for the debug console (its length). Our kinds
+	// set no mailbox of their own, so this is protoactor's default one; the
+	// producer runs inside SpawnPrefix, before it returns.
+	var mb actor.Mailbox
+	props := cluster.WithClusterIdentity(kind.Props, ci).Configure(actor.WithMailbox(func() actor.Mailbox {
+		mb = actor.Unbounded()()
+		return mb
+	}))
+	pid := ctx.SpawnPrefix(props, strings.ReplaceAll(key, "/", ":"))
 	kind.Inc()
 	p.l.mu.Lock()
-	p.l.active[key] = Activation{Kind: ci.Kind, ID: ci.Identity, PID: pid, Since: time.Now()}
+	p.l.active[key] = Activation{Kind: ci.Kind, ID: ci.Identity, PID: pid, Since: time.Now(), mailbox: mb}
 	p.l.mu.Unlock()
 	p.byPID[pid.Id] = key
 	ctx.Respond(&cluster.ActivationResponse{Pid: pid})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 type Config struct {
 	HTTPAddr       string   `yaml:"http_addr" env:"HTTP_ADDR"`
 	AdminAddr      string   `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	AdminToken     string   `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
 	NodeName       string   `yaml:"node_name" env:"NODE_NAME"`
 	RemoteAddr     string   `yaml:"remote_addr" env:"REMOTE_ADDR"`
 	ClusterAddr    string   `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
@@ -142,6 +144,9 @@ func (c *Config) fill() {
 
 func (c *Config) validate() error {
 	var errs []error
+	if c.AdminToken == "" && !loopback(c.AdminAddr) {
+		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
+	}
 	if len(c.JWTSecret) < 32 {
 		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
 	}
@@ -170,6 +175,9 @@ func (c Config) Redacted() string {
 	if c.JWTSecret != "" {
 		c.JWTSecret = "<redacted>"
 	}
+	if c.AdminToken != "" {
+		c.AdminToken = "<redacted>"
+	}
 	if c.Cluster.GossipKey != "" {
 		c.Cluster.GossipKey = "<redacted>"
 	}
@@ -180,4 +188,19 @@ func (c Config) Redacted() string {
 	}
 	b, _ := yaml.Marshal(c)
 	return string(b)
+}
+
+// loopback reports whether the listen address addr (host:port) only
+// accepts connections from this machine. An empty host, 0.0.0.0 or any name
+// other than localhost is not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -26,6 +26,9 @@
 // to 64 KiB per frame; a push frame is written as the hub encoded it, never
 // re-encoded.
 //
+// Inspection: Handler.SessionList is a read-only, paged view of the open
+// sessions (user, subscriptions, send queue length) for the admin API.
+//
 // Concurrency: Handler's methods are safe for concurrent use. A session's
 // Send may be called from any goroutine (the hub's, an actor's).
 package ws

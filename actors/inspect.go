@@ -115,47 +115,45 @@ func (r *recentRing) records() []HandledRecord {
 
 // nameTable interns the few method names and outcomes into one byte, so
 // that a ring entry holds no pointer. At most 255 names; later ones share
-// the index of "other".
+// the index of "other". Lookups of known names take no lock.
 type nameTable struct {
-	mu     sync.RWMutex
-	byName map[string]uint8
+	byName sync.Map // string → uint8
+	mu     sync.Mutex
 	names  []string
 }
 
 func newNameTable(first ...string) *nameTable {
-	t := &nameTable{byName: make(map[string]uint8)}
+	t := &nameTable{}
 	for _, n := range first {
-		t.byName[n] = uint8(len(t.names))
+		t.byName.Store(n, uint8(len(t.names)))
 		t.names = append(t.names, n)
 	}
 	return t
 }
 
 func (t *nameTable) index(name string) uint8 {
-	t.mu.RLock()
-	i, ok := t.byName[name]
-	t.mu.RUnlock()
-	if ok {
-		return i
+	if i, ok := t.byName.Load(name); ok {
+		return i.(uint8)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if i, ok := t.byName[name]; ok {
-		return i
+	if i, ok := t.byName.Load(name); ok {
+		return i.(uint8)
 	}
 	if len(t.names) >= 255 || len(name) > 64 {
-		return t.byName["other"]
+		i, _ := t.byName.Load("other")
+		return i.(uint8)
 	}
-	i = uint8(len(t.names))
+	i := uint8(len(t.names))
 	name = string([]byte(name)) // do not keep the request's buffer
-	t.byName[name] = i
 	t.names = append(t.names, name)
+	t.byName.Store(name, i)
 	return i
 }
 
 func (t *nameTable) name(i uint8) string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if int(i) < len(t.names) {
 		return t.names[i]
 	}

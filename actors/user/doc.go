@@ -11,6 +11,7 @@
 // record_claim, which the service sends before it acknowledges the claim;
 // if that fails the client is told unavailable and its retry (same request
 // id, idempotent) records it.
+//
 // The shared methods actor.inspect, actor.passivate and actor.ping are
 // answered by actors.Activation (see package actors).
 package user

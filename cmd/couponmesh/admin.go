@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,6 +280,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // adminCall calls another node's admin API with this node's admin token.
 func (a *App) adminCall(ctx context.Context, addr, method, path string, body, out any) error {
 	return adminCallToken(ctx, a.cfg.AdminToken, addr, method, path, body, out)
+}
+
+// sameOrigin refuses state-changing requests (anything but GET and HEAD)
+// that a browser sends from another origin: a page on the web must not drain
+// a node or passivate actors through an operator's browser, which can reach
+// 127.0.0.1. Browsers send Origin on such requests; ctl sends none.
+func sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			cross := r.Header.Get("Sec-Fetch-Site") == "cross-site"
+			if o := r.Header.Get("Origin"); o != "" {
+				u, err := url.Parse(o)
+				cross = cross || err != nil || u.Host != r.Host
+			}
+			if cross {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-origin request refused"})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // adminAuth requires the admin token on every request when one is

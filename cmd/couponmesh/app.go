@@ -157,7 +157,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	a.adminAPI(mux)
-	a.admin = &http.Server{Handler: adminAuth(cfg.AdminToken, mux), ReadHeaderTimeout: 5 * time.Second}
+	a.admin = &http.Server{Handler: adminAuth(cfg.AdminToken, sameOrigin(mux)), ReadHeaderTimeout: 5 * time.Second}
 	a.admin.RegisterOnShutdown(func() { close(a.adminClosing) })
 	go a.serve(a.publicSrv, a.httpLn, "public")
 	go a.serve(a.admin, a.adminLn, "admin")

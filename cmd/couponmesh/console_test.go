@@ -226,6 +226,19 @@ func TestPublicListenerHidesAdmin(t *testing.T) {
 	if st := adminDo(t, a.AdminAddr(), http.MethodGet, "/debug", nil); st != http.StatusOK {
 		t.Errorf("admin /debug: %d", st)
 	}
+	// A page elsewhere cannot make an operator's browser act on the admin API.
+	for origin, want := range map[string]int{"http://evil.example": http.StatusForbidden, "http://" + a.AdminAddr(): http.StatusNotFound} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+a.AdminAddr()+"/admin/api/actors/coupon/none/passivate", nil)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST passivate with Origin %s: %d, want %d", origin, resp.StatusCode, want)
+		}
+	}
 }
 
 // Bound to a non-loopback address, the admin listener wants the token on

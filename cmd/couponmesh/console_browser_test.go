@@ -44,6 +44,9 @@ func TestBrowserDebugConsole(t *testing.T) {
 	p.waitJS(5*time.Second, "recent claim", `[...document.querySelectorAll('#d-recent tbody tr')].some(tr => tr.textContent.includes('coupon.claim') && tr.textContent.includes('ok'))`)
 	p.screenshot("detail")
 
+	p.click(`#sess-form button`)
+	p.waitJS(5*time.Second, "sessions listed", `[...document.querySelectorAll('#sessions tbody tr')].some(tr => tr.textContent.includes('alice'))`)
+
 	p.click("#passivate")
 	p.waitJS(10*time.Second, "passivated", `document.querySelector('#detail-msg').dataset.state === 'inactive'`)
 	if _, ok := a.node.Lookup.Find("coupon", "c42"); ok {

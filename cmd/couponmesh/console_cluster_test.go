@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
@@ -41,7 +42,9 @@ func TestClusterInspectActors(t *testing.T) {
 
 	var first ActorDetail
 	for _, p := range c.nodes {
+		start := time.Now()
 		d := inspectActor(t, p.admin, "coupon/c42")
+		t.Logf("get coupon/c42 (on %s) asked on %s: %s", owner, p.name, time.Since(start).Round(10*time.Microsecond))
 		var st couponState
 		if err := json.Unmarshal(d.Inspect.State, &st); err != nil {
 			t.Fatal(err)

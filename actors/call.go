@@ -181,7 +181,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations)
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
+		}, func() float64 { return float64(m.messages.Load()) }))
 	}
 	return m
 }

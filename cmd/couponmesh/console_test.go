@@ -173,6 +173,15 @@ func TestAdminInspectActors(t *testing.T) {
 		return nil
 	})
 
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := readAll(resp.Body); !strings.Contains(m, "couponmesh_grain_requests_total ") {
+		t.Error("no couponmesh_grain_requests_total in /metrics")
+	}
+	resp.Body.Close()
+
 	// The same through ctl.
 	out := runCtlOut(t, admin, "actors", "get", "coupon/c42")
 	for _, want := range []string{"identity  coupon/c42", "node      test", `"claimed": 1`, "coupon.get", "seq       2"} {
@@ -201,7 +210,7 @@ func TestAdminInspectActors(t *testing.T) {
 		t.Errorf("ctl actors passivate:\n%s", out)
 	}
 	var out2 strings.Builder
-	err := runCtl([]string{"--admin", admin, "actors", "get", "coupon/nosuch"}, &out2)
+	err = runCtl([]string{"--admin", admin, "actors", "get", "coupon/nosuch"}, &out2)
 	if err == nil || !strings.Contains(err.Error(), "coupon/nosuch is not active (its owner would be test)") {
 		t.Errorf("ctl actors get coupon/nosuch: %v", err)
 	}

@@ -29,11 +29,13 @@ type Activation[M State] struct {
 	Hubs Subscribers
 	M    M // valid once Loaded
 
-	loaded     bool
-	load       func(ctx context.Context, id string) (M, error)
-	snapTimer  *time.Timer
-	superseded bool // another activation wrote to the journal: step aside
-	leaving    bool // passivating: requests are turned away until the mailbox is quiet
+	loaded      bool
+	load        func(ctx context.Context, id string) (M, error)
+	activatedAt time.Time
+	recent      recentRing // the last requests handled, for ActorInspect
+	snapTimer   *time.Timer
+	superseded  bool // another activation wrote to the journal: step aside
+	leaving     bool // passivating: requests are turned away until the mailbox is quiet
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -53,13 +55,16 @@ func NewActivation[M State](cfg *GrainConfig, kind string, load func(ctx context
 
 type snapshotTick struct{}
 
-// Receive handles the lifecycle messages. For a grain request it returns the
-// request once the state is loaded (answering unavailable itself when it
-// cannot be), else nil.
+// Receive handles the lifecycle messages and the methods every grain has
+// (ActorInspect, ActorPassivate, ActorPing). For any other grain request it
+// returns the request once the state is loaded (answering unavailable itself
+// when it cannot be), else nil. Every request but ActorInspect is recorded
+// (method, time, duration, outcome) until After.
 func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
 		a.ID = msg.Identity.Identity
+		a.activatedAt = time.Now()
 		a.Log = a.Cfg.Log.With("kind", a.Kind, "id", a.ID)
 		a.Cfg.Metrics.Activations.WithLabelValues(a.Kind).Inc()
 		a.ensureLoaded()
@@ -89,14 +94,30 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			a.Leave(ctx, "moved")
 			return nil
 		}
+		if msg.MessageTypeName == ActorInspect {
+			// Not recorded: a console refreshing it would fill the ring.
+			Respond(ctx, a.inspect(), nil)
+			return nil
+		}
 		if a.leaving {
 			// Like a request to a stopped actor: the caller drops its cached
 			// PID and asks the placement again.
 			ctx.Respond(&actor.DeadLetterResponse{Target: ctx.Self()})
 			return nil
 		}
+		a.Cfg.Metrics.messages.Add(1)
+		a.recent.begin(msg.MessageTypeName)
+		if msg.MessageTypeName == ActorPassivate {
+			Respond(ctx, Empty{}, nil)
+			a.Leave(ctx, "requested")
+			return nil
+		}
 		if !a.ensureLoaded() {
 			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
+			return nil
+		}
+		if msg.MessageTypeName == ActorPing {
+			Respond(ctx, Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
 			return nil
 		}
 		return msg
@@ -125,8 +146,10 @@ func (a *Activation[M]) ensureLoaded() bool {
 // as the journal's Superseded hook.
 func (a *Activation[M]) Supersede() { a.superseded = true }
 
-// After ends every message: it passivates a superseded activation.
+// After ends every message: it records the request handled, and
+// passivates a superseded activation.
 func (a *Activation[M]) After(ctx actor.Context) {
+	a.recent.end()
 	if a.superseded {
 		a.Leave(ctx, "another activation wrote to the journal")
 	}
@@ -152,6 +175,11 @@ func (a *Activation[M]) Leave(ctx actor.Context, why string) {
 	}
 	a.snapshot()
 	ctx.SetReceiveTimeout(leaveQuiet)
+	// The placement (the parent) forgets this activation now, so the next
+	// request activates a fresh one instead of meeting this one again.
+	if p := ctx.Parent(); p != nil {
+		ctx.Request(p, &cluster.GrainRequest{MessageTypeName: LeaveMethod})
+	}
 }
 
 // OpContext bounds one message's database work.

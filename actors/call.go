@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -158,7 +159,13 @@ type Metrics struct {
 	AppendSeconds prometheus.Histogram
 	Activations   *prometheus.CounterVec
 	RateLimited   *prometheus.CounterVec
+
+	messages atomic.Uint64 // grain requests handled on this node
 }
+
+// Messages returns the number of grain requests handled on this node since
+// it started (inspections excepted): the console's messages per second.
+func (m *Metrics) Messages() uint64 { return m.messages.Load() }
 
 // NewMetrics registers the grain metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -178,7 +185,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited)
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
+		}, func() float64 { return float64(m.messages.Load()) }))
 	}
 	return m
 }

@@ -29,6 +29,7 @@ func Request(method string, payload any) *cluster.GrainRequest {
 // Domain errors keep their code; anything else is answered as the code
 // couponmesh.AsError gives it.
 func Respond(ctx actor.Context, v any, err error) {
+	recordOutcome(ctx, err)
 	if ctx.Sender() == nil {
 		return
 	}

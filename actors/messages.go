@@ -85,3 +85,11 @@ type FeedQuery struct {
 
 // Empty is the payload of methods without arguments or results.
 type Empty struct{}
+
+// Methods every grain answers, handled by the shared Activation (the debug
+// console and `couponmesh ctl actors`).
+const (
+	ActorInspect   = "actor.inspect"   // {} → Inspection; answered even when the state cannot be loaded
+	ActorPassivate = "actor.passivate" // {} → {}; the grain stops after answering (it answers what it already holds first)
+	ActorPing      = "actor.ping"      // {} → Pong; loads the state first, so it measures an activation too
+)

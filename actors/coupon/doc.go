@@ -15,4 +15,7 @@
 // activations of one coupon can exist during membership churn: the journal's
 // unique keys decide, and the loser catches up and decides again, so the
 // quantity is never exceeded.
+//
+// The shared methods actor.inspect, actor.passivate and actor.ping are
+// answered by actors.Activation (see package actors).
 package coupon

@@ -319,3 +319,22 @@ func newCode() string {
 	}
 	return string(b[:])
 }
+
+// Inspect implements actors.Inspector: the coupon as clients see it, its
+// number of claim records and the seq of its last snapshot.
+func (m *Machine) Inspect() any {
+	type view struct {
+		Exists      bool               `json:"exists"`
+		Coupon      *couponmesh.Coupon `json:"coupon,omitempty"`
+		Claims      int                `json:"claims"`
+		SnapshotSeq int64              `json:"snapshotSeq"`
+	}
+	v := view{Exists: m.exists, Claims: len(m.claims), SnapshotSeq: m.snapSeq}
+	if m.exists {
+		c := m.Coupon()
+		v.Coupon = &c
+	}
+	return v
+}
+
+var _ actors.Inspector = (*Machine)(nil)

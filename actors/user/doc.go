@@ -18,4 +18,7 @@
 // rate_limited and change nothing. Since a user has one activation in the
 // cluster, the bound holds across all of the user's sessions and nodes. It
 // is not persisted: a reactivated user starts with a full bucket.
+//
+// The shared methods actor.inspect, actor.passivate and actor.ping are
+// answered by actors.Activation (see package actors).
 package user

@@ -219,3 +219,21 @@ func (m *Machine) WriteSnapshot(ctx context.Context) error {
 
 // Seq returns the last feed seq.
 func (m *Machine) Seq() int64 { return m.journal.Seq }
+
+// Inspect implements actors.Inspector: what the user follows (the first
+// 50), the size of the wallet and the feed position.
+func (m *Machine) Inspect() any {
+	type view struct {
+		Following     []string `json:"following"`
+		FollowingSize int      `json:"followingSize"`
+		WalletSize    int      `json:"walletSize"`
+		FeedSeq       int64    `json:"feedSeq"`
+		SnapshotSeq   int64    `json:"snapshotSeq"`
+	}
+	return view{
+		Following: append([]string{}, m.following[:min(len(m.following), 50)]...), FollowingSize: len(m.following),
+		WalletSize: len(m.wallet), FeedSeq: m.journal.Seq, SnapshotSeq: m.snapSeq,
+	}
+}
+
+var _ actors.Inspector = (*Machine)(nil)

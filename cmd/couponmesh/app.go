@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +51,11 @@ type App struct {
 	members   *membership.Provider
 	public    string // host:port clients reach this node at
 
+	grainMetrics *actors.Metrics
+	msgRate      atomic.Uint64 // float64 bits: grain requests per second (sampleRate)
+	stopRate     chan struct{}
+	adminClosing chan struct{} // closed when the admin listener shuts down (ends event streams)
+
 	drainOnce sync.Once
 	drained   chan struct{} // closed when a drain has finished
 	evicted   chan struct{} // closed when the cluster evicted this member
@@ -56,7 +63,8 @@ type App struct {
 
 // Start brings a node up. On error everything started so far is stopped.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	a := &App{cfg: cfg, log: log, drained: make(chan struct{}), evicted: make(chan struct{})}
+	a := &App{cfg: cfg, log: log, drained: make(chan struct{}), evicted: make(chan struct{}),
+		stopRate: make(chan struct{}), adminClosing: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
@@ -108,6 +116,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
+	a.grainMetrics = gcfg.Metrics
+	go a.sampleRate(a.stopRate)
 	var key []byte
 	if cfg.Cluster.GossipKey != "" {
 		key, _ = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey) // validated by LoadConfig
@@ -181,12 +191,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// connection; idle keep-alive connections close after IdleTimeout.
 	// Bodies are bounded per route (httpapi.MaxBody); WebSocket sessions
 	// have their own limits (ws.Config).
-	a.publicSrv = &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: publicMaxHeaderBytes,
+	a.publicSrv = &http.Server{Handler: hideAdmin(api), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: publicMaxHeaderBytes,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	a.adminAPI(mux)
-	a.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.admin = &http.Server{Handler: adminAuth(cfg.AdminToken, sameOrigin(mux)), ReadHeaderTimeout: 5 * time.Second}
+	a.admin.RegisterOnShutdown(func() { close(a.adminClosing) })
 	go a.serve(a.publicSrv, a.httpLn, "public")
 	go a.serve(a.admin, a.adminLn, "admin")
 	log.Info("node ready", "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(),
@@ -276,6 +287,11 @@ func (a *App) Stop(ctx context.Context) { a.Drain(ctx) }
 // stop ends what Start started, in order.
 func (a *App) stop(ctx context.Context) {
 	a.draining.Store(true)
+	select {
+	case <-a.stopRate:
+	default:
+		close(a.stopRate)
+	}
 	if a.publicSrv != nil {
 		_ = a.publicSrv.Shutdown(ctx)
 	}
@@ -338,4 +354,21 @@ func reachable(bound, hint string) string {
 		h = "127.0.0.1"
 	}
 	return net.JoinHostPort(h, port)
+}
+
+// hideAdmin answers 404 on the public listener for the paths of the admin
+// listener (the web client would otherwise serve its entry page for them,
+// as client-side routes), so that no one mistakes the public port for the
+// admin one and nothing there ever looks like the console.
+func hideAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := path.Clean("/" + r.URL.Path)
+		for _, prefix := range []string{"/debug", "/admin", "/metrics"} {
+			if p == prefix || strings.HasPrefix(p, prefix+"/") {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

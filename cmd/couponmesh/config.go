@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -23,6 +24,7 @@ import (
 type Config struct {
 	HTTPAddr       string   `yaml:"http_addr" env:"HTTP_ADDR"`
 	AdminAddr      string   `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	AdminToken     string   `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
 	NodeName       string   `yaml:"node_name" env:"NODE_NAME"`
 	RemoteAddr     string   `yaml:"remote_addr" env:"REMOTE_ADDR"`
 	ClusterAddr    string   `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
@@ -40,7 +42,7 @@ type Config struct {
 	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
 	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
 	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
-	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip, admin
+	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
 	Cluster        struct {
 		PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
 		AdvertiseAddr       string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
@@ -230,6 +232,9 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 
 func (c *Config) validate() error {
 	var errs []error
+	if c.AdminToken == "" && !loopback(c.AdminAddr) {
+		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
+	}
 	switch {
 	case c.JWTSecret == "" && c.JWTPublicKeys == "":
 		errs = append(errs, errors.New("jwt_secret (HS256, at least 32 bytes) or jwt_public_keys (an identity provider's JWKS or PEM file) is required"))
@@ -280,6 +285,9 @@ func (c Config) Redacted() string {
 	if c.JWTSecret != "" {
 		c.JWTSecret = "<redacted>"
 	}
+	if c.AdminToken != "" {
+		c.AdminToken = "<redacted>"
+	}
 	if c.Cluster.GossipKey != "" {
 		c.Cluster.GossipKey = "<redacted>"
 	}
@@ -290,4 +298,19 @@ func (c Config) Redacted() string {
 	}
 	b, _ := yaml.Marshal(c)
 	return string(b)
+}
+
+// loopback reports whether the listen address addr (host:port) only
+// accepts connections from this machine. An empty host, 0.0.0.0 or any name
+// other than localhost is not.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

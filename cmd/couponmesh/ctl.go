@@ -9,17 +9,29 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
 const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (flags may follow the command)
-  members            the members this node knows: name, addresses, status, actors, sessions
+  members            the members this node knows: name, addresses, status, actors, sessions, messages/s
   drain NODE [--wait] drain NODE (name or member ID): sessions move to the other nodes, actors
-                     passivate, the node leaves the cluster and exits; --wait until it is gone`
+                     passivate, the node leaves the cluster and exits; --wait until it is gone
+  actors ls [--kind K] [--limit N] [--after kind/id] [--node NODE]
+                     the activations on the node asked (or NODE), sorted by identity, one page
+  actors get kind/id where the actor lives (asked on any node), its state, journal seq, mailbox
+                     and the last messages it handled; never activates it
+  actors passivate kind/id   stop the actor (it answers its mailbox first); the next request reactivates it
+  actors probe kind/id       send it a ping through the cluster (activates it) and print the round trip
+  sessions [--limit N] [--after ID] [--node NODE]
+                     the WebSocket sessions on the node: user, subscriptions, send queue
+The admin token, when the node requires one, comes from COUPONMESH_ADMIN_TOKEN.`
 
 // runCtl talks to a node's admin API.
 func runCtl(args []string, stdout io.Writer) error {
@@ -27,6 +39,10 @@ func runCtl(args []string, stdout io.Writer) error {
 	admin := fs.String("admin", envOr("COUPONMESH_ADMIN_ADDR", "127.0.0.1:8081"), "admin address of any node")
 	asJSON := fs.Bool("json", false, "print JSON (for scripts)")
 	wait := fs.Bool("wait", false, "drain: wait until the node has left the cluster")
+	kind := fs.String("kind", "", "actors ls: only this kind (coupon, user)")
+	limit := fs.Int("limit", 50, "actors ls, sessions: page size")
+	after := fs.String("after", "", "actors ls: start after this identity (kind/id); sessions: after this session ID")
+	nodeName := fs.String("node", "", "actors ls, sessions: that member (name or ID) instead of the one asked")
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), ctlUsage) }
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -70,9 +86,154 @@ func runCtl(args []string, stdout io.Writer) error {
 			return waitGone(ctx, *admin, fmt.Sprint(res["id"]), stdout)
 		}
 		return nil
+	case "actors":
+		return ctlActors(ctx, stdout, *admin, *asJSON, rest[1:], *kind, *after, *nodeName, *limit)
+	case "sessions":
+		if len(rest) != 1 {
+			return errors.New("usage: couponmesh ctl sessions [--limit N] [--after ID] [--node NODE]")
+		}
+		q := url.Values{"limit": {fmt.Sprint(*limit)}, "after": {*after}, "node": {*nodeName}}
+		var res struct {
+			Node     string           `json:"node"`
+			Total    int              `json:"total"`
+			Sessions []ws.SessionInfo `json:"sessions"`
+			Next     string           `json:"next"`
+		}
+		if err := adminCall(ctx, *admin, http.MethodGet, "/admin/api/sessions?"+q.Encode(), nil, &res); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, res)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tUSER\tSUBSCRIPTIONS\tQUEUE\tSINCE")
+		for _, s := range res.Sessions {
+			user := s.User
+			if user == "" {
+				user = "(not authenticated)"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\n", s.ID, user, s.Subscriptions, s.Queue, s.Since.Format(time.RFC3339))
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(stdout, "%d of %d sessions on %s", len(res.Sessions), res.Total, res.Node)
+		if res.Next != "" {
+			fmt.Fprintf(stdout, "; next page: --after %s", res.Next)
+		}
+		fmt.Fprintln(stdout)
+		return nil
 	default:
 		return fmt.Errorf("unknown ctl command %q\n%s", rest[0], ctlUsage)
 	}
+}
+
+// ctlActors runs `ctl actors ls|get|passivate|probe`.
+func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool, args []string, kind, after, node string, limit int) error {
+	if len(args) == 0 {
+		return errors.New("usage: couponmesh ctl actors ls|get|passivate|probe ...")
+	}
+	if args[0] == "ls" {
+		if len(args) != 1 {
+			return errors.New("usage: couponmesh ctl actors ls [--kind K] [--limit N] [--after kind/id] [--node NODE]")
+		}
+		q := url.Values{"kind": {kind}, "limit": {fmt.Sprint(limit)}, "after": {after}, "node": {node}}
+		var res struct {
+			Node   string      `json:"node"`
+			Actors []ActorInfo `json:"actors"`
+			Next   string      `json:"next"`
+		}
+		if err := adminCall(ctx, admin, http.MethodGet, "/admin/api/actors?"+q.Encode(), nil, &res); err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, res)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "IDENTITY\tSINCE\tMAILBOX")
+		for _, x := range res.Actors {
+			fmt.Fprintf(tw, "%s\t%s\t%d\n", x.Identity, x.Since.Format(time.RFC3339), x.Mailbox)
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(stdout, "%d actors on %s", len(res.Actors), res.Node)
+		if res.Next != "" {
+			fmt.Fprintf(stdout, "; next page: --after %s", res.Next)
+		}
+		fmt.Fprintln(stdout)
+		return nil
+	}
+	if len(args) != 2 {
+		return fmt.Errorf("usage: couponmesh ctl actors %s kind/id", args[0])
+	}
+	k, id, ok := strings.Cut(args[1], "/")
+	if !ok || k == "" || id == "" {
+		return fmt.Errorf("identity %q: want kind/id, e.g. coupon/c42", args[1])
+	}
+	path := "/admin/api/actors/" + url.PathEscape(k) + "/" + url.PathEscape(id)
+	switch args[0] {
+	case "get":
+		var d ActorDetail
+		if err := adminCall(ctx, admin, http.MethodGet, path, nil, &d); err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, d)
+		}
+		printActor(stdout, d)
+		return nil
+	case "passivate":
+		var res map[string]any
+		if err := adminCall(ctx, admin, http.MethodPost, path+"/passivate", nil, &res); err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, res)
+		}
+		fmt.Fprintf(stdout, "%s passivated on %v\n", args[1], res["node"])
+		return nil
+	case "probe":
+		var res ProbeResult
+		if err := adminCall(ctx, admin, http.MethodPost, path+"/probe", nil, &res); err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(stdout, res)
+		}
+		fmt.Fprintf(stdout, "%s answered from %s in %s (asked from %s; activated %s)\n", res.Identity, res.Node, res.RTT, res.From, res.ActivatedAt.Format(time.RFC3339Nano))
+		return nil
+	default:
+		return fmt.Errorf("unknown actors command %q: want ls, get, passivate or probe", args[0])
+	}
+}
+
+func printActor(w io.Writer, d ActorDetail) {
+	fmt.Fprintf(w, "identity  %s\nnode      %s (owner in its view: %s)\nmailbox   %d waiting\n", d.Identity, d.Node, d.Owner, d.Mailbox)
+	if d.InspectError != "" {
+		fmt.Fprintf(w, "inspect   %s\n", d.InspectError)
+		return
+	}
+	in := d.Inspect
+	if in == nil {
+		return
+	}
+	fmt.Fprintf(w, "activated %s (%s ago)\nseq       %d\nhubs      %d\nhandled   %d requests\n", in.ActivatedAt.Format(time.RFC3339Nano),
+		time.Since(in.ActivatedAt).Round(time.Second), in.Seq, in.Hubs, in.Handled)
+	if !in.Loaded {
+		fmt.Fprintln(w, "state     not loaded (database unreachable?)")
+	} else {
+		var buf bytes.Buffer
+		if json.Indent(&buf, in.State, "          ", "  ") == nil {
+			fmt.Fprintf(w, "state     %s\n", buf.String())
+		}
+	}
+	if len(in.Recent) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "recent messages (newest first):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  AT\tMETHOD\tTOOK\tOUTCOME")
+	for _, m := range in.Recent {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.At.Format("15:04:05.000"), m.Method, (time.Duration(m.Micros) * time.Microsecond).String(), m.Outcome)
+	}
+	_ = tw.Flush()
 }
 
 // parseInterleaved parses flags given before, between and after the
@@ -120,7 +281,7 @@ func waitGone(ctx context.Context, admin, id string, stdout io.Writer) error {
 
 func printMembers(w io.Writer, ms []MemberInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATUS\tHTTP\tADMIN\tREMOTE\tACTORS\tSESSIONS\tID")
+	fmt.Fprintln(tw, "NAME\tSTATUS\tHTTP\tADMIN\tREMOTE\tACTORS\tSESSIONS\tMSG/S\tID")
 	for _, m := range ms {
 		name := m.Name
 		if m.Self {
@@ -133,7 +294,7 @@ func printMembers(w io.Writer, ms []MemberInfo) {
 		if m.Error != "" {
 			status += " (" + m.Error + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, status, m.HTTP, m.Admin, m.Address(), actorCounts(m.Actors), m.Sessions, m.ID)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%s\n", name, status, m.HTTP, m.Admin, m.Address(), actorCounts(m.Actors), m.Sessions, m.Rate, m.ID)
 	}
 	_ = tw.Flush()
 }
@@ -159,8 +320,14 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// adminCall sends a request to a node's admin API and decodes the JSON reply.
+// adminCall sends a request to a node's admin API with the token in
+// COUPONMESH_ADMIN_TOKEN (if set) and decodes the JSON reply.
 func adminCall(ctx context.Context, addr, method, path string, body, out any) error {
+	return adminCallToken(ctx, os.Getenv("COUPONMESH_ADMIN_TOKEN"), addr, method, path, body, out)
+}
+
+// adminCallToken is adminCall with the token given.
+func adminCallToken(ctx context.Context, token, addr, method, path string, body, out any) error {
 	if addr == "" {
 		return errors.New("no admin address")
 	}
@@ -177,8 +344,8 @@ func adminCall(ctx context.Context, addr, method, path string, body, out any) er
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if t := os.Getenv("COUPONMESH_ADMIN_TOKEN"); t != "" {
-		req.Header.Set("Authorization", "Bearer "+t)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

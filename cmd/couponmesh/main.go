@@ -1,7 +1,7 @@
 // Command couponmesh is the one binary of couponmesh.
 //
 //	couponmesh node [--config FILE] [--check-config]   run a node
-//	couponmesh ctl [--admin HOST:PORT] members|drain   operate a cluster
+//	couponmesh ctl [--admin HOST:PORT] members|drain|actors|sessions   operate and inspect a cluster
 //	couponmesh devdb [--addr HOST:PORT] [--data DIR]   the embedded database alone (make cluster)
 package main
 

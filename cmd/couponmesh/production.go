@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -13,7 +12,7 @@ import (
 // node: each check below is one error line, and allow_insecure names the
 // ones an operator deliberately turns off (e.g. a MongoDB reached over a
 // private link that has no TLS).
-var insecureChecks = []string{"mongo", "remote", "gossip", "admin"}
+var insecureChecks = []string{"mongo", "remote", "gossip"}
 
 func (c *Config) productionErrors() []error {
 	if c.Dev {
@@ -62,17 +61,4 @@ func secureMongoURI(uri string) error {
 		return errors.New("mongo_uri has no credentials (user:password@ or authMechanism)")
 	}
 	return nil
-}
-
-// loopback reports whether a host:port binds only to loopback.
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -36,6 +36,9 @@
 // Per-user write rates across the cluster are the user grain's business,
 // behind couponmesh.Service.
 //
+// Inspection: Handler.SessionList is a read-only, paged view of the open
+// sessions (user, subscriptions, send queue length) for the admin API.
+//
 // Concurrency: Handler's methods are safe for concurrent use. A session's
 // Send may be called from any goroutine (the hub's, an actor's).
 package ws

@@ -23,9 +23,10 @@ const maxSpareQueue = 64
 // session is one WebSocket connection. It is the couponmesh.Sink the hub
 // delivers to.
 type session struct {
-	h    *Handler
-	conn *websocket.Conn
-	id   uint64
+	h     *Handler
+	conn  *websocket.Conn
+	id    uint64
+	since time.Time // when the connection was accepted
 
 	// ctx is the parent of every request of the session; it is cancelled
 	// when the session ends.
@@ -66,6 +67,7 @@ func newSession(h *Handler, conn *websocket.Conn, id uint64) *session {
 		h:      h,
 		conn:   conn,
 		id:     id,
+		since:  time.Now(),
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		wdone:  make(chan struct{}),

@@ -1,0 +1,207 @@
+package actors
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/couponmesh/couponmesh"
+)
+
+// Inspection is what a grain tells about itself (ActorInspect): a snapshot
+// taken between two messages, so it never sees a half-applied change.
+type Inspection struct {
+	Identity    string          `json:"identity"` // kind/id
+	ActivatedAt time.Time       `json:"activatedAt"`
+	Loaded      bool            `json:"loaded"` // false: the state could not be loaded yet (database down)
+	Seq         int64           `json:"seq"`    // journal seq of the state
+	State       json.RawMessage `json:"state,omitempty"`
+	Hubs        int             `json:"hubs"`    // node hubs subscribed to its pushes
+	Handled     uint64          `json:"handled"` // requests handled by this activation
+	Recent      []HandledRecord `json:"recent"`  // the last ones, newest first (at most RecentSize)
+}
+
+// HandledRecord is one request a grain handled.
+type HandledRecord struct {
+	At       time.Time `json:"at"`
+	Method   string    `json:"method"`
+	Micros   int64     `json:"micros"`  // time in the grain
+	Outcome  string    `json:"outcome"` // ok or the error code answered
+	Answered bool      `json:"answered"`
+}
+
+// Pong answers ActorPing.
+type Pong struct {
+	Identity    string    `json:"identity"`
+	Address     string    `json:"address"` // protoactor address of the member hosting it
+	ActivatedAt time.Time `json:"activatedAt"`
+}
+
+// Inspector is what a grain's state machine shows of itself: a JSON-ready
+// value of its public state (no secrets, bounded in size).
+type Inspector interface {
+	Inspect() any
+}
+
+// RecentSize is the number of handled requests an activation remembers.
+const RecentSize = 32
+
+// recentRing remembers the last RecentSize requests in 16 bytes each; it
+// grows to its full size only for grains that handle that many.
+type recentRing struct {
+	entries []ringEntry
+	next    int    // index of the next write once full
+	total   uint64 // requests recorded
+	// the request being handled
+	start   time.Time
+	method  uint8
+	outcome uint8
+	pending bool
+}
+
+type ringEntry struct {
+	at      int64 // unix nanoseconds
+	micros  int32
+	method  uint8 // index in methodNames
+	outcome uint8 // index in outcomeNames; 0: not answered
+}
+
+func (r *recentRing) begin(method string) {
+	r.start, r.method, r.outcome, r.pending = time.Now(), methodNames.index(method), 0, true
+}
+
+func (r *recentRing) answered(code string) {
+	if r.pending {
+		r.outcome = outcomeNames.index(code)
+	}
+}
+
+func (r *recentRing) end() {
+	if !r.pending {
+		return
+	}
+	r.pending = false
+	d := time.Since(r.start).Microseconds()
+	e := ringEntry{at: r.start.UnixNano(), micros: int32(min(d, 1<<31-1)), method: r.method, outcome: r.outcome}
+	if len(r.entries) < RecentSize {
+		r.entries = append(r.entries, e)
+	} else {
+		r.entries[r.next] = e
+		r.next = (r.next + 1) % RecentSize
+	}
+	r.total++
+}
+
+// records returns the remembered requests, newest first.
+func (r *recentRing) records() []HandledRecord {
+	out := make([]HandledRecord, 0, len(r.entries))
+	n := len(r.entries)
+	for i := range n {
+		// newest is just before next (or the last appended while growing)
+		j := (r.next - 1 - i + 2*n) % n
+		if n < RecentSize {
+			j = n - 1 - i
+		}
+		e := r.entries[j]
+		rec := HandledRecord{At: time.Unix(0, e.at), Method: methodNames.name(e.method), Micros: int64(e.micros), Outcome: "-"}
+		if e.outcome != 0 {
+			rec.Outcome, rec.Answered = outcomeNames.name(e.outcome), true
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// nameTable interns the few method names and outcomes into one byte, so
+// that a ring entry holds no pointer. At most 255 names; later ones share
+// the index of "other". Lookups of known names take no lock.
+type nameTable struct {
+	byName sync.Map // string → uint8
+	mu     sync.Mutex
+	names  []string
+}
+
+func newNameTable(first ...string) *nameTable {
+	t := &nameTable{}
+	for _, n := range first {
+		t.byName.Store(n, uint8(len(t.names)))
+		t.names = append(t.names, n)
+	}
+	return t
+}
+
+func (t *nameTable) index(name string) uint8 {
+	if i, ok := t.byName.Load(name); ok {
+		return i.(uint8)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, ok := t.byName.Load(name); ok {
+		return i.(uint8)
+	}
+	if len(t.names) >= 255 || len(name) > 64 {
+		i, _ := t.byName.Load("other")
+		return i.(uint8)
+	}
+	i := uint8(len(t.names))
+	name = string([]byte(name)) // do not keep the request's buffer
+	t.names = append(t.names, name)
+	t.byName.Store(name, i)
+	return i
+}
+
+func (t *nameTable) name(i uint8) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if int(i) < len(t.names) {
+		return t.names[i]
+	}
+	return "other"
+}
+
+var (
+	methodNames  = newNameTable("other")
+	outcomeNames = newNameTable("-", "ok", "other")
+)
+
+// outcomeRecorder is implemented by every grain embedding *Activation:
+// Respond tells it what the request being handled was answered.
+type outcomeRecorder interface {
+	recordOutcome(code string)
+}
+
+func (a *Activation[M]) recordOutcome(code string) { a.recent.answered(code) }
+
+func recordOutcome(ctx actor.Context, err error) {
+	r, ok := ctx.Actor().(outcomeRecorder)
+	if !ok {
+		return
+	}
+	if err == nil {
+		r.recordOutcome("ok")
+		return
+	}
+	r.recordOutcome(string(couponmesh.ErrorCode(err)))
+}
+
+// inspect builds the answer to ActorInspect.
+func (a *Activation[M]) inspect() Inspection {
+	in := Inspection{
+		Identity:    a.Kind + "/" + a.ID,
+		ActivatedAt: a.activatedAt,
+		Loaded:      a.loaded,
+		Hubs:        a.Hubs.Len(),
+		Handled:     a.recent.total,
+		Recent:      a.recent.records(),
+	}
+	if a.loaded {
+		in.Seq = a.M.Seq()
+		if i, ok := any(a.M).(Inspector); ok {
+			if b, err := json.Marshal(i.Inspect()); err == nil {
+				in.State = b
+			}
+		}
+	}
+	return in
+}

@@ -1,0 +1,93 @@
+package placement
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+)
+
+// Activations pages through the activations in identity order, whatever
+// the map order, for every page size and filter.
+func TestActivationsPages(t *testing.T) {
+	l := New(0)
+	var all []string
+	for range 500 {
+		kind := []string{"coupon", "user"}[rand.IntN(2)]
+		id := fmt.Sprintf("x%d", rand.IntN(1_000_000))
+		key := kind + "/" + id
+		if _, ok := l.active[key]; ok {
+			continue
+		}
+		l.active[key] = Activation{Kind: kind, ID: id}
+		l.counts[kind]++
+		all = append(all, key)
+	}
+	sort.Strings(all)
+	for _, kind := range []string{"", "coupon", "user"} {
+		var want []string
+		for _, k := range all {
+			if kind == "" || k[:len(kind)] == kind {
+				want = append(want, k)
+			}
+		}
+		for _, limit := range []int{1, 7, 50, 1000} {
+			var got []string
+			after := ""
+			for {
+				page := l.Activations(kind, after, limit)
+				for _, a := range page {
+					got = append(got, a.Kind+"/"+a.ID)
+				}
+				if len(page) < limit {
+					break
+				}
+				after = got[len(got)-1]
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("kind %q limit %d: got %d identities, want %d (first %v vs %v)", kind, limit, len(got), len(want), got[:min(3, len(got))], want[:min(3, len(want))])
+			}
+		}
+	}
+	if n := l.Counts(); n["coupon"]+n["user"] != len(all) {
+		t.Fatalf("counts %v, want %d in all", n, len(all))
+	}
+	if all := l.Activations("", "", 0); len(all) != len(l.active) {
+		t.Fatalf("limit 0: %d of %d", len(all), len(l.active))
+	}
+}
+
+// What the debug console costs a node holding 100k activations: one page
+// of the actor list, the counts the member table shows every second, and
+// one identity.
+func BenchmarkConsoleQueries100k(b *testing.B) {
+	l := New(0)
+	for i := range 100_000 {
+		kind := "coupon"
+		if i%2 == 1 {
+			kind = "user"
+		}
+		id := fmt.Sprintf("id%06d", i)
+		l.active[kind+"/"+id] = Activation{Kind: kind, ID: id, Since: time.Now()}
+		l.counts[kind]++
+	}
+	b.Run("Activations(page of 50)", func(b *testing.B) {
+		for b.Loop() {
+			if got := l.Activations("coupon", "coupon/id050000", 50); len(got) != 50 {
+				b.Fatal(len(got))
+			}
+		}
+	})
+	b.Run("Counts", func(b *testing.B) {
+		for b.Loop() {
+			l.Counts()
+		}
+	})
+	b.Run("Find", func(b *testing.B) {
+		for b.Loop() {
+			l.Find("user", "id012345")
+		}
+	})
+}

@@ -1,6 +1,7 @@
 // Command couponmesh is the one binary of couponmesh.
 //
 //	couponmesh node [--config FILE] [--check-config]   run a node
+//	couponmesh devdb [--addr HOST:PORT] [--data DIR]    run the embedded dev database alone
 package main
 
 import (
@@ -25,13 +26,15 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh node [--config FILE] [--check-config]")
+		return errors.New("usage: couponmesh node [--config FILE] [--check-config] | couponmesh devdb [--addr HOST:PORT] [--data DIR]")
 	}
 	switch args[0] {
 	case "node":
 		return runNode(args[1:])
+	case "devdb":
+		return runDevDB(args[1:])
 	default:
-		return fmt.Errorf("unknown command %q (want: node)", args[0])
+		return fmt.Errorf("unknown command %q (want: node or devdb)", args[0])
 	}
 }
 

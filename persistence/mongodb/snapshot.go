@@ -151,7 +151,7 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	cur, err := s.snapshots.Find(ctx, bson.D{{Key: "$and", Value: and}}, opts)
+	cur, err := s.browse.Find(ctx, bson.D{{Key: "$and", Value: and}}, opts)
 	if err != nil {
 		return couponmesh.BrowsePage{}, unavailable("browse coupons", err)
 	}

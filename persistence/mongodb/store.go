@@ -5,58 +5,150 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/couponmesh/couponmesh"
 )
 
-// Config configures the connection. Zero fields take the DefaultConfig
-// values (MinPoolSize stays 0).
+// Config configures the connection and the group commit. Zero fields take
+// the DefaultConfig values (MinPoolSize stays 0). Options written in the URI
+// (w, maxPoolSize, readPreference, heartbeatFrequencyMS, …) win over the
+// fields here, so a production replica set URI works unchanged.
 type Config struct {
-	// URI is a mongodb:// or mongodb+srv:// URI; required. Write concern,
-	// replica set and retryable writes are taken from it (production:
-	// replicaSet=…&w=majority).
+	// URI is a mongodb:// or mongodb+srv:// URI; required. Production: a
+	// replica set, e.g. mongodb://a,b,c/?replicaSet=rs0&w=majority.
 	URI string
 	// Database holds the collections.
 	Database string
-	// ConnectTimeout bounds Open (connect, ping, index creation), each
-	// dial, and the driver's server selection.
+	// ConnectTimeout bounds each dial and Open (connect, ping, indexes).
 	ConnectTimeout time.Duration
-	// OpTimeout bounds every Store operation, under the caller's context.
+	// ServerSelectionTimeout bounds the wait for a suitable server (the
+	// primary, for writes and actor loads) when the driver knows none.
+	ServerSelectionTimeout time.Duration
+	// OpTimeout bounds every Store operation and every BulkWrite attempt,
+	// under the caller's context.
 	OpTimeout time.Duration
+	// HeartbeatInterval is how often the driver checks each server; it
+	// bounds how fast a returning database is noticed.
+	HeartbeatInterval time.Duration
 	// MaxPoolSize and MinPoolSize size the connection pool per server.
 	MaxPoolSize, MinPoolSize uint64
+	// WriteConcern: "majority" (default), a number of nodes ("1"), or
+	// "default" for the server's default. A w= in the URI wins.
+	WriteConcern string
+
+	// WriteTimeout bounds an Append as a whole (queueing, BulkWrite
+	// attempts, retries), under the caller's context: after it the caller
+	// gets unavailable. Default: OpTimeout.
+	WriteTimeout time.Duration
+	// BatchMaxOps is the largest BulkWrite of the group commit.
+	BatchMaxOps int
+	// BatchMaxDelay is how long a flusher waits for more appends before
+	// sending a batch that is not full (0: send what is queued at once).
+	BatchMaxDelay time.Duration
+	// QueueSize bounds the appends waiting for a flusher; when it is full,
+	// Append waits (backpressure) until its deadline.
+	QueueSize int
+	// Flushers is the number of BulkWrites in flight at once.
+	Flushers int
+	// RetryBackoff and RetryMaxBackoff shape the exponential backoff between
+	// attempts of a batch whose outcome is unknown.
+	RetryBackoff, RetryMaxBackoff time.Duration
+
+	// Metrics receives the group commit's metrics (nil: unregistered).
+	Metrics *Metrics
 }
 
 // DefaultConfig returns the production defaults, without a URI.
 func DefaultConfig() Config {
 	return Config{
-		Database:       "couponmesh",
-		ConnectTimeout: 10 * time.Second,
-		OpTimeout:      5 * time.Second,
-		MaxPoolSize:    100,
+		Database:               "couponmesh",
+		ConnectTimeout:         10 * time.Second,
+		ServerSelectionTimeout: 5 * time.Second,
+		OpTimeout:              5 * time.Second,
+		HeartbeatInterval:      time.Second,
+		MaxPoolSize:            100,
+		WriteConcern:           "majority",
+		WriteTimeout:           0, // OpTimeout
+		BatchMaxOps:            256,
+		BatchMaxDelay:          time.Millisecond,
+		QueueSize:              4096,
+		Flushers:               4,
+		RetryBackoff:           20 * time.Millisecond,
+		RetryMaxBackoff:        time.Second,
 	}
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
 	if c.Database == "" {
 		c.Database = d.Database
 	}
-	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = d.ConnectTimeout
-	}
-	if c.OpTimeout <= 0 {
-		c.OpTimeout = d.OpTimeout
+	set(&c.ConnectTimeout, d.ConnectTimeout)
+	set(&c.ServerSelectionTimeout, d.ServerSelectionTimeout)
+	set(&c.OpTimeout, d.OpTimeout)
+	set(&c.HeartbeatInterval, d.HeartbeatInterval)
+	set(&c.WriteTimeout, c.OpTimeout)
+	set(&c.RetryBackoff, d.RetryBackoff)
+	set(&c.RetryMaxBackoff, d.RetryMaxBackoff)
+	if c.BatchMaxDelay < 0 {
+		c.BatchMaxDelay = 0
 	}
 	if c.MaxPoolSize == 0 {
 		c.MaxPoolSize = d.MaxPoolSize
 	}
+	if c.WriteConcern == "" {
+		c.WriteConcern = d.WriteConcern
+	}
+	if c.BatchMaxOps <= 0 {
+		c.BatchMaxOps = d.BatchMaxOps
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = d.QueueSize
+	}
+	if c.Flushers <= 0 {
+		c.Flushers = d.Flushers
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
 	return c
+}
+
+// clientOptions builds the driver options: the fields of c, then the URI's
+// own options on top.
+func (c Config) clientOptions() (*options.ClientOptions, error) {
+	opts := options.Client().
+		SetConnectTimeout(c.ConnectTimeout).
+		SetServerSelectionTimeout(c.ServerSelectionTimeout).
+		SetHeartbeatInterval(c.HeartbeatInterval).
+		SetMaxPoolSize(c.MaxPoolSize).
+		SetMinPoolSize(c.MinPoolSize)
+	switch c.WriteConcern {
+	case "default":
+	case "majority":
+		opts.SetWriteConcern(writeconcern.Majority())
+	default:
+		n, err := strconv.Atoi(c.WriteConcern)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("mongodb: write concern %q: want majority, default or a number", c.WriteConcern)
+		}
+		opts.SetWriteConcern(&writeconcern.WriteConcern{W: n})
+	}
+	opts.ApplyURI(c.URI)
+	return opts, opts.Validate()
 }
 
 // Collection names.
@@ -68,12 +160,15 @@ const (
 
 // Store is a couponmesh.Store over one MongoDB database.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	client *mongo.Client
+	cfg     Config
+	log     *slog.Logger
+	client  *mongo.Client
+	metrics *Metrics
+	commit  *committer
 
 	journal   *mongo.Collection
 	snapshots *mongo.Collection
+	browse    *mongo.Collection // snapshots, with the URI's read preference
 	follows   *mongo.Collection
 }
 
@@ -91,23 +186,28 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	opts := options.Client().ApplyURI(cfg.URI).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetServerSelectionTimeout(cfg.ConnectTimeout).
-		SetMaxPoolSize(cfg.MaxPoolSize).
-		SetMinPoolSize(cfg.MinPoolSize)
+	opts, err := cfg.clientOptions()
+	if err != nil {
+		return nil, err
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connect: %w", err)
 	}
 	db := client.Database(cfg.Database)
+	// Actor loads (journal, snapshots) read the primary whatever the URI
+	// says: a secondary may lag behind an acknowledged write. Browse reads
+	// follow the URI's read preference.
+	primary := options.Collection().SetReadPreference(readpref.Primary())
 	s := &Store{
 		cfg:       cfg,
 		log:       log,
 		client:    client,
-		journal:   db.Collection(journalColl),
-		snapshots: db.Collection(snapshotsColl),
-		follows:   db.Collection(followsColl),
+		metrics:   cfg.Metrics,
+		journal:   db.Collection(journalColl, primary),
+		snapshots: db.Collection(snapshotsColl, primary),
+		browse:    db.Collection(snapshotsColl),
+		follows:   db.Collection(followsColl, primary),
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -119,7 +219,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	log.Info("mongodb store open", "database", cfg.Database)
+	s.commit = newCommitter(s)
+	log.Info("mongodb store open", "database", cfg.Database, "write_concern", wcString(opts.WriteConcern),
+		"batch_max_ops", cfg.BatchMaxOps, "batch_max_delay", cfg.BatchMaxDelay, "queue", cfg.QueueSize)
 	return s, nil
 }
 
@@ -154,10 +256,13 @@ func (s *Store) createIndexes(ctx context.Context) error {
 	return nil
 }
 
-// Close disconnects, waiting for in-flight operations until ctx is done.
+// Close stops the group commit (appends queued already are written, new
+// ones fail) and disconnects, waiting for in-flight operations until ctx is
+// done.
 // Operations after Close fail with couponmesh.ErrUnavailable. Closing twice
 // is not an error.
 func (s *Store) Close(ctx context.Context) error {
+	s.commit.stop(ctx)
 	err := s.client.Disconnect(ctx)
 	if errors.Is(err, mongo.ErrClientDisconnected) {
 		return nil
@@ -168,6 +273,9 @@ func (s *Store) Close(ctx context.Context) error {
 	s.log.Info("mongodb store closed", "database", s.cfg.Database)
 	return nil
 }
+
+// Database is the name of the store's database.
+func (s *Store) Database() string { return s.cfg.Database }
 
 // Ping checks that the server answers within OpTimeout.
 func (s *Store) Ping(ctx context.Context) error {
@@ -196,4 +304,11 @@ func readErr(what string, err error) error {
 		return fmt.Errorf("%s: %w", what, couponmesh.ErrNotFound)
 	}
 	return unavailable(what, err)
+}
+
+func wcString(wc *writeconcern.WriteConcern) string {
+	if wc == nil || wc.W == nil {
+		return "default"
+	}
+	return fmt.Sprint(wc.W)
 }

@@ -49,6 +49,13 @@ type committer struct {
 	wg      sync.WaitGroup
 	stopped sync.Once
 	closed  atomic.Bool
+	// down is set when a BulkWrite failed without an answer from the
+	// database, and cleared by the next success (or a successful Ping).
+	// While it is set, appends fail fast except one probe at a time, so
+	// that actors stay responsive during an outage instead of each
+	// waiting out its deadline.
+	down    atomic.Bool
+	probing atomic.Bool
 
 	bulkWrites, ops, retries, readBacks atomic.Int64
 }
@@ -108,6 +115,13 @@ func (s *Store) Append(ctx context.Context, e couponmesh.Entry) error {
 	c := s.commit
 	if c.closed.Load() {
 		return fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
+	}
+	if c.down.Load() {
+		if !c.probing.CompareAndSwap(false, true) {
+			s.metrics.FastFails.Inc()
+			return fmt.Errorf("append %s: database unreachable: %w", key, couponmesh.ErrUnavailable)
+		}
+		defer c.probing.Store(false)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
@@ -301,6 +315,7 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 	_, err := s.journal.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	m.BulkSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
+		c.setDown(false)
 		for _, op := range batch {
 			c.answer(op, nil)
 		}
@@ -309,6 +324,7 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) {
+		c.setDown(true)
 		// Network error, timeout, server selection: nothing is known.
 		level := slog.LevelWarn
 		if attempt > 0 {
@@ -320,6 +336,7 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 		}
 		return batch
 	}
+	c.setDown(false) // the database answered
 	perOp := make([]*mongo.BulkWriteError, len(batch))
 	for i := range bwe.WriteErrors {
 		we := &bwe.WriteErrors[i]
@@ -381,6 +398,21 @@ func (c *committer) readBack(ctx context.Context, op *appendOp) (bool, error) {
 		return false, err
 	}
 	return d.Tok == op.doc.Tok, nil
+}
+
+// Down reports whether the last write attempt got no answer from the
+// database (appends fail fast then, but for one probe at a time).
+func (s *Store) Down() bool { return s.commit.down.Load() }
+
+func (c *committer) setDown(down bool) {
+	if c.down.Swap(down) != down {
+		if down {
+			c.s.log.Warn("group commit: database unreachable, appends fail fast until a probe succeeds")
+		} else {
+			c.s.log.Info("group commit: database reachable again")
+		}
+		c.s.metrics.Down.Set(map[bool]float64{false: 0, true: 1}[down])
+	}
 }
 
 func (c *committer) answer(op *appendOp, err error) {

@@ -197,6 +197,25 @@ func TestBackpressure(t *testing.T) {
 			t.Fatalf("append %d: %v, want unavailable", i, err)
 		}
 	}
+	// The database is now known to be down: appends fail fast (one probe
+	// at a time still waits its deadline).
+	checkFor(t, 5*time.Second, func() error {
+		if !s.Down() {
+			return errors.New("store does not know the database is down")
+		}
+		return nil
+	})
+	probe := make(chan error, 1)
+	go func() { probe <- s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/probe", Seq: 1, Type: "x", At: time.Now()}) }()
+	time.Sleep(50 * time.Millisecond)
+	t0 := time.Now()
+	err := s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/fast", Seq: 1, Type: "x", At: time.Now()})
+	if !errors.Is(err, couponmesh.ErrUnavailable) || time.Since(t0) > 50*time.Millisecond {
+		t.Errorf("append while down: %v after %v, want unavailable at once", err, time.Since(t0))
+	}
+	if err := <-probe; !errors.Is(err, couponmesh.ErrUnavailable) {
+		t.Errorf("probe while down: %v", err)
+	}
 	// And it recovers by itself.
 	p.SetMode(faultproxy.Forward)
 	checkFor(t, 10*time.Second, func() error {

@@ -11,6 +11,8 @@ type Metrics struct {
 	Retries       prometheus.Counter
 	QueueTimeouts prometheus.Counter
 	Abandoned     prometheus.Counter
+	FastFails     prometheus.Counter
+	Down          prometheus.Gauge
 }
 
 // NewMetrics registers the store metrics on reg (nil: not registered).
@@ -40,9 +42,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Abandoned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "couponmesh_store_appends_abandoned_total", Help: "Appends whose caller gave up (unavailable) before their outcome was known.",
 		}),
+		FastFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_store_fast_fails_total", Help: "Writes answered unavailable at once because the database is known to be unreachable.",
+		}),
+		Down: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "couponmesh_store_down", Help: "1 while the last write attempt got no answer from the database.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.BulkWrites, m.BatchSize, m.BulkSeconds, m.QueueWait, m.Retries, m.QueueTimeouts, m.Abandoned)
+		reg.MustRegister(m.BulkWrites, m.BatchSize, m.BulkSeconds, m.QueueWait, m.Retries, m.QueueTimeouts, m.Abandoned, m.FastFails, m.Down)
 	}
 	return m
 }

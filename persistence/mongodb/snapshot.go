@@ -98,6 +98,12 @@ func (s *Store) Snapshot(ctx context.Context, entity string) (couponmesh.Snapsho
 // PutSnapshot replaces the snapshot of snap.Entity unconditionally (a plain
 // upsert: a stale snapshot may win a race, which costs replay only).
 func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error {
+	// A snapshot only saves replay: while the database is known to be
+	// down, do not hold the actor up for OpTimeout.
+	if s.commit.down.Load() {
+		s.metrics.FastFails.Inc()
+		return fmt.Errorf("put snapshot %s: database unreachable: %w", snap.Entity, couponmesh.ErrUnavailable)
+	}
 	d, err := toSnapshotDoc(snap, time.Now())
 	if err != nil {
 		return err

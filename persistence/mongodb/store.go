@@ -284,6 +284,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.client.Ping(ctx, nil); err != nil {
 		return unavailable("ping", err)
 	}
+	s.commit.setDown(false)
 	return nil
 }
 

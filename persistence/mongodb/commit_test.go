@@ -206,7 +206,9 @@ func TestBackpressure(t *testing.T) {
 		return nil
 	})
 	probe := make(chan error, 1)
-	go func() { probe <- s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/probe", Seq: 1, Type: "x", At: time.Now()}) }()
+	go func() {
+		probe <- s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/probe", Seq: 1, Type: "x", At: time.Now()})
+	}()
 	time.Sleep(50 * time.Millisecond)
 	t0 := time.Now()
 	err := s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/fast", Seq: 1, Type: "x", At: time.Now()})

@@ -65,8 +65,8 @@ type Store struct {
 	snaps  *bigcache.BigCache
 	browse *bigcache.BigCache
 	m      *metrics
-	// gen changes whenever a coupon is written through this node: browse
-	// pages cached under an older generation are misses.
+	// gen changes whenever a coupon snapshot is written through this node:
+	// browse pages cached under an older generation are misses.
 	gen atomic.Uint64
 }
 
@@ -143,7 +143,10 @@ func (s *Store) keep(snap couponmesh.Snapshot) {
 func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error {
 	err := s.Store.PutSnapshot(ctx, snap)
 	s.keep(snap)
-	if isCoupon(snap.Entity) {
+	if err == nil && isCoupon(snap.Entity) {
+		// Browse pages are made of coupon snapshots: this is when they
+		// change. (A failed write whose outcome is unknown is covered by
+		// the TTL.)
 		s.gen.Add(1)
 	}
 	return err
@@ -184,17 +187,6 @@ func (s *Store) Snapshot(ctx context.Context, entity string) (couponmesh.Snapsho
 	return snap, nil
 }
 
-// Append writes e to the database; a coupon entry written through this node
-// invalidates the cached browse pages.
-func (s *Store) Append(ctx context.Context, e couponmesh.Entry) error {
-	err := s.Store.Append(ctx, e)
-	if isCoupon(e.Entity) {
-		// Even on error: the outcome may be unknown.
-		s.gen.Add(1)
-	}
-	return err
-}
-
 func isCoupon(entity string) bool { return strings.HasPrefix(entity, "coupon/") }
 
 // cachedPage is a browse page as kept in bigcache.
@@ -220,7 +212,8 @@ func browseKey(q couponmesh.BrowseQuery) string {
 }
 
 // BrowseCoupons answers from the cache when a page for q is younger than
-// BrowseTTL, was cached after the last coupon write through this node, and
+// BrowseTTL, was cached after the last coupon snapshot written through this
+// node, and
 // no coupon on it has expired since; else it reads the database and caches
 // the page.
 func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (couponmesh.BrowsePage, error) {

@@ -11,7 +11,13 @@
 //     answers the database's error: it never serves unvalidated state.
 //   - Browse pages (BrowseCoupons), read through with a TTL, never kept
 //     past the earliest expiry among their coupons, and invalidated when a
-//     coupon entry or coupon snapshot is written through this node.
+//     coupon snapshot is written through this node. Browse pages are made of
+//     coupon snapshots, not journal entries: the database's answer changes
+//     only when a snapshot is written (at once after a create, update or
+//     withdrawal, within the snapshot delay after claims), so that is the
+//     event that invalidates. Invalidating on every append would only
+//     re-read the same snapshots, empty the cache under claim load, and stop
+//     it from serving while the database is down.
 //
 // Everything else passes through. Hits, misses, evictions, stale drops and
 // database reads saved are Prometheus metrics.

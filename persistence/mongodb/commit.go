@@ -50,12 +50,11 @@ type committer struct {
 	stopped sync.Once
 	closed  atomic.Bool
 	// down is set when a BulkWrite failed without an answer from the
-	// database, and cleared by the next success (or a successful Ping).
-	// While it is set, appends fail fast except one probe at a time, so
-	// that actors stay responsive during an outage instead of each
-	// waiting out its deadline.
-	down    atomic.Bool
-	probing atomic.Bool
+	// database, and cleared by the next answer or successful Ping. While
+	// it is set, new operations fail fast, so that actors stay responsive
+	// during an outage instead of each waiting out its deadline; a
+	// background prober pings until the database answers.
+	down atomic.Bool
 
 	bulkWrites, ops, retries, readBacks atomic.Int64
 }
@@ -116,12 +115,8 @@ func (s *Store) Append(ctx context.Context, e couponmesh.Entry) error {
 	if c.closed.Load() {
 		return fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
 	}
-	if c.down.Load() {
-		if !c.probing.CompareAndSwap(false, true) {
-			s.metrics.FastFails.Inc()
-			return fmt.Errorf("append %s: database unreachable: %w", key, couponmesh.ErrUnavailable)
-		}
-		defer c.probing.Store(false)
+	if err := s.failFast("append " + key); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
@@ -400,18 +395,51 @@ func (c *committer) readBack(ctx context.Context, op *appendOp) (bool, error) {
 	return d.Tok == op.doc.Tok, nil
 }
 
-// Down reports whether the last write attempt got no answer from the
-// database (appends fail fast then, but for one probe at a time).
+// Down reports whether the database is known to be unreachable: the last
+// write attempt got no answer, and no ping has succeeded since.
 func (s *Store) Down() bool { return s.commit.down.Load() }
 
+// failFast returns an unavailable error for what while the database is
+// known to be down.
+func (s *Store) failFast(what string) error {
+	if !s.commit.down.Load() {
+		return nil
+	}
+	s.metrics.FastFails.Inc()
+	return fmt.Errorf("%s: database unreachable: %w", what, couponmesh.ErrUnavailable)
+}
+
 func (c *committer) setDown(down bool) {
-	if c.down.Swap(down) != down {
-		if down {
-			c.s.log.Warn("group commit: database unreachable, appends fail fast until a probe succeeds")
-		} else {
-			c.s.log.Info("group commit: database reachable again")
+	if c.down.Swap(down) == down {
+		return
+	}
+	if down {
+		c.s.log.Warn("database unreachable: operations fail fast until a ping succeeds")
+		c.s.metrics.Down.Set(1)
+		go c.probe()
+	} else {
+		c.s.log.Info("database reachable again")
+		c.s.metrics.Down.Set(0)
+	}
+}
+
+// probe pings the database every ProbeInterval while it is down.
+func (c *committer) probe() {
+	t := time.NewTicker(c.s.cfg.ProbeInterval)
+	defer t.Stop()
+	for c.down.Load() {
+		select {
+		case <-c.quit:
+			return
+		case <-t.C:
 		}
-		c.s.metrics.Down.Set(map[bool]float64{false: 0, true: 1}[down])
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.OpTimeout)
+		err := c.s.client.Ping(ctx, nil)
+		cancel()
+		if err == nil {
+			c.setDown(false)
+			return
+		}
 	}
 }
 

@@ -197,8 +197,7 @@ func TestBackpressure(t *testing.T) {
 			t.Fatalf("append %d: %v, want unavailable", i, err)
 		}
 	}
-	// The database is now known to be down: appends fail fast (one probe
-	// at a time still waits its deadline).
+	// The database is now known to be down: appends fail fast.
 	checkFor(t, 5*time.Second, func() error {
 		if !s.Down() {
 			return errors.New("store does not know the database is down")

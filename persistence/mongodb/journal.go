@@ -72,6 +72,9 @@ func (d entryDoc) entry() couponmesh.Entry {
 // Entries returns up to limit entries of entity with Seq > after, in seq
 // order (limit <= 0: all).
 func (s *Store) Entries(ctx context.Context, entity string, after int64, limit int) ([]couponmesh.Entry, error) {
+	if err := s.failFast("entries of " + entity); err != nil {
+		return nil, err
+	}
 	// Seqs are contiguous, so the entries after a seq are read by key, one
 	// point read each, until the first missing one. FerretDB pushes down only
 	// an exact _id filter (anything else scans the whole collection in Go),
@@ -87,7 +90,7 @@ func (s *Store) Entries(ctx context.Context, entity string, after int64, limit i
 			break
 		}
 		if err != nil {
-			return nil, unavailable("entries of "+entity, err)
+			return nil, s.unavailable("entries of "+entity, err)
 		}
 		out = append(out, d.entry())
 	}

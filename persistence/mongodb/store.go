@@ -61,6 +61,9 @@ type Config struct {
 	// RetryBackoff and RetryMaxBackoff shape the exponential backoff between
 	// attempts of a batch whose outcome is unknown.
 	RetryBackoff, RetryMaxBackoff time.Duration
+	// ProbeInterval is how often the database is pinged while it is known
+	// to be down (operations fail fast meanwhile).
+	ProbeInterval time.Duration
 
 	// Metrics receives the group commit's metrics (nil: unregistered).
 	Metrics *Metrics
@@ -83,6 +86,7 @@ func DefaultConfig() Config {
 		Flushers:               4,
 		RetryBackoff:           20 * time.Millisecond,
 		RetryMaxBackoff:        time.Second,
+		ProbeInterval:          250 * time.Millisecond,
 	}
 }
 
@@ -103,6 +107,7 @@ func (c Config) withDefaults() Config {
 	set(&c.WriteTimeout, c.OpTimeout)
 	set(&c.RetryBackoff, d.RetryBackoff)
 	set(&c.RetryMaxBackoff, d.RetryMaxBackoff)
+	set(&c.ProbeInterval, d.ProbeInterval)
 	if c.BatchMaxDelay < 0 {
 		c.BatchMaxDelay = 0
 	}
@@ -282,7 +287,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	if err := s.client.Ping(ctx, nil); err != nil {
-		return unavailable("ping", err)
+		return s.unavailable("ping", err)
 	}
 	s.commit.setDown(false)
 	return nil
@@ -299,12 +304,22 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%s: %w: %w", what, couponmesh.ErrUnavailable, err)
 }
 
+// unavailable wraps err like the function of that name, and marks the
+// database down when the driver got no answer (network error, timeout):
+// operations then fail fast until a ping succeeds.
+func (s *Store) unavailable(what string, err error) error {
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		s.commit.setDown(true)
+	}
+	return unavailable(what, err)
+}
+
 // readErr maps a failed single-document read.
-func readErr(what string, err error) error {
+func (s *Store) readErr(what string, err error) error {
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return fmt.Errorf("%s: %w", what, couponmesh.ErrNotFound)
 	}
-	return unavailable(what, err)
+	return s.unavailable(what, err)
 }
 
 func wcString(wc *writeconcern.WriteConcern) string {

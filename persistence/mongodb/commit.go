@@ -52,9 +52,10 @@ type committer struct {
 	// down is set when a BulkWrite failed without an answer from the
 	// database, and cleared by the next answer or successful Ping. While
 	// it is set, new operations fail fast, so that actors stay responsive
-	// during an outage instead of each waiting out its deadline; a
-	// background prober pings until the database answers.
-	down atomic.Bool
+	// during an outage instead of each waiting out its deadline; suspect
+	// pings until the database answers.
+	down     atomic.Bool
+	checking atomic.Bool // a suspect goroutine is pinging
 
 	bulkWrites, ops, retries, readBacks atomic.Int64
 }
@@ -319,7 +320,7 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) {
-		c.setDown(true)
+		c.suspect()
 		// Network error, timeout, server selection: nothing is known.
 		level := slog.LevelWarn
 		if attempt > 0 {
@@ -416,31 +417,38 @@ func (c *committer) setDown(down bool) {
 	if down {
 		c.s.log.Warn("database unreachable: operations fail fast until a ping succeeds")
 		c.s.metrics.Down.Set(1)
-		go c.probe()
 	} else {
 		c.s.log.Info("database reachable again")
 		c.s.metrics.Down.Set(0)
 	}
 }
 
-// probe pings the database every ProbeInterval while it is down.
-func (c *committer) probe() {
-	t := time.NewTicker(c.s.cfg.ProbeInterval)
-	defer t.Stop()
-	for c.down.Load() {
-		select {
-		case <-c.quit:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.OpTimeout)
-		err := c.s.client.Ping(ctx, nil)
-		cancel()
-		if err == nil {
-			c.setDown(false)
-			return
-		}
+// suspect is called when an operation got no answer (network error or
+// timeout). A timeout alone may be an overloaded database rather than a
+// dead one, so a ping decides: if it fails too, the database is down, and
+// it is pinged every ProbeInterval until it answers.
+func (c *committer) suspect() {
+	if !c.checking.CompareAndSwap(false, true) {
+		return
 	}
+	go func() {
+		defer c.checking.Store(false)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.OpTimeout)
+			err := c.s.client.Ping(ctx, nil)
+			cancel()
+			if err == nil {
+				c.setDown(false)
+				return
+			}
+			c.setDown(true)
+			select {
+			case <-c.quit:
+				return
+			case <-time.After(c.s.cfg.ProbeInterval):
+			}
+		}
+	}()
 }
 
 func (c *committer) answer(op *appendOp, err error) {

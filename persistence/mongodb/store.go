@@ -56,7 +56,11 @@ type Config struct {
 	// QueueSize bounds the appends waiting for a flusher; when it is full,
 	// Append waits (backpressure) until its deadline.
 	QueueSize int
-	// Flushers is the number of BulkWrites in flight at once.
+	// Flushers is the number of BulkWrites in flight at once. FerretDB on
+	// SQLite writes one batch at a time, so more flushers only make smaller
+	// batches there (measured: 1,000 appends from 100 writers took 158 ms
+	// with 1 flusher, 211 ms with 2, 792 ms with 4); 2 keep one batch going
+	// while another is retried. A replica set far away may want more.
 	Flushers int
 	// RetryBackoff and RetryMaxBackoff shape the exponential backoff between
 	// attempts of a batch whose outcome is unknown.
@@ -83,7 +87,7 @@ func DefaultConfig() Config {
 		BatchMaxOps:            256,
 		BatchMaxDelay:          time.Millisecond,
 		QueueSize:              4096,
-		Flushers:               4,
+		Flushers:               2,
 		RetryBackoff:           20 * time.Millisecond,
 		RetryMaxBackoff:        time.Second,
 		ProbeInterval:          250 * time.Millisecond,
@@ -304,12 +308,12 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%s: %w: %w", what, couponmesh.ErrUnavailable, err)
 }
 
-// unavailable wraps err like the function of that name, and marks the
-// database down when the driver got no answer (network error, timeout):
-// operations then fail fast until a ping succeeds.
+// unavailable wraps err like the function of that name; when the driver
+// got no answer (network error, timeout) it has a ping check whether the
+// database is down (operations then fail fast until a ping succeeds).
 func (s *Store) unavailable(what string, err error) error {
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
-		s.commit.setDown(true)
+		s.commit.suspect()
 	}
 	return unavailable(what, err)
 }

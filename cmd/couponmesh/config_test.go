@@ -22,7 +22,7 @@ func TestMongoAndCacheConfig(t *testing.T) {
 	}
 	m := cfg.mongoConfig(cfg.MongoURI)
 	if m.MaxPoolSize != 200 || m.MinPoolSize != 10 || m.BatchMaxOps != 64 || m.BatchMaxDelay != 3*time.Millisecond ||
-		m.WriteTimeout != 2*time.Second || m.OpTimeout != 5*time.Second || m.WriteConcern != "majority" || m.Flushers != 2 {
+		m.WriteTimeout != 2*time.Second || m.OpTimeout != 5*time.Second || m.WriteConcern != "majority" || m.Flushers != 1 {
 		t.Errorf("mongo config %+v", m)
 	}
 	if cfg.Cache.SizeMB != 32 || cfg.Cache.BrowseTTL.D() != time.Second || cfg.Cache.SnapshotTTL.D() != 10*time.Minute {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,13 +43,14 @@ type appendOp struct {
 
 // committer runs the flushers of one Store.
 type committer struct {
-	s       *Store
-	queue   chan *appendOp
-	quit    chan struct{} // closed by stop: flush what is queued, then exit
-	exited  chan struct{} // closed when every flusher has returned
-	wg      sync.WaitGroup
-	stopped sync.Once
-	closed  atomic.Bool
+	s        *Store
+	queue    chan *appendOp
+	quit     chan struct{}  // closed by stop: flush what is queued, then exit
+	exited   chan struct{}  // closed when every flusher has returned
+	wg       sync.WaitGroup // flushers
+	retrying sync.WaitGroup // retries of batches with unknown outcomes
+	stopped  sync.Once
+	closed   atomic.Bool
 	// down is set when a BulkWrite failed without an answer from the
 	// database, and cleared by the next answer or successful Ping. While
 	// it is set, new operations fail fast, so that actors stay responsive
@@ -70,7 +72,9 @@ func newCommitter(s *Store) *committer {
 	for range s.cfg.Flushers {
 		c.wg.Go(c.flusher)
 	}
-	go func() { c.wg.Wait(); close(c.exited) }()
+	// Retries are started by flushers only: once these have returned, no
+	// retry starts any more.
+	go func() { c.wg.Wait(); c.retrying.Wait(); close(c.exited) }()
 	return c
 }
 
@@ -228,40 +232,49 @@ func (c *committer) drain() {
 	}
 }
 
-// write sends batch until every op has a known result or has given up
-// (its context ended: its caller answers unavailable).
+// write sends batch once and answers every op whose result is known. Ops
+// whose outcome is unknown are retried by a goroutine of their own, so that
+// the flusher goes on with new batches (no head-of-line blocking behind a
+// retry).
 func (c *committer) write(batch []*appendOp) {
-	m := c.s.metrics
 	now := time.Now()
 	for _, op := range batch {
-		m.QueueWait.Observe(now.Sub(op.enqueued).Seconds())
+		c.s.metrics.QueueWait.Observe(now.Sub(op.enqueued).Seconds())
 	}
+	if unknown := c.attempt(batch, 0); len(unknown) > 0 {
+		// A copy: the flusher reuses batch's array for its next batch.
+		unknown = slices.Clone(unknown)
+		c.retrying.Go(func() { c.retry(unknown) })
+	}
+}
+
+// retry sends batch again with backoff until every op has a known result
+// or has given up (its context ended: its caller answers unavailable).
+func (c *committer) retry(batch []*appendOp) {
+	m := c.s.metrics
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     c.s.cfg.RetryBackoff,
 		RandomizationFactor: 0.5,
 		Multiplier:          2,
 		MaxInterval:         c.s.cfg.RetryMaxBackoff,
 	}
-	for attempt := 0; ; attempt++ {
-		batch = c.dropAbandoned(batch)
-		if len(batch) == 0 {
-			return
-		}
-		if attempt > 0 {
-			c.retries.Add(1)
-			m.Retries.Inc()
-		}
-		batch = c.attempt(batch, attempt)
-		if len(batch) == 0 {
-			return
-		}
-		// Unknown outcomes remain: wait, but not past the last op's
-		// deadline.
+	for attempt := 1; ; attempt++ {
+		// Wait, but not past the last op's deadline.
 		wait := b.NextBackOff()
 		if left := time.Until(latestDeadline(batch)); left < wait {
 			wait = max(left, 0)
 		}
 		time.Sleep(wait)
+		batch = c.dropAbandoned(batch)
+		if len(batch) == 0 {
+			return
+		}
+		c.retries.Add(1)
+		m.Retries.Inc()
+		batch = c.attempt(batch, attempt)
+		if len(batch) == 0 {
+			return
+		}
 	}
 }
 

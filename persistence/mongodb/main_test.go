@@ -43,7 +43,7 @@ func run(m *testing.M) int {
 var dbSeq atomic.Int64
 
 // openStore opens a store on a fresh database of the shared server.
-func openStore(t *testing.T, mods ...func(*mongodb.Config)) *mongodb.Store {
+func openStore(t testing.TB, mods ...func(*mongodb.Config)) *mongodb.Store {
 	t.Helper()
 	cfg := mongodb.DefaultConfig()
 	cfg.URI = testDB.URI()
@@ -64,6 +64,6 @@ func openStore(t *testing.T, mods ...func(*mongodb.Config)) *mongodb.Store {
 	return s
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

@@ -71,7 +71,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	a.store, err = cache.New(a.mongo, cache.Config{
-		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(), Registerer: reg,
+		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(),
+		FlushInterval: cfg.Cache.SnapshotFlush.D(), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -175,11 +176,11 @@ func (a *App) Stop(ctx context.Context) {
 	if a.node != nil {
 		a.node.Stop(true)
 	}
+	if a.store != nil {
+		_ = a.store.Close(ctx) // writes the snapshots still dirty
+	}
 	if a.mongo != nil {
 		_ = a.mongo.Close(ctx)
-	}
-	if a.store != nil {
-		_ = a.store.Close()
 	}
 	if a.db != nil {
 		_ = a.db.Close()

@@ -64,6 +64,9 @@ type Config struct {
 		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
 		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
 		BrowseTTL   Duration `yaml:"browse_ttl" env:"BROWSE_TTL"`
+		// SnapshotFlush: snapshots are written to the database behind the
+		// grains, each entity at most once per this interval.
+		SnapshotFlush Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
 	} `yaml:"cache" envPrefix:"CACHE_"`
 	WS struct {
 		ReadLimit    int64    `yaml:"read_limit" env:"READ_LIMIT"`
@@ -183,6 +186,7 @@ func (c *Config) fillStore() {
 	}
 	dur(&c.Cache.SnapshotTTL, cd.SnapshotTTL)
 	dur(&c.Cache.BrowseTTL, cd.BrowseTTL)
+	dur(&c.Cache.SnapshotFlush, cd.FlushInterval)
 }
 
 // mongoConfig is the store configuration for uri.

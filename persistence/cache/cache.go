@@ -30,13 +30,23 @@ type Config struct {
 	// BrowseTTL bounds how stale a browse page may be (changes made through
 	// other nodes show after it at the latest).
 	BrowseTTL time.Duration
+	// MaxDirty bounds the snapshots waiting to be written behind; beyond
+	// it PutSnapshot writes inline.
+	MaxDirty int
+	// FlushInterval is the least time between two rounds of writing the
+	// dirty snapshots: an entity is written once per interval at most.
+	FlushInterval time.Duration
+	// FlushRetry is the pause before writing snapshots again after the
+	// database failed.
+	FlushRetry time.Duration
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
-	return Config{SizeMB: 256, Shards: 64, SnapshotTTL: 10 * time.Minute, BrowseTTL: 2 * time.Second}
+	return Config{SizeMB: 256, Shards: 64, SnapshotTTL: 10 * time.Minute, BrowseTTL: 2 * time.Second,
+		MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushRetry: 500 * time.Millisecond}
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +63,15 @@ func (c Config) withDefaults() Config {
 	if c.BrowseTTL <= 0 {
 		c.BrowseTTL = d.BrowseTTL
 	}
+	if c.MaxDirty <= 0 {
+		c.MaxDirty = d.MaxDirty
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = d.FlushInterval
+	}
+	if c.FlushRetry <= 0 {
+		c.FlushRetry = d.FlushRetry
+	}
 	return c
 }
 
@@ -68,6 +87,7 @@ type Store struct {
 	// gen changes whenever a coupon snapshot is written through this node:
 	// browse pages cached under an older generation are misses.
 	gen atomic.Uint64
+	w   *writer
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -104,12 +124,18 @@ func New(inner couponmesh.Store, cfg Config) (*Store, error) {
 		_ = snaps.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Store{Store: inner, cfg: cfg, snaps: snaps, browse: browse, m: m}, nil
+	s := &Store{Store: inner, cfg: cfg, snaps: snaps, browse: browse, m: m}
+	s.startWriter()
+	return s, nil
 }
 
-// Close releases the caches' memory and cleaners.
-func (s *Store) Close() error {
-	return errors.Join(s.snaps.Close(), s.browse.Close())
+// Close writes the snapshots still dirty (until ctx is done), then releases
+// the caches' memory and cleaners. The inner store must still be open.
+func (s *Store) Close(ctx context.Context) error {
+	close(s.w.quit)
+	<-s.w.done
+	err := s.Flush(ctx)
+	return errors.Join(err, s.snaps.Close(), s.browse.Close())
 }
 
 // cachedSnapshot is a snapshot as kept in bigcache; W carries
@@ -135,21 +161,6 @@ func (s *Store) keep(snap couponmesh.Snapshot) {
 		s.m.skipped.WithLabelValues("snapshot").Inc()
 		_ = s.snaps.Delete(snap.Entity)
 	}
-}
-
-// PutSnapshot writes snap to the database, then keeps it in the cache. It
-// is cached even when the database write fails: it is valid state (every
-// entry up to its seq is durable) and is served only once validated.
-func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error {
-	err := s.Store.PutSnapshot(ctx, snap)
-	s.keep(snap)
-	if err == nil && isCoupon(snap.Entity) {
-		// Browse pages are made of coupon snapshots: this is when they
-		// change. (A failed write whose outcome is unknown is covered by
-		// the TTL.)
-		s.gen.Add(1)
-	}
-	return err
 }
 
 // Snapshot returns the cached snapshot of entity when the journal has no
@@ -235,6 +246,10 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 		}
 	}
 	s.m.misses.WithLabelValues("browse").Inc()
+	// This node's coupon changes first, so that it reads its own writes.
+	// If the database fails that, the read below fails too.
+	_ = s.flush(ctx, true)
+	gen = s.gen.Load()
 	page, err := s.Store.BrowseCoupons(ctx, q)
 	if err != nil {
 		return page, err

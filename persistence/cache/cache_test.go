@@ -71,7 +71,7 @@ func newCache(t testing.TB, inner couponmesh.Store, cfg cache.Config) *cache.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
 
@@ -101,6 +101,9 @@ func TestStaleSnapshotNeverServed(t *testing.T) {
 		}
 	}
 	if err := c.PutSnapshot(ctx, couponmesh.Snapshot{Entity: ent, Seq: 3, Data: []byte(`"at 3"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(ctx); err != nil { // written behind: make it land now
 		t.Fatal(err)
 	}
 	if s, err := c.Snapshot(ctx, ent); err != nil || s.Seq != 3 {
@@ -231,7 +234,23 @@ func TestDatabaseDown(t *testing.T) {
 	if _, err := c.Snapshot(ctx, "coupon/d1"); !errors.Is(err, couponmesh.ErrUnavailable) {
 		t.Fatalf("snapshot with the database down: %v, want unavailable", err)
 	}
+	// Snapshots are written behind: putting one does not wait for the
+	// database, and it lands once the database is back.
+	start = time.Now()
+	if err := c.PutSnapshot(ctx, coupon("d2", "m", time.Now().UTC())); err != nil || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("put snapshot with the database down: %v after %v", err, time.Since(start))
+	}
 	p.SetMode(faultproxy.Forward)
+	deadline0 := time.Now().Add(10 * time.Second)
+	for {
+		if s, err := a.Snapshot(ctx, "coupon/d2"); err == nil && s.Seq == 1 {
+			break
+		}
+		if time.Now().After(deadline0) {
+			t.Fatal("snapshot written behind did not reach the database")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, err := c.Snapshot(ctx, "coupon/d1")

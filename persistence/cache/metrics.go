@@ -9,6 +9,7 @@ type metrics struct {
 	hits, misses, saved, skipped *prometheus.CounterVec
 	evictions                    *prometheus.CounterVec
 	stale                        prometheus.Counter
+	dirty                        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +32,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "couponmesh_cache_stale_snapshots_total", Help: "Cached snapshots dropped because the journal had entries after them.",
 		}),
+		dirty: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "couponmesh_cache_dirty_snapshots", Help: "Snapshots kept in the cache and not yet written to the database.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.misses, m.saved, m.skipped, m.evictions, m.stale)
+		reg.MustRegister(m.hits, m.misses, m.saved, m.skipped, m.evictions, m.stale, m.dirty)
 	}
 	return m
 }

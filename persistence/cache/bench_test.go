@@ -111,6 +111,9 @@ func BenchmarkReactivation(b *testing.B) {
 	if err := c.PutSnapshot(ctx, snap); err != nil {
 		b.Fatal(err)
 	}
+	if err := c.Flush(ctx); err != nil { // written behind: into the database now
+		b.Fatal(err)
+	}
 	b.Logf("snapshot %d bytes", len(data))
 	for b.Loop() {
 		for _, s := range []struct {

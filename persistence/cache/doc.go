@@ -2,7 +2,9 @@
 // MongoDB store in production), off the Go heap in allegro/bigcache:
 //
 //   - Snapshots of actors, kept when they are put (on passivation and
-//     periodically while active) and read through. A cached snapshot is
+//     periodically while active) and read through. They are written to the
+//     database behind the caller (writebehind.go): newest per entity, by one
+//     writer, at most once per FlushInterval; Close writes what is left. A cached snapshot is
 //     served only after a journal-tail read (Entries(entity, seq, 1), one
 //     point read by _id) finds no entry after its seq: a snapshot older than
 //     the journal, e.g. because another activation on another node wrote

@@ -145,13 +145,16 @@ func (s *Store) flush(ctx context.Context, couponsOnly bool) error {
 			break
 		}
 		if err := s.write(ctx, snap); err != nil {
-			s.requeue(batch[i : i+1])
 			errs = append(errs, err)
 			if errors.Is(err, couponmesh.ErrUnavailable) {
-				// The database will fail the rest too.
-				s.requeue(batch[i+1:])
+				// Not written (or not known to be): again later. The
+				// database will fail the rest too.
+				s.requeue(batch[i:])
 				break
 			}
+			// Refused for good (cannot be encoded): dropped; the entity
+			// replays more of its journal on activation.
+			s.m.skipped.WithLabelValues("snapshot").Inc()
 		}
 	}
 	s.m.dirty.Set(float64(s.dirtyLen()))

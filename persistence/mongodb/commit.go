@@ -391,22 +391,45 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 	return unknown
 }
 
+// errNotYetMajority: our document is on the primary but not yet
+// majority-committed; the outcome stays unknown.
+var errNotYetMajority = errors.New("written, not yet majority-committed")
+
 // readBack reports whether the journal document with op's _id is op's own
 // (same token). No such document means the duplicate was the Unique key of
-// another document: not ours.
+// another document: not ours. With write concern majority, only a
+// majority-committed document counts as ours; one visible on the primary
+// only leaves the outcome unknown (an error).
 func (c *committer) readBack(ctx context.Context, op *appendOp) (bool, error) {
 	c.readBacks.Add(1)
-	var d struct {
-		Tok int64 `bson:"tk"`
+	// read reports whether a document with op's _id exists and is op's.
+	read := func(coll *mongo.Collection) (found, ours bool, err error) {
+		var d struct {
+			Tok int64 `bson:"tk"`
+		}
+		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: op.doc.ID}}).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, false, nil
+		}
+		if err != nil {
+			return false, false, err
+		}
+		return true, d.Tok == op.doc.Tok, nil
 	}
-	err := c.s.journal.FindOne(ctx, bson.D{{Key: "_id", Value: op.doc.ID}}).Decode(&d)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return false, nil
+	if maj := c.s.journalMajority; maj != nil {
+		found, ours, err := read(maj)
+		if err != nil || found {
+			return ours, err
+		}
 	}
-	if err != nil {
+	_, ours, err := read(c.s.journal)
+	switch {
+	case err != nil:
 		return false, err
+	case ours && c.s.journalMajority != nil:
+		return false, errNotYetMajority
 	}
-	return d.Tok == op.doc.Tok, nil
+	return ours, nil
 }
 
 // Down reports whether the database is known to be unreachable: the last

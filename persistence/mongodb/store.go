@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
@@ -175,10 +176,13 @@ type Store struct {
 	metrics *Metrics
 	commit  *committer
 
-	journal   *mongo.Collection
-	snapshots *mongo.Collection
-	browse    *mongo.Collection // snapshots, with the URI's read preference
-	follows   *mongo.Collection
+	journal *mongo.Collection
+	// journalMajority reads with read concern majority; set when writes
+	// use write concern majority (read-backs of unknown outcomes).
+	journalMajority *mongo.Collection
+	snapshots       *mongo.Collection
+	browse          *mongo.Collection // snapshots, with the URI's read preference
+	follows         *mongo.Collection
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -227,6 +231,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err := s.createIndexes(octx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
+	}
+	if wcString(opts.WriteConcern) == "majority" {
+		s.journalMajority = db.Collection(journalColl, options.Collection().
+			SetReadPreference(readpref.Primary()).SetReadConcern(readconcern.Majority()))
 	}
 	s.commit = newCommitter(s)
 	log.Info("mongodb store open", "database", cfg.Database, "write_concern", wcString(opts.WriteConcern),

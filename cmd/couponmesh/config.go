@@ -64,6 +64,9 @@ type Config struct {
 		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
 		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
 		BrowseTTL   Duration `yaml:"browse_ttl" env:"BROWSE_TTL"`
+		// BrowseStaleIfDown: while the database is down, browse pages up
+		// to this old are served rather than an error.
+		BrowseStaleIfDown Duration `yaml:"browse_stale_if_down" env:"BROWSE_STALE_IF_DOWN"`
 		// SnapshotFlush: snapshots are written to the database behind the
 		// grains, each entity at most once per this interval.
 		SnapshotFlush Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
@@ -187,6 +190,7 @@ func (c *Config) fillStore() {
 	dur(&c.Cache.SnapshotTTL, cd.SnapshotTTL)
 	dur(&c.Cache.BrowseTTL, cd.BrowseTTL)
 	dur(&c.Cache.SnapshotFlush, cd.FlushInterval)
+	dur(&c.Cache.BrowseStaleIfDown, cd.StaleIfDown)
 }
 
 // mongoConfig is the store configuration for uri.

@@ -30,6 +30,10 @@ type Config struct {
 	// BrowseTTL bounds how stale a browse page may be (changes made through
 	// other nodes show after it at the latest).
 	BrowseTTL time.Duration
+	// StaleIfDown: while the database is unavailable, a browse page older
+	// than BrowseTTL (or invalidated) but younger than this is served
+	// rather than an error.
+	StaleIfDown time.Duration
 	// MaxDirty bounds the snapshots waiting to be written behind; beyond
 	// it PutSnapshot writes inline.
 	MaxDirty int
@@ -46,7 +50,7 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{SizeMB: 256, Shards: 64, SnapshotTTL: 10 * time.Minute, BrowseTTL: 2 * time.Second,
-		MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushRetry: 500 * time.Millisecond}
+		StaleIfDown: 5 * time.Minute, MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushRetry: 500 * time.Millisecond}
 }
 
 func (c Config) withDefaults() Config {
@@ -62,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BrowseTTL <= 0 {
 		c.BrowseTTL = d.BrowseTTL
+	}
+	if c.StaleIfDown <= 0 {
+		c.StaleIfDown = d.StaleIfDown
 	}
 	if c.MaxDirty <= 0 {
 		c.MaxDirty = d.MaxDirty
@@ -119,7 +126,7 @@ func New(inner couponmesh.Store, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	browse, err := mk("browse", 2*cfg.BrowseTTL)
+	browse, err := mk("browse", max(2*cfg.BrowseTTL, cfg.StaleIfDown))
 	if err != nil {
 		_ = snaps.Close()
 		return nil, fmt.Errorf("cache: %w", err)
@@ -203,6 +210,7 @@ func isCoupon(entity string) bool { return strings.HasPrefix(entity, "coupon/") 
 // cachedPage is a browse page as kept in bigcache.
 type cachedPage struct {
 	Gen     uint64         `json:"g"`
+	At      time.Time      `json:"a"` // read from the database then
 	Until   time.Time      `json:"u"` // valid before this instant
 	Coupons []cachedCoupon `json:"c"`
 	Next    string         `json:"n,omitempty"`
@@ -231,18 +239,16 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 	key := browseKey(q)
 	now := time.Now()
 	gen := s.gen.Load()
+	var old *cachedPage
 	if b, err := s.browse.Get(key); err == nil {
 		var cp cachedPage
-		if json.Unmarshal(b, &cp) == nil && cp.Gen == gen && now.Before(cp.Until) {
-			s.m.hits.WithLabelValues("browse").Inc()
-			s.m.saved.WithLabelValues("browse").Inc()
-			page := couponmesh.BrowsePage{Coupons: make([]couponmesh.Coupon, len(cp.Coupons)), Next: cp.Next}
-			for i, c := range cp.Coupons {
-				page.Coupons[i] = c.Coupon
-				page.Coupons[i].Withdrawn = c.W
-				page.Coupons[i].Refresh(now)
+		if json.Unmarshal(b, &cp) == nil {
+			if cp.Gen == gen && now.Before(cp.Until) {
+				s.m.hits.WithLabelValues("browse").Inc()
+				s.m.saved.WithLabelValues("browse").Inc()
+				return cp.page(q, now), nil
 			}
-			return page, nil
+			old = &cp
 		}
 	}
 	s.m.misses.WithLabelValues("browse").Inc()
@@ -252,11 +258,16 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 	gen = s.gen.Load()
 	page, err := s.Store.BrowseCoupons(ctx, q)
 	if err != nil {
+		if old != nil && errors.Is(err, couponmesh.ErrUnavailable) && now.Sub(old.At) < s.cfg.StaleIfDown {
+			// The database is down: an older page beats no page.
+			s.m.staleServed.Inc()
+			return old.page(q, now), nil
+		}
 		return page, err
 	}
 	// The page changes by itself when one of its coupons expires.
 	until := now.Add(s.cfg.BrowseTTL)
-	cp := cachedPage{Gen: gen, Next: page.Next, Coupons: make([]cachedCoupon, len(page.Coupons))}
+	cp := cachedPage{Gen: gen, At: now, Next: page.Next, Coupons: make([]cachedCoupon, len(page.Coupons))}
 	for i, c := range page.Coupons {
 		cp.Coupons[i] = cachedCoupon{Coupon: c, W: c.Withdrawn}
 		if !c.ExpiresAt.IsZero() && c.ExpiresAt.After(now) && c.ExpiresAt.Before(until) {
@@ -270,6 +281,23 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 		}
 	}
 	return page, nil
+}
+
+// page returns the cached page refreshed at now. Coupons whose status at now
+// no longer matches q's (an expiry passed: only on pages served stale) are
+// left out.
+func (cp *cachedPage) page(q couponmesh.BrowseQuery, now time.Time) couponmesh.BrowsePage {
+	page := couponmesh.BrowsePage{Coupons: make([]couponmesh.Coupon, 0, len(cp.Coupons)), Next: cp.Next}
+	for _, c := range cp.Coupons {
+		cpn := c.Coupon
+		cpn.Withdrawn = c.W
+		cpn.Refresh(now)
+		if q.Status != "" && cpn.Status != q.Status {
+			continue
+		}
+		page.Coupons = append(page.Coupons, cpn)
+	}
+	return page
 }
 
 // Stats are the cache's counters since New.

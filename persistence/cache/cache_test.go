@@ -213,7 +213,7 @@ func TestDatabaseDown(t *testing.T) {
 	a := openDB(t, "mongodb://"+p.Addr()+"/", "", func(c *mongodb.Config) {
 		c.OpTimeout, c.HeartbeatInterval = 300*time.Millisecond, 500*time.Millisecond
 	})
-	c := newCache(t, a, cache.Config{BrowseTTL: 10 * time.Second})
+	c := newCache(t, a, cache.Config{BrowseTTL: time.Second})
 	ctx := t.Context()
 	if err := c.PutSnapshot(ctx, coupon("d1", "m", time.Now().UTC())); err != nil {
 		t.Fatal(err)
@@ -233,6 +233,16 @@ func TestDatabaseDown(t *testing.T) {
 	}
 	if _, err := c.Snapshot(ctx, "coupon/d1"); !errors.Is(err, couponmesh.ErrUnavailable) {
 		t.Fatalf("snapshot with the database down: %v, want unavailable", err)
+	}
+	// Past its TTL, the page is still served while the database is down
+	// (StaleIfDown), but not a page of another query.
+	time.Sleep(time.Until(start.Add(1100 * time.Millisecond)))
+	page, err = c.BrowseCoupons(ctx, q)
+	if err != nil || len(page.Coupons) != 1 {
+		t.Fatalf("browse past its TTL with the database down: %+v %v", page, err)
+	}
+	if _, err := c.BrowseCoupons(ctx, couponmesh.BrowseQuery{Merchant: "other"}); !errors.Is(err, couponmesh.ErrUnavailable) {
+		t.Fatalf("uncached browse with the database down: %v, want unavailable", err)
 	}
 	// Snapshots are written behind: putting one does not wait for the
 	// database, and it lands once the database is back.

@@ -13,7 +13,9 @@
 //     answers the database's error: it never serves unvalidated state.
 //   - Browse pages (BrowseCoupons), read through with a TTL, never kept
 //     past the earliest expiry among their coupons, and invalidated when a
-//     coupon snapshot is written through this node. Browse pages are made of
+//     coupon snapshot is written through this node. While the database is
+//     unavailable, a page up to StaleIfDown old is served rather than an
+//     error. Browse pages are made of
 //     coupon snapshots, not journal entries: the database's answer changes
 //     only when a snapshot is written (at once after a create, update or
 //     withdrawal, within the snapshot delay after claims), so that is the

@@ -8,7 +8,7 @@ import (
 type metrics struct {
 	hits, misses, saved, skipped *prometheus.CounterVec
 	evictions                    *prometheus.CounterVec
-	stale                        prometheus.Counter
+	stale, staleServed           prometheus.Counter
 	dirty                        prometheus.Gauge
 }
 
@@ -32,12 +32,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "couponmesh_cache_stale_snapshots_total", Help: "Cached snapshots dropped because the journal had entries after them.",
 		}),
+		staleServed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_cache_browse_stale_served_total", Help: "Browse pages served past their TTL because the database was unavailable.",
+		}),
 		dirty: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "couponmesh_cache_dirty_snapshots", Help: "Snapshots kept in the cache and not yet written to the database.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.hits, m.misses, m.saved, m.skipped, m.evictions, m.stale, m.dirty)
+		reg.MustRegister(m.hits, m.misses, m.saved, m.skipped, m.evictions, m.stale, m.staleServed, m.dirty)
 	}
 	return m
 }

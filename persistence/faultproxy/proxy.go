@@ -37,6 +37,7 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	cuts  map[*atomic.Bool]struct{} // one per forwarded connection
 	wg    sync.WaitGroup
 }
 
@@ -46,7 +47,7 @@ func Start(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]struct{}), cuts: make(map[*atomic.Bool]struct{})}
 	p.wg.Go(p.accept)
 	return p, nil
 }
@@ -61,6 +62,18 @@ func (p *Proxy) SetMode(m Mode) {
 	old := Mode(p.mode.Swap(int32(m)))
 	if old != Forward && m == Forward {
 		p.closeConns()
+	}
+}
+
+// CutNextReply arms every connection open now: the next reply the server
+// sends on it is dropped and the connection is closed at once (the request
+// reached the server; the client sees the connection lost without an
+// answer). Connections opened later are not affected.
+func (p *Proxy) CutNextReply() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cut := range p.cuts {
+		cut.Store(true)
 	}
 }
 
@@ -118,17 +131,26 @@ func (p *Proxy) serve(client net.Conn) {
 	p.track(server)
 	defer p.untrack(server)
 	defer server.Close()
+	cut := new(atomic.Bool)
+	p.mu.Lock()
+	p.cuts[cut] = struct{}{}
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); delete(p.cuts, cut); p.mu.Unlock() }()
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(server, client, false); server.Close() })
-	wg.Go(func() { p.pipe(client, server, true); client.Close() })
+	wg.Go(func() { p.pipe(server, client, false, nil); server.Close() })
+	wg.Go(func() { p.pipe(client, server, true, cut); client.Close() })
 	wg.Wait()
 }
 
-// pipe copies src to dst while the mode lets this direction through.
-func (p *Proxy) pipe(dst, src net.Conn, reply bool) {
+// pipe copies src to dst while the mode lets this direction through. When
+// cut is set, the next chunk is dropped and the pipe ends (closing both).
+func (p *Proxy) pipe(dst, src net.Conn, reply bool, cut *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if n > 0 && cut != nil && cut.Swap(false) {
+			return
+		}
 		if n > 0 {
 			m := Mode(p.mode.Load())
 			if m == Forward || (m == DropReplies && !reply) {

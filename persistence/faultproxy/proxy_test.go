@@ -78,3 +78,36 @@ func TestModes(t *testing.T) {
 		}
 	}
 }
+
+func TestCutNextReply(t *testing.T) {
+	p, err := faultproxy.Start(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if _, err := c.Write([]byte("a\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	p.CutNextReply()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Fatalf("got %q after the cut, want the connection closed", line)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("%v: want the connection closed, not silence", err)
+	}
+	if err := roundTrip(t, p.Addr(), time.Second); err != nil {
+		t.Fatalf("a new connection after the cut: %v", err)
+	}
+}

@@ -269,6 +269,17 @@ func (c *committer) retry(batch []*appendOp) {
 		if len(batch) == 0 {
 			return
 		}
+		if c.down.Load() {
+			// Confirmed down (a ping failed too): it will not resolve
+			// soon. Answer now rather than hold the grains until their
+			// deadlines; the outcome stays unknown, which the next
+			// append of each entity resolves through its unique key.
+			for _, op := range batch {
+				c.s.metrics.FastFails.Inc()
+				c.answer(op, fmt.Errorf("outcome unknown, database unreachable: %w", couponmesh.ErrUnavailable))
+			}
+			return
+		}
 		c.retries.Add(1)
 		m.Retries.Inc()
 		batch = c.attempt(batch, attempt)

@@ -113,12 +113,13 @@ func proxied(t *testing.T, mod func(*mongodb.Config)) (*mongodb.Store, *faultpro
 	return s, p, cfg.Database
 }
 
-// TestUnknownOutcomeResolved: the server applies a batch but its reply is
-// lost. The retry meets a duplicate key; reading the document back tells
-// the caller's own write (success) from another writer's (duplicate).
+// TestUnknownOutcomeResolved: the server applies a batch but the
+// connection is lost before its reply arrives (the database itself stays
+// up). The retry meets a duplicate key; reading the document back tells the
+// caller's own write (success) from another writer's (duplicate).
 func TestUnknownOutcomeResolved(t *testing.T) {
 	s, p, dbName := proxied(t, func(c *mongodb.Config) {
-		c.OpTimeout, c.WriteTimeout, c.RetryBackoff = 300*time.Millisecond, 20*time.Second, 100*time.Millisecond
+		c.OpTimeout, c.WriteTimeout, c.RetryBackoff = 2*time.Second, 20*time.Second, time.Second
 		c.Flushers, c.BatchMaxDelay = 1, 100*time.Millisecond // both appends in one batch
 	})
 	direct, err := mongo.Connect(options.Client().ApplyURI(testDB.URI()))
@@ -130,12 +131,13 @@ func TestUnknownOutcomeResolved(t *testing.T) {
 
 	ours := couponmesh.Entry{Entity: "coupon/u", Seq: 1, Type: "claimed", At: time.Now().UTC(), Data: []byte(`"ours"`)}
 	theirs := couponmesh.Entry{Entity: "coupon/v", Seq: 1, Type: "claimed", At: time.Now().UTC(), Data: []byte(`"ours too"`)}
-	p.SetMode(faultproxy.DropReplies)
+	p.CutNextReply()
 	errc := make(chan error, 2)
 	go func() { errc <- s.Append(t.Context(), ours) }()
 	go func() { errc <- s.Append(t.Context(), theirs) }()
-	// Both inserts reach the server; their replies are lost. Then another
-	// writer replaces coupon/v#1 behind our back (as if it had won).
+	// Both inserts reach the server; the reply is lost. Before the retry
+	// (0.5-1.5 s later), another writer replaces coupon/v#1 behind our back
+	// (as if it had won).
 	checkFor(t, 10*time.Second, func() error {
 		for _, id := range []string{ours.Key(), theirs.Key()} {
 			if err := journal.FindOne(t.Context(), bson.D{{Key: "_id", Value: id}}).Err(); err != nil {
@@ -151,8 +153,6 @@ func TestUnknownOutcomeResolved(t *testing.T) {
 		{Key: "e", Value: theirs.Entity}, {Key: "seq", Value: int64(1)}, {Key: "t", Value: "claimed"}, {Key: "tk", Value: int64(7)}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond) // the first attempt times out for sure
-	p.SetMode(faultproxy.Forward)
 	var gotOK, gotDup int
 	for range 2 {
 		err := <-errc

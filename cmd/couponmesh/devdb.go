@@ -17,7 +17,7 @@ import (
 func runDevDB(args []string) error {
 	fs := flag.NewFlagSet("devdb", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:27017", "TCP host:port to listen on (port 0 picks one)")
-	dir := fs.String("data", "./data/db", "directory of the SQLite files")
+	dir := fs.String("data", "./data/devdb", "directory of the SQLite files (not the one of a node's embedded database, ./data/db)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz
+.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -43,6 +43,11 @@ test-browser:
 fuzz:
 	$(GO) test ./transport/ws -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 	$(GO) test ./transport/auth -run '^$$' -fuzz FuzzVerify -fuzztime 30s
+
+## bench: persistence benchmarks (group commit vs raw BulkWrite, cache vs database,
+## reactivation, durable claims through a node); figures in docs/BENCHMARKS.md
+bench:
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./persistence/mongodb ./persistence/cache ./cmd/couponmesh
 
 lint:
 	$(GO) vet ./...

@@ -23,6 +23,7 @@ import (
 	"github.com/couponmesh/couponmesh/actors/user"
 	"github.com/couponmesh/couponmesh/cluster/membership"
 	"github.com/couponmesh/couponmesh/cluster/node"
+	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 	"github.com/couponmesh/couponmesh/transport/auth"
@@ -38,7 +39,8 @@ type App struct {
 	cfg       Config
 	log       *slog.Logger
 	db        *devdb.DB // nil with an external MongoDB
-	store     *mongodb.Store
+	mongo     *mongodb.Store
+	store     *cache.Store // over mongo: what the actors and the service use
 	node      *node.Node
 	hub       *hub.Hub
 	ws        *ws.Handler
@@ -79,12 +81,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		uri = a.db.URI()
 		log.Info("embedded database started", "dir", filepath.Join(cfg.DataDir, "db"), "uri", uri)
 	}
-	mcfg := mongodb.DefaultConfig()
-	mcfg.URI, mcfg.Database = uri, cfg.MongoDatabase
-	if a.store, err = mongodb.Open(ctx, mcfg, log); err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-
 	// Bind the listeners first: their addresses go into the node's metadata.
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("public listener: %w", err)
@@ -102,6 +98,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mcfg := cfg.mongoConfig(uri)
+	mcfg.Metrics = mongodb.NewMetrics(reg)
+	if a.mongo, err = mongodb.Open(ctx, mcfg, log); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	a.store, err = cache.New(a.mongo, cache.Config{
+		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(),
+		FlushInterval: cfg.Cache.SnapshotFlush.D(), StaleIfDown: cfg.Cache.BrowseStaleIfDown.D(), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
 	call := actors.DefaultCallConfig()
 	if d := cfg.Actors.RequestTimeout.D(); d > 0 {
 		call.Timeout = d
@@ -308,7 +316,10 @@ func (a *App) stop(ctx context.Context) {
 		_ = a.admin.Shutdown(ctx)
 	}
 	if a.store != nil {
-		_ = a.store.Close(ctx)
+		_ = a.store.Close(ctx) // writes the snapshots still dirty
+	}
+	if a.mongo != nil {
+		_ = a.mongo.Close(ctx)
 	}
 	if a.db != nil {
 		_ = a.db.Close()

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/persistence/cache"
+	"github.com/couponmesh/couponmesh/persistence/mongodb"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -71,6 +75,33 @@ type Config struct {
 		HubRefresh     Duration `yaml:"hub_refresh" env:"HUB_REFRESH"`
 		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
 	} `yaml:"actors" envPrefix:"ACTORS_"`
+	// Mongo tunes the connection and the group commit. Options written in
+	// mongo_uri (w, maxPoolSize, readPreference, …) win over these keys.
+	Mongo struct {
+		PoolMin                uint64   `yaml:"pool_min" env:"POOL_MIN"`
+		PoolMax                uint64   `yaml:"pool_max" env:"POOL_MAX"`
+		ConnectTimeout         Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
+		ServerSelectionTimeout Duration `yaml:"server_selection_timeout" env:"SERVER_SELECTION_TIMEOUT"`
+		OpTimeout              Duration `yaml:"op_timeout" env:"OP_TIMEOUT"`
+		Heartbeat              Duration `yaml:"heartbeat" env:"HEARTBEAT"`
+		WriteConcern           string   `yaml:"write_concern" env:"WRITE_CONCERN"`
+		WriteTimeout           Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
+		BatchMaxOps            int      `yaml:"batch_max_ops" env:"BATCH_MAX_OPS"`
+		BatchMaxDelay          Duration `yaml:"batch_max_delay" env:"BATCH_MAX_DELAY"`
+		QueueSize              int      `yaml:"queue_size" env:"QUEUE_SIZE"`
+		Flushers               int      `yaml:"flushers" env:"FLUSHERS"`
+	} `yaml:"mongo" envPrefix:"MONGO_"`
+	Cache struct {
+		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
+		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
+		BrowseTTL   Duration `yaml:"browse_ttl" env:"BROWSE_TTL"`
+		// BrowseStaleIfDown: while the database is down, browse pages up
+		// to this old are served rather than an error.
+		BrowseStaleIfDown Duration `yaml:"browse_stale_if_down" env:"BROWSE_STALE_IF_DOWN"`
+		// SnapshotFlush: snapshots are written to the database behind the
+		// grains, each entity at most once per this interval.
+		SnapshotFlush Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
+	} `yaml:"cache" envPrefix:"CACHE_"`
 	WS struct {
 		ReadLimit        int64    `yaml:"read_limit" env:"READ_LIMIT"`
 		SendQueue        int      `yaml:"send_queue" env:"SEND_QUEUE"`
@@ -156,6 +187,7 @@ func (c *Config) fill() {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
+	c.fillStore()
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = Duration(24 * time.Hour)
 	}
@@ -230,8 +262,82 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// fillStore fills the mongo and cache sections from the packages'
+// defaults, so that --check-config shows the values in force.
+func (c *Config) fillStore() {
+	md := mongodb.DefaultConfig()
+	m := &c.Mongo
+	dur := func(d *Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = Duration(v)
+		}
+	}
+	if m.PoolMax == 0 {
+		m.PoolMax = md.MaxPoolSize
+	}
+	dur(&m.ConnectTimeout, md.ConnectTimeout)
+	dur(&m.ServerSelectionTimeout, md.ServerSelectionTimeout)
+	dur(&m.OpTimeout, md.OpTimeout)
+	dur(&m.Heartbeat, md.HeartbeatInterval)
+	dur(&m.WriteTimeout, m.OpTimeout.D())
+	if m.WriteConcern == "" {
+		m.WriteConcern = md.WriteConcern
+	}
+	if m.BatchMaxOps <= 0 {
+		m.BatchMaxOps = md.BatchMaxOps
+	}
+	if m.BatchMaxDelay <= 0 {
+		m.BatchMaxDelay = Duration(md.BatchMaxDelay)
+	}
+	if m.QueueSize <= 0 {
+		m.QueueSize = md.QueueSize
+	}
+	if m.Flushers <= 0 {
+		m.Flushers = md.Flushers
+	}
+	cd := cache.DefaultConfig()
+	if c.Cache.SizeMB <= 0 {
+		c.Cache.SizeMB = cd.SizeMB
+	}
+	dur(&c.Cache.SnapshotTTL, cd.SnapshotTTL)
+	dur(&c.Cache.BrowseTTL, cd.BrowseTTL)
+	dur(&c.Cache.SnapshotFlush, cd.FlushInterval)
+	dur(&c.Cache.BrowseStaleIfDown, cd.StaleIfDown)
+}
+
+// mongoConfig is the store configuration for uri.
+func (c *Config) mongoConfig(uri string) mongodb.Config {
+	m := c.Mongo
+	return mongodb.Config{
+		URI:                    uri,
+		Database:               c.MongoDatabase,
+		ConnectTimeout:         m.ConnectTimeout.D(),
+		ServerSelectionTimeout: m.ServerSelectionTimeout.D(),
+		OpTimeout:              m.OpTimeout.D(),
+		HeartbeatInterval:      m.Heartbeat.D(),
+		MaxPoolSize:            m.PoolMax,
+		MinPoolSize:            m.PoolMin,
+		WriteConcern:           m.WriteConcern,
+		WriteTimeout:           m.WriteTimeout.D(),
+		BatchMaxOps:            m.BatchMaxOps,
+		BatchMaxDelay:          m.BatchMaxDelay.D(),
+		QueueSize:              m.QueueSize,
+		Flushers:               m.Flushers,
+	}
+}
+
 func (c *Config) validate() error {
 	var errs []error
+	switch wc := c.Mongo.WriteConcern; wc {
+	case "majority", "default":
+	default:
+		if n, err := strconv.Atoi(wc); err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("mongo.write_concern %q: want majority, default or a number", wc))
+		}
+	}
+	if c.Mongo.PoolMin > c.Mongo.PoolMax {
+		errs = append(errs, fmt.Errorf("mongo.pool_min %d above pool_max %d", c.Mongo.PoolMin, c.Mongo.PoolMax))
+	}
 	if c.AdminToken == "" && !loopback(c.AdminAddr) {
 		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
 	}
@@ -297,7 +403,38 @@ func (c Config) Redacted() string {
 		}
 	}
 	b, _ := yaml.Marshal(c)
-	return string(b)
+	return string(b) + uriOverrides(c.MongoURI)
+}
+
+// uriOptions are the connection-string options that override keys of the
+// mongo section (and readPreference, which governs browse reads).
+var uriOptions = []string{"replicaSet", "w", "journal", "wtimeoutMS", "retryWrites", "readPreference", "maxPoolSize",
+	"minPoolSize", "connectTimeoutMS", "serverSelectionTimeoutMS", "heartbeatFrequencyMS", "timeoutMS"}
+
+// uriOverrides lists, as YAML comments, the options of uri that win over
+// the mongo section.
+func uriOverrides(uri string) string {
+	// Not url.Parse: a replica set URI lists several hosts.
+	_, rawQuery, ok := strings.Cut(uri, "?")
+	if !ok {
+		return ""
+	}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return ""
+	}
+	var out strings.Builder
+	for _, k := range uriOptions {
+		for qk, v := range q {
+			if strings.EqualFold(qk, k) {
+				fmt.Fprintf(&out, "#   %s=%s\n", k, strings.Join(v, ","))
+			}
+		}
+	}
+	if out.Len() == 0 {
+		return ""
+	}
+	return "# options in mongo_uri, in force over the mongo section:\n" + out.String()
 }
 
 // loopback reports whether the listen address addr (host:port) only

@@ -22,7 +22,7 @@ const testSecret = "test-secret-0123456789abcdef0123456789"
 
 // startApp runs a node in-process on loopback ports with its own embedded
 // database.
-func startApp(t *testing.T, mod func(*Config)) *App {
+func startApp(t testing.TB, mod func(*Config)) *App {
 	t.Helper()
 	cfg, err := LoadConfig("", map[string]string{})
 	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
@@ -83,7 +83,7 @@ func dial(t *testing.T, a *App, user string, opts client.Options) *client.Client
 	return c
 }
 
-func createCoupon(t *testing.T, a *App, merchant string, spec couponmesh.CouponSpec) couponmesh.Coupon {
+func createCoupon(t testing.TB, a *App, merchant string, spec couponmesh.CouponSpec) couponmesh.Coupon {
 	t.Helper()
 	api := client.NewAPI(baseURL(a), login(t, baseURL(a), merchant, couponmesh.RoleMerchant))
 	c, err := api.CreateCoupon(context.Background(), spec)

@@ -215,7 +215,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // measure runs n requests of a session alternately ping and get, one every
 // 10 ms (within the session's own request rate), and returns their p50 and
 // p99.
-func measure(t *testing.T, c *client.Client, coupon string, n int) (p50, p99 time.Duration) {
+func latencies(t *testing.T, c *client.Client, coupon string, n int) (p50, p99 time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	ds := make([]time.Duration, 0, n)
@@ -252,8 +252,8 @@ func TestFloodDoesNotSlowOtherUsers(t *testing.T) {
 	popular := createCoupons(t, p, "popular", 1, 1_000_000)[0]
 	victim := p.session(t, "vic")
 	const n = 300
-	measure(t, victim, popular, 50) // warm up
-	before50, before99 := measure(t, victim, popular, n)
+	latencies(t, victim, popular, 50) // warm up
+	before50, before99 := latencies(t, victim, popular, n)
 
 	tok, err := client.DevLogin(context.Background(), p.base(), "mal", couponmesh.RoleShopper)
 	if err != nil {
@@ -284,7 +284,7 @@ func TestFloodDoesNotSlowOtherUsers(t *testing.T) {
 		}
 		return nil
 	})
-	during50, during99 := measure(t, victim, popular, n)
+	during50, during99 := latencies(t, victim, popular, n)
 	stdin.Close() // the flooder stops
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("flooder: %v\n%s", err, out.String())

@@ -14,7 +14,15 @@
 // It imports the standard library, the domain package and the driver; only
 // cmd/ and tests import it (actors see couponmesh.Store).
 //
+// Appends go through a group commit (commit.go): a bounded queue, unordered
+// BulkWrites of up to BatchMaxOps inserts, each caller answered with its own
+// op's result; outcomes that are unknown are retried with the same _id and
+// resolved by reading the document back (a per-write token), never reported
+// as success. While the database is known to be unreachable (no answer, and
+// a ping fails too), every operation fails fast as unavailable until a ping
+// succeeds.
+//
 // Concurrency: a *Store may be used from any number of goroutines. Every
 // operation runs under the caller's context and a per-operation timeout
-// (Config.OpTimeout).
+// (Config.OpTimeout); an Append as a whole under WriteTimeout.
 package mongodb

@@ -19,6 +19,9 @@ func followID(coupon, user string) string { return coupon + "|" + user }
 
 // AddFollower records that user follows coupon (idempotent).
 func (s *Store) AddFollower(ctx context.Context, coupon, user string) error {
+	if err := s.failFast("add follower"); err != nil {
+		return err
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	id := followID(coupon, user)
@@ -27,34 +30,40 @@ func (s *Store) AddFollower(ctx context.Context, coupon, user string) error {
 	// Two racing upserts of one _id may both try the insert: the loser's
 	// duplicate key means the follow exists, which is what was asked.
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
-		return unavailable("add follower "+id, err)
+		return s.unavailable("add follower "+id, err)
 	}
 	return nil
 }
 
 // RemoveFollower deletes the follow of coupon by user (idempotent).
 func (s *Store) RemoveFollower(ctx context.Context, coupon, user string) error {
+	if err := s.failFast("remove follower"); err != nil {
+		return err
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	id := followID(coupon, user)
 	if _, err := s.follows.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}}); err != nil {
-		return unavailable("remove follower "+id, err)
+		return s.unavailable("remove follower "+id, err)
 	}
 	return nil
 }
 
 // Followers returns the users who follow coupon, sorted.
 func (s *Store) Followers(ctx context.Context, coupon string) ([]string, error) {
+	if err := s.failFast("followers of " + coupon); err != nil {
+		return nil, err
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	opts := options.Find().SetSort(bson.D{{Key: "u", Value: 1}}).SetProjection(bson.D{{Key: "u", Value: 1}})
 	cur, err := s.follows.Find(ctx, bson.D{{Key: "c", Value: coupon}}, opts)
 	if err != nil {
-		return nil, unavailable("followers of "+coupon, err)
+		return nil, s.unavailable("followers of "+coupon, err)
 	}
 	var docs []followDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return nil, unavailable("followers of "+coupon, err)
+		return nil, s.unavailable("followers of "+coupon, err)
 	}
 	users := make([]string, len(docs))
 	for i, d := range docs {

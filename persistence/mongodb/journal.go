@@ -3,7 +3,6 @@ package mongodb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,7 +15,7 @@ import (
 // when Unique is empty: FerretDB does not honour sparse or partial indexes,
 // so every document needs a distinct uk. at is a BSON date (milliseconds);
 // ns keeps the nanoseconds within that millisecond so that At round-trips
-// exactly.
+// exactly. Appends go through the group commit (commit.go).
 type entryDoc struct {
 	ID   string        `bson:"_id"`
 	E    string        `bson:"e"`
@@ -27,6 +26,9 @@ type entryDoc struct {
 	At   bson.DateTime `bson:"at"`
 	NS   int32         `bson:"ns,omitempty"`
 	Data bson.Binary   `bson:"d"`
+	// Tok is a random token per Append: after a write with an unknown
+	// outcome, it tells our own document from another writer's.
+	Tok int64 `bson:"tk,omitempty"`
 }
 
 func toEntryDoc(e couponmesh.Entry) entryDoc {
@@ -67,27 +69,12 @@ func (d entryDoc) entry() couponmesh.Entry {
 	return e
 }
 
-// Append inserts e. It returns an error wrapping couponmesh.ErrDuplicate when
-// e.Key() or e.Unique is taken (another activation appended first, or the
-// unique fact exists), and one wrapping couponmesh.ErrUnavailable on any
-// other failure, when the outcome is unknown. Unique keys share one namespace
-// with entry keys. At is read back in UTC; Data as nil when empty.
-func (s *Store) Append(ctx context.Context, e couponmesh.Entry) error {
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	key := e.Key()
-	if _, err := s.journal.InsertOne(ctx, toEntryDoc(e)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("append %s: %w", key, couponmesh.ErrDuplicate)
-		}
-		return unavailable("append "+key, err)
-	}
-	return nil
-}
-
 // Entries returns up to limit entries of entity with Seq > after, in seq
 // order (limit <= 0: all).
 func (s *Store) Entries(ctx context.Context, entity string, after int64, limit int) ([]couponmesh.Entry, error) {
+	if err := s.failFast("entries of " + entity); err != nil {
+		return nil, err
+	}
 	// Seqs are contiguous, so the entries after a seq are read by key, one
 	// point read each, until the first missing one. FerretDB pushes down only
 	// an exact _id filter (anything else scans the whole collection in Go),
@@ -103,7 +90,7 @@ func (s *Store) Entries(ctx context.Context, entity string, after int64, limit i
 			break
 		}
 		if err != nil {
-			return nil, unavailable("entries of "+entity, err)
+			return nil, s.unavailable("entries of "+entity, err)
 		}
 		out = append(out, d.entry())
 	}

@@ -43,12 +43,15 @@ func run(m *testing.M) int {
 var dbSeq atomic.Int64
 
 // openStore opens a store on a fresh database of the shared server.
-func openStore(t *testing.T) *mongodb.Store {
+func openStore(t testing.TB, mods ...func(*mongodb.Config)) *mongodb.Store {
 	t.Helper()
 	cfg := mongodb.DefaultConfig()
 	cfg.URI = testDB.URI()
 	cfg.Database = fmt.Sprintf("test%d", dbSeq.Add(1))
 	cfg.MaxPoolSize = 20
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	s, err := mongodb.Open(t.Context(), cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +64,6 @@ func openStore(t *testing.T) *mongodb.Store {
 	return s
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

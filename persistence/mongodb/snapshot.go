@@ -86,11 +86,14 @@ func (d snapshotDoc) snapshot() (couponmesh.Snapshot, error) {
 // Snapshot returns the snapshot of entity as last put (Coupon as given, not
 // refreshed), or an error wrapping couponmesh.ErrNotFound.
 func (s *Store) Snapshot(ctx context.Context, entity string) (couponmesh.Snapshot, error) {
+	if err := s.failFast("snapshot " + entity); err != nil {
+		return couponmesh.Snapshot{}, err
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	var d snapshotDoc
 	if err := s.snapshots.FindOne(ctx, bson.D{{Key: "_id", Value: entity}}).Decode(&d); err != nil {
-		return couponmesh.Snapshot{}, readErr("snapshot "+entity, err)
+		return couponmesh.Snapshot{}, s.readErr("snapshot "+entity, err)
 	}
 	return d.snapshot()
 }
@@ -98,6 +101,11 @@ func (s *Store) Snapshot(ctx context.Context, entity string) (couponmesh.Snapsho
 // PutSnapshot replaces the snapshot of snap.Entity unconditionally (a plain
 // upsert: a stale snapshot may win a race, which costs replay only).
 func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error {
+	// A snapshot only saves replay: while the database is known to be
+	// down, do not hold the actor up for OpTimeout.
+	if err := s.failFast("put snapshot " + snap.Entity); err != nil {
+		return err
+	}
 	d, err := toSnapshotDoc(snap, time.Now())
 	if err != nil {
 		return err
@@ -106,7 +114,7 @@ func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error
 	defer cancel()
 	_, err = s.snapshots.ReplaceOne(ctx, bson.D{{Key: "_id", Value: snap.Entity}}, d, options.Replace().SetUpsert(true))
 	if err != nil {
-		return unavailable("put snapshot "+snap.Entity, err)
+		return s.unavailable("put snapshot "+snap.Entity, err)
 	}
 	return nil
 }
@@ -117,6 +125,9 @@ func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error
 // malformed cursor is a bad_request *couponmesh.Error. Coupons come back
 // refreshed at the time of the call.
 func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (couponmesh.BrowsePage, error) {
+	if err := s.failFast("browse coupons"); err != nil {
+		return couponmesh.BrowsePage{}, err
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = couponmesh.DefaultBrowseLimit
@@ -151,13 +162,13 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	cur, err := s.snapshots.Find(ctx, bson.D{{Key: "$and", Value: and}}, opts)
+	cur, err := s.browse.Find(ctx, bson.D{{Key: "$and", Value: and}}, opts)
 	if err != nil {
-		return couponmesh.BrowsePage{}, unavailable("browse coupons", err)
+		return couponmesh.BrowsePage{}, s.unavailable("browse coupons", err)
 	}
 	var docs []snapshotDoc
 	if err := cur.All(ctx, &docs); err != nil {
-		return couponmesh.BrowsePage{}, unavailable("browse coupons", err)
+		return couponmesh.BrowsePage{}, s.unavailable("browse coupons", err)
 	}
 
 	page := couponmesh.BrowsePage{Coupons: make([]couponmesh.Coupon, 0, min(len(docs), limit))}

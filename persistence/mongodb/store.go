@@ -5,58 +5,160 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 
 	"github.com/couponmesh/couponmesh"
 )
 
-// Config configures the connection. Zero fields take the DefaultConfig
-// values (MinPoolSize stays 0).
+// Config configures the connection and the group commit. Zero fields take
+// the DefaultConfig values (MinPoolSize stays 0). Options written in the URI
+// (w, maxPoolSize, readPreference, heartbeatFrequencyMS, …) win over the
+// fields here, so a production replica set URI works unchanged.
 type Config struct {
-	// URI is a mongodb:// or mongodb+srv:// URI; required. Write concern,
-	// replica set and retryable writes are taken from it (production:
-	// replicaSet=…&w=majority).
+	// URI is a mongodb:// or mongodb+srv:// URI; required. Production: a
+	// replica set, e.g. mongodb://a,b,c/?replicaSet=rs0&w=majority.
 	URI string
 	// Database holds the collections.
 	Database string
-	// ConnectTimeout bounds Open (connect, ping, index creation), each
-	// dial, and the driver's server selection.
+	// ConnectTimeout bounds each dial and Open (connect, ping, indexes).
 	ConnectTimeout time.Duration
-	// OpTimeout bounds every Store operation, under the caller's context.
+	// ServerSelectionTimeout bounds the wait for a suitable server (the
+	// primary, for writes and actor loads) when the driver knows none.
+	ServerSelectionTimeout time.Duration
+	// OpTimeout bounds every Store operation and every BulkWrite attempt,
+	// under the caller's context.
 	OpTimeout time.Duration
+	// HeartbeatInterval is how often the driver checks each server; it
+	// bounds how fast a returning database is noticed.
+	HeartbeatInterval time.Duration
 	// MaxPoolSize and MinPoolSize size the connection pool per server.
 	MaxPoolSize, MinPoolSize uint64
+	// WriteConcern: "majority" (default), a number of nodes ("1"), or
+	// "default" for the server's default. A w= in the URI wins.
+	WriteConcern string
+
+	// WriteTimeout bounds an Append as a whole (queueing, BulkWrite
+	// attempts, retries), under the caller's context: after it the caller
+	// gets unavailable. Default: OpTimeout.
+	WriteTimeout time.Duration
+	// BatchMaxOps is the largest BulkWrite of the group commit.
+	BatchMaxOps int
+	// BatchMaxDelay is how long a flusher waits for more appends before
+	// sending a batch that is not full (0: send what is queued at once).
+	BatchMaxDelay time.Duration
+	// QueueSize bounds the appends waiting for a flusher; when it is full,
+	// Append waits (backpressure) until its deadline.
+	QueueSize int
+	// Flushers is the number of new BulkWrites in flight at once (retries
+	// run apart). FerretDB on SQLite writes one batch at a time, so more
+	// flushers only make smaller batches there (measured with 200 writers:
+	// 75% of the raw bulk insert rate with 1 flusher, 42% with 2). A
+	// replica set far away may want more.
+	Flushers int
+	// RetryBackoff and RetryMaxBackoff shape the exponential backoff between
+	// attempts of a batch whose outcome is unknown.
+	RetryBackoff, RetryMaxBackoff time.Duration
+	// ProbeInterval is how often the database is pinged while it is known
+	// to be down (operations fail fast meanwhile).
+	ProbeInterval time.Duration
+
+	// Metrics receives the group commit's metrics (nil: unregistered).
+	Metrics *Metrics
 }
 
 // DefaultConfig returns the production defaults, without a URI.
 func DefaultConfig() Config {
 	return Config{
-		Database:       "couponmesh",
-		ConnectTimeout: 10 * time.Second,
-		OpTimeout:      5 * time.Second,
-		MaxPoolSize:    100,
+		Database:               "couponmesh",
+		ConnectTimeout:         10 * time.Second,
+		ServerSelectionTimeout: 5 * time.Second,
+		OpTimeout:              5 * time.Second,
+		HeartbeatInterval:      time.Second,
+		MaxPoolSize:            100,
+		WriteConcern:           "majority",
+		WriteTimeout:           0, // OpTimeout
+		BatchMaxOps:            256,
+		BatchMaxDelay:          time.Millisecond,
+		QueueSize:              4096,
+		Flushers:               1,
+		RetryBackoff:           20 * time.Millisecond,
+		RetryMaxBackoff:        time.Second,
+		ProbeInterval:          250 * time.Millisecond,
 	}
 }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
 	if c.Database == "" {
 		c.Database = d.Database
 	}
-	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = d.ConnectTimeout
-	}
-	if c.OpTimeout <= 0 {
-		c.OpTimeout = d.OpTimeout
+	set(&c.ConnectTimeout, d.ConnectTimeout)
+	set(&c.ServerSelectionTimeout, d.ServerSelectionTimeout)
+	set(&c.OpTimeout, d.OpTimeout)
+	set(&c.HeartbeatInterval, d.HeartbeatInterval)
+	set(&c.WriteTimeout, c.OpTimeout)
+	set(&c.RetryBackoff, d.RetryBackoff)
+	set(&c.RetryMaxBackoff, d.RetryMaxBackoff)
+	set(&c.ProbeInterval, d.ProbeInterval)
+	if c.BatchMaxDelay < 0 {
+		c.BatchMaxDelay = 0
 	}
 	if c.MaxPoolSize == 0 {
 		c.MaxPoolSize = d.MaxPoolSize
 	}
+	if c.WriteConcern == "" {
+		c.WriteConcern = d.WriteConcern
+	}
+	if c.BatchMaxOps <= 0 {
+		c.BatchMaxOps = d.BatchMaxOps
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = d.QueueSize
+	}
+	if c.Flushers <= 0 {
+		c.Flushers = d.Flushers
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
 	return c
+}
+
+// clientOptions builds the driver options: the fields of c, then the URI's
+// own options on top.
+func (c Config) clientOptions() (*options.ClientOptions, error) {
+	opts := options.Client().
+		SetConnectTimeout(c.ConnectTimeout).
+		SetServerSelectionTimeout(c.ServerSelectionTimeout).
+		SetHeartbeatInterval(c.HeartbeatInterval).
+		SetMaxPoolSize(c.MaxPoolSize).
+		SetMinPoolSize(c.MinPoolSize)
+	switch c.WriteConcern {
+	case "default":
+	case "majority":
+		opts.SetWriteConcern(writeconcern.Majority())
+	default:
+		n, err := strconv.Atoi(c.WriteConcern)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("mongodb: write concern %q: want majority, default or a number", c.WriteConcern)
+		}
+		opts.SetWriteConcern(&writeconcern.WriteConcern{W: n})
+	}
+	opts.ApplyURI(c.URI)
+	return opts, opts.Validate()
 }
 
 // Collection names.
@@ -68,13 +170,19 @@ const (
 
 // Store is a couponmesh.Store over one MongoDB database.
 type Store struct {
-	cfg    Config
-	log    *slog.Logger
-	client *mongo.Client
+	cfg     Config
+	log     *slog.Logger
+	client  *mongo.Client
+	metrics *Metrics
+	commit  *committer
 
-	journal   *mongo.Collection
-	snapshots *mongo.Collection
-	follows   *mongo.Collection
+	journal *mongo.Collection
+	// journalMajority reads with read concern majority; set when writes
+	// use write concern majority (read-backs of unknown outcomes).
+	journalMajority *mongo.Collection
+	snapshots       *mongo.Collection
+	browse          *mongo.Collection // snapshots, with the URI's read preference
+	follows         *mongo.Collection
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -91,23 +199,28 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	opts := options.Client().ApplyURI(cfg.URI).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetServerSelectionTimeout(cfg.ConnectTimeout).
-		SetMaxPoolSize(cfg.MaxPoolSize).
-		SetMinPoolSize(cfg.MinPoolSize)
+	opts, err := cfg.clientOptions()
+	if err != nil {
+		return nil, err
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connect: %w", err)
 	}
 	db := client.Database(cfg.Database)
+	// Actor loads (journal, snapshots) read the primary whatever the URI
+	// says: a secondary may lag behind an acknowledged write. Browse reads
+	// follow the URI's read preference.
+	primary := options.Collection().SetReadPreference(readpref.Primary())
 	s := &Store{
 		cfg:       cfg,
 		log:       log,
 		client:    client,
-		journal:   db.Collection(journalColl),
-		snapshots: db.Collection(snapshotsColl),
-		follows:   db.Collection(followsColl),
+		metrics:   cfg.Metrics,
+		journal:   db.Collection(journalColl, primary),
+		snapshots: db.Collection(snapshotsColl, primary),
+		browse:    db.Collection(snapshotsColl),
+		follows:   db.Collection(followsColl, primary),
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -119,7 +232,13 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	log.Info("mongodb store open", "database", cfg.Database)
+	if wcString(opts.WriteConcern) == "majority" {
+		s.journalMajority = db.Collection(journalColl, options.Collection().
+			SetReadPreference(readpref.Primary()).SetReadConcern(readconcern.Majority()))
+	}
+	s.commit = newCommitter(s)
+	log.Info("mongodb store open", "database", cfg.Database, "write_concern", wcString(opts.WriteConcern),
+		"batch_max_ops", cfg.BatchMaxOps, "batch_max_delay", cfg.BatchMaxDelay, "queue", cfg.QueueSize)
 	return s, nil
 }
 
@@ -154,10 +273,13 @@ func (s *Store) createIndexes(ctx context.Context) error {
 	return nil
 }
 
-// Close disconnects, waiting for in-flight operations until ctx is done.
+// Close stops the group commit (appends queued already are written, new
+// ones fail) and disconnects, waiting for in-flight operations until ctx is
+// done.
 // Operations after Close fail with couponmesh.ErrUnavailable. Closing twice
 // is not an error.
 func (s *Store) Close(ctx context.Context) error {
+	s.commit.stop(ctx)
 	err := s.client.Disconnect(ctx)
 	if errors.Is(err, mongo.ErrClientDisconnected) {
 		return nil
@@ -169,13 +291,17 @@ func (s *Store) Close(ctx context.Context) error {
 	return nil
 }
 
+// Database is the name of the store's database.
+func (s *Store) Database() string { return s.cfg.Database }
+
 // Ping checks that the server answers within OpTimeout.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	if err := s.client.Ping(ctx, nil); err != nil {
-		return unavailable("ping", err)
+		return s.unavailable("ping", err)
 	}
+	s.commit.setDown(false)
 	return nil
 }
 
@@ -190,10 +316,27 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%s: %w: %w", what, couponmesh.ErrUnavailable, err)
 }
 
+// unavailable wraps err like the function of that name; when the driver
+// got no answer (network error, timeout) it has a ping check whether the
+// database is down (operations then fail fast until a ping succeeds).
+func (s *Store) unavailable(what string, err error) error {
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		s.commit.suspect()
+	}
+	return unavailable(what, err)
+}
+
 // readErr maps a failed single-document read.
-func readErr(what string, err error) error {
+func (s *Store) readErr(what string, err error) error {
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return fmt.Errorf("%s: %w", what, couponmesh.ErrNotFound)
 	}
-	return unavailable(what, err)
+	return s.unavailable(what, err)
+}
+
+func wcString(wc *writeconcern.WriteConcern) string {
+	if wc == nil || wc.W == nil {
+		return "default"
+	}
+	return fmt.Sprint(wc.W)
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
+)
+
+// BenchmarkCouponRead: reads of an active coupon through the node's
+// Service (a cluster request answered from the grain's memory) against a
+// read of its state from the database (the snapshot document by _id), from
+// 8 goroutines. Run with -benchtime 1x.
+func BenchmarkCouponRead(b *testing.B) {
+	a := startApp(b, nil)
+	c := createCoupon(b, a, "acme", couponmesh.CouponSpec{ID: "hot", Title: ptr("Hot"), Quantity: ptr(100)})
+	ctx := context.Background()
+	if err := a.store.Flush(ctx); err != nil { // snapshots are written behind
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		for _, s := range []struct {
+			key, name string
+			read      func() error
+		}{
+			{"grain", "coupon read, active grain (memory)", func() error {
+				got, err := a.svc.Coupon(ctx, c.ID)
+				if err == nil && got.ID != c.ID {
+					err = fmt.Errorf("got %q", got.ID)
+				}
+				return err
+			}},
+			{"db", "coupon read, database (snapshot by _id)", func() error {
+				_, err := a.mongo.Snapshot(ctx, coupon.Entity(c.ID))
+				return err
+			}},
+		} {
+			rate, p50, p99 := measure(b, 8, 2*time.Second, s.read)
+			b.ReportMetric(rate, s.key+"_reads/s")
+			b.ReportMetric(float64(p99.Microseconds()), s.key+"_p99_µs")
+			fmt.Printf("%-44s %9.0f reads/s  p50 %8v  p99 %8v\n", s.name, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+		}
+	}
+}
+
+// BenchmarkDurableClaims: claims through the node (each one a durable
+// append to the coupon's journal, then one to the shopper's, both through
+// the group commit) from 400 concurrent requests over 100 coupons and 100
+// shoppers, against the raw insert rate of unordered BulkWrites of 256
+// documents into the same embedded database in the same run. Run with
+// -benchtime 1x.
+func BenchmarkDurableClaims(b *testing.B) {
+	a := startApp(b, nil)
+	const coupons, users, n, workers, batch = 100, 100, 6000, 400, 256
+	for i := range coupons {
+		createCoupon(b, a, "acme", couponmesh.CouponSpec{ID: fmt.Sprintf("d%03d", i), Title: ptr("Bench"), Quantity: ptr(1000)})
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(a.db.URI()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	raw := client.Database("rawbench").Collection("journal")
+	if _, err := raw.Indexes().CreateOne(context.Background(), mongo.IndexModel{Keys: bson.D{{Key: "uk", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	data := []byte(`{"user":"s042","rid":"r-0123456789","code":"K7Q2-9XWD","n":17}`)
+	round := 0
+	for b.Loop() {
+		round++
+		start := time.Now()
+		for i := 0; i < n; i += batch {
+			models := make([]mongo.WriteModel, 0, batch)
+			for j := i; j < min(i+batch, n); j++ {
+				id := fmt.Sprintf("raw%d/%d#1", round, j)
+				models = append(models, mongo.NewInsertOneModel().SetDocument(bson.D{
+					{Key: "_id", Value: id}, {Key: "e", Value: "coupon/raw"}, {Key: "seq", Value: int64(1)}, {Key: "t", Value: "claimed"},
+					{Key: "uk", Value: id}, {Key: "at", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "d", Value: bson.Binary{Data: data}},
+				}))
+			}
+			if _, err := raw.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		rawRate := float64(n) / time.Since(start).Seconds()
+
+		before := a.mongo.CommitStats()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start = time.Now()
+		for range workers {
+			wg.Go(func() {
+				for {
+					k := next.Add(1) - 1
+					if k >= n {
+						return
+					}
+					u := k % users
+					cp := (u + k/users + int64(round)*7) % coupons
+					if _, err := a.svc.Claim(ctx, fmt.Sprintf("r%d-u%03d", round, u), fmt.Sprintf("d%03d", cp), fmt.Sprintf("k%d", k)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		st := a.mongo.CommitStats()
+		appends := st.Ops - before.Ops
+		claimRate, appendRate := float64(n)/took.Seconds(), float64(appends)/took.Seconds()
+		b.ReportMetric(claimRate, "claims/s")
+		b.ReportMetric(appendRate, "appends/s")
+		b.ReportMetric(rawRate, "raw_inserts/s")
+		b.ReportMetric(100*appendRate/rawRate, "%_of_raw")
+		fmt.Printf("durable claims through the node: %.0f claims/s = %.0f journal appends/s (%d BulkWrite calls, %.0f appends per call); raw BulkWrite %.0f inserts/s; appends at %.0f%% of raw\n",
+			claimRate, appendRate, st.BulkWrites-before.BulkWrites, float64(appends)/float64(st.BulkWrites-before.BulkWrites), rawRate, 100*appendRate/rawRate)
+	}
+}
+
+// measure runs fn from g goroutines for d and returns the rate and the
+// 50th and 99th percentile latencies.
+func measure(b *testing.B, g int, d time.Duration, fn func() error) (float64, time.Duration, time.Duration) {
+	b.Helper()
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	stop := start.Add(d)
+	for range g {
+		wg.Go(func() {
+			var lat []time.Duration
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				if err := fn(); err != nil {
+					b.Error(err)
+					return
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if len(all) == 0 {
+		b.Fatal("no operation completed")
+	}
+	slices.Sort(all)
+	return float64(len(all)) / time.Since(start).Seconds(), all[len(all)/2], all[len(all)*99/100]
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// dbProc is `couponmesh devdb` running as a real child process, so that a
+// test can kill -9 it and start it again on the same address and directory.
+type dbProc struct {
+	bin, addr, dir string
+	cmd            *exec.Cmd
+}
+
+func startDBProc(t *testing.T, bin, addr, dir string) *dbProc {
+	t.Helper()
+	p := &dbProc{bin: bin, addr: addr, dir: dir}
+	p.start(t)
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// start runs the process and waits for its "listening" line.
+func (p *dbProc) start(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		p.cmd = exec.Command(p.bin, "devdb", "--addr", p.addr, "--data", p.dir, "--log-level", "warn")
+		p.cmd.Stderr = os.Stderr
+		out, err := p.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if strings.HasPrefix(line, "devdb listening") {
+			go func() { _, _ = bufio.NewReader(out).WriteTo(devNull{}) }()
+			return
+		}
+		// The port of a killed process can take a moment to be free again.
+		_ = p.cmd.Wait()
+		if time.Now().After(deadline) {
+			t.Fatalf("devdb on %s did not start", p.addr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type devNull struct{}
+
+func (devNull) Write(b []byte) (int, error) { return len(b), nil }
+
+// kill sends SIGKILL: FerretDB gets no chance to close anything.
+func (p *dbProc) kill(t *testing.T) {
+	t.Helper()
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+func (p *dbProc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Errorf("devdb did not stop on SIGTERM; killing it")
+		p.kill(t)
+	}
+}
+
+func (p *dbProc) uri() string { return "mongodb://" + p.addr + "/" }
+
+// TestDevDBProcessKillRestart: the devdb subcommand serves the MongoDB wire
+// protocol, survives kill -9 with what it acknowledged, and starts again on
+// the same port and directory.
+func TestDevDBProcessKillRestart(t *testing.T) {
+	bin := nodeBinary(t)
+	p := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	client, err := mongo.Connect(options.Client().ApplyURI(p.uri()).SetServerSelectionTimeout(10 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	coll := client.Database("t").Collection("c")
+	for i := range 10 {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.kill(t)
+	if c, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("port still open after kill")
+	}
+	p.start(t)
+	for i := range 10 {
+		var d bson.M
+		if err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: fmt.Sprint(i)}}).Decode(&d); err != nil {
+			t.Fatalf("doc %d after restart: %v", i, err)
+		}
+	}
+}

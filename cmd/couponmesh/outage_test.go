@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/persistence/faultproxy"
+	"github.com/couponmesh/couponmesh/persistence/mongodb"
+)
+
+// outageConfig points a node at uri with deadlines short enough for a test.
+func outageConfig(uri string) func(*Config) {
+	return func(c *Config) {
+		c.MongoURI = uri
+		c.Mongo.ConnectTimeout = Duration(2 * time.Second)
+		c.Mongo.ServerSelectionTimeout = Duration(time.Second)
+		c.Mongo.OpTimeout = Duration(time.Second)
+		c.Mongo.WriteTimeout = Duration(2 * time.Second)
+		c.Mongo.Heartbeat = Duration(500 * time.Millisecond)
+		c.Cache.BrowseTTL = Duration(time.Second) // then served stale while the database is down
+		c.Actors.SnapshotDelay = Duration(100 * time.Millisecond)
+	}
+}
+
+func readyz(a *App) int {
+	resp, err := http.Get(baseURL(a) + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func waitReady(t *testing.T, a *App, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	checkFor(t, within, fmt.Sprintf("readyz %d", want), func() error {
+		if got := readyz(a); got != want {
+			return fmt.Errorf("readyz %d", got)
+		}
+		return nil
+	})
+	return time.Since(start)
+}
+
+type claimEvent struct {
+	at      time.Time
+	took    time.Duration
+	ok      bool
+	code    couponmesh.Code
+	user    string
+	coupon  string
+	claimed couponmesh.Claim
+}
+
+// TestDatabaseKilledUnderClaims: shoppers claim continuously while the
+// database process is killed (kill -9) for 10 s and started again on the
+// same port and files. Claims get unavailable within the deadline while it
+// is down, reads of active coupons keep working, /readyz says not ready,
+// service resumes within a few seconds of the database's return, and the
+// database ends with exactly the acknowledged claims (none lost, no false
+// success).
+func TestDatabaseKilledUnderClaims(t *testing.T) {
+	bin := nodeBinary(t)
+	db := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	a := startApp(t, outageConfig(db.uri()))
+	const users, coupons, outage = 30, 10, 10 * time.Second
+	var ids []string
+	for i := range coupons {
+		ids = append(ids, createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: fmt.Sprintf("o%d", i), Title: ptr("Outage"), Quantity: ptr(1000)}).ID)
+	}
+
+	var mu sync.Mutex
+	var events []claimEvent
+	acked := map[[2]string]couponmesh.Claim{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for u := range users {
+		user := fmt.Sprintf("u%02d", u)
+		c := dial(t, a, user, client.Options{})
+		wg.Go(func() {
+			done := map[string]bool{}
+			for len(done) < coupons {
+				for _, id := range ids {
+					if done[id] {
+						continue
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					start := time.Now()
+					cl, err := c.Claim(ctx, id, "rid-"+user+"-"+id)
+					cancel()
+					ev := claimEvent{at: time.Now(), took: time.Since(start), ok: err == nil, code: couponmesh.ErrorCode(err), user: user, coupon: id, claimed: cl}
+					mu.Lock()
+					events = append(events, ev)
+					if err == nil {
+						acked[[2]string{user, id}] = cl
+						done[id] = true
+					}
+					mu.Unlock()
+					// As the SDKs do: back off after unavailable.
+					if err != nil {
+						time.Sleep(200 * time.Millisecond)
+					} else {
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}
+		})
+	}
+	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	checkFor(t, 30*time.Second, "claims before the outage", func() error {
+		if n := ackedN(); n < 60 {
+			return fmt.Errorf("%d acknowledged", n)
+		}
+		return nil
+	})
+
+	db.kill(t)
+	killed := time.Now()
+	atKill := ackedN()
+	t.Logf("database killed with %d claims acknowledged", atKill)
+	notReady := waitReady(t, a, http.StatusServiceUnavailable, 5*time.Second)
+	// An active coupon still answers from memory.
+	api := client.NewAPI(baseURL(a), "")
+	rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	rstart := time.Now()
+	if c, err := api.Coupon(rctx, ids[0]); err != nil || c.ID != ids[0] {
+		t.Errorf("read of an active coupon with the database down: %+v %v", c, err)
+	}
+	t.Logf("read of an active coupon with the database down: %v", time.Since(rstart))
+	rcancel()
+	time.Sleep(time.Until(killed.Add(outage)))
+	duringOutage := ackedN()
+
+	db.start(t)
+	back := time.Now()
+	checkFor(t, 60*time.Second, "every claim acknowledged after the outage", func() error {
+		if n := ackedN(); n < users*coupons {
+			return fmt.Errorf("%d of %d acknowledged", n, users*coupons)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	readyAgain := waitReady(t, a, http.StatusOK, 10*time.Second)
+
+	// Timeline.
+	var firstOK time.Time
+	var slowest time.Duration
+	unavailable := 0
+	for _, ev := range events {
+		switch {
+		case ev.ok && ev.at.After(back) && firstOK.IsZero():
+			firstOK = ev.at
+		case !ev.ok && ev.code != couponmesh.CodeUnavailable:
+			t.Errorf("claim %s by %s: %s, want ok or unavailable", ev.coupon, ev.user, ev.code)
+		case !ev.ok:
+			unavailable++
+			if ev.at.After(killed) && ev.at.Before(back) {
+				slowest = max(slowest, ev.took)
+			}
+		}
+	}
+	resumed := firstOK.Sub(back)
+	t.Logf("outage %v: readyz 503 after %v; %d claims acknowledged while down (in flight at the kill), %d unavailable answers, slowest %v; first claim ok %v after the database returned; readyz 200 after %v",
+		outage, notReady.Round(time.Millisecond), duringOutage-atKill, unavailable, slowest.Round(time.Millisecond), resumed.Round(time.Millisecond), readyAgain.Round(time.Millisecond))
+	fmt.Printf("database down %v under claims: first ok claim %v after its return; slowest unavailable answer %v\n", outage, resumed.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	if unavailable == 0 {
+		t.Error("no claim was answered unavailable during the outage")
+	}
+	if slowest > 5*time.Second {
+		t.Errorf("an unavailable answer took %v, want within the deadline", slowest)
+	}
+	if firstOK.IsZero() || resumed > 5*time.Second {
+		t.Errorf("service resumed %v after the database returned, want a few seconds", resumed)
+	}
+	checkJournal(t, db.uri(), ids, acked, users)
+}
+
+// checkJournal reads the claims back from the database with a fresh store:
+// every acknowledged claim is there with the code its shopper got, and there
+// is nothing else.
+func checkJournal(t *testing.T, uri string, ids []string, acked map[[2]string]couponmesh.Claim, perCoupon int) {
+	t.Helper()
+	cfg := mongodb.DefaultConfig()
+	cfg.URI = uri
+	s, err := mongodb.Open(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for _, id := range ids {
+		entries, err := s.Entries(t.Context(), coupon.Entity(id), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if e.Type != coupon.EntryClaimed {
+				continue
+			}
+			n++
+			var d struct {
+				User string `json:"user"`
+				Code string `json:"code"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			cl, ok := acked[[2]string{d.User, id}]
+			if !ok {
+				t.Errorf("journal has a claim of %s by %s that nobody was told about", id, d.User)
+			} else if cl.Code != d.Code {
+				t.Errorf("claim of %s by %s: told code %s, journal has %s", id, d.User, cl.Code, d.Code)
+			}
+		}
+		if n != perCoupon {
+			t.Errorf("coupon %s: %d claims in the journal, want %d", id, n, perCoupon)
+		}
+	}
+}
+
+// TestDatabaseBlackHoled: the database's port stops answering (a proxy
+// that swallows everything, connections left open). Cached browse pages
+// are served within their TTL, active coupons answer, writes get
+// unavailable within the deadline, /readyz says not ready; everything
+// recovers by itself when the path heals.
+func TestDatabaseBlackHoled(t *testing.T) {
+	bin := nodeBinary(t)
+	db := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	p, err := faultproxy.Start(db.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() }) // after the node stops
+	a := startApp(t, outageConfig("mongodb://"+p.Addr()+"/"))
+	for i := range 5 {
+		createCoupon(t, a, "bh", couponmesh.CouponSpec{ID: fmt.Sprintf("h%d", i), Title: ptr("Held"), Quantity: ptr(10)})
+	}
+	alice := dial(t, a, "alice", client.Options{})
+	ctx := context.Background()
+	if _, err := alice.Claim(ctx, "h0", "r0"); err != nil {
+		t.Fatal(err)
+	}
+	api := client.NewAPI(baseURL(a), "")
+	q := couponmesh.BrowseQuery{Merchant: "bh", Limit: 10}
+	// Once the claim's snapshot is written, the page is cached.
+	checkFor(t, 5*time.Second, "browse shows the claim", func() error {
+		p, err := api.Browse(ctx, q)
+		if err != nil || len(p.Coupons) != 5 || p.Coupons[4].Claimed != 1 {
+			return fmt.Errorf("%+v %v", p, err)
+		}
+		return nil
+	})
+
+	p.SetMode(faultproxy.BlackHole)
+	start := time.Now()
+	page, err := api.Browse(ctx, q)
+	if err != nil || len(page.Coupons) != 5 {
+		t.Fatalf("browse with the database black-holed: %+v %v", page, err)
+	}
+	t.Logf("cached browse with the database black-holed: %v", time.Since(start))
+	if c, err := api.Coupon(ctx, "h0"); err != nil || c.Claimed != 1 {
+		t.Fatalf("active coupon with the database black-holed: %+v %v", c, err)
+	}
+	start = time.Now()
+	_, err = alice.Claim(ctx, "h1", "r1")
+	took := time.Since(start)
+	if couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable || took > 5*time.Second {
+		t.Fatalf("claim with the database black-holed: %v after %v, want unavailable within the deadline", err, took)
+	}
+	t.Logf("claim answered unavailable after %v", took)
+	waitReady(t, a, http.StatusServiceUnavailable, 5*time.Second)
+	// Once the store knows, writes fail fast.
+	start = time.Now()
+	if _, err := alice.Claim(ctx, "h2", "r2"); couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable {
+		t.Fatalf("second claim: %v", err)
+	}
+	t.Logf("next claim answered unavailable after %v", time.Since(start))
+	// Past the page's TTL: served stale while the database is down.
+	if page, err := api.Browse(ctx, q); err != nil || len(page.Coupons) != 5 {
+		t.Fatalf("browse later in the outage: %+v %v", page, err)
+	}
+
+	p.SetMode(faultproxy.Forward)
+	healed := time.Now()
+	checkFor(t, 10*time.Second, "claim after the path heals", func() error {
+		_, err := alice.Claim(ctx, "h1", "r1")
+		return err
+	})
+	t.Logf("claims ok %v after the path healed", time.Since(healed))
+	waitReady(t, a, http.StatusOK, 10*time.Second)
+	if _, err := alice.Claim(ctx, "h2", "r2"); err != nil {
+		t.Fatal(err)
+	}
+	wallet, err := alice.Wallet(ctx)
+	if err != nil || len(wallet) != 3 {
+		t.Fatalf("wallet %+v %v", wallet, err)
+	}
+}

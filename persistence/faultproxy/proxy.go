@@ -1,0 +1,166 @@
+// Package faultproxy is a TCP proxy for tests that simulates network faults
+// between a client and a database on loopback: it forwards, black-holes
+// (connections stay open, nothing gets through in either direction), or
+// drops only the replies (requests reach the server, answers are lost: a
+// write whose outcome the client cannot know).
+//
+// It imports the standard library only. A Proxy's methods may be called from
+// any goroutine.
+package faultproxy
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Mode is what the proxy does with traffic.
+type Mode int32
+
+const (
+	// Forward passes everything through.
+	Forward Mode = iota
+	// BlackHole accepts connections and reads from both sides but delivers
+	// nothing: peers see silence, not a reset.
+	BlackHole
+	// DropReplies delivers client to server traffic and discards the
+	// server's replies.
+	DropReplies
+)
+
+// Proxy forwards connections from Addr to a target address.
+type Proxy struct {
+	target string
+	ln     net.Listener
+	mode   atomic.Int32
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	cuts  map[*atomic.Bool]struct{} // one per forwarded connection
+	wg    sync.WaitGroup
+}
+
+// Start listens on 127.0.0.1:0 and forwards to target.
+func Start(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{target: target, ln: ln, conns: make(map[net.Conn]struct{}), cuts: make(map[*atomic.Bool]struct{})}
+	p.wg.Go(p.accept)
+	return p, nil
+}
+
+// Addr is the address clients connect to.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetMode switches the mode. Leaving BlackHole or DropReplies closes every
+// open connection: their streams lost bytes and cannot carry on, as a real
+// connection through a broken path would eventually be reset.
+func (p *Proxy) SetMode(m Mode) {
+	old := Mode(p.mode.Swap(int32(m)))
+	if old != Forward && m == Forward {
+		p.closeConns()
+	}
+}
+
+// CutNextReply arms every connection open now: the next reply the server
+// sends on it is dropped and the connection is closed at once (the request
+// reached the server; the client sees the connection lost without an
+// answer). Connections opened later are not affected.
+func (p *Proxy) CutNextReply() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cut := range p.cuts {
+		cut.Store(true)
+	}
+}
+
+// Close stops listening and closes every connection.
+func (p *Proxy) Close() error {
+	err := p.ln.Close()
+	p.closeConns()
+	p.wg.Wait()
+	return err
+}
+
+func (p *Proxy) closeConns() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+func (p *Proxy) track(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns[c] = struct{}{}
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.conns, c)
+}
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.wg.Go(func() { p.serve(c) })
+	}
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	p.track(client)
+	defer p.untrack(client)
+	defer client.Close()
+	if Mode(p.mode.Load()) == BlackHole {
+		// Nothing behind it: swallow until the mode changes.
+		_, _ = io.Copy(io.Discard, client)
+		return
+	}
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	p.track(server)
+	defer p.untrack(server)
+	defer server.Close()
+	cut := new(atomic.Bool)
+	p.mu.Lock()
+	p.cuts[cut] = struct{}{}
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); delete(p.cuts, cut); p.mu.Unlock() }()
+	var wg sync.WaitGroup
+	wg.Go(func() { p.pipe(server, client, false, nil); server.Close() })
+	wg.Go(func() { p.pipe(client, server, true, cut); client.Close() })
+	wg.Wait()
+}
+
+// pipe copies src to dst while the mode lets this direction through. When
+// cut is set, the next chunk is dropped and the pipe ends (closing both).
+func (p *Proxy) pipe(dst, src net.Conn, reply bool, cut *atomic.Bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && cut != nil && cut.Swap(false) {
+			return
+		}
+		if n > 0 {
+			m := Mode(p.mode.Load())
+			if m == Forward || (m == DropReplies && !reply) {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -49,6 +49,7 @@ type Lookup struct {
 	mu     sync.RWMutex
 	active map[string]Activation // "kind/id" → activation, kept by the placement actor
 	counts map[string]int        // kind → len of its entries in active
+	live   atomic.Int64          // grains spawned and not yet terminated (leaving ones included)
 }
 
 // Activation is one grain living on this member.
@@ -139,10 +140,27 @@ func (l *Lookup) Shutdown() {
 		return
 	}
 	l.c.ActorSystem.EventStream.Unsubscribe(l.sub)
+	// Ask every grain to leave (a poison pill would drop the requests still
+	// in its mailbox, and their callers would wait out their timeout), and
+	// wait for them; new activations are refused meanwhile.
+	l.mu.RLock()
+	for _, a := range l.active {
+		l.c.ActorSystem.Root.Send(a.PID, &cluster.GrainRequest{MessageTypeName: LeaveMethod})
+	}
+	l.mu.RUnlock()
+	for deadline := time.Now().Add(shutdownWait); l.live.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := l.live.Load(); n > 0 {
+		l.c.Logger().Warn("grains still leaving at shutdown; stopping them", slog.Int64("grains", n))
+	}
 	if err := l.c.ActorSystem.Root.PoisonFuture(l.pid).Wait(); err != nil {
 		l.c.Logger().Warn("placement actor did not stop", slog.Any("err", err))
 	}
 }
+
+// shutdownWait bounds how long Shutdown waits for the grains to leave.
+const shutdownWait = 5 * time.Second
 
 // Activations returns the activations on this member of kind ("": all),
 // sorted by identity, at most limit (≤0: all) after the identity after
@@ -249,14 +267,15 @@ func (p *placer) Receive(ctx actor.Context) {
 		if k := p.l.c.GetClusterKind(kind); k != nil {
 			k.Dec()
 		}
+		p.l.live.Add(-1)
 		p.l.mu.Lock()
 		if a, ok := p.l.active[key]; ok && a.PID.Id == msg.Who.Id {
 			p.l.remove(key, a.Kind)
 		}
 		p.l.mu.Unlock()
 	case *actor.Stopping:
-		// Children are stopped (and waited for) by the actor runtime; poison
-		// them first so each answers what is already in its mailbox.
+		// Shutdown asked every grain to leave and waited; the runtime stops
+		// the stragglers, after a poison pill lets them answer their mailbox.
 		p.l.mu.RLock()
 		var fs []*actor.Future
 		for _, a := range p.l.active {
@@ -300,6 +319,7 @@ func (p *placer) activate(ctx actor.Context, req *cluster.ActivationRequest) {
 	}))
 	pid := ctx.SpawnPrefix(props, strings.ReplaceAll(key, "/", ":"))
 	kind.Inc()
+	p.l.live.Add(1)
 	p.l.mu.Lock()
 	p.l.active[key] = Activation{Kind: ci.Kind, ID: ci.Identity, PID: pid, Since: time.Now(), mailbox: mb}
 	p.l.counts[ci.Kind]++

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,12 +19,11 @@ import (
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/cluster/placement"
-	"github.com/couponmesh/couponmesh/persistence/devdb"
 )
 
 // Multi-node tests run every node as its own process (protoactor's cluster
 // trips -race when several members share one process), against one
-// embedded database started by the test.
+// embedded database process started by the test.
 
 var (
 	binOnce sync.Once
@@ -61,15 +59,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// sharedDB starts an embedded database the nodes of a test share.
+// sharedDB starts the database the nodes of a test share: couponmesh devdb
+// as a process of its own, built without -race like the nodes (in the test
+// process, under -race and beside other packages' tests, it answered too
+// slowly when a drain or a failure moved many identities at once).
 func sharedDB(t testing.TB) string {
 	t.Helper()
-	db, err := devdb.Start(context.Background(), devdb.Config{Addr: "127.0.0.1:0", Dir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db.URI()
+	return devDBProc(t, nodeBinary(t))
 }
 
 // tcluster is a cluster of node processes on loopback.

@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 // slowly when a drain or a failure moved many identities at once).
 func sharedDB(t testing.TB) string {
 	t.Helper()
-	return devDBProc(t, nodeBinary(t))
+	return startDBProc(t, nodeBinary(t), freeAddr(t), t.TempDir()).uri()
 }
 
 // tcluster is a cluster of node processes on loopback.

@@ -225,7 +225,7 @@ type lbCluster struct {
 func startLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
 	bin := nodeBinary(t)
-	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: devDBProc(t, bin)}, pki: newTestPKI(t), envs: map[*proc][]string{}}
+	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: startDBProc(t, bin, freeAddr(t), t.TempDir()).uri()}, pki: newTestPKI(t), envs: map[*proc][]string{}}
 	lbAddr := freeAddr(t)
 	var seeds []string
 	for i := range 3 {
@@ -253,33 +253,6 @@ func startLBCluster(t *testing.T) *lbCluster {
 	return c
 }
 
-// devDBProc runs the embedded database as a process of its own (couponmesh
-// devdb, as make cluster does), built without -race like the nodes, and
-// returns its URI.
-func devDBProc(t testing.TB, bin string) string {
-	t.Helper()
-	addr := freeAddr(t)
-	cmd := exec.Command(bin, "devdb", "--addr", addr, "--data", t.TempDir())
-	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	checkFor(t, 30*time.Second, "devdb listening", func() error {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-		}
-		return err
-	})
-	return "mongodb://" + addr + "/"
-}
-
 // launch starts (or restarts) p's process with its environment.
 func (c *lbCluster) launch(p *proc) {
 	c.t.Helper()
@@ -291,126 +264,16 @@ func (c *lbCluster) launch(p *proc) {
 	}
 }
 
-// stateAt is a client state change and when it came.
-type stateAt struct {
-	at time.Time
-	s  client.State
-}
-
 // lbShopper is a shopper (failover_test.go) that knows only the balancer's
-// URL, and records when its connection state changed.
-type lbShopper struct {
-	*shopper
-	tmu    sync.Mutex
-	trans  []stateAt
-	tokens int
-}
+// URL.
+type lbShopper struct{ *shopper }
 
 func newLBShopper(t *testing.T, c *lbCluster, i int, follow []string) *lbShopper {
 	t.Helper()
-	ctx := context.Background()
-	s := &lbShopper{shopper: &shopper{user: fmt.Sprintf("shopper%d", i), follow: follow}}
-	tok, err := client.DevLogin(ctx, c.nodes[0].base(), s.user, couponmesh.RoleShopper) // setup: any node signs
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.c, err = client.Dial(ctx, c.lb.wss(), client.Options{
-		Reconnect: true, HTTPClient: c.pki.client(), // no Addresses: the balancer only
-		Token:    func(context.Context) (string, error) { return tok, nil },
-		Backoff:  client.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
-		OnCoupon: s.seen.on,
-		OnFeed: func(e couponmesh.FeedEntry) {
-			s.mu.Lock()
-			s.feed = append(s.feed, e.Seq)
-			s.mu.Unlock()
-		},
-		OnState: func(st client.State) {
-			now := time.Now()
-			s.mu.Lock()
-			s.states = append(s.states, st)
-			if st == client.StateConnected {
-				s.connected = now
-			}
-			s.mu.Unlock()
-			s.tmu.Lock()
-			s.trans = append(s.trans, stateAt{now, st})
-			s.tmu.Unlock()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.c.Close() })
-	for _, id := range follow {
-		if _, err := s.c.Follow(ctx, id); err != nil {
-			t.Fatalf("%s follows %s: %v", s.user, id, err)
-		}
-	}
-	entries, err := s.c.Feed(ctx, 0, 500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mu.Lock()
-	for _, e := range entries {
-		s.feed = append(s.feed, e.Seq)
-	}
-	s.mu.Unlock()
+	s := &lbShopper{&shopper{user: fmt.Sprintf("shopper%d", i), follow: follow}}
+	// Any node signs the token; no Addresses: the balancer only.
+	s.dial(t, c.nodes[0].base(), c.lb.wss(), client.Options{HTTPClient: c.pki.client()})
 	return s
-}
-
-// claimSteady is shopper.claimAll with the time of each error in its
-// message, to place it in the node logs.
-func (s *lbShopper) claimSteady(coupons []string, pace time.Duration, stop <-chan struct{}) {
-	for k, id := range coupons {
-		select {
-		case <-stop:
-			return
-		case <-time.After(pace):
-		}
-		rid := fmt.Sprintf("%s-%d", s.user, k)
-		for {
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			cl, err := s.c.Claim(ctx, id, rid)
-			cancel()
-			code := couponmesh.ErrorCode(err)
-			s.mu.Lock()
-			switch {
-			case err == nil:
-				s.acked = append(s.acked, cl)
-				s.ackedAt = append(s.ackedAt, start)
-			case code == couponmesh.CodeSoldOut:
-			default:
-				s.errs = append(s.errs, fmt.Errorf("claim %s (rid %s) sent %s, answered after %s: %w",
-					id, rid, start.UTC().Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
-			}
-			s.mu.Unlock()
-			if code != couponmesh.CodeUnavailable && !errors.Is(err, context.DeadlineExceeded) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // unknown outcome: retry with the same rid
-		}
-	}
-}
-
-// outages returns how long each loss of the connection after since lasted
-// (reconnecting until connected again).
-func (s *lbShopper) outages(since time.Time) []time.Duration {
-	s.tmu.Lock()
-	defer s.tmu.Unlock()
-	var out []time.Duration
-	var down time.Time
-	for _, tr := range s.trans {
-		switch {
-		case tr.at.Before(since):
-		case tr.s != client.StateConnected && down.IsZero():
-			down = tr.at
-		case tr.s == client.StateConnected && !down.IsZero():
-			out = append(out, tr.at.Sub(down))
-			down = time.Time{}
-		}
-	}
-	return out
 }
 
 // lbMerchant returns the HTTP API as merchant acme through the balancer.
@@ -602,7 +465,7 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, s := range shoppers {
-		wg.Go(func() { s.claimSteady(coupons, 200*time.Millisecond, stop) })
+		wg.Go(func() { s.claimAll(coupons, 200*time.Millisecond, stop) })
 	}
 	time.Sleep(time.Second)
 	began := time.Now()

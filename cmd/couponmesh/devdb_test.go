@@ -24,7 +24,7 @@ type dbProc struct {
 	cmd            *exec.Cmd
 }
 
-func startDBProc(t *testing.T, bin, addr, dir string) *dbProc {
+func startDBProc(t testing.TB, bin, addr, dir string) *dbProc {
 	t.Helper()
 	p := &dbProc{bin: bin, addr: addr, dir: dir}
 	p.start(t)
@@ -33,7 +33,7 @@ func startDBProc(t *testing.T, bin, addr, dir string) *dbProc {
 }
 
 // start runs the process and waits for its "listening" line.
-func (p *dbProc) start(t *testing.T) {
+func (p *dbProc) start(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -65,7 +65,7 @@ type devNull struct{}
 func (devNull) Write(b []byte) (int, error) { return len(b), nil }
 
 // kill sends SIGKILL: FerretDB gets no chance to close anything.
-func (p *dbProc) kill(t *testing.T) {
+func (p *dbProc) kill(t testing.TB) {
 	t.Helper()
 	if p.cmd.ProcessState != nil {
 		return
@@ -74,7 +74,7 @@ func (p *dbProc) kill(t *testing.T) {
 	_ = p.cmd.Wait()
 }
 
-func (p *dbProc) stop(t *testing.T) {
+func (p *dbProc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}

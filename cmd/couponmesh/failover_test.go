@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,49 +28,63 @@ type shopper struct {
 	acked     []couponmesh.Claim
 	ackedAt   []time.Time // when each acked claim started
 	errs      []error
-	states    []client.State
+	states    []stateAt // every connection state change
 	connected time.Time // last StateConnected
+}
+
+// stateAt is a client state change and when it came.
+type stateAt struct {
+	at time.Time
+	s  client.State
 }
 
 func newShopper(t *testing.T, c *tcluster, i int, follow []string) *shopper {
 	t.Helper()
 	home := c.nodes[i%len(c.nodes)]
-	s := &shopper{user: fmt.Sprintf("shopper%d", i), home: home, follow: follow}
-	tok, err := client.DevLogin(context.Background(), home.base(), s.user, couponmesh.RoleShopper)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var addrs []string
 	for _, p := range c.nodes {
 		if p != home {
 			addrs = append(addrs, p.ws())
 		}
 	}
-	s.c, err = client.Dial(context.Background(), home.ws(), client.Options{
-		Reconnect: true, Addresses: addrs,
-		Token:    func(context.Context) (string, error) { return tok, nil },
-		Backoff:  client.Backoff{Base: 50 * time.Millisecond, Max: time.Second},
-		OnCoupon: s.seen.on,
-		OnFeed: func(e couponmesh.FeedEntry) {
-			s.mu.Lock()
-			s.feed = append(s.feed, e.Seq)
-			s.mu.Unlock()
-		},
-		OnState: func(st client.State) {
-			s.mu.Lock()
-			s.states = append(s.states, st)
-			if st == client.StateConnected {
-				s.connected = time.Now()
-			}
-			s.mu.Unlock()
-		},
-	})
+	s := &shopper{user: fmt.Sprintf("shopper%d", i), home: home, follow: follow}
+	s.dial(t, home.base(), home.ws(), client.Options{Addresses: addrs})
+	return s
+}
+
+// dial connects the shopper to url (reconnecting to opts.Addresses too),
+// with a token from the dev login at base, follows its coupons and reads its
+// feed so far.
+func (s *shopper) dial(t *testing.T, base, url string, opts client.Options) {
+	t.Helper()
+	ctx := context.Background()
+	tok, err := client.DevLogin(ctx, base, s.user, couponmesh.RoleShopper)
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.Reconnect = true
+	opts.Token = func(context.Context) (string, error) { return tok, nil }
+	opts.Backoff = client.Backoff{Base: 50 * time.Millisecond, Max: time.Second}
+	opts.OnCoupon = s.seen.on
+	opts.OnFeed = func(e couponmesh.FeedEntry) {
+		s.mu.Lock()
+		s.feed = append(s.feed, e.Seq)
+		s.mu.Unlock()
+	}
+	opts.OnState = func(st client.State) {
+		now := time.Now()
+		s.mu.Lock()
+		s.states = append(s.states, stateAt{now, st})
+		if st == client.StateConnected {
+			s.connected = now
+		}
+		s.mu.Unlock()
+	}
+	if s.c, err = client.Dial(ctx, url, opts); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { s.c.Close() })
-	ctx := context.Background()
-	for _, id := range follow {
+	for _, id := range s.follow {
 		if _, err := s.c.Follow(ctx, id); err != nil {
 			t.Fatalf("%s follows %s: %v", s.user, id, err)
 		}
@@ -85,10 +98,37 @@ func newShopper(t *testing.T, c *tcluster, i int, follow []string) *shopper {
 		s.feed = append(s.feed, e.Seq)
 	}
 	s.mu.Unlock()
-	return s
 }
 
-// claimAll claims each coupon once, pacing the claims, until stop.
+// reconnected reports whether the shopper ever lost its connection.
+func (s *shopper) reconnected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.states, func(x stateAt) bool { return x.s == client.StateReconnecting })
+}
+
+// outages returns how long each loss of the connection after since lasted
+// (reconnecting until connected again).
+func (s *shopper) outages(since time.Time) []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Duration
+	var down time.Time
+	for _, tr := range s.states {
+		switch {
+		case tr.at.Before(since):
+		case tr.s != client.StateConnected && down.IsZero():
+			down = tr.at
+		case tr.s == client.StateConnected && !down.IsZero():
+			out = append(out, tr.at.Sub(down))
+			down = time.Time{}
+		}
+	}
+	return out
+}
+
+// claimAll claims each coupon once, pacing the claims, until stop. Errors
+// carry when the claim was sent, to place them in the node logs.
 func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan struct{}) {
 	for k, id := range coupons {
 		select {
@@ -97,8 +137,8 @@ func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan str
 		case <-time.After(pace):
 		}
 		rid := fmt.Sprintf("%s-%d", s.user, k)
-		start := time.Now()
 		for {
+			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			cl, err := s.c.Claim(ctx, id, rid)
 			cancel()
@@ -110,7 +150,8 @@ func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan str
 				s.ackedAt = append(s.ackedAt, start)
 			case code == couponmesh.CodeSoldOut:
 			default:
-				s.errs = append(s.errs, fmt.Errorf("claim %s: %w", id, err))
+				s.errs = append(s.errs, fmt.Errorf("claim %s (rid %s) sent %s, answered after %s: %w",
+					id, rid, start.UTC().Format("15:04:05.000"), time.Since(start).Round(time.Millisecond), err))
 			}
 			s.mu.Unlock()
 			if code != couponmesh.CodeUnavailable && !errors.Is(err, context.DeadlineExceeded) {
@@ -291,11 +332,9 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	var moved int
 	for _, s := range shoppers {
 		if s.home == victim {
-			s.mu.Lock()
-			if !slices.Contains(s.states, client.StateReconnecting) {
+			if !s.reconnected() {
 				t.Errorf("%s was on the drained node and never reconnected", s.user)
 			}
-			s.mu.Unlock()
 			moved++
 		}
 		if err := s.c.Ping(context.Background()); err != nil {
@@ -322,5 +361,3 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 		s.checkFinal(t, auditor)
 	}
 }
-
-var _ = syscall.SIGKILL

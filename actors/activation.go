@@ -175,6 +175,9 @@ func (a *Activation[M]) Leave(ctx actor.Context, why string) {
 	}
 	a.snapshot()
 	ctx.SetReceiveTimeout(leaveQuiet)
+	// Sessions elsewhere follow this grain: their hubs register again with
+	// the next activation, which pushes them its state.
+	a.Hubs.Nudge(ctx, a.Kind, a.ID)
 	// The placement (the parent) forgets this activation now, so the next
 	// request activates a fresh one instead of meeting this one again.
 	if p := ctx.Parent(); p != nil {

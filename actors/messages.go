@@ -32,6 +32,11 @@ const (
 const (
 	PushCoupon = "push.coupon"
 	PushFeed   = "push.feed"
+	// HubRenew (key: the grain's kind, a slash and its id; no data) tells a
+	// hub that the grain it follows is passivating: the hub registers again
+	// at once, which activates the grain anew and makes it push its current
+	// state, instead of waiting for its next periodic renewal.
+	HubRenew = "hub.renew"
 )
 
 // CreateCoupon asks a coupon grain to come into existence. RID makes a

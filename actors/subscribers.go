@@ -51,6 +51,14 @@ func (s *Subscribers) Push(ctx actor.Context, method, key string, frame []byte) 
 	}
 }
 
+// Nudge tells every hub that the grain kind/id is passivating (HubRenew).
+func (s *Subscribers) Nudge(ctx actor.Context, kind, id string) {
+	s.expire()
+	for addr := range s.hubs {
+		PushTo(ctx, addr, HubRenew, kind+"/"+id, nil)
+	}
+}
+
 // PushTo sends one push frame to the hub at addr.
 func PushTo(ctx actor.Context, addr, method, key string, frame []byte) {
 	ctx.Send(actor.NewPID(addr, HubName), &cluster.GrainRequest{MessageTypeName: method + ":" + key, MessageData: frame})

@@ -140,7 +140,32 @@ func (h *Hub) receive(ctx actor.Context) {
 		h.fanOut(coupons, key, req.MessageData)
 	case actors.PushFeed:
 		h.fanOut(users, key, req.MessageData)
+	case actors.HubRenew:
+		h.renewOne(key)
 	}
+}
+
+// renewOne registers again, off the hub's mailbox, with the grain kind/id
+// that said it is passivating, if local sessions still follow it.
+func (h *Hub) renewOne(kindID string) {
+	k, id, _ := strings.Cut(kindID, "/")
+	kind := coupons
+	if k == actors.KindUser {
+		kind = users
+	}
+	h.mu.RLock()
+	_, followed := h.topics[kind][id]
+	h.mu.RUnlock()
+	if !followed {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Call.Timeout)
+		defer cancel()
+		if err := h.register(ctx, kind, id, true); err != nil {
+			h.cfg.Log.Warn("renewal after a passivation failed; the periodic one will retry", "kind", k, "id", id, "err", err)
+		}
+	}()
 }
 
 func (h *Hub) fanOut(kind int, key string, frame []byte) {

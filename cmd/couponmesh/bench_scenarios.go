@@ -307,6 +307,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	ratesArg := fs.String("rates", "1,5,20", "update rates to run, one after the other (updates/s)")
 	dur := fs.Duration("duration", 10*time.Second, "how long each rate runs")
 	grace := fs.Duration("grace", 3*time.Second, "wait after the last update of a rate for late deliveries")
+	svg := fs.String("svg", "", "also write an SVG plot of the latency percentiles against the rate to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -491,6 +492,11 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	path, err := e.writeResult("fanout", res)
 	if err != nil {
 		return err
+	}
+	if *svg != "" {
+		if err := plotFanout(*svg, res); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
 	}
 	for _, fr := range res.Rates {
 		fmt.Printf("fanout: %d followers, %g updates/s × %d: %.0f pushes/s, latency p50 %.1f p95 %.1f p99 %.1f max %.1f ms; last delivery per update p99 %.1f ms (target ≤ 150 ms); drops %d; update errors %d; CPU node %.0f%% bench %.0f%% [%s]\n",

@@ -337,12 +337,10 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	// Each client appends to its own slice (OnCoupon runs one at a time per
 	// client); the slices are read only once the clients are closed.
 	recs := make([][]delivery, *n)
-	var received atomic.Int64
 	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(int) string { return id },
 		func(i int) func(couponmesh.Coupon) {
 			return func(c couponmesh.Coupon) {
 				recs[i] = append(recs[i], delivery{c.Version, time.Now().UnixNano()})
-				received.Add(1)
 			}
 		})
 	closed := false

@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench
+.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-system
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -48,6 +48,21 @@ fuzz:
 ## reactivation, durable claims through a node); figures in docs/BENCHMARKS.md
 bench:
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./persistence/mongodb ./persistence/cache ./cmd/couponmesh
+
+## bench-system: whole-system load (couponmesh bench) against node processes it
+## starts and stops itself: capacity (idle sessions: connect rate, RSS per
+## session) and fanout (one coupon, 10k followers, updates at fixed rates).
+## The node is pinned to CPU $(BENCH_NODE_CPUS), the load generator to
+## $(BENCH_LOAD_CPUS). JSON results in bench-results/, the plot in docs/bench/;
+## figures in docs/BENCHMARKS.md.
+BENCH_NODE_CPUS ?= 0
+BENCH_LOAD_CPUS ?= 1
+BENCH_SESSIONS  ?= 10000
+BENCH_FOLLOWERS ?= 10000
+BENCH_RATES     ?= 1,2,5,10,20
+bench-system: build
+	taskset -c $(BENCH_LOAD_CPUS) $(BIN) bench capacity --sessions $(BENCH_SESSIONS) --node-cpus $(BENCH_NODE_CPUS)
+	taskset -c $(BENCH_LOAD_CPUS) $(BIN) bench fanout --followers $(BENCH_FOLLOWERS) --rates $(BENCH_RATES) --duration 10s --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/fanout-latency.svg
 
 lint:
 	$(GO) vet ./...

@@ -3,6 +3,7 @@
 //	couponmesh node [--config FILE] [--check-config]   run a node
 //	couponmesh ctl [--admin HOST:PORT] members|drain|actors|sessions   operate and inspect a cluster
 //	couponmesh devdb [--addr HOST:PORT] [--data DIR]   the embedded database alone (make cluster)
+//	couponmesh bench capacity|fanout [flags]   whole-system load against node processes it starts (make bench-system)
 package main
 
 import (
@@ -27,7 +28,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh node|ctl|devdb ...")
+		return errors.New("usage: couponmesh node|ctl|devdb|bench ...")
 	}
 	switch args[0] {
 	case "node":
@@ -36,8 +37,10 @@ func run(args []string) error {
 		return runCtl(args[1:], os.Stdout)
 	case "devdb":
 		return runDevDB(args[1:])
+	case "bench":
+		return runBench(args[1:])
 	default:
-		return fmt.Errorf("unknown command %q (want: node, ctl, devdb)", args[0])
+		return fmt.Errorf("unknown command %q (want: node, ctl, devdb, bench)", args[0])
 	}
 }
 

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/transport/auth"
+)
+
+// couponmesh bench runs whole-system load against node processes it starts
+// itself (one `couponmesh devdb` and the nodes, from this same executable,
+// on 127.0.0.1 with free ports) and stops them again, also on an error or
+// Ctrl-C. The load comes from this process through the Go SDK. Each
+// scenario prints one summary line with its DESIGN.md target beside it and
+// writes its results as JSON into --out.
+
+func runBench(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: couponmesh bench capacity|fanout [flags] (--help for the flags)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "capacity":
+		return benchCapacity(ctx, args[1:])
+	case "fanout":
+		return benchFanout(ctx, args[1:])
+	default:
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout)", args[0])
+	}
+}
+
+// benchEnv is what every scenario has: the processes it started, the
+// token signer matching the nodes' secret, and where results go.
+type benchEnv struct {
+	bin      string
+	dir      string // temporary: data directories and process logs
+	out      string
+	nodeCPUs string // taskset CPU list for the nodes ("" : not pinned)
+	keepLogs bool
+	secret   string
+	tokens   *auth.Tokens
+	procs    []*exec.Cmd
+	db       string // mongodb URI
+}
+
+func newBenchEnv(out, nodeCPUs string) (*benchEnv, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "couponmesh-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	secret := hex.EncodeToString(b)
+	tokens, err := auth.New(auth.Config{Secret: []byte(secret), Issuer: "couponmesh", Audience: "couponmesh", TTL: 2 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	if nodeCPUs != "" {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return nil, fmt.Errorf("--node-cpus %s needs taskset: %w", nodeCPUs, err)
+		}
+	}
+	return &benchEnv{bin: bin, dir: dir, out: out, nodeCPUs: nodeCPUs, secret: secret, tokens: tokens}, nil
+}
+
+// close stops every process started, by PID: SIGTERM, then SIGKILL after
+// 20 s. It removes the temporary directory unless a process failed.
+func (e *benchEnv) close() {
+	for _, c := range slices.Backward(e.procs) {
+		if c.ProcessState != nil {
+			continue
+		}
+		_ = c.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			fmt.Fprintf(os.Stderr, "bench: pid %d did not stop on SIGTERM: killing it\n", c.Process.Pid)
+			_ = c.Process.Kill()
+			<-done
+		}
+	}
+	if e.keepLogs {
+		fmt.Fprintf(os.Stderr, "bench: process logs kept in %s\n", e.dir)
+		return
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+func (e *benchEnv) logFile(name string) (*os.File, error) {
+	return os.Create(filepath.Join(e.dir, name+".log"))
+}
+
+// startDB starts `couponmesh devdb` and waits for its "listening" line.
+func (e *benchEnv) startDB(ctx context.Context) error {
+	addr, err := benchFreeAddr()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn")
+	logf, err := e.logFile("devdb")
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.procs = append(e.procs, cmd)
+	line := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		l, _ := r.ReadString('\n')
+		line <- l
+		_, _ = r.WriteTo(logf)
+	}()
+	select {
+	case l := <-line:
+		if !strings.HasPrefix(l, "devdb listening") {
+			e.keepLogs = true
+			return fmt.Errorf("devdb did not start (log in %s)", e.dir)
+		}
+	case <-time.After(60 * time.Second):
+		e.keepLogs = true
+		return errors.New("devdb did not start within 60s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.db = "mongodb://" + addr + "/"
+	return nil
+}
+
+// benchNode is one node process.
+type benchNode struct {
+	name, http string
+	cmd        *exec.Cmd
+}
+
+func (n *benchNode) ws() string   { return "ws://" + n.http + "/ws" }
+func (n *benchNode) base() string { return "http://" + n.http }
+
+// startNode starts a node (pinned with taskset when nodeCPUs is set) with
+// the per-address and per-user limits off: all the load comes from one host.
+func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, error) {
+	var addrs [3]string
+	for i := range addrs {
+		a, err := benchFreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	n := &benchNode{name: name, http: addrs[0]}
+	if e.nodeCPUs != "" {
+		n.cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
+	} else {
+		n.cmd = exec.Command(e.bin, "node")
+	}
+	n.cmd.Env = append(os.Environ(),
+		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+addrs[0], "COUPONMESH_ADMIN_ADDR="+addrs[1],
+		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+addrs[2], "COUPONMESH_MONGO_URI="+e.db,
+		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
+		"COUPONMESH_JWT_SECRET="+e.secret, "COUPONMESH_JWT_ISSUER=couponmesh", "COUPONMESH_JWT_AUDIENCE=couponmesh",
+		"COUPONMESH_LOG_LEVEL=warn",
+		"COUPONMESH_WS_SESSIONS_PER_IP=-1", "COUPONMESH_WS_HANDSHAKE_RATE=-1", "COUPONMESH_WS_REQUEST_RATE=-1",
+		"COUPONMESH_WS_SESSIONS_PER_USER=-1", "COUPONMESH_LIMITS_USER_WRITE_RATE=-1")
+	logf, err := e.logFile(name)
+	if err != nil {
+		return nil, err
+	}
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, n.cmd)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(n.base() + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return n, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			e.keepLogs = true
+			return nil, fmt.Errorf("node %s not ready within 60s (log in %s)", name, e.dir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (e *benchEnv) token(user string, role couponmesh.Role) (string, error) {
+	tok, _, err := e.tokens.Issue(couponmesh.Principal{User: user, Role: role})
+	return tok, err
+}
+
+// writeResult writes v as JSON to DIR/SCENARIO-TIME.json.
+func (e *benchEnv) writeResult(scenario string, v any) (string, error) {
+	if err := os.MkdirAll(e.out, 0o755); err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.out, scenario+"-"+time.Now().UTC().Format("20060102T150405Z")+".json")
+	return path, os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func benchFreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// sourceClients returns HTTP clients that dial from 127.0.0.2, 127.0.0.3,
+// … (n of them), so that many sessions to one node address do not run out
+// of ephemeral ports of one source address.
+func sourceClients(n int) []*http.Client {
+	out := make([]*http.Client, n)
+	for i := range out {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}, Timeout: 30 * time.Second}
+		out[i] = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 1}}
+	}
+	return out
+}
+
+// rssKiB reads VmRSS of a process from /proc.
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for l := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// cpuTime returns the user+system CPU time a process has used so far
+// (from /proc/PID/stat, in clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// quantile returns the q-quantile (0 ≤ q ≤ 1) of sorted by the nearest
+// rank method; 0 for no samples.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// machine describes where the bench ran, for the JSON results.
+type machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpuModel"`
+	NodeCPUs string `json:"nodeCpus"`
+	Go       string `json:"go"`
+	LoadAvg  string `json:"loadAvgAtStart"` // /proc/loadavg: other work on the machine
+}
+
+func describeMachine(nodeCPUs string) machine {
+	m := machine{NodeCPUs: nodeCPUs, Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if strings.HasPrefix(l, "processor") {
+				m.CPUs++
+			}
+			if rest, ok := strings.CutPrefix(l, "model name"); ok && m.CPUModel == "" {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+			}
+		}
+	}
+	return m
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

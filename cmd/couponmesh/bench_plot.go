@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// plotFanout writes an SVG of the fanout latency percentiles (per delivery)
+// and the last delivery per update (p99) against the update rate, with the
+// target as a dashed line, on a log scale.
+func plotFanout(path string, res fanoutResult) error {
+	if len(res.Rates) == 0 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("couponmesh fanout: one coupon, %d followers, one node", res.Connected)
+	p.X.Label.Text = "updates/s"
+	p.Y.Label.Text = "latency from update sent (ms)"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	// Log scale: the target and latencies of seconds under overload fit.
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	series := []struct {
+		name string
+		get  func(fanoutRate) float64
+		c    color.RGBA
+	}{
+		{"p50", func(r fanoutRate) float64 { return r.P50ms }, color.RGBA{0x1f, 0x77, 0xb4, 0xff}},
+		{"p95", func(r fanoutRate) float64 { return r.P95ms }, color.RGBA{0x2c, 0xa0, 0x2c, 0xff}},
+		{"p99", func(r fanoutRate) float64 { return r.P99ms }, color.RGBA{0xff, 0x7f, 0x0e, 0xff}},
+		{"max", func(r fanoutRate) float64 { return r.MaxMs }, color.RGBA{0xd6, 0x27, 0x28, 0xff}},
+	}
+	var maxX, maxY float64
+	for _, s := range series {
+		pts := make(plotter.XYs, len(res.Rates))
+		for i, r := range res.Rates {
+			pts[i].X, pts[i].Y = r.Rate, max(s.get(r), 1) // log scale: no 0
+			maxX, maxY = max(maxX, r.Rate), max(maxY, pts[i].Y)
+		}
+		l, sc, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, sc.Color = s.c, s.c
+		sc.Shape = draw.CircleGlyph{}
+		p.Add(l, sc)
+		p.Legend.Add(s.name, l, sc)
+	}
+	target, err := plotter.NewLine(plotter.XYs{{X: 0, Y: res.TargetP99ms}, {X: maxX, Y: res.TargetP99ms}})
+	if err != nil {
+		return err
+	}
+	target.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	target.Color = color.Gray{0x60}
+	p.Add(target)
+	p.Legend.Add(fmt.Sprintf("target p99 %g ms", res.TargetP99ms), target)
+	p.X.Min, p.Y.Min, p.Y.Max = 0, 1, max(maxY, res.TargetP99ms)*20 // room for the legend
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+}

@@ -1,0 +1,507 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+)
+
+// benchFlags are the flags every scenario takes.
+type benchFlags struct {
+	out      string
+	nodeCPUs string
+	workers  int
+	sources  int
+}
+
+func (f *benchFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.out, "out", "bench-results", "directory for the JSON results")
+	fs.StringVar(&f.nodeCPUs, "node-cpus", "", "taskset CPU list to pin the node to (e.g. 0; empty: not pinned); run the bench itself under taskset for the other core")
+	fs.IntVar(&f.workers, "workers", 64, "sessions being set up at once")
+	fs.IntVar(&f.sources, "sources", 8, "client source addresses 127.0.0.2 … (ephemeral ports are per source address)")
+}
+
+// connectAll opens n sessions to node, each authenticated as its own
+// shopper and subscribed to the coupon coupon(i), from workers goroutines.
+// It returns the clients (nil where a session failed), the wall time, and
+// the first error of the failures with their count.
+func connectAll(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, coupon func(i int) string, onCoupon func(i int) func(couponmesh.Coupon)) ([]*client.Client, time.Duration, int, error) {
+	hcs := sourceClients(f.sources)
+	clients := make([]*client.Client, n)
+	var (
+		next     atomic.Int64
+		failed   atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for range f.workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				err := func() error {
+					cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					user := "s" + strconv.Itoa(i)
+					opts := client.Options{
+						HTTPClient: hcs[i%len(hcs)],
+						Token:      func(context.Context) (string, error) { return e.token(user, couponmesh.RoleShopper) },
+					}
+					if onCoupon != nil {
+						opts.OnCoupon = onCoupon(i)
+					}
+					c, err := client.Dial(cctx, node.ws(), opts)
+					if err != nil {
+						return err
+					}
+					if _, err := c.Subscribe(cctx, []client.Sub{{ID: coupon(i)}}); err != nil {
+						c.Close()
+						return fmt.Errorf("subscribe: %w", err)
+					}
+					clients[i] = c
+					return nil
+				}()
+				if err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return clients, time.Since(start), int(failed.Load()), firstErr
+}
+
+// closeAll closes the clients, 64 at a time.
+func closeAll(clients []*client.Client) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() { c.Close(); <-sem })
+	}
+	wg.Wait()
+}
+
+// benchCreateCoupons creates the coupons ids as merchant bench, 16 at a time.
+func benchCreateCoupons(ctx context.Context, api *client.API, ids []string) error {
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		first   error
+		sem     = make(chan struct{}, 16)
+		title   = "Bench coupon"
+		qty     = 1000000
+		discard = func(err error) {
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+		}
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty}); err != nil {
+				discard(fmt.Errorf("create coupon %s: %w", id, err))
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// setup starts the database and one node and returns the merchant's API.
+func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *client.API, error) {
+	e, err := newBenchEnv(f.out, f.nodeCPUs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := e.startDB(ctx); err != nil {
+		return e, nil, nil, err
+	}
+	node, err := e.startNode(ctx, "n1")
+	if err != nil {
+		return e, nil, nil, err
+	}
+	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	if err != nil {
+		return e, nil, nil, err
+	}
+	api := client.NewAPI(node.base(), tok)
+	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	return e, node, api, nil
+}
+
+// capacityResult is the JSON of the capacity scenario.
+type capacityResult struct {
+	Scenario        string    `json:"scenario"`
+	Time            time.Time `json:"time"`
+	Machine         machine   `json:"machine"`
+	Sessions        int       `json:"sessions"`
+	Coupons         int       `json:"coupons"`
+	Workers         int       `json:"workers"`
+	Sources         int       `json:"sources"`
+	Failed          int       `json:"failed"`
+	FirstError      string    `json:"firstError,omitempty"`
+	SetupSeconds    float64   `json:"setupSeconds"`
+	SessionsPerSec  float64   `json:"sessionsPerSec"`
+	RSSBeforeKiB    int64     `json:"rssBeforeKiB"`
+	RSSAfterKiB     int64     `json:"rssAfterKiB"`
+	RSSPerSessionKB float64   `json:"rssPerSessionKiB"`
+	TargetRate      float64   `json:"targetSessionsPerSec"`
+	TargetRSSKiB    float64   `json:"targetRssPerSessionKiB"`
+	NodeCPUPercent  float64   `json:"nodeCpuPercentDuringSetup"`
+	BenchCPUPercent float64   `json:"benchCpuPercentDuringSetup"`
+}
+
+// benchCapacity: N idle sessions, each authenticated as its own shopper
+// and subscribed to one of N/10 coupons; the connect+auth+subscribe rate
+// and the node's RSS per session.
+func benchCapacity(ctx context.Context, args []string) (err error) {
+	fs := flag.NewFlagSet("bench capacity", flag.ContinueOnError)
+	var f benchFlags
+	f.register(fs)
+	n := fs.Int("sessions", 5000, "sessions to open (each process may hold 20,000 open files)")
+	per := fs.Int("per-coupon", 10, "sessions per coupon")
+	settle := fs.Duration("settle", 3*time.Second, "idle time before the RSS is read again")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n <= 0 || *per <= 0 {
+		return errors.New("bench capacity: --sessions and --per-coupon must be positive")
+	}
+	mach := describeMachine(f.nodeCPUs)
+	e, node, api, err := setupOneNode(ctx, f)
+	if e != nil {
+		defer e.close()
+	}
+	if err != nil {
+		return err
+	}
+	ncoupons := (*n + *per - 1) / *per
+	ids := make([]string, ncoupons)
+	for i := range ids {
+		ids[i] = "cap" + strconv.Itoa(i)
+	}
+	if err := benchCreateCoupons(ctx, api, ids); err != nil {
+		return err
+	}
+	time.Sleep(*settle) // let the writes behind the creates settle
+	before, err := rssKiB(node.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	n0, b0 := cpuTime(node.cmd.Process.Pid), cpuTime(os.Getpid())
+	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
+	nodeCPU := 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / took.Seconds()
+	benchCPU := 100 * (cpuTime(os.Getpid()) - b0).Seconds() / took.Seconds()
+	defer closeAll(clients)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	time.Sleep(*settle)
+	after, err := rssKiB(node.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	ok := *n - failed
+	res := capacityResult{
+		Scenario: "capacity", Time: time.Now().UTC(), Machine: mach,
+		Sessions: *n, Coupons: ncoupons, Workers: f.workers, Sources: f.sources, Failed: failed,
+		SetupSeconds: took.Seconds(), SessionsPerSec: float64(ok) / took.Seconds(),
+		RSSBeforeKiB: before, RSSAfterKiB: after, TargetRate: 3000, TargetRSSKiB: 32,
+		NodeCPUPercent: nodeCPU, BenchCPUPercent: benchCPU,
+	}
+	if ok > 0 {
+		res.RSSPerSessionKB = float64(after-before) / float64(ok)
+	}
+	if firstErr != nil {
+		res.FirstError = firstErr.Error()
+	}
+	path, err := e.writeResult("capacity", res)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("capacity: %d sessions (%d failed) on %d coupons: %.0f sessions/s connect+auth+subscribe (target ≥ 3,000/s); node RSS %.1f KiB per idle session (target ≤ 32 KiB); CPU during setup node %.0f%% bench %.0f%% [%s]\n",
+		ok, failed, ncoupons, res.SessionsPerSec, res.RSSPerSessionKB, nodeCPU, benchCPU, path)
+	if firstErr != nil {
+		return fmt.Errorf("%d sessions failed, first: %w", failed, firstErr)
+	}
+	return nil
+}
+
+// fanoutRate is the result of one update rate.
+type fanoutRate struct {
+	Rate            float64 `json:"updatesPerSec"`
+	Updates         int     `json:"updates"`
+	UpdateErrors    int     `json:"updateErrors"`
+	FirstUpdateErr  string  `json:"firstUpdateError,omitempty"`
+	NodeCPUPercent  float64 `json:"nodeCpuPercent"`
+	BenchCPUPercent float64 `json:"benchCpuPercent"`
+	Deliveries      int64   `json:"deliveries"`
+	Expected        int64   `json:"expected"`
+	Drops           int64   `json:"drops"`
+	PushesPerSec    float64 `json:"deliveredPushesPerSec"`
+	P50ms           float64 `json:"p50ms"`
+	P95ms           float64 `json:"p95ms"`
+	P99ms           float64 `json:"p99ms"`
+	MaxMs           float64 `json:"maxMs"`
+	LastP50ms       float64 `json:"lastDeliveryP50ms"`
+	LastP99ms       float64 `json:"lastDeliveryP99ms"`
+	LastMaxMs       float64 `json:"lastDeliveryMaxMs"`
+	UpdateReplyP50  float64 `json:"updateReplyP50ms"`
+	UpdateReplyP99  float64 `json:"updateReplyP99ms"`
+}
+
+// fanoutResult is the JSON of the fanout scenario.
+type fanoutResult struct {
+	Scenario     string       `json:"scenario"`
+	Time         time.Time    `json:"time"`
+	Machine      machine      `json:"machine"`
+	Followers    int          `json:"followers"`
+	Connected    int          `json:"connected"`
+	Duration     string       `json:"durationPerRate"`
+	LatencyFrom  string       `json:"latencyFrom"`
+	Rates        []fanoutRate `json:"rates"`
+	TargetP99ms  float64      `json:"targetLastDeliveryP99ms"`
+	SetupSeconds float64      `json:"setupSeconds"`
+}
+
+// delivery is one push received: the coupon version and when.
+type delivery struct {
+	version int64
+	at      int64 // unix ns
+}
+
+// benchFanout: N sessions follow one coupon; the merchant updates it at
+// fixed rates through the HTTP API. The latency of a delivery is its
+// receive time minus the time the bench sent the update request (so it
+// includes the HTTP request, the durable commit, and the fan-out).
+func benchFanout(ctx context.Context, args []string) (err error) {
+	fs := flag.NewFlagSet("bench fanout", flag.ContinueOnError)
+	var f benchFlags
+	f.register(fs)
+	n := fs.Int("followers", 10000, "sessions subscribed to the coupon")
+	ratesArg := fs.String("rates", "1,5,20", "update rates to run, one after the other (updates/s)")
+	dur := fs.Duration("duration", 10*time.Second, "how long each rate runs")
+	grace := fs.Duration("grace", 3*time.Second, "wait after the last update of a rate for late deliveries")
+	svg := fs.String("svg", "", "also write an SVG plot of the latency percentiles against the rate to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rates []float64
+	for _, s := range strings.Split(*ratesArg, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || r <= 0 || r > 1000 {
+			return fmt.Errorf("bench fanout: bad rate %q (0 < rate ≤ 1000)", s)
+		}
+		rates = append(rates, r)
+	}
+	if *n <= 0 || *dur <= 0 {
+		return errors.New("bench fanout: --followers and --duration must be positive")
+	}
+	mach := describeMachine(f.nodeCPUs)
+	e, node, api, err := setupOneNode(ctx, f)
+	if e != nil {
+		defer e.close()
+	}
+	if err != nil {
+		return err
+	}
+	const id = "fan"
+	if err := benchCreateCoupons(ctx, api, []string{id}); err != nil {
+		return err
+	}
+	// Each client appends to its own slice (OnCoupon runs one at a time per
+	// client); the slices are read only once the clients are closed.
+	recs := make([][]delivery, *n)
+	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(int) string { return id },
+		func(i int) func(couponmesh.Coupon) {
+			return func(c couponmesh.Coupon) {
+				recs[i] = append(recs[i], delivery{c.Version, time.Now().UnixNano()})
+			}
+		})
+	closed := false
+	defer func() {
+		if !closed {
+			closeAll(clients)
+		}
+	}()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if firstErr != nil {
+		return fmt.Errorf("fanout: %d of %d sessions failed, first: %w", failed, *n, firstErr)
+	}
+	res := fanoutResult{
+		Scenario: "fanout", Time: time.Now().UTC(), Machine: mach,
+		Followers: *n, Connected: *n - failed, Duration: dur.String(), TargetP99ms: 150, SetupSeconds: took.Seconds(),
+		LatencyFrom: "the time the bench sent the HTTP update request (includes the request, the durable commit and the fan-out)",
+	}
+	type sent struct {
+		version  int64
+		at, done int64
+		rate     int
+	}
+	var (
+		smu    sync.Mutex
+		sents  []sent
+		uerrs  = make([]int, len(rates))
+		ufirst = make([]string, len(rates))
+		ncpu   = make([]float64, len(rates))
+		bcpu   = make([]float64, len(rates))
+		seq    int
+	)
+	for ri, r := range rates {
+		interval := time.Duration(float64(time.Second) / r)
+		count := max(int(dur.Seconds()*r), 1)
+		w0, n0, b0 := time.Now(), cpuTime(node.cmd.Process.Pid), cpuTime(os.Getpid())
+		var uwg sync.WaitGroup
+		tick := time.NewTicker(interval)
+		for range count {
+			seq++
+			title := "Bench update " + strconv.Itoa(seq)
+			uwg.Go(func() {
+				t0 := time.Now()
+				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				c, err := api.UpdateCoupon(uctx, id, couponmesh.CouponSpec{Title: &title})
+				t1 := time.Now()
+				smu.Lock()
+				defer smu.Unlock()
+				if err != nil {
+					if uerrs[ri] == 0 {
+						ufirst[ri] = err.Error()
+					}
+					uerrs[ri]++
+					return
+				}
+				sents = append(sents, sent{c.Version, t0.UnixNano(), t1.UnixNano(), ri})
+			})
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		tick.Stop()
+		uwg.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(*grace)
+		wall := time.Since(w0).Seconds()
+		ncpu[ri] = 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / wall
+		bcpu[ri] = 100 * (cpuTime(os.Getpid()) - b0).Seconds() / wall
+	}
+	closeAll(clients)
+	closed = true
+
+	byVersion := make(map[int64]sent, len(sents))
+	for _, s := range sents {
+		byVersion[s.version] = s
+	}
+	type acc struct {
+		lat     []time.Duration
+		last    map[int64]time.Duration
+		firstAt int64
+		lastAt  int64
+		n       int64
+	}
+	accs := make([]acc, len(rates))
+	for ri := range accs {
+		accs[ri].last = make(map[int64]time.Duration)
+	}
+	for i, rs := range recs {
+		if clients[i] == nil {
+			continue
+		}
+		for _, d := range rs {
+			s, ok := byVersion[d.version]
+			if !ok {
+				continue // the snapshot of the subscribe, or a failed update
+			}
+			a := &accs[s.rate]
+			l := time.Duration(d.at - s.at)
+			a.lat = append(a.lat, l)
+			a.last[d.version] = max(a.last[d.version], l)
+			a.n++
+			if a.firstAt == 0 || s.at < a.firstAt {
+				a.firstAt = s.at
+			}
+			a.lastAt = max(a.lastAt, d.at)
+		}
+	}
+	connected := int64(res.Connected)
+	for ri, r := range rates {
+		a := accs[ri]
+		var updates int64
+		var replies []time.Duration
+		for _, s := range sents {
+			if s.rate == ri {
+				updates++
+				replies = append(replies, time.Duration(s.done-s.at))
+			}
+		}
+		slices.Sort(a.lat)
+		slices.Sort(replies)
+		lasts := make([]time.Duration, 0, len(a.last))
+		for _, l := range a.last {
+			lasts = append(lasts, l)
+		}
+		slices.Sort(lasts)
+		fr := fanoutRate{
+			Rate: r, Updates: int(updates), UpdateErrors: uerrs[ri], FirstUpdateErr: ufirst[ri],
+			NodeCPUPercent: ncpu[ri], BenchCPUPercent: bcpu[ri], Deliveries: a.n, Expected: updates * connected,
+			P50ms: ms(quantile(a.lat, 0.50)), P95ms: ms(quantile(a.lat, 0.95)), P99ms: ms(quantile(a.lat, 0.99)), MaxMs: ms(quantile(a.lat, 1)),
+			LastP50ms: ms(quantile(lasts, 0.5)), LastP99ms: ms(quantile(lasts, 0.99)), LastMaxMs: ms(quantile(lasts, 1)),
+			UpdateReplyP50: ms(quantile(replies, 0.5)), UpdateReplyP99: ms(quantile(replies, 0.99)),
+		}
+		fr.Drops = fr.Expected - fr.Deliveries
+		if a.lastAt > a.firstAt {
+			fr.PushesPerSec = float64(a.n) / (float64(a.lastAt-a.firstAt) / 1e9)
+		}
+		res.Rates = append(res.Rates, fr)
+	}
+	path, err := e.writeResult("fanout", res)
+	if err != nil {
+		return err
+	}
+	if *svg != "" {
+		if err := plotFanout(*svg, res); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
+	}
+	for _, fr := range res.Rates {
+		fmt.Printf("fanout: %d followers, %g updates/s × %d: %.0f pushes/s, latency p50 %.1f p95 %.1f p99 %.1f max %.1f ms; last delivery per update p99 %.1f ms (target ≤ 150 ms); drops %d; update errors %d; CPU node %.0f%% bench %.0f%% [%s]\n",
+			res.Connected, fr.Rate, fr.Updates, fr.PushesPerSec, fr.P50ms, fr.P95ms, fr.P99ms, fr.MaxMs, fr.LastP99ms, fr.Drops, fr.UpdateErrors, fr.NodeCPUPercent, fr.BenchCPUPercent, path)
+		if fr.FirstUpdateErr != "" {
+			fmt.Printf("fanout: first update error at %g/s: %s\n", fr.Rate, fr.FirstUpdateErr)
+		}
+	}
+	return nil
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,29 +64,9 @@ type devNull struct{}
 func (devNull) Write(b []byte) (int, error) { return len(b), nil }
 
 // kill sends SIGKILL: FerretDB gets no chance to close anything.
-func (p *dbProc) kill(t testing.TB) {
-	t.Helper()
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-}
+func (p *dbProc) kill(t testing.TB) { killCmd(p.cmd) }
 
-func (p *dbProc) stop(t testing.TB) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("devdb did not stop on SIGTERM; killing it")
-		p.kill(t)
-	}
-}
+func (p *dbProc) stop(t testing.TB) { stopCmd(t, p.cmd, 20*time.Second, "devdb") }
 
 func (p *dbProc) uri() string { return "mongodb://" + p.addr + "/" }
 

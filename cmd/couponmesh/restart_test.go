@@ -60,27 +60,34 @@ func startProc(t *testing.T, bin, dir string) *proc {
 }
 
 // kill sends SIGKILL: no shutdown code runs.
-func (p *proc) kill(t testing.TB) {
-	t.Helper()
-	if p.cmd.ProcessState != nil {
+func (p *proc) kill(t testing.TB) { killCmd(p.cmd) }
+
+// stop sends SIGTERM (the node drains) and waits for the exit.
+func (p *proc) stop(t testing.TB) { stopCmd(t, p.cmd, 30*time.Second, "node") }
+
+// killCmd kills a child process and reaps it, once.
+func killCmd(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
 		return
 	}
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 }
 
-func (p *proc) stop(t testing.TB) {
-	if p.cmd.ProcessState != nil {
+// stopCmd sends SIGTERM to a child process and waits up to wait for it to
+// exit, then kills it and reports the test failed.
+func stopCmd(t testing.TB, cmd *exec.Cmd, wait time.Duration, what string) {
+	if cmd.ProcessState != nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Errorf("node did not stop on SIGTERM; killing it")
-		p.kill(t)
+	case <-time.After(wait):
+		t.Errorf("%s did not stop on SIGTERM within %s; killing it", what, wait)
+		killCmd(cmd)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/cluster/membership"
+	"github.com/couponmesh/couponmesh/cluster/placement"
 )
 
 // The actor endpoints of the admin API. Any node answers for any identity:
@@ -143,20 +144,28 @@ func (a *App) notActive(w http.ResponseWriter, ident, owner string) {
 	})
 }
 
+// localActor resolves the request's kind/id on this node: it answers the
+// request itself (bad identity, forwarded to the owner, not active) and
+// returns ok false, or returns the local activation.
+func (a *App) localActor(w http.ResponseWriter, r *http.Request) (kind, id, ident, owner string, act placement.Activation, ok bool) {
+	if kind, id, ok = identity(w, r); !ok {
+		return
+	}
+	var done bool
+	if owner, done = a.routeToOwner(w, r, kind, id); done {
+		return kind, id, "", "", act, false
+	}
+	ident = kind + "/" + id
+	if act, ok = a.node.Lookup.Find(kind, id); !ok {
+		a.notActive(w, ident, owner)
+	}
+	return
+}
+
 // handleActorGet answers the state of one grain without activating it.
 func (a *App) handleActorGet(w http.ResponseWriter, r *http.Request) {
-	kind, id, ok := identity(w, r)
+	kind, id, ident, owner, act, ok := a.localActor(w, r)
 	if !ok {
-		return
-	}
-	owner, done := a.routeToOwner(w, r, kind, id)
-	if done {
-		return
-	}
-	ident := kind + "/" + id
-	act, found := a.node.Lookup.Find(kind, id)
-	if !found {
-		a.notActive(w, ident, owner)
 		return
 	}
 	d := ActorDetail{Identity: ident, Node: a.members.Self().Name, Owner: owner, Active: true, Since: act.Since, Mailbox: act.MailboxLen()}
@@ -180,18 +189,8 @@ func (a *App) handleActorGet(w http.ResponseWriter, r *http.Request) {
 // handleActorPassivate stops a grain after it has answered what its mailbox
 // holds; it answers once the activation is gone (or after 5 s).
 func (a *App) handleActorPassivate(w http.ResponseWriter, r *http.Request) {
-	kind, id, ok := identity(w, r)
+	kind, id, ident, _, act, ok := a.localActor(w, r)
 	if !ok {
-		return
-	}
-	owner, done := a.routeToOwner(w, r, kind, id)
-	if done {
-		return
-	}
-	ident := kind + "/" + id
-	act, found := a.node.Lookup.Find(kind, id)
-	if !found {
-		a.notActive(w, ident, owner)
 		return
 	}
 	res, err := a.node.System.Root.RequestFuture(act.PID, actors.Request(actors.ActorPassivate, actors.Empty{}), 5*time.Second).Result()

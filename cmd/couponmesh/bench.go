@@ -338,3 +338,36 @@ func describeMachine(nodeCPUs string) machine {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// benchFigure is one measured figure beside its DESIGN.md target. Every
+// scenario's JSON result carries its figures in a "figures" list; `bench
+// report` builds the table of docs/BENCHMARKS.md from them without knowing
+// the scenarios.
+type benchFigure struct {
+	What   string  `json:"what"`             // as in DESIGN.md's Targets, e.g. "connect + auth + subscribe"
+	Value  float64 `json:"value"`            // measured
+	Unit   string  `json:"unit"`             // "sessions/s", "ms", "KiB", "%", "s", "claims"
+	Target float64 `json:"target,omitempty"` // DESIGN.md target in the same unit
+	Better string  `json:"better,omitempty"` // "higher" or "lower"; "" when there is no target
+	Note   string  `json:"note,omitempty"`   // settings that matter for this figure
+}
+
+// met reports whether the figure meets its target (true without a target).
+func (f benchFigure) met() bool {
+	switch f.Better {
+	case "higher":
+		return f.Value >= f.Target
+	case "lower":
+		return f.Value <= f.Target
+	}
+	return true
+}
+
+// atLeast and atMost build figures with a target.
+func atLeast(what string, v float64, unit string, target float64) benchFigure {
+	return benchFigure{What: what, Value: v, Unit: unit, Target: target, Better: "higher"}
+}
+
+func atMost(what string, v float64, unit string, target float64) benchFigure {
+	return benchFigure{What: what, Value: v, Unit: unit, Target: target, Better: "lower"}
+}

@@ -156,24 +156,25 @@ func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *cl
 
 // capacityResult is the JSON of the capacity scenario.
 type capacityResult struct {
-	Scenario        string    `json:"scenario"`
-	Time            time.Time `json:"time"`
-	Machine         machine   `json:"machine"`
-	Sessions        int       `json:"sessions"`
-	Coupons         int       `json:"coupons"`
-	Workers         int       `json:"workers"`
-	Sources         int       `json:"sources"`
-	Failed          int       `json:"failed"`
-	FirstError      string    `json:"firstError,omitempty"`
-	SetupSeconds    float64   `json:"setupSeconds"`
-	SessionsPerSec  float64   `json:"sessionsPerSec"`
-	RSSBeforeKiB    int64     `json:"rssBeforeKiB"`
-	RSSAfterKiB     int64     `json:"rssAfterKiB"`
-	RSSPerSessionKB float64   `json:"rssPerSessionKiB"`
-	TargetRate      float64   `json:"targetSessionsPerSec"`
-	TargetRSSKiB    float64   `json:"targetRssPerSessionKiB"`
-	NodeCPUPercent  float64   `json:"nodeCpuPercentDuringSetup"`
-	BenchCPUPercent float64   `json:"benchCpuPercentDuringSetup"`
+	Scenario        string        `json:"scenario"`
+	Time            time.Time     `json:"time"`
+	Machine         machine       `json:"machine"`
+	Sessions        int           `json:"sessions"`
+	Coupons         int           `json:"coupons"`
+	Workers         int           `json:"workers"`
+	Sources         int           `json:"sources"`
+	Failed          int           `json:"failed"`
+	FirstError      string        `json:"firstError,omitempty"`
+	SetupSeconds    float64       `json:"setupSeconds"`
+	SessionsPerSec  float64       `json:"sessionsPerSec"`
+	RSSBeforeKiB    int64         `json:"rssBeforeKiB"`
+	RSSAfterKiB     int64         `json:"rssAfterKiB"`
+	RSSPerSessionKB float64       `json:"rssPerSessionKiB"`
+	TargetRate      float64       `json:"targetSessionsPerSec"`
+	TargetRSSKiB    float64       `json:"targetRssPerSessionKiB"`
+	NodeCPUPercent  float64       `json:"nodeCpuPercentDuringSetup"`
+	BenchCPUPercent float64       `json:"benchCpuPercentDuringSetup"`
+	Figures         []benchFigure `json:"figures"`
 }
 
 // benchCapacity: N idle sessions, each authenticated as its own shopper
@@ -240,6 +241,11 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	if firstErr != nil {
 		res.FirstError = firstErr.Error()
 	}
+	res.Figures = []benchFigure{
+		atLeast("connect + auth + subscribe", res.SessionsPerSec, "sessions/s", 3000),
+		atMost("RSS per idle authenticated, subscribed session", res.RSSPerSessionKB, "KiB", 32),
+		{What: "idle sessions held on one node", Value: float64(ok), Unit: "sessions"},
+	}
 	path, err := e.writeResult("capacity", res)
 	if err != nil {
 		return err
@@ -277,16 +283,17 @@ type fanoutRate struct {
 
 // fanoutResult is the JSON of the fanout scenario.
 type fanoutResult struct {
-	Scenario     string       `json:"scenario"`
-	Time         time.Time    `json:"time"`
-	Machine      machine      `json:"machine"`
-	Followers    int          `json:"followers"`
-	Connected    int          `json:"connected"`
-	Duration     string       `json:"durationPerRate"`
-	LatencyFrom  string       `json:"latencyFrom"`
-	Rates        []fanoutRate `json:"rates"`
-	TargetP99ms  float64      `json:"targetLastDeliveryP99ms"`
-	SetupSeconds float64      `json:"setupSeconds"`
+	Scenario     string        `json:"scenario"`
+	Time         time.Time     `json:"time"`
+	Machine      machine       `json:"machine"`
+	Followers    int           `json:"followers"`
+	Connected    int           `json:"connected"`
+	Duration     string        `json:"durationPerRate"`
+	LatencyFrom  string        `json:"latencyFrom"`
+	Rates        []fanoutRate  `json:"rates"`
+	TargetP99ms  float64       `json:"targetLastDeliveryP99ms"`
+	SetupSeconds float64       `json:"setupSeconds"`
+	Figures      []benchFigure `json:"figures"`
 }
 
 // delivery is one push received: the coupon version and when.
@@ -487,6 +494,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		}
 		res.Rates = append(res.Rates, fr)
 	}
+	res.Figures = fanoutFigures(res)
 	path, err := e.writeResult("fanout", res)
 	if err != nil {
 		return err
@@ -504,4 +512,29 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		}
 	}
 	return nil
+}
+
+// fanoutFigures: the last delivery p99 at the lowest rate against the
+// latency target, the highest delivered rate against the saturation target,
+// and the drops (pushes expected but not delivered, summed over the rates).
+func fanoutFigures(res fanoutResult) []benchFigure {
+	if len(res.Rates) == 0 {
+		return nil
+	}
+	low, best := res.Rates[0], res.Rates[0]
+	var drops int64
+	for _, r := range res.Rates {
+		if r.Rate < low.Rate {
+			low = r
+		}
+		if r.PushesPerSec > best.PushesPerSec {
+			best = r
+		}
+		drops += r.Drops
+	}
+	lat := atMost(fmt.Sprintf("fan-out to %d followers, update to last delivery p99", res.Connected), low.LastP99ms, "ms", res.TargetP99ms)
+	lat.Note = fmt.Sprintf("at %g update/s", low.Rate)
+	sat := atLeast("fan-out at saturation", best.PushesPerSec, "deliveries/s", 400000)
+	sat.Note = fmt.Sprintf("best of the rates, at %g updates/s", best.Rate)
+	return []benchFigure{lat, sat, atMost("fan-out pushes not delivered", float64(drops), "pushes", 0)}
 }

@@ -161,6 +161,7 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 // benchNode is one node process.
 type benchNode struct {
 	name, http string
+	admin      string // admin listener (metrics, pprof)
 	cmd        *exec.Cmd
 }
 
@@ -178,7 +179,7 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 		}
 		addrs[i] = a
 	}
-	n := &benchNode{name: name, http: addrs[0]}
+	n := &benchNode{name: name, http: addrs[0], admin: addrs[1]}
 	if e.nodeCPUs != "" {
 		n.cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
 	} else {
@@ -370,4 +371,35 @@ func atLeast(what string, v float64, unit string, target float64) benchFigure {
 
 func atMost(what string, v float64, unit string, target float64) benchFigure {
 	return benchFigure{What: what, Value: v, Unit: unit, Target: target, Better: "lower"}
+}
+
+// profileCPU writes a CPU profile of node n taken over d to path (from the
+// node's admin listener, /debug/pprof/profile), for `go tool pprof`.
+func profileCPU(ctx context.Context, n *benchNode, d time.Duration, path string) error {
+	return fetchProfile(ctx, n, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds()), 1)), path)
+}
+
+// fetchProfile writes the node's /debug/pprof/WHAT to path.
+func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

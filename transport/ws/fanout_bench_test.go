@@ -26,8 +26,9 @@ import (
 )
 
 // BenchmarkFanOutLoopback measures the whole local delivery path: one
-// coupon push through the hub (transporttest's, which walks its sinks and
-// calls Send under its lock as the real hub does) to every session
+// coupon push through the hub (transporttest's, which encodes the push once
+// per publish, as a grain does, then walks its sinks and calls Send under
+// its lock, as actors/hub does) to every session
 // following the coupon, each session's writer goroutine, coder/websocket
 // and a loopback TCP socket, until every client has read it. The op is
 // "pushes=K pushes published back to back, then wait until every client
@@ -48,7 +49,8 @@ import (
 // share the machine's 2 cores with the server, so the figures are a lower
 // bound of what the server alone does. Each session is 2 file descriptors
 // (both ends of its TCP connection) in this one process: a size that does
-// not fit in the open-file limit is skipped (10,000 does not fit in 20,000).
+// not fit in the open-file limit is skipped: 10,000 sessions do not fit in
+// this machine's 20,000, so the large case is 9,000.
 func BenchmarkFanOutLoopback(b *testing.B) {
 	for _, n := range []int{1_000, 9_000} {
 		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {

@@ -43,6 +43,8 @@ func runBench(args []string) error {
 		return benchCapacity(ctx, args[1:])
 	case "fanout":
 		return benchFanout(ctx, args[1:])
+	case "report":
+		return benchReport(args[1:])
 	default:
 		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout)", args[0])
 	}

@@ -154,6 +154,12 @@ func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *cl
 	return e, node, api, nil
 }
 
+// memPoint is the node's RSS with Sessions open.
+type memPoint struct {
+	Sessions int   `json:"sessions"`
+	RSSKiB   int64 `json:"rssKiB"`
+}
+
 // capacityResult is the JSON of the capacity scenario.
 type capacityResult struct {
 	Scenario        string        `json:"scenario"`
@@ -169,6 +175,7 @@ type capacityResult struct {
 	SessionsPerSec  float64       `json:"sessionsPerSec"`
 	RSSBeforeKiB    int64         `json:"rssBeforeKiB"`
 	RSSAfterKiB     int64         `json:"rssAfterKiB"`
+	Memory          []memPoint    `json:"memory"` // RSS while the sessions were being opened
 	RSSPerSessionKB float64       `json:"rssPerSessionKiB"`
 	TargetRate      float64       `json:"targetSessionsPerSec"`
 	TargetRSSKiB    float64       `json:"targetRssPerSessionKiB"`
@@ -189,12 +196,16 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	settle := fs.Duration("settle", 3*time.Second, "idle time before the RSS is read again")
 	profile := fs.String("profile", "", "write a heap profile of the node with the sessions open to this file")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node over the first 3 s of the setup to this file")
+	sdk := fs.Bool("sdk", false, "sessions use the Go SDK instead of raw protocol v1 (auth, subscribe, read)")
+	steps := fs.Int("steps", 10, "open the sessions in this many steps, reading the node's RSS after each (raw sessions only)")
+	svg := fs.String("svg", "", "also write an SVG plot of the node's RSS against the sessions to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n <= 0 || *per <= 0 {
-		return errors.New("bench capacity: --sessions and --per-coupon must be positive")
+	if *n <= 0 || *per <= 0 || *steps <= 0 {
+		return errors.New("bench capacity: --sessions, --per-coupon and --steps must be positive")
 	}
+	var memory []memPoint
 	mach := describeMachine(f.nodeCPUs)
 	e, node, api, err := setupOneNode(ctx, f)
 	if e != nil {
@@ -224,10 +235,39 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 			}
 		}()
 	}
-	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
+	var (
+		took     time.Duration
+		failed   int
+		firstErr error
+	)
+	if *sdk {
+		var clients []*client.Client
+		clients, took, failed, firstErr = connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
+		defer closeAll(clients)
+	} else {
+		// In --steps steps, reading the node's RSS after each (the plot of
+		// memory against sessions); the time of the reads is not counted.
+		var raws []*rawFollower
+		defer func() { closeRaw(raws) }()
+		noPush := func(int) func(int64, int64) { return func(int64, int64) {} }
+		for k := range *steps {
+			from, to := *n*k / *steps, *n*(k+1) / *steps
+			rs, t, fl, err := connectRaw(ctx, e, node, f, from, to-from, func(i int) string { return ids[(from+i) / *per] }, noPush)
+			raws = append(raws, rs...)
+			took, failed = took+t, failed+fl
+			if firstErr == nil {
+				firstErr = err
+			}
+			if rss, err := rssKiB(node.cmd.Process.Pid); err == nil {
+				memory = append(memory, memPoint{Sessions: len(raws) - failed, RSSKiB: rss})
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
 	nodeCPU := 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / took.Seconds()
 	benchCPU := 100 * (cpuTime(os.Getpid()) - b0).Seconds() / took.Seconds()
-	defer closeAll(clients)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -259,6 +299,12 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		atLeast("connect + auth + subscribe", res.SessionsPerSec, "sessions/s", 3000),
 		atMost("RSS per idle authenticated, subscribed session", res.RSSPerSessionKB, "KiB", 32),
 		{What: "idle sessions held on one node", Value: float64(ok), Unit: "sessions"},
+	}
+	res.Memory = append([]memPoint{{Sessions: 0, RSSKiB: before}}, memory...)
+	if *svg != "" {
+		if err := plotMemory(*svg, res); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
 	}
 	path, err := e.writeResult("capacity", res)
 	if err != nil {
@@ -332,6 +378,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	grace := fs.Duration("grace", 3*time.Second, "wait after the last update of a rate for late deliveries")
 	svg := fs.String("svg", "", "also write an SVG plot of the latency percentiles against the rate to this file")
 	profile := fs.String("profile", "", "write a CPU profile of the node during the first rate to this file")
+	sdk := fs.Bool("sdk", false, "followers use the Go SDK (decodes every push in full) instead of raw protocol v1 readers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -358,19 +405,44 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	if err := benchCreateCoupons(ctx, api, []string{id}); err != nil {
 		return err
 	}
-	// Each client appends to its own slice (OnCoupon runs one at a time per
-	// client); the slices are read only once the clients are closed.
+	// Each follower appends to its own slice (one push at a time per
+	// follower); the slices are read only once the followers are closed.
 	recs := make([][]delivery, *n)
-	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(int) string { return id },
-		func(i int) func(couponmesh.Coupon) {
-			return func(c couponmesh.Coupon) {
-				recs[i] = append(recs[i], delivery{c.Version, time.Now().UnixNano(), c.UpdatedAt.UnixNano()})
-			}
-		})
+	record := func(i int) func(version, updated int64) {
+		return func(version, updated int64) {
+			recs[i] = append(recs[i], delivery{version, time.Now().UnixNano(), updated})
+		}
+	}
+	var (
+		alive          = make([]bool, *n)
+		closeFollowers func()
+		took           time.Duration
+		failed         int
+		firstErr       error
+	)
+	if *sdk {
+		var clients []*client.Client
+		clients, took, failed, firstErr = connectAll(ctx, e, node, f, *n, func(int) string { return id },
+			func(i int) func(couponmesh.Coupon) {
+				rec := record(i)
+				return func(c couponmesh.Coupon) { rec(c.Version, c.UpdatedAt.UnixNano()) }
+			})
+		for i, c := range clients {
+			alive[i] = c != nil
+		}
+		closeFollowers = func() { closeAll(clients) }
+	} else {
+		var raws []*rawFollower
+		raws, took, failed, firstErr = connectRaw(ctx, e, node, f, 0, *n, func(int) string { return id }, record)
+		for i, r := range raws {
+			alive[i] = r != nil
+		}
+		closeFollowers = func() { closeRaw(raws) }
+	}
 	closed := false
 	defer func() {
 		if !closed {
-			closeAll(clients)
+			closeFollowers()
 		}
 	}()
 	if ctx.Err() != nil {
@@ -449,7 +521,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		ncpu[ri] = 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / wall
 		bcpu[ri] = 100 * (cpuTime(os.Getpid()) - b0).Seconds() / wall
 	}
-	closeAll(clients)
+	closeFollowers()
 	closed = true
 
 	byVersion := make(map[int64]sent, len(sents))
@@ -470,7 +542,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		accs[ri].sent = make(map[int64]time.Duration)
 	}
 	for i, rs := range recs {
-		if clients[i] == nil {
+		if !alive[i] {
 			continue
 		}
 		for _, d := range rs {

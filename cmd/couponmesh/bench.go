@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -58,6 +59,7 @@ type benchEnv struct {
 	out      string
 	nodeCPUs string // taskset CPU list for the nodes ("" : not pinned)
 	keepLogs bool
+	logLevel string // of the nodes ("": warn)
 	secret   string
 	tokens   *auth.Tokens
 	procs    []*exec.Cmd
@@ -192,7 +194,7 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+addrs[2], "COUPONMESH_MONGO_URI="+e.db,
 		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
 		"COUPONMESH_JWT_SECRET="+e.secret, "COUPONMESH_JWT_ISSUER=couponmesh", "COUPONMESH_JWT_AUDIENCE=couponmesh",
-		"COUPONMESH_LOG_LEVEL=warn",
+		"COUPONMESH_LOG_LEVEL="+cmp.Or(e.logLevel, "warn"),
 		"COUPONMESH_WS_SESSIONS_PER_IP=-1", "COUPONMESH_WS_HANDSHAKE_RATE=-1", "COUPONMESH_WS_REQUEST_RATE=-1",
 		"COUPONMESH_WS_SESSIONS_PER_USER=-1", "COUPONMESH_LIMITS_USER_WRITE_RATE=-1")
 	logf, err := e.logFile(name)

@@ -24,6 +24,8 @@ type benchFlags struct {
 	nodeCPUs string
 	workers  int
 	sources  int
+	keepLogs bool
+	logLevel string
 }
 
 func (f *benchFlags) register(fs *flag.FlagSet) {
@@ -31,6 +33,8 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.nodeCPUs, "node-cpus", "", "taskset CPU list to pin the node to (e.g. 0; empty: not pinned); run the bench itself under taskset for the other core")
 	fs.IntVar(&f.workers, "workers", 64, "sessions being set up at once")
 	fs.IntVar(&f.sources, "sources", 8, "client source addresses 127.0.0.2 … (ephemeral ports are per source address)")
+	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level of the nodes")
 }
 
 // connectAll opens n sessions to node, each authenticated as its own
@@ -138,6 +142,7 @@ func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *cl
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	e.keepLogs, e.logLevel = f.keepLogs, f.logLevel
 	if err := e.startDB(ctx); err != nil {
 		return e, nil, nil, err
 	}

@@ -46,6 +46,8 @@ type claimsResult struct {
 	BulkWrites     int64          `json:"bulkWrites"`
 	AppendsPerBulk float64        `json:"appendsPerBulkWrite"`
 	AppendsPerSec  float64        `json:"journalAppendsPerSec"`
+	BulkWriteMs    float64        `json:"bulkWriteMeanMs"`   // the node's BulkWrites, mean duration
+	QueueWaitMs    float64        `json:"appendQueueWaitMs"` // an append's mean wait for its BulkWrite
 	P50ms          float64        `json:"claimReplyP50ms"`
 	P95ms          float64        `json:"claimReplyP95ms"`
 	P99ms          float64        `json:"claimReplyP99ms"`
@@ -59,6 +61,7 @@ type claimsResult struct {
 	RawBefore     float64 `json:"rawInsertsPerSecBefore"`
 	RawAfter      float64 `json:"rawInsertsPerSecAfter"`
 	RawPerSec     float64 `json:"rawInsertsPerSec"` // mean of before and after
+	RawBatchMs    float64 `json:"rawBulkWriteMeanMs"`
 	AppendsPctRaw float64 `json:"appendsPercentOfRaw"`
 	ClaimsPctRaw  float64 `json:"claimsPercentOfRaw"`
 
@@ -232,10 +235,20 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		RawDocs: *rawDocs, RawBatch: *rawBatch, RawBefore: rawBefore, RawAfter: rawAfter, RawPerSec: (rawBefore + rawAfter) / 2,
 	}
 	res.AppendsPerSec = float64(res.Appends) / took.Seconds()
+	mean := func(name string) float64 {
+		n := m1.get(name+"_count") - m0.get(name+"_count")
+		if n <= 0 {
+			return 0
+		}
+		return 1000 * (m1.get(name+"_sum") - m0.get(name+"_sum")) / n
+	}
+	res.BulkWriteMs = mean("couponmesh_store_bulk_write_seconds")
+	res.QueueWaitMs = mean("couponmesh_store_queue_wait_seconds")
 	if res.BulkWrites > 0 {
 		res.AppendsPerBulk = float64(res.Appends) / float64(res.BulkWrites)
 	}
 	if res.RawPerSec > 0 {
+		res.RawBatchMs = 1000 * float64(*rawBatch) / res.RawPerSec
 		res.AppendsPctRaw = 100 * res.AppendsPerSec / res.RawPerSec
 		res.ClaimsPctRaw = 100 * res.ClaimsPerSec / res.RawPerSec
 	}
@@ -259,9 +272,9 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): appends at %.0f%% of raw (target ≥ 70%%; claims/s alone %.0f%%); claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
+	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): appends at %.0f%% of raw (target ≥ 70%%; claims/s alone %.0f%%); BulkWrite mean %.0f ms in the node vs %.0f ms raw; claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
 		ok, res.Claims, took.Seconds(), fmtCodes(errs), res.ClaimsPerSec, res.AppendsPerSec, res.AppendsPerBulk, res.RawPerSec, rawBefore, rawAfter,
-		res.AppendsPctRaw, res.ClaimsPctRaw, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
+		res.AppendsPctRaw, res.ClaimsPctRaw, res.BulkWriteMs, res.RawBatchMs, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
 	if res.GrainBehind > 0 {
 		fmt.Printf("claims: %d coupons count fewer claims than their journal holds (appends answered unavailable, written after all)\n", res.GrainBehind)
 	}

@@ -91,10 +91,10 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("bench claims", flag.ContinueOnError)
 	var f benchFlags
 	f.register(fs)
-	users := fs.Int("users", 500, "shoppers, one session each (beyond ~1,000 the embedded database slows down: see docs/BENCHMARKS.md)")
+	users := fs.Int("users", 500, "shoppers, one session each (their first claim activates their grain)")
 	ncoupons := fs.Int("coupons", 200, "coupons claimed")
 	nclaims := fs.Int("claims", 10000, "claims to send at most (at most users × coupons: one claim per user per coupon)")
-	quantity := fs.Int("quantity", 0, "quantity of each coupon (0: 95% of the claims each coupon gets, so that coupons sell out)")
+	quantity := fs.Int("quantity", 0, "quantity of each coupon (0: 95% of the mean claims per coupon, so that coupons sell out)")
 	conc := fs.Int("concurrency", 256, "claims in flight")
 	dur := fs.Duration("duration", 30*time.Second, "stop sending claims after this long")
 	rawDocs := fs.Int("raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")

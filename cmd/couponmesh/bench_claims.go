@@ -99,6 +99,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	dur := fs.Duration("duration", 30*time.Second, "stop sending claims after this long")
 	rawDocs := fs.Int("raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")
 	rawBatch := fs.Int("raw-batch", 256, "documents per raw BulkWrite (the node's batch_max_ops)")
+	profile := fs.String("profile", "", "write a CPU profile of the node over the first 5 s of the claims to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -166,6 +167,14 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	n0, d0, b0 := cpuTime(pid), cpuTime(dbPid), cpuTime(os.Getpid())
+	var pwg sync.WaitGroup
+	if *profile != "" {
+		pwg.Go(func() {
+			if err := profileCPU(ctx, node, 5*time.Second, *profile); err != nil {
+				fmt.Fprintf(os.Stderr, "bench claims: profile: %v\n", err)
+			}
+		})
+	}
 	start := time.Now()
 	for range *conc {
 		wg.Go(func() {
@@ -203,6 +212,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	}
 	wg.Wait()
 	took = time.Since(start)
+	pwg.Wait()
 	nodeCPU := 100 * (cpuTime(pid) - n0).Seconds() / took.Seconds()
 	dbCPU := 100 * (cpuTime(dbPid) - d0).Seconds() / took.Seconds()
 	benchCPU := 100 * (cpuTime(os.Getpid()) - b0).Seconds() / took.Seconds()
@@ -476,16 +486,7 @@ func (m nodeMetrics) get(name string) float64 { return m[name] }
 // scrapeNodeMetrics reads the node's Prometheus metrics from its admin
 // listener (loopback, no admin token in bench nodes).
 func scrapeNodeMetrics(node *benchNode) (nodeMetrics, error) {
-	var admin string
-	for _, kv := range node.cmd.Env {
-		if v, ok := strings.CutPrefix(kv, "COUPONMESH_ADMIN_ADDR="); ok {
-			admin = v
-		}
-	}
-	if admin == "" {
-		return nil, errors.New("node has no COUPONMESH_ADMIN_ADDR")
-	}
-	resp, err := http.Get("http://" + admin + "/metrics")
+	resp, err := http.Get("http://" + node.admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}

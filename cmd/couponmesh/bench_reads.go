@@ -88,6 +88,7 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	hot := fs.Int("hot-queries", 10, "distinct browse queries read again and again in the cached browse phase")
 	dur := fs.Duration("duration", 5*time.Second, "how long each kind of read runs at most")
 	maxReads := fs.Int("max-reads", 2000000, "reads per kind at most")
+	profile := fs.String("profile", "", "write a CPU profile of the node during the loaded cached-get phase to this file")
 	browseTTL := fs.Duration("browse-ttl", time.Minute, "cache.browse_ttl of the reading node (COUPONMESH_CACHE_BROWSE_TTL; 0: the default, 2s), so that the cached browse phase reads the cache and not a database answer every 2s")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -173,6 +174,14 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	}
 
 	// get, cached: the active coupons at random.
+	var pwg sync.WaitGroup
+	if *profile != "" {
+		pwg.Go(func() {
+			if err := profileCPU(ctx, node, *dur, *profile); err != nil {
+				fmt.Fprintf(os.Stderr, "bench reads: profile: %v\n", err)
+			}
+		})
+	}
 	ph, err = runReadPhase(ctx, node, "coupon read (cached)", ws, *conc, *dur, *maxReads, func(w, _ int) error {
 		return get(w, active[rand.IntN(len(active))])
 	})
@@ -180,6 +189,7 @@ func benchReads(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	res.Phases = append(res.Phases, ph)
+	pwg.Wait()
 	ph, err = runReadPhase(ctx, node, "coupon read (cached), light load", ws, *light, *dur, *maxReads, func(w, _ int) error {
 		return get(w, active[rand.IntN(len(active))])
 	})

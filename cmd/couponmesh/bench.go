@@ -35,7 +35,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout [flags] (--help for the flags)")
+		return errors.New("usage: couponmesh bench capacity|fanout|claims|reads [flags] (--help for the flags)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -44,10 +44,14 @@ func runBench(args []string) error {
 		return benchCapacity(ctx, args[1:])
 	case "fanout":
 		return benchFanout(ctx, args[1:])
+	case "claims":
+		return benchClaims(ctx, args[1:])
+	case "reads":
+		return benchReads(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, claims, reads)", args[0])
 	}
 }
 

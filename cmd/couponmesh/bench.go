@@ -34,7 +34,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout [flags] (--help for the flags)")
+		return errors.New("usage: couponmesh bench capacity|fanout|failover|coupons [flags] (--help for the flags)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -43,8 +43,12 @@ func runBench(args []string) error {
 		return benchCapacity(ctx, args[1:])
 	case "fanout":
 		return benchFanout(ctx, args[1:])
+	case "failover":
+		return benchFailover(ctx, args[1:])
+	case "coupons":
+		return benchCoupons(ctx, args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, failover, coupons)", args[0])
 	}
 }
 
@@ -161,6 +165,8 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 // benchNode is one node process.
 type benchNode struct {
 	name, http string
+	admin      string // admin listener (admin API, /metrics)
+	cluster    string // memberlist address
 	cmd        *exec.Cmd
 }
 
@@ -170,6 +176,12 @@ func (n *benchNode) base() string { return "http://" + n.http }
 // startNode starts a node (pinned with taskset when nodeCPUs is set) with
 // the per-address and per-user limits off: all the load comes from one host.
 func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, error) {
+	return e.startMember(ctx, name, "")
+}
+
+// startMember is startNode for a member of a cluster: seed is the memberlist
+// address of a node started before ("": the node is its own seed).
+func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNode, error) {
 	var addrs [3]string
 	for i := range addrs {
 		a, err := benchFreeAddr()
@@ -178,7 +190,10 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 		}
 		addrs[i] = a
 	}
-	n := &benchNode{name: name, http: addrs[0]}
+	if seed == "" {
+		seed = addrs[2]
+	}
+	n := &benchNode{name: name, http: addrs[0], admin: addrs[1], cluster: addrs[2]}
 	if e.nodeCPUs != "" {
 		n.cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
 	} else {
@@ -186,7 +201,7 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 	}
 	n.cmd.Env = append(os.Environ(),
 		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+addrs[0], "COUPONMESH_ADMIN_ADDR="+addrs[1],
-		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+addrs[2], "COUPONMESH_MONGO_URI="+e.db,
+		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+seed, "COUPONMESH_MONGO_URI="+e.db,
 		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
 		"COUPONMESH_JWT_SECRET="+e.secret, "COUPONMESH_JWT_ISSUER=couponmesh", "COUPONMESH_JWT_AUDIENCE=couponmesh",
 		"COUPONMESH_LOG_LEVEL=warn",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -31,7 +32,8 @@ type couponsRate struct {
 	Achieved        float64 `json:"achievedUpdatesPerSec"` // updates ok / the time from the first send to the last reply
 	UpdateErrors    int     `json:"updateErrors"`
 	FirstUpdateErr  string  `json:"firstUpdateError,omitempty"`
-	Behind          int     `json:"sendsLate"` // updates sent more than 10 ms after their slot: the generator could not keep the rate
+	Behind          int     `json:"sendsLate"` // updates sent more than 10 ms after their slot: every connection was busy
+	Unsent          int     `json:"notSent"`   // slots of the rate not sent within the duration
 	Deliveries      int     `json:"deliveries"`
 	Drops           int     `json:"drops"` // updates ok whose version the follower never received
 	P50ms           float64 `json:"p50ms"`
@@ -43,6 +45,12 @@ type couponsRate struct {
 	NodeCPUPercent  float64 `json:"nodeCpuPercent"`
 	DBCPUPercent    float64 `json:"devdbCpuPercent"`
 	BenchCPUPercent float64 `json:"benchCpuPercent"`
+	// From the node's /metrics over the rate: the mean journal append (from
+	// the grain's append to its durability), the mean BulkWrite, and the
+	// appends per BulkWrite.
+	AppendMeanMs    float64 `json:"journalAppendMeanMs"`
+	BulkWriteMeanMs float64 `json:"bulkWriteMeanMs"`
+	BatchMean       float64 `json:"appendsPerBulkWrite"`
 }
 
 // couponsResult is the JSON of the coupons scenario.
@@ -188,11 +196,15 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		for j, p := range pids {
 			cpu0[j] = cpuTime(p)
 		}
+		m0 := benchMetrics(node.admin)
 		w0 := time.Now()
 		// Slot k is due at w0 + k/r; the sender wakes about every
 		// millisecond and hands out every slot that is due. When every
-		// connection is busy it waits, and the slots fall behind.
+		// connection is busy it waits, and the slots fall behind; those
+		// not handed out within the duration are not sent at all.
 		interval := float64(time.Second) / r
+		end := time.NewTimer(*dur)
+	send:
 		for k := 0; k < count && ctx.Err() == nil; k++ {
 			due := w0.Add(time.Duration(float64(k) * interval))
 			if d := time.Until(due); d > time.Millisecond {
@@ -201,11 +213,17 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 			if time.Since(due) > 10*time.Millisecond {
 				cr.Behind++
 			}
-			jobs <- seq
+			select {
+			case jobs <- seq:
+			case <-end.C:
+				break send
+			}
 			seq++
 			cr.Sent++
 		}
+		end.Stop()
 		close(jobs)
+		cr.Unsent = count - cr.Sent
 		wg.Wait()
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -218,6 +236,16 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		wall := time.Since(w0).Seconds()
 		cpu := func(j int) float64 { return 100 * (cpuTime(pids[j]) - cpu0[j]).Seconds() / wall }
 		cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent = cpu(0), cpu(1), cpu(2)
+		m1 := benchMetrics(node.admin)
+		mean := func(name string) float64 {
+			if n := m1[name+"_count"] - m0[name+"_count"]; n > 0 {
+				return (m1[name+"_sum"] - m0[name+"_sum"]) / n
+			}
+			return 0
+		}
+		cr.AppendMeanMs = 1000 * mean("couponmesh_journal_append_seconds")
+		cr.BulkWriteMeanMs = 1000 * mean("couponmesh_store_bulk_write_seconds")
+		cr.BatchMean = mean("couponmesh_store_batch_size")
 		if lastDone > firstAt {
 			cr.Achieved = float64(cr.Updates) / (float64(lastDone-firstAt) / 1e9)
 		}
@@ -261,8 +289,9 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	for _, cr := range res.Rates {
-		fmt.Printf("coupons: %d coupons, one follower each, %g updates/s asked, %.0f/s achieved (%d ok, %d errors, %d sent late): delivery p50 %.1f p95 %.1f p99 %.1f max %.1f ms (target p99 < 100 ms up to ≥ 8,000/s); update reply p99 %.1f ms; drops %d; CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
-			res.Connected, cr.Rate, cr.Achieved, cr.Updates, cr.UpdateErrors, cr.Behind, cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs, cr.UpdateReplyP99, cr.Drops, cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent, path)
+		fmt.Printf("coupons: %d coupons, one follower each, %g updates/s asked, %.0f/s achieved (%d ok, %d errors, %d sent late, %d not sent): delivery p50 %.1f p95 %.1f p99 %.1f max %.1f ms (target p99 < 100 ms up to ≥ 8,000/s); update reply p99 %.1f ms; drops %d; CPU node %.0f%% devdb %.0f%% bench %.0f%%; journal append mean %.1f ms, BulkWrite mean %.1f ms, %.0f appends each [%s]\n",
+			res.Connected, cr.Rate, cr.Achieved, cr.Updates, cr.UpdateErrors, cr.Behind, cr.Unsent, cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs, cr.UpdateReplyP99, cr.Drops,
+			cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent, cr.AppendMeanMs, cr.BulkWriteMeanMs, cr.BatchMean, path)
 		if cr.FirstUpdateErr != "" {
 			fmt.Printf("coupons: first update error at %g/s: %s\n", cr.Rate, cr.FirstUpdateErr)
 		}
@@ -318,4 +347,27 @@ func parseRates(arg string, limit float64) ([]float64, error) {
 		rates = append(rates, r)
 	}
 	return rates, nil
+}
+
+// benchMetrics reads the samples without labels from a node's /metrics
+// (histograms give NAME_sum and NAME_count); empty on an error.
+func benchMetrics(admin string) map[string]float64 {
+	out := make(map[string]float64)
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out
 }

@@ -86,7 +86,7 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	ratesArg := fs.String("rates", "1000,2000,4000,8000", "total update rates to run, one after the other (updates/s)")
 	dur := fs.Duration("duration", 5*time.Second, "how long each rate runs")
 	grace := fs.Duration("grace", 2*time.Second, "wait after the last update of a rate for late deliveries")
-	conns := fs.Int("conns", 128, "HTTP connections (and goroutines) sending the updates")
+	conns := fs.Int("conns", 256, "HTTP connections (and goroutines) sending the updates: the group commit batches what is in flight")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

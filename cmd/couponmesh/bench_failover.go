@@ -38,6 +38,7 @@ type failoverResult struct {
 	Coupons   int       `json:"coupons"`
 	Quantity  int       `json:"quantity"`
 	Subs      int       `json:"subscriptionsPerShopper"`
+	Racers    int       `json:"racersPerCoupon"` // shoppers claiming the same coupons in the same order
 	Pace      string    `json:"claimPace"`
 	Warmup    string    `json:"warmup"`
 	After     string    `json:"loadAfterKill"`
@@ -50,12 +51,14 @@ type failoverResult struct {
 	ServedMaxSeconds   float64       `json:"servedAgainMaxSeconds"`
 	CouponsMaxSeconds  float64       `json:"couponsServedAgainMaxSeconds"`
 	UsersMaxSeconds    float64       `json:"usersServedAgainMaxSeconds"`
+	ServedMs           []int64       `json:"servedAgainMs"` // each identity of the killed node, sorted
 	NotServed          []string      `json:"notServedAgain,omitempty"`
 	HomedOnVictim      int           `json:"clientsHomedOnVictim"`
 	Affected           int           `json:"clientsThatLostTheirConnection"`
 	ResyncP50Seconds   float64       `json:"resyncP50Seconds"`
 	ResyncMaxSeconds   float64       `json:"resyncMaxSeconds"`
 	NotResynced        int           `json:"clientsNotResynced"`
+	ResyncMs           []int64       `json:"resyncMs"` // each client that lost its connection, sorted
 	ClaimsOK           int           `json:"claimsAcknowledged"`
 	ClaimsSoldOut      int           `json:"claimsSoldOut"`
 	ClaimRetries       int           `json:"claimRetries"` // unknown outcomes retried with the same rid
@@ -112,8 +115,9 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	out := fs.String("out", "bench-results", "directory for the JSON results")
 	nodeCPUs := fs.String("node-cpus", "", "taskset CPU list for the three nodes (empty: not pinned, they share the machine's cores with the load)")
 	shoppers := fs.Int("shoppers", 30, "reconnecting shopper sessions, spread over the three nodes")
-	ncoupons := fs.Int("coupons", 300, "coupons (each shopper tries each at most once, in its own order)")
+	ncoupons := fs.Int("coupons", 300, "coupons (each shopper tries each at most once)")
 	quantity := fs.Int("quantity", 5, "quantity of each coupon (small, so that coupons sell out during the run)")
+	racers := fs.Int("racers", 10, "shoppers that claim the coupons in the same order, racing for the last of each")
 	subs := fs.Int("subs", 5, "coupons each shopper subscribes to (resubscribed after a reconnect)")
 	pace := fs.Duration("pace", 50*time.Millisecond, "pause between one shopper's claims")
 	warmup := fs.Duration("warmup", 3*time.Second, "load before the kill")
@@ -122,13 +126,13 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *shoppers <= 0 || *ncoupons <= 0 || *quantity <= 0 || *subs < 0 || *pace <= 0 || *warmup <= 0 || *after <= 0 || *window < *after {
-		return errors.New("bench failover: --shoppers, --coupons, --quantity, --pace, --warmup and --after must be positive, --window at least --after")
+	if *shoppers <= 0 || *racers <= 0 || *ncoupons <= 0 || *quantity <= 0 || *subs < 0 || *pace <= 0 || *warmup <= 0 || *after <= 0 || *window < *after {
+		return errors.New("bench failover: --shoppers, --racers, --coupons, --quantity, --pace, --warmup and --after must be positive, --window at least --after")
 	}
 	t0 := time.Now()
 	res := failoverResult{
 		Scenario: "failover", Machine: describeMachine(*nodeCPUs), Nodes: 3,
-		Shoppers: *shoppers, Coupons: *ncoupons, Quantity: *quantity, Subs: min(*subs, *ncoupons),
+		Shoppers: *shoppers, Racers: *racers, Coupons: *ncoupons, Quantity: *quantity, Subs: min(*subs, *ncoupons),
 		Pace: pace.String(), Warmup: warmup.String(), After: after.String(),
 		Backoff:         fmt.Sprintf("client.DefaultBackoff (base %s, max %s)", client.DefaultBackoff.Base, client.DefaultBackoff.Max),
 		DetectedSeconds: -1,
@@ -193,8 +197,8 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	}
 	res.SetupSeconds = time.Since(t0).Seconds()
 
-	// The load: each shopper claims the coupons once each, in its own
-	// order, until stop; an unknown outcome is retried with the same rid
+	// The load: each shopper claims the coupons once each, in the order of
+	// its group of racers, until stop; an unknown outcome is retried with the same rid
 	// (as the SDK's documentation says) until retryEnd.
 	victimIdx := 1
 	victim := nodes[victimIdx]
@@ -206,10 +210,10 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 		started = time.Now()
 	)
 	retryEnd := started.Add(*warmup + *after + 10*time.Second)
+	groups := max(1, len(ss) / *racers)
 	for i, s := range ss {
-		order := slices.Clone(ids)
-		k := i * len(ids) / len(ss)
-		order = append(order[k:], order[:k]...)
+		k := (i % groups) * len(ids) / groups
+		order := append(slices.Clone(ids[k:]), ids[:k]...)
 		loadWG.Go(func() { s.claimAll(order, *pace, stop, retryEnd, &tally) })
 	}
 	select {
@@ -349,6 +353,7 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	slices.Sort(servedTimes)
 	res.ServedP50Seconds = quantile(servedTimes, 0.5).Seconds()
 	res.ServedMaxSeconds = quantile(servedTimes, 1).Seconds()
+	res.ServedMs = msList(servedTimes)
 
 	// Clients resynced: those that lost their connection after the kill,
 	// until their next StateConnected (the SDK reports it once the new
@@ -364,6 +369,7 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	slices.Sort(resync)
 	res.ResyncP50Seconds = quantile(resync, 0.5).Seconds()
 	res.ResyncMaxSeconds = quantile(resync, 1).Seconds()
+	res.ResyncMs = msList(resync)
 
 	// Claims.
 	tally.mu.Lock()
@@ -800,4 +806,13 @@ func foActors(ctx context.Context, n *benchNode) ([]string, error) {
 		}
 		after = res.Next
 	}
+}
+
+// msList returns the durations in whole milliseconds.
+func msList(ds []time.Duration) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Milliseconds()
+	}
+	return out
 }

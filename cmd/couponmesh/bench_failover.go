@@ -119,7 +119,7 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	quantity := fs.Int("quantity", 5, "quantity of each coupon (small, so that coupons sell out during the run)")
 	racers := fs.Int("racers", 10, "shoppers that claim the coupons in the same order, racing for the last of each")
 	subs := fs.Int("subs", 5, "coupons each shopper subscribes to (resubscribed after a reconnect)")
-	pace := fs.Duration("pace", 50*time.Millisecond, "pause between one shopper's claims")
+	pace := fs.Duration("pace", 100*time.Millisecond, "pause between one shopper's claims (each shopper waits for its answer too)")
 	warmup := fs.Duration("warmup", 3*time.Second, "load before the kill")
 	after := fs.Duration("after", 8*time.Second, "load after the kill")
 	window := fs.Duration("window", 30*time.Second, "how long after the kill identities and clients may take to come back before they count as not back")

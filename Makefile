@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-system
+.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-micro bench-system
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -48,6 +48,17 @@ fuzz:
 ## reactivation, durable claims through a node); figures in docs/BENCHMARKS.md
 bench:
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./persistence/mongodb ./persistence/cache ./cmd/couponmesh
+
+## bench-micro: Go micro-benchmarks of the delivery and write hot paths (push
+## encoding, frame decode and encode, session Send, the hub's fan-out to 10k
+## sinks, fan-out to 1,000 and 9,000 loopback WebSocket sessions, group commit
+## batch assembly), $(BENCH_MICRO_TIME) each; under a minute here. No database
+## work is timed (persistence/mongodb's TestMain starts its embedded FerretDB).
+BENCH_MICRO_TIME ?= 200ms
+bench-micro:
+	$(GO) test -p 1 -run '^$$' -benchtime $(BENCH_MICRO_TIME) -count 1 \
+		-bench '^Benchmark(Push|DecodeRequest|EncodeReply|SessionSend|FanOut|FanOutLoopback|BatchAssembly)$$' \
+		. ./transport/ws ./actors/hub ./persistence/mongodb
 
 ## bench-system: whole-system load (couponmesh bench) against node processes it
 ## starts and stops itself: capacity (idle sessions: connect rate, RSS per

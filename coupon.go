@@ -42,6 +42,7 @@ type Coupon struct {
 	Status      Status    `json:"status"`
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"createdAt,omitzero"`
+	UpdatedAt   time.Time `json:"updatedAt,omitzero"` // when the change of Version was journaled
 	Withdrawn   bool      `json:"-"`
 }
 

@@ -36,6 +36,10 @@ type Activation[M State] struct {
 	snapTimer   *time.Timer
 	superseded  bool // another activation wrote to the journal: step aside
 	leaving     bool // passivating: requests are turned away until the mailbox is quiet
+
+	// OnLeave, when set, runs when the grain starts to leave and when it
+	// stops (so at least once).
+	OnLeave func()
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -77,6 +81,9 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			a.Leave(ctx, "idle")
 		}
 	case *actor.Stopping:
+		if a.OnLeave != nil {
+			a.OnLeave()
+		}
 		if a.snapTimer != nil {
 			a.snapTimer.Stop()
 		}
@@ -140,6 +147,9 @@ func (a *Activation[M]) ensureLoaded() bool {
 	return true
 }
 
+// Serving reports whether the grain has its state and is not leaving.
+func (a *Activation[M]) Serving() bool { return a.loaded && !a.leaving }
+
 // Supersede records that another activation of this identity appended to
 // the journal (churn overlap): the grain passivates after this message, and
 // the next request activates it on the owner the cluster agrees on. Use it
@@ -166,6 +176,9 @@ func (a *Activation[M]) Leave(ctx actor.Context, why string) {
 		return
 	}
 	a.leaving = true
+	if a.OnLeave != nil {
+		a.OnLeave()
+	}
 	if a.Log != nil {
 		a.Log.Debug("passivating", "why", why)
 	}

@@ -20,8 +20,11 @@ type GrainConfig struct {
 	// counted in the user grain: across every session and node (default 10
 	// per second, bursts of 100).
 	UserWrites RateLimit
-	Metrics    *Metrics
-	Log        *slog.Logger
+	// Local, when set, is where coupon grains publish their state for
+	// local reads (Service.UseLocal).
+	Local   *LocalCoupons
+	Metrics *Metrics
+	Log     *slog.Logger
 }
 
 // Fill sets defaults for the zero fields.

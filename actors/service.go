@@ -19,6 +19,7 @@ type Service struct {
 	store couponmesh.Store
 	cfg   CallConfig
 	log   *slog.Logger
+	local *LocalCoupons // nil: every read goes to the grain
 }
 
 var _ couponmesh.Service = (*Service)(nil)
@@ -48,8 +49,16 @@ func (s *Service) call(ctx context.Context, kind, id, method string, payload, ou
 	return err
 }
 
-// Coupon implements couponmesh.Service.
+// UseLocal makes Coupon answer from l the coupons active on this node
+// (GrainConfig.Local of the node's grains).
+func (s *Service) UseLocal(l *LocalCoupons) { s.local = l }
+
+// Coupon implements couponmesh.Service. A coupon whose grain is active on
+// this node is read from LocalCoupons; the others from their grain.
 func (s *Service) Coupon(ctx context.Context, id string) (couponmesh.Coupon, error) {
+	if c, ok := s.local.Get(id); ok {
+		return c, nil
+	}
 	var c couponmesh.Coupon
 	return c, s.call(ctx, KindCoupon, id, CouponGet, Empty{}, &c)
 }

@@ -24,13 +24,17 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			}
 			return m, err
 		})
+		if cfg.Local != nil {
+			g.OnLeave = func() { cfg.Local.Delete(g, g.ID) }
+		}
 		return g
 	}))
 }
 
 type grain struct {
 	*actors.Activation[*Machine]
-	cluster *cluster.Cluster
+	cluster   *cluster.Cluster
+	published int64 // the version last set in Cfg.Local (0: none)
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -40,7 +44,25 @@ func (g *grain) Receive(ctx actor.Context) {
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
 	}
+	g.publishLocal()
 	g.After(ctx)
+}
+
+// respond publishes the state for local reads, then replies: a read that
+// follows an acknowledged write sees it.
+func (g *grain) respond(ctx actor.Context, v any, err error) {
+	g.publishLocal()
+	actors.Respond(ctx, v, err)
+}
+
+// publishLocal gives Cfg.Local the state this activation committed last.
+// It runs before every reply (respond) and after every message.
+func (g *grain) publishLocal() {
+	if g.Cfg.Local == nil || !g.Serving() || !g.M.Exists() || g.M.Seq() == g.published {
+		return
+	}
+	g.Cfg.Local.Set(g, g.M.Coupon())
+	g.published = g.M.Seq()
 }
 
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
@@ -63,7 +85,7 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	switch req.MessageTypeName {
 	case actors.CouponGet:
 		c, err := m.Get()
-		actors.Respond(ctx, c, err)
+		g.respond(ctx, c, err)
 		return
 	case actors.CouponCreate:
 		var p actors.CreateCoupon
@@ -71,21 +93,21 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			return
 		}
 		c, err := m.Create(opCtx, p.Principal, p.Spec, p.RID)
-		actors.Respond(ctx, c, err)
+		g.respond(ctx, c, err)
 	case actors.CouponUpdate:
 		var p actors.UpdateCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
 		c, err := m.Update(opCtx, p.Principal, p.Spec)
-		actors.Respond(ctx, c, err)
+		g.respond(ctx, c, err)
 	case actors.CouponWithdraw:
 		var p actors.WithdrawCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
 		c, err := m.Withdraw(opCtx, p.Principal)
-		actors.Respond(ctx, c, err)
+		g.respond(ctx, c, err)
 	case actors.CouponClaim:
 		var p actors.ClaimCoupon
 		if !actors.Unpack(ctx, req, &p) {
@@ -97,7 +119,7 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			result = string(couponmesh.ErrorCode(err))
 		}
 		g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
-		actors.Respond(ctx, cl, err)
+		g.respond(ctx, cl, err)
 	default:
 		actors.Unknown(ctx, req)
 		return

@@ -122,6 +122,7 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 	}
 	m.c.ID = m.id
 	m.c.Version = e.Seq
+	m.c.UpdatedAt = e.At
 	return nil
 }
 

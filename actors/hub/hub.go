@@ -69,6 +69,7 @@ type topic struct {
 	err   error
 }
 
+// regs is what one sink follows, by kind; a map is made on first use.
 type regs struct{ keys [2]map[string]struct{} }
 
 var _ couponmesh.Hub = (*Hub)(nil)
@@ -234,8 +235,11 @@ func (h *Hub) join(ctx context.Context, kind int, key string, s couponmesh.Sink)
 	t.sinks[s] = struct{}{}
 	r := h.sinks[s]
 	if r == nil {
-		r = &regs{keys: [2]map[string]struct{}{{}, {}}}
+		r = new(regs)
 		h.sinks[s] = r
+	}
+	if r.keys[kind] == nil {
+		r.keys[kind] = make(map[string]struct{}, 1)
 	}
 	r.keys[kind][key] = struct{}{}
 	h.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
@@ -66,6 +67,13 @@ func (a *App) adminAPI(mux *http.ServeMux) {
 	a.actorRoutes(mux)
 	mux.HandleFunc("GET /debug", serveConsole)
 	mux.HandleFunc("GET /debug/{$}", serveConsole)
+	// Go profiles (CPU, heap, goroutines, …), behind the admin token like
+	// the rest of this listener.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 func (a *App) nodeInfo() NodeInfo {

@@ -121,6 +121,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		HubLease:       cfg.Actors.HubLease.D(),
 		Call:           call,
 		UserWrites:     actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst},
+		Local:          actors.NewLocalCoupons(),
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
@@ -155,6 +156,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)
+	svc.UseLocal(gcfg.Local)
 	a.svc = svc
 
 	var public []auth.PublicKey

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -34,7 +35,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|failover|coupons [flags] (--help for the flags)")
+		return errors.New("usage: couponmesh bench capacity|fanout|claims|reads|failover|coupons [flags] (--help for the flags)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -43,12 +44,18 @@ func runBench(args []string) error {
 		return benchCapacity(ctx, args[1:])
 	case "fanout":
 		return benchFanout(ctx, args[1:])
+	case "claims":
+		return benchClaims(ctx, args[1:])
+	case "reads":
+		return benchReads(ctx, args[1:])
 	case "failover":
 		return benchFailover(ctx, args[1:])
 	case "coupons":
 		return benchCoupons(ctx, args[1:])
+	case "report":
+		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, failover, coupons)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, claims, reads, failover, coupons)", args[0])
 	}
 }
 
@@ -60,6 +67,7 @@ type benchEnv struct {
 	out      string
 	nodeCPUs string // taskset CPU list for the nodes ("" : not pinned)
 	keepLogs bool
+	logLevel string // of the nodes ("": warn)
 	secret   string
 	tokens   *auth.Tokens
 	procs    []*exec.Cmd
@@ -165,7 +173,7 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 // benchNode is one node process.
 type benchNode struct {
 	name, http string
-	admin      string // admin listener (admin API, /metrics)
+	admin      string // admin listener (admin API, metrics, pprof)
 	cluster    string // memberlist address
 	cmd        *exec.Cmd
 }
@@ -204,7 +212,7 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+seed, "COUPONMESH_MONGO_URI="+e.db,
 		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
 		"COUPONMESH_JWT_SECRET="+e.secret, "COUPONMESH_JWT_ISSUER=couponmesh", "COUPONMESH_JWT_AUDIENCE=couponmesh",
-		"COUPONMESH_LOG_LEVEL=warn",
+		"COUPONMESH_LOG_LEVEL="+cmp.Or(e.logLevel, "warn"),
 		"COUPONMESH_WS_SESSIONS_PER_IP=-1", "COUPONMESH_WS_HANDSHAKE_RATE=-1", "COUPONMESH_WS_REQUEST_RATE=-1",
 		"COUPONMESH_WS_SESSIONS_PER_USER=-1", "COUPONMESH_LIMITS_USER_WRITE_RATE=-1")
 	logf, err := e.logFile(name)
@@ -385,4 +393,35 @@ func atLeast(what string, v float64, unit string, target float64) benchFigure {
 
 func atMost(what string, v float64, unit string, target float64) benchFigure {
 	return benchFigure{What: what, Value: v, Unit: unit, Target: target, Better: "lower"}
+}
+
+// profileCPU writes a CPU profile of node n taken over d to path (from the
+// node's admin listener, /debug/pprof/profile), for `go tool pprof`.
+func profileCPU(ctx context.Context, n *benchNode, d time.Duration, path string) error {
+	return fetchProfile(ctx, n, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds()), 1)), path)
+}
+
+// fetchProfile writes the node's /debug/pprof/WHAT to path.
+func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

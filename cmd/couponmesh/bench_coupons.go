@@ -71,6 +71,12 @@ type couponsResult struct {
 	Figures      []benchFigure `json:"figures"`
 }
 
+// couponsDelivery is one push received: the coupon version and when.
+type couponsDelivery struct {
+	version int64
+	at      int64 // unix ns
+}
+
 // couponsSent is one update answered ok.
 type couponsSent struct {
 	version  int64
@@ -110,16 +116,16 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	for i := range ids {
 		ids[i] = "one" + strconv.Itoa(i)
 	}
-	if err := createCouponsQty(ctx, api, ids, 1000000); err != nil {
+	if err := createCouponsRetry(ctx, api, ids, 1000000); err != nil {
 		return err
 	}
 	// Follower i appends to recs[i] (OnCoupon runs one at a time per
 	// client); the slices are read once the clients are closed.
-	recs := make([][]delivery, *n)
+	recs := make([][]couponsDelivery, *n)
 	clients, _, failed, firstErr := connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i] },
 		func(i int) func(couponmesh.Coupon) {
 			return func(c couponmesh.Coupon) {
-				recs[i] = append(recs[i], delivery{c.Version, time.Now().UnixNano()})
+				recs[i] = append(recs[i], couponsDelivery{c.Version, time.Now().UnixNano()})
 			}
 		})
 	closed := false

@@ -175,7 +175,7 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	for i := range ids {
 		ids[i] = "fo" + strconv.Itoa(i)
 	}
-	if err := createCouponsQty(ctx, api, ids, *quantity); err != nil {
+	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
 		return err
 	}
 
@@ -685,11 +685,11 @@ func foVerify(ctx context.Context, res *failoverResult, ss []*foShopper, api *cl
 	return nil
 }
 
-// createCouponsQty creates the coupons ids with quantity qty as the API's
+// createCouponsRetry creates the coupons ids with quantity qty as the API's
 // merchant, 32 at a time. A create whose outcome is unknown (unavailable)
 // is tried again, up to 5 times; a retry that finds the id taken finds the
 // coupon the earlier try created.
-func createCouponsQty(ctx context.Context, api *client.API, ids []string, qty int) error {
+func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty int) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex

@@ -68,3 +68,47 @@ func plotFanout(path string, res fanoutResult) error {
 	}
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }
+
+// plotMemory writes an SVG of the node's RSS against the sessions open
+// (capacity), with the target of 32 KiB per session from the RSS before the
+// first session as a dashed line.
+func plotMemory(path string, res capacityResult) error {
+	if len(res.Memory) < 2 {
+		return nil
+	}
+	p := plot.New()
+	p.Title.Text = "couponmesh capacity: node RSS against idle sessions (one node)"
+	p.X.Label.Text = "idle authenticated sessions, each subscribed to one coupon"
+	p.Y.Label.Text = "node RSS (MiB)"
+	p.Legend.Top = true
+	p.Legend.Left = true
+	pts := make(plotter.XYs, len(res.Memory))
+	for i, m := range res.Memory {
+		pts[i].X, pts[i].Y = float64(m.Sessions), float64(m.RSSKiB)/1024
+	}
+	l, sc, err := plotter.NewLinePoints(pts)
+	if err != nil {
+		return err
+	}
+	l.Color, sc.Color = color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0x1f, 0x77, 0xb4, 0xff}
+	sc.Shape = draw.CircleGlyph{}
+	p.Add(l, sc)
+	p.Legend.Add(fmt.Sprintf("measured (%.1f KiB per session)", res.RSSPerSessionKB), l, sc)
+	base, last := res.Memory[0], res.Memory[len(res.Memory)-1]
+	target, err := plotter.NewLine(plotter.XYs{
+		{X: 0, Y: float64(base.RSSKiB) / 1024},
+		{X: float64(last.Sessions), Y: (float64(base.RSSKiB) + res.TargetRSSKiB*float64(last.Sessions)) / 1024},
+	})
+	if err != nil {
+		return err
+	}
+	target.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	target.Color = color.Gray{0x60}
+	p.Add(target)
+	p.Legend.Add(fmt.Sprintf("target %g KiB per session", res.TargetRSSKiB), target)
+	p.X.Min, p.Y.Min = 0, 0
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+}

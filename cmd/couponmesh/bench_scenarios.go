@@ -24,6 +24,8 @@ type benchFlags struct {
 	nodeCPUs string
 	workers  int
 	sources  int
+	keepLogs bool
+	logLevel string
 }
 
 func (f *benchFlags) register(fs *flag.FlagSet) {
@@ -31,6 +33,8 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.nodeCPUs, "node-cpus", "", "taskset CPU list to pin the node to (e.g. 0; empty: not pinned); run the bench itself under taskset for the other core")
 	fs.IntVar(&f.workers, "workers", 64, "sessions being set up at once")
 	fs.IntVar(&f.sources, "sources", 8, "client source addresses 127.0.0.2 … (ephemeral ports are per source address)")
+	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level of the nodes")
 }
 
 // connectAll opens n sessions to node, each authenticated as its own
@@ -138,6 +142,7 @@ func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *cl
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	e.keepLogs, e.logLevel = f.keepLogs, f.logLevel
 	if err := e.startDB(ctx); err != nil {
 		return e, nil, nil, err
 	}
@@ -152,6 +157,12 @@ func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *cl
 	api := client.NewAPI(node.base(), tok)
 	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	return e, node, api, nil
+}
+
+// memPoint is the node's RSS with Sessions open.
+type memPoint struct {
+	Sessions int   `json:"sessions"`
+	RSSKiB   int64 `json:"rssKiB"`
 }
 
 // capacityResult is the JSON of the capacity scenario.
@@ -169,6 +180,7 @@ type capacityResult struct {
 	SessionsPerSec  float64       `json:"sessionsPerSec"`
 	RSSBeforeKiB    int64         `json:"rssBeforeKiB"`
 	RSSAfterKiB     int64         `json:"rssAfterKiB"`
+	Memory          []memPoint    `json:"memory"` // RSS while the sessions were being opened
 	RSSPerSessionKB float64       `json:"rssPerSessionKiB"`
 	TargetRate      float64       `json:"targetSessionsPerSec"`
 	TargetRSSKiB    float64       `json:"targetRssPerSessionKiB"`
@@ -187,12 +199,18 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	n := fs.Int("sessions", 5000, "sessions to open (each process may hold 20,000 open files)")
 	per := fs.Int("per-coupon", 10, "sessions per coupon")
 	settle := fs.Duration("settle", 3*time.Second, "idle time before the RSS is read again")
+	profile := fs.String("profile", "", "write a heap profile of the node with the sessions open to this file")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node over the first 3 s of the setup to this file")
+	sdk := fs.Bool("sdk", false, "sessions use the Go SDK instead of raw protocol v1 (auth, subscribe, read)")
+	steps := fs.Int("steps", 10, "open the sessions in this many steps, reading the node's RSS after each (raw sessions only)")
+	svg := fs.String("svg", "", "also write an SVG plot of the node's RSS against the sessions to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n <= 0 || *per <= 0 {
-		return errors.New("bench capacity: --sessions and --per-coupon must be positive")
+	if *n <= 0 || *per <= 0 || *steps <= 0 {
+		return errors.New("bench capacity: --sessions, --per-coupon and --steps must be positive")
 	}
+	var memory []memPoint
 	mach := describeMachine(f.nodeCPUs)
 	e, node, api, err := setupOneNode(ctx, f)
 	if e != nil {
@@ -215,10 +233,46 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	n0, b0 := cpuTime(node.cmd.Process.Pid), cpuTime(os.Getpid())
-	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
+	if *cpuProfile != "" {
+		go func() {
+			if err := profileCPU(ctx, node, 3*time.Second, *cpuProfile); err != nil {
+				fmt.Fprintf(os.Stderr, "bench capacity: profile: %v\n", err)
+			}
+		}()
+	}
+	var (
+		took     time.Duration
+		failed   int
+		firstErr error
+	)
+	if *sdk {
+		var clients []*client.Client
+		clients, took, failed, firstErr = connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
+		defer closeAll(clients)
+	} else {
+		// In --steps steps, reading the node's RSS after each (the plot of
+		// memory against sessions); the time of the reads is not counted.
+		var raws []*rawFollower
+		defer func() { closeRaw(raws) }()
+		noPush := func(int) func(int64, int64) { return func(int64, int64) {} }
+		for k := range *steps {
+			from, to := *n*k / *steps, *n*(k+1) / *steps
+			rs, t, fl, err := connectRaw(ctx, e, node, f, from, to-from, func(i int) string { return ids[(from+i) / *per] }, noPush)
+			raws = append(raws, rs...)
+			took, failed = took+t, failed+fl
+			if firstErr == nil {
+				firstErr = err
+			}
+			if rss, err := rssKiB(node.cmd.Process.Pid); err == nil {
+				memory = append(memory, memPoint{Sessions: len(raws) - failed, RSSKiB: rss})
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
 	nodeCPU := 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / took.Seconds()
 	benchCPU := 100 * (cpuTime(os.Getpid()) - b0).Seconds() / took.Seconds()
-	defer closeAll(clients)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -226,6 +280,11 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	after, err := rssKiB(node.cmd.Process.Pid)
 	if err != nil {
 		return err
+	}
+	if *profile != "" {
+		if err := fetchProfile(ctx, node, "heap?gc=1", *profile); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
 	}
 	ok := *n - failed
 	res := capacityResult{
@@ -245,6 +304,12 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		atLeast("connect + auth + subscribe", res.SessionsPerSec, "sessions/s", 3000),
 		atMost("RSS per idle authenticated, subscribed session", res.RSSPerSessionKB, "KiB", 32),
 		{What: "idle sessions held on one node", Value: float64(ok), Unit: "sessions"},
+	}
+	res.Memory = append([]memPoint{{Sessions: 0, RSSKiB: before}}, memory...)
+	if *svg != "" {
+		if err := plotMemory(*svg, res); err != nil {
+			return fmt.Errorf("plot: %w", err)
+		}
 	}
 	path, err := e.writeResult("capacity", res)
 	if err != nil {
@@ -277,6 +342,7 @@ type fanoutRate struct {
 	LastP50ms       float64 `json:"lastDeliveryP50ms"`
 	LastP99ms       float64 `json:"lastDeliveryP99ms"`
 	LastMaxMs       float64 `json:"lastDeliveryMaxMs"`
+	SentLastP99ms   float64 `json:"sentLastDeliveryP99ms"` // from the update request sent
 	UpdateReplyP50  float64 `json:"updateReplyP50ms"`
 	UpdateReplyP99  float64 `json:"updateReplyP99ms"`
 }
@@ -300,6 +366,7 @@ type fanoutResult struct {
 type delivery struct {
 	version int64
 	at      int64 // unix ns
+	journal int64 // the change's updatedAt, unix ns (the node's clock: same machine)
 }
 
 // benchFanout: N sessions follow one coupon; the merchant updates it at
@@ -315,6 +382,8 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	dur := fs.Duration("duration", 10*time.Second, "how long each rate runs")
 	grace := fs.Duration("grace", 3*time.Second, "wait after the last update of a rate for late deliveries")
 	svg := fs.String("svg", "", "also write an SVG plot of the latency percentiles against the rate to this file")
+	profile := fs.String("profile", "", "write a CPU profile of the node during the first rate to this file")
+	sdk := fs.Bool("sdk", false, "followers use the Go SDK (decodes every push in full) instead of raw protocol v1 readers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -341,19 +410,44 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	if err := benchCreateCoupons(ctx, api, []string{id}); err != nil {
 		return err
 	}
-	// Each client appends to its own slice (OnCoupon runs one at a time per
-	// client); the slices are read only once the clients are closed.
+	// Each follower appends to its own slice (one push at a time per
+	// follower); the slices are read only once the followers are closed.
 	recs := make([][]delivery, *n)
-	clients, took, failed, firstErr := connectAll(ctx, e, node, f, *n, func(int) string { return id },
-		func(i int) func(couponmesh.Coupon) {
-			return func(c couponmesh.Coupon) {
-				recs[i] = append(recs[i], delivery{c.Version, time.Now().UnixNano()})
-			}
-		})
+	record := func(i int) func(version, updated int64) {
+		return func(version, updated int64) {
+			recs[i] = append(recs[i], delivery{version, time.Now().UnixNano(), updated})
+		}
+	}
+	var (
+		alive          = make([]bool, *n)
+		closeFollowers func()
+		took           time.Duration
+		failed         int
+		firstErr       error
+	)
+	if *sdk {
+		var clients []*client.Client
+		clients, took, failed, firstErr = connectAll(ctx, e, node, f, *n, func(int) string { return id },
+			func(i int) func(couponmesh.Coupon) {
+				rec := record(i)
+				return func(c couponmesh.Coupon) { rec(c.Version, c.UpdatedAt.UnixNano()) }
+			})
+		for i, c := range clients {
+			alive[i] = c != nil
+		}
+		closeFollowers = func() { closeAll(clients) }
+	} else {
+		var raws []*rawFollower
+		raws, took, failed, firstErr = connectRaw(ctx, e, node, f, 0, *n, func(int) string { return id }, record)
+		for i, r := range raws {
+			alive[i] = r != nil
+		}
+		closeFollowers = func() { closeRaw(raws) }
+	}
 	closed := false
 	defer func() {
 		if !closed {
-			closeAll(clients)
+			closeFollowers()
 		}
 	}()
 	if ctx.Err() != nil {
@@ -365,7 +459,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	res := fanoutResult{
 		Scenario: "fanout", Time: time.Now().UTC(), Machine: mach,
 		Followers: *n, Connected: *n - failed, Duration: dur.String(), TargetP99ms: 150, SetupSeconds: took.Seconds(),
-		LatencyFrom: "the time the bench sent the HTTP update request (includes the request, the durable commit and the fan-out)",
+		LatencyFrom: "the change's updatedAt (journaled by the node just before its commit; same clock), so it includes the commit and the fan-out; sentLast* fields are from the bench sending the HTTP update request",
 	}
 	type sent struct {
 		version  int64
@@ -385,6 +479,13 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		interval := time.Duration(float64(time.Second) / r)
 		count := max(int(dur.Seconds()*r), 1)
 		w0, n0, b0 := time.Now(), cpuTime(node.cmd.Process.Pid), cpuTime(os.Getpid())
+		if *profile != "" && ri == 0 {
+			go func() {
+				if err := profileCPU(ctx, node, *dur, *profile); err != nil {
+					fmt.Fprintf(os.Stderr, "bench fanout: profile: %v\n", err)
+				}
+			}()
+		}
 		var uwg sync.WaitGroup
 		tick := time.NewTicker(interval)
 		for range count {
@@ -425,7 +526,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		ncpu[ri] = 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / wall
 		bcpu[ri] = 100 * (cpuTime(os.Getpid()) - b0).Seconds() / wall
 	}
-	closeAll(clients)
+	closeFollowers()
 	closed = true
 
 	byVersion := make(map[int64]sent, len(sents))
@@ -434,7 +535,8 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	}
 	type acc struct {
 		lat     []time.Duration
-		last    map[int64]time.Duration
+		last    map[int64]time.Duration // by version: the last delivery, from the journal time
+		sent    map[int64]time.Duration // by version: the last delivery, from the request sent
 		firstAt int64
 		lastAt  int64
 		n       int64
@@ -442,9 +544,10 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	accs := make([]acc, len(rates))
 	for ri := range accs {
 		accs[ri].last = make(map[int64]time.Duration)
+		accs[ri].sent = make(map[int64]time.Duration)
 	}
 	for i, rs := range recs {
-		if clients[i] == nil {
+		if !alive[i] {
 			continue
 		}
 		for _, d := range rs {
@@ -453,9 +556,10 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 				continue // the snapshot of the subscribe, or a failed update
 			}
 			a := &accs[s.rate]
-			l := time.Duration(d.at - s.at)
+			l := time.Duration(d.at - d.journal)
 			a.lat = append(a.lat, l)
 			a.last[d.version] = max(a.last[d.version], l)
+			a.sent[d.version] = max(a.sent[d.version], time.Duration(d.at-s.at))
 			a.n++
 			if a.firstAt == 0 || s.at < a.firstAt {
 				a.firstAt = s.at
@@ -481,11 +585,17 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 			lasts = append(lasts, l)
 		}
 		slices.Sort(lasts)
+		sentLasts := make([]time.Duration, 0, len(a.sent))
+		for _, l := range a.sent {
+			sentLasts = append(sentLasts, l)
+		}
+		slices.Sort(sentLasts)
 		fr := fanoutRate{
 			Rate: r, Updates: int(updates), UpdateErrors: uerrs[ri], FirstUpdateErr: ufirst[ri],
 			NodeCPUPercent: ncpu[ri], BenchCPUPercent: bcpu[ri], Deliveries: a.n, Expected: updates * connected,
 			P50ms: ms(quantile(a.lat, 0.50)), P95ms: ms(quantile(a.lat, 0.95)), P99ms: ms(quantile(a.lat, 0.99)), MaxMs: ms(quantile(a.lat, 1)),
 			LastP50ms: ms(quantile(lasts, 0.5)), LastP99ms: ms(quantile(lasts, 0.99)), LastMaxMs: ms(quantile(lasts, 1)),
+			SentLastP99ms:  ms(quantile(sentLasts, 0.99)),
 			UpdateReplyP50: ms(quantile(replies, 0.5)), UpdateReplyP99: ms(quantile(replies, 0.99)),
 		}
 		fr.Drops = fr.Expected - fr.Deliveries
@@ -505,8 +615,8 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		}
 	}
 	for _, fr := range res.Rates {
-		fmt.Printf("fanout: %d followers, %g updates/s × %d: %.0f pushes/s, latency p50 %.1f p95 %.1f p99 %.1f max %.1f ms; last delivery per update p99 %.1f ms (target ≤ 150 ms); drops %d; update errors %d; CPU node %.0f%% bench %.0f%% [%s]\n",
-			res.Connected, fr.Rate, fr.Updates, fr.PushesPerSec, fr.P50ms, fr.P95ms, fr.P99ms, fr.MaxMs, fr.LastP99ms, fr.Drops, fr.UpdateErrors, fr.NodeCPUPercent, fr.BenchCPUPercent, path)
+		fmt.Printf("fanout: %d followers, %g updates/s × %d: %.0f pushes/s, latency p50 %.1f p95 %.1f p99 %.1f max %.1f ms; last delivery per update p99 %.1f ms (target ≤ 150 ms; %.1f ms from the request sent); drops %d; update errors %d; CPU node %.0f%% bench %.0f%% [%s]\n",
+			res.Connected, fr.Rate, fr.Updates, fr.PushesPerSec, fr.P50ms, fr.P95ms, fr.P99ms, fr.MaxMs, fr.LastP99ms, fr.SentLastP99ms, fr.Drops, fr.UpdateErrors, fr.NodeCPUPercent, fr.BenchCPUPercent, path)
 		if fr.FirstUpdateErr != "" {
 			fmt.Printf("fanout: first update error at %g/s: %s\n", fr.Rate, fr.FirstUpdateErr)
 		}
@@ -532,7 +642,7 @@ func fanoutFigures(res fanoutResult) []benchFigure {
 		}
 		drops += r.Drops
 	}
-	lat := atMost(fmt.Sprintf("fan-out to %d followers, update to last delivery p99", res.Connected), low.LastP99ms, "ms", res.TargetP99ms)
+	lat := atMost(fmt.Sprintf("fan-out to %d followers: update's commit to last delivery, p99", res.Connected), low.LastP99ms, "ms", res.TargetP99ms)
 	lat.Note = fmt.Sprintf("at %g update/s", low.Rate)
 	sat := atLeast("fan-out at saturation", best.PushesPerSec, "deliveries/s", 400000)
 	sat.Note = fmt.Sprintf("best of the rates, at %g updates/s", best.Rate)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/internal/benchutil"
 )
 
 // BenchmarkCouponRead: reads of an active coupon through the node's
@@ -45,10 +45,10 @@ func BenchmarkCouponRead(b *testing.B) {
 				return err
 			}},
 		} {
-			rate, p50, p99 := measure(b, 8, 2*time.Second, s.read)
-			b.ReportMetric(rate, s.key+"_reads/s")
-			b.ReportMetric(float64(p99.Microseconds()), s.key+"_p99_µs")
-			fmt.Printf("%-44s %9.0f reads/s  p50 %8v  p99 %8v\n", s.name, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+			r := benchutil.Measure(b, 8, 2*time.Second, func(int) error { return s.read() })
+			b.ReportMetric(r.Rate, s.key+"_reads/s")
+			b.ReportMetric(float64(r.P99.Microseconds()), s.key+"_p99_µs")
+			fmt.Printf("%-44s %9.0f reads/s  p50 %8v  p99 %8v\n", s.name, r.Rate, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 		}
 	}
 }
@@ -127,37 +127,4 @@ func BenchmarkDurableClaims(b *testing.B) {
 		fmt.Printf("durable claims through the node: %.0f claims/s = %.0f journal appends/s (%d BulkWrite calls, %.0f appends per call); raw BulkWrite %.0f inserts/s; appends at %.0f%% of raw\n",
 			claimRate, appendRate, st.BulkWrites-before.BulkWrites, float64(appends)/float64(st.BulkWrites-before.BulkWrites), rawRate, 100*appendRate/rawRate)
 	}
-}
-
-// measure runs fn from g goroutines for d and returns the rate and the
-// 50th and 99th percentile latencies.
-func measure(b *testing.B, g int, d time.Duration, fn func() error) (float64, time.Duration, time.Duration) {
-	b.Helper()
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
-	stop := start.Add(d)
-	for range g {
-		wg.Go(func() {
-			var lat []time.Duration
-			for time.Now().Before(stop) {
-				t0 := time.Now()
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	if len(all) == 0 {
-		b.Fatal("no operation completed")
-	}
-	slices.Sort(all)
-	return float64(len(all)) / time.Since(start).Seconds(), all[len(all)/2], all[len(all)*99/100]
 }

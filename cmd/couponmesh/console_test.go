@@ -230,7 +230,7 @@ func TestAdminInspectActors(t *testing.T) {
 // The public listener serves neither the console nor the admin API.
 func TestPublicListenerHidesAdmin(t *testing.T) {
 	a := startApp(t, nil)
-	for _, path := range []string{"/debug", "/debug/", "/admin/api/members", "/admin/api/actors/coupon/x", "/admin/api/events", "/metrics"} {
+	for _, path := range []string{"/debug", "/debug/", "/debug/pprof/", "/debug/pprof/heap", "/admin/api/members", "/admin/api/actors/coupon/x", "/admin/api/events", "/metrics"} {
 		resp, err := http.Get(baseURL(a) + path)
 		if err != nil {
 			t.Fatal(err)
@@ -240,8 +240,10 @@ func TestPublicListenerHidesAdmin(t *testing.T) {
 			t.Errorf("public %s: %d, want 404", path, resp.StatusCode)
 		}
 	}
-	if st := adminDo(t, a.AdminAddr(), http.MethodGet, "/debug", nil); st != http.StatusOK {
-		t.Errorf("admin /debug: %d", st)
+	for _, path := range []string{"/debug", "/debug/pprof/heap"} {
+		if st := adminDo(t, a.AdminAddr(), http.MethodGet, path, nil); st != http.StatusOK {
+			t.Errorf("admin %s: %d", path, st)
+		}
 	}
 	// A page elsewhere cannot make an operator's browser act on the admin API.
 	for origin, want := range map[string]int{"http://evil.example": http.StatusForbidden, "http://" + a.AdminAddr(): http.StatusNotFound} {
@@ -295,7 +297,7 @@ func TestAdminTokenWhenNotLoopback(t *testing.T) {
 	bearer := func(tok string) func(*http.Request) {
 		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
 	}
-	for _, path := range []string{"/admin/api/node", "/admin/api/members", "/admin/api/actors", "/admin/api/sessions", "/debug", "/metrics"} {
+	for _, path := range []string{"/admin/api/node", "/admin/api/members", "/admin/api/actors", "/admin/api/sessions", "/debug", "/debug/pprof/heap", "/metrics"} {
 		if st := call(path, nil); st != http.StatusUnauthorized {
 			t.Errorf("%s without a token: %d, want 401", path, st)
 		}

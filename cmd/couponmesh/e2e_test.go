@@ -335,3 +335,51 @@ func TestIdleGrainPassivatesAndReactivates(t *testing.T) {
 		t.Fatalf("idempotent claim after reactivation: %+v %v", again, err)
 	}
 }
+
+// Reads of a coupon active on this node are answered from the state its
+// grain published (actors.LocalCoupons), not through the actor system: a
+// read after an acknowledged claim sees it, and concurrent readers never see
+// the version go back.
+func TestLocalReadsSeeAcknowledgedWrites(t *testing.T) {
+	a := startApp(t, nil)
+	ctx := context.Background()
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Fresh"), Quantity: ptr(40)})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			last := int64(0)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := a.svc.Coupon(ctx, cp.ID)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if c.Version < last {
+					t.Errorf("version went back from %d to %d", last, c.Version)
+					return
+				}
+				last = c.Version
+			}
+		})
+	}
+	for i := range 40 {
+		if _, err := a.svc.Claim(ctx, fmt.Sprintf("reader%02d", i), cp.ID, "r"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := a.svc.Coupon(ctx, cp.ID)
+		if err != nil || c.Claimed != i+1 || c.Remaining != 40-i-1 {
+			t.Fatalf("read after claim %d: claimed %d remaining %d, %v", i+1, c.Claimed, c.Remaining, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if c, _ := a.svc.Coupon(ctx, cp.ID); c.Status != couponmesh.StatusSoldOut {
+		t.Fatalf("status %q after the last claim, want sold_out", c.Status)
+	}
+}

@@ -4,55 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/benchutil"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 )
 
-// measure runs fn from g goroutines for d and returns the rate and the
-// 50th and 99th percentile latencies.
-func measure(b *testing.B, g int, d time.Duration, fn func() error) (float64, time.Duration, time.Duration) {
-	b.Helper()
-	var mu sync.Mutex
-	var all []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
-	stop := start.Add(d)
-	for range g {
-		wg.Go(func() {
-			var lat []time.Duration
-			for time.Now().Before(stop) {
-				t0 := time.Now()
-				if err := fn(); err != nil {
-					b.Error(err)
-					return
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, lat...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if len(all) == 0 {
-		b.Fatal("no operation completed")
-	}
-	slices.Sort(all)
-	return float64(len(all)) / elapsed.Seconds(), all[len(all)/2], all[len(all)*99/100]
-}
-
 // report prints one line and reports its figures under units prefixed with
 // key, so that every case shows in the benchmark line.
-func report(b *testing.B, key, what string, rate float64, p50, p99 time.Duration) {
-	b.ReportMetric(rate, key+"_ops/s")
-	b.ReportMetric(float64(p99.Microseconds()), key+"_p99_µs")
-	fmt.Printf("%-44s %9.0f ops/s  p50 %8v  p99 %8v\n", what, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+func report(b *testing.B, key, what string, r benchutil.Result) {
+	b.ReportMetric(r.Rate, key+"_ops/s")
+	b.ReportMetric(float64(r.P99.Microseconds()), key+"_p99_µs")
+	fmt.Printf("%-44s %s\n", what, r)
 }
 
 // BenchmarkBrowse: one browse page (20 of 200 coupons) from the bigcache
@@ -75,14 +40,14 @@ func BenchmarkBrowse(b *testing.B) {
 			store     couponmesh.Store
 		}{{"cached", "browse, cached (bigcache)", c}, {"db", "browse, uncached (database)", db}} {
 			for _, g := range []int{1, 8} {
-				rate, p50, p99 := measure(b, g, 2*time.Second, func() error {
+				r := benchutil.Measure(b, g, 2*time.Second, func(int) error {
 					p, err := s.store.BrowseCoupons(context.Background(), q)
 					if err == nil && len(p.Coupons) != 20 {
 						err = fmt.Errorf("%d coupons", len(p.Coupons))
 					}
 					return err
 				})
-				report(b, fmt.Sprintf("%s-%dg", s.key, g), fmt.Sprintf("%s, %d goroutines", s.name, g), rate, p50, p99)
+				report(b, fmt.Sprintf("%s-%dg", s.key, g), fmt.Sprintf("%s, %d goroutines", s.name, g), r)
 			}
 		}
 	}
@@ -120,7 +85,7 @@ func BenchmarkReactivation(b *testing.B) {
 			key, name string
 			store     couponmesh.Store
 		}{{"cached", "reactivation, snapshot from bigcache", c}, {"db", "reactivation, snapshot from database", db}} {
-			rate, p50, p99 := measure(b, 1, 2*time.Second, func() error {
+			r := benchutil.Measure(b, 1, 2*time.Second, func(int) error {
 				got, err := s.store.Snapshot(ctx, ent)
 				if err != nil {
 					return err
@@ -128,7 +93,7 @@ func BenchmarkReactivation(b *testing.B) {
 				_, err = s.store.Entries(ctx, ent, got.Seq, 1000)
 				return err
 			})
-			report(b, s.key, s.name, rate, p50, p99)
+			report(b, s.key, s.name, r)
 		}
 	}
 }

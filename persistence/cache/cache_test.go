@@ -13,6 +13,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
+	"github.com/couponmesh/couponmesh/persistence/devdb/devdbtest"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 	"github.com/couponmesh/couponmesh/persistence/storetest"
@@ -20,25 +21,7 @@ import (
 
 var testDB *devdb.DB
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cache-test-")
-	if err != nil {
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	testDB, err = devdb.Start(ctx, devdb.Config{Dir: dir}, log)
-	if err != nil {
-		log.Error("start devdb", "err", err)
-		return 1
-	}
-	defer testDB.Close()
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(devdbtest.Main(m, &testDB)) }
 
 var dbSeq atomic.Int64
 

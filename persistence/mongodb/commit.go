@@ -313,6 +313,16 @@ func latestDeadline(batch []*appendOp) time.Time {
 	return latest
 }
 
+// insertModels is the BulkWrite of batch: one insert per op, in order (a
+// write error's index is the op's index in batch).
+func insertModels(batch []*appendOp) []mongo.WriteModel {
+	models := make([]mongo.WriteModel, len(batch))
+	for i, op := range batch {
+		models[i] = mongo.NewInsertOneModel().SetDocument(op.doc)
+	}
+	return models
+}
+
 // attempt sends one BulkWrite of batch, answers the ops whose result is
 // known and returns the others (outcome unknown).
 func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
@@ -324,10 +334,7 @@ func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
 	ctx, cancel2 := context.WithTimeout(ctx, s.cfg.OpTimeout)
 	defer cancel2()
 
-	models := make([]mongo.WriteModel, len(batch))
-	for i, op := range batch {
-		models[i] = mongo.NewInsertOneModel().SetDocument(op.doc)
-	}
+	models := insertModels(batch)
 	c.bulkWrites.Add(1)
 	m.BulkWrites.Inc()
 	m.BatchSize.Observe(float64(len(batch)))

@@ -7,9 +7,9 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/couponmesh/couponmesh/persistence/devdb"
+	"github.com/couponmesh/couponmesh/persistence/devdb/devdbtest"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
 
@@ -17,28 +17,7 @@ import (
 // opens its own database on it.
 var testDB *devdb.DB
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mongodb-test-")
-	if err != nil {
-		slog.Error("temp dir", "err", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	testDB, err = devdb.Start(ctx, devdb.Config{Dir: dir}, log)
-	if err != nil {
-		slog.Error("start devdb", "err", err)
-		return 1
-	}
-	defer testDB.Close()
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(devdbtest.Main(m, &testDB)) }
 
 var dbSeq atomic.Int64
 

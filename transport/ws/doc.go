@@ -7,18 +7,22 @@
 // actors, the cluster or persistence packages. Tokens are checked with
 // transport/auth.
 //
-// Sessions. Each session costs two long-lived goroutines: the reader (the
-// goroutine net/http gave the upgrade request) and the writer. Requests other
-// than auth and ping run in their own short-lived goroutines, at most
-// Config.MaxInflight per session, each bounded by Config.RequestTimeout, so
-// replies may leave out of order (their ids match them to requests). A
-// WebSocket ping goes out every Config.PingInterval from a short-lived
-// goroutine started by the writer's timer, so a slow pong never holds back
-// queued frames; a missing pong ends the session.
+// Sessions. An idle session costs one goroutine, its reader (started when
+// the upgrade is done, so that net/http's request and buffers are freed),
+// and read/write buffers of 1 and 2 KiB. Writing is done by the Handler's
+// few writer goroutines, which take the sessions with frames waiting in turn
+// (see writers.go: a fan-out never makes thousands of goroutines runnable,
+// and a client that stops reading holds a writer for at most 10 ms before
+// another one starts). Requests other than auth and ping run in their own
+// short-lived goroutines, at most Config.MaxInflight per session, each
+// bounded by Config.RequestTimeout, so replies may leave out of order (their
+// ids match them to requests). A WebSocket ping goes out every
+// Config.PingInterval from a short-lived goroutine, so a slow pong never
+// holds back queued frames; a missing pong ends the session.
 //
 // Send queue. Replies and pushes share one bounded queue per session (a
-// mutex-guarded slice and a one-slot notify channel: an idle session holds
-// no buffer). A session's Send (its couponmesh.Sink side) never blocks: when the queue holds
+// mutex-guarded slice: an idle session holds no buffer). A session's Send
+// (its couponmesh.Sink side) never blocks: when the queue holds
 // Config.SendQueue frames the session is dropped with close code 1013 and
 // detached from the hub (asynchronously, so a hub calling Send under its own
 // lock cannot deadlock). The writer drains everything queued into as few

@@ -122,8 +122,11 @@ func TestWriterBatches(t *testing.T) {
 	enqueue := func(frames ...[]byte) {
 		s.mu.Lock()
 		s.queue = append(s.queue, frames...)
+		start := s.wakeLocked()
 		s.mu.Unlock()
-		s.wake()
+		if start {
+			h.writers.schedule(s)
+		}
 	}
 
 	small := [][]byte{

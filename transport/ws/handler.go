@@ -1,10 +1,15 @@
 package ws
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +31,11 @@ type Handler struct {
 	log    *slog.Logger
 	m      *metrics
 
-	nextID atomic.Uint64
-	count  atomic.Int64
-	ips    *ipLimits
-	users  userLimits
+	nextID  atomic.Uint64
+	count   atomic.Int64
+	ips     *ipLimits
+	users   userLimits
+	writers *writers
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -51,6 +57,7 @@ func NewHandler(cfg Config, svc couponmesh.Service, hub couponmesh.Hub, tokens *
 	return &Handler{
 		cfg:      cfg,
 		ips:      newIPLimits(cfg),
+		writers:  newWriters(),
 		users:    userLimits{max: cfg.SessionsPerUser, cooldown: cfg.FloodWindow, users: make(map[string]*userState)},
 		svc:      svc,
 		hub:      hub,
@@ -65,8 +72,9 @@ func NewHandler(cfg Config, svc couponmesh.Service, hub couponmesh.Hub, tokens *
 // Sessions returns the number of open sessions.
 func (h *Handler) Sessions() int { return int(h.count.Load()) }
 
-// ServeHTTP upgrades the request to a WebSocket session and serves it until
-// it ends. It refuses cross-origin requests not allowed by
+// ServeHTTP upgrades the request to a WebSocket session and returns; the
+// session runs in its own goroutine, so that the request and what net/http
+// held for it are freed. It refuses cross-origin requests not allowed by
 // Config.OriginPatterns (403), a client address over its handshake rate or
 // session count (429, before the upgrade) and, after Shutdown, every request
 // (503).
@@ -90,16 +98,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusTooManyRequests, couponmesh.Errorf(couponmesh.CodeRateLimited, "%s", msg))
 		return
 	}
-	defer h.ips.release(addr)
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	conn, err := websocket.Accept(hijackBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{Subprotocol},
 		OriginPatterns: h.cfg.OriginPatterns,
 	})
 	if err != nil {
 		// Accept has written the HTTP error.
+		h.ips.release(addr)
 		h.log.LogAttrs(r.Context(), slog.LevelDebug, "ws: upgrade refused", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		return
 	}
+	go h.run(conn, addr, handoff)
+}
+
+// run serves one upgraded connection until its session ends.
+func (h *Handler) run(conn *websocket.Conn, addr netip.Addr, handoff string) {
+	defer h.ips.release(addr)
 	if conn.Subprotocol() != Subprotocol {
 		h.m.dropped.WithLabelValues(dropBadSubprotocol).Inc()
 		conn.Close(websocket.StatusProtocolError, "subprotocol "+Subprotocol+" required")
@@ -125,6 +139,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.remove(s)
 	}()
 	s.serve()
+}
+
+// Buffer sizes of an upgraded connection. net/http's are 4 KiB each and
+// held for the whole session; a session's frames are small (a push is a few
+// hundred bytes, a batch of them larger than either buffer goes out in two
+// writes either way), so smaller buffers cut the memory of an idle session.
+const (
+	connReadBuffer  = 1 << 10
+	connWriteBuffer = 2 << 10
+)
+
+// hijackBuffers hands websocket.Accept the hijacked connection with buffers
+// of connReadBuffer and connWriteBuffer bytes instead of net/http's.
+type hijackBuffers struct{ http.ResponseWriter }
+
+func (w hijackBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w hijackBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// What the client sent after its handshake is buffered already: it must
+	// stay in the new reader's buffer (websocket.Accept reads the rest of
+	// the stream from c).
+	br := bufio.NewReaderSize(c, connReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), c), max(n, connReadBuffer))
+		if _, err := br.Peek(n); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, connWriteBuffer)), nil
 }
 
 // writeHTTPError answers a refused upgrade with the HTTP API's error body.

@@ -18,7 +18,7 @@ import (
 // maxSpareQueue is the largest queue backing array the writer keeps for
 // reuse; after a burst a bigger one is left to the garbage collector so that
 // idle sessions stay small.
-const maxSpareQueue = 64
+const maxSpareQueue = 8
 
 // session is one WebSocket connection. It is the couponmesh.Sink the hub
 // delivers to.
@@ -46,10 +46,10 @@ type session struct {
 	attachMu sync.Mutex // serializes hub.Attach; guards attached
 	attached bool       // hub.Attach done for the feed
 
-	notify   chan struct{} // one slot: "the queue or the close state changed"
-	done     chan struct{} // closed when the reader has returned
-	wdone    chan struct{} // closed when the writer has returned
-	timer    *time.Timer   // auth deadline, then token expiry
+	writing  bool           // a writer turn is scheduled or running (guarded by mu)
+	writer   sync.WaitGroup // done when the writer turns end
+	timer    *time.Timer    // auth deadline, then token expiry
+	pinger   *time.Timer    // next keepalive ping
 	inflight atomic.Int32
 	pinging  atomic.Bool
 	requests sync.WaitGroup
@@ -68,21 +68,20 @@ func newSession(h *Handler, conn *websocket.Conn, id uint64) *session {
 		conn:   conn,
 		id:     id,
 		since:  time.Now(),
-		notify: make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		wdone:  make(chan struct{}),
 		frames: rate.NewLimiter(limitOf(h.cfg.RequestRate), h.cfg.RequestBurst),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
-// serve runs the session: the writer in a new goroutine, the reader in the
-// calling one. It returns when the session has ended and every request of it
-// has finished.
+// serve runs the session's reader in the calling goroutine; a writer
+// goroutine runs only while frames wait (an idle session has none). It
+// returns when the session has ended and every request of it has finished.
 func (s *session) serve() {
+	s.mu.Lock()
 	s.timer = time.AfterFunc(s.h.cfg.AuthTimeout, s.onDeadline)
-	go s.writeLoop()
+	s.pinger = time.AfterFunc(s.h.cfg.PingInterval, s.onPing)
+	s.mu.Unlock()
 	err := s.readLoop()
 	if s.bound != "" {
 		s.h.users.unbind(s.bound, time.Now())
@@ -94,9 +93,9 @@ func (s *session) serve() {
 	code := s.closeCode
 	s.mu.Unlock()
 	s.timer.Stop()
-	close(s.done)
+	s.pinger.Stop()
 	s.conn.CloseNow()
-	<-s.wdone
+	s.writer.Wait()
 	s.cancel()
 	s.requests.Wait()
 	// After the last request: no Subscribe can register s after this.
@@ -122,16 +121,24 @@ func (s *session) Send(frame []byte) bool {
 		return false
 	}
 	s.queue = append(s.queue, frame)
+	start := s.wakeLocked()
 	s.mu.Unlock()
-	s.wake()
+	if start {
+		s.h.writers.schedule(s)
+	}
 	return true
 }
 
-func (s *session) wake() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
+// wakeLocked reports whether the caller must schedule a writer turn
+// (s.h.writers.schedule(s)) because the session has none coming; s.mu must
+// be held. Once the reader has returned no turn is scheduled.
+func (s *session) wakeLocked() bool {
+	if s.writing || s.ended {
+		return false
 	}
+	s.writing = true
+	s.writer.Add(1)
+	return true
 }
 
 // close asks the writer to flush what is queued (except for a slow
@@ -151,7 +158,9 @@ func (s *session) closeLocked(code websocket.StatusCode, reason, metric string) 
 	s.closeCode = code
 	s.closeReason = reason
 	s.h.m.dropped.WithLabelValues(metric).Inc()
-	s.wake()
+	if s.wakeLocked() {
+		s.h.writers.schedule(s)
+	}
 	// The writer may be stuck in a write to a peer that stopped reading:
 	// give it CloseGrace to get the close frame out, then cut the connection.
 	time.AfterFunc(s.h.cfg.CloseGrace, func() { s.conn.CloseNow() })
@@ -176,56 +185,61 @@ func (s *session) onDeadline() {
 	}
 }
 
-// writeLoop writes queued frames, batching them, and starts the keepalive
-// pings. It returns after closing the connection or when the reader ends.
-func (s *session) writeLoop() {
-	defer close(s.wdone)
-	ping := time.NewTimer(s.h.cfg.PingInterval)
-	defer ping.Stop()
-	var spare [][]byte
-	for {
-		select {
-		case <-s.notify:
-		case <-ping.C:
-			s.startPing()
-			ping.Reset(s.h.cfg.PingInterval)
-			continue
-		case <-s.done:
-			return
-		}
-		for {
-			s.mu.Lock()
-			q := s.queue
-			s.queue, spare = spare, nil
-			closing, code, reason := s.closing && !s.ended, s.closeCode, s.closeReason
-			s.mu.Unlock()
-
-			if closing && code == websocket.StatusTryAgainLater {
-				// A slow consumer gets no more data, only the close frame.
-				s.conn.Close(code, reason)
-				return
-			}
-			if len(q) > 0 {
-				if err := s.writeBatch(q); err != nil {
-					s.onWriteError(err)
-					return
-				}
-				clear(q)
-				if cap(q) <= maxSpareQueue {
-					spare = q[:0]
-				}
-				continue // more may have been queued meanwhile
-			}
-			if cap(q) <= maxSpareQueue {
-				spare = q[:0]
-			}
-			if closing {
-				s.conn.Close(code, reason)
-				return
-			}
-			break
-		}
+// writeTurn writes what is queued, as few frames as BatchBytes allows, and
+// reports whether the session needs another turn (more was queued
+// meanwhile). When the session is closing and its queue is empty, it starts
+// the close handshake in its own goroutine (it waits for the peer) and a
+// slow consumer gets only the close frame. Called by the Handler's writers,
+// one turn at a time per session.
+func (s *session) writeTurn() (again bool) {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	closing, code, reason := s.closing && !s.ended, s.closeCode, s.closeReason
+	if len(q) == 0 && !closing {
+		s.writing = false
+		s.mu.Unlock()
+		s.writer.Done()
+		return false
 	}
+	s.mu.Unlock()
+
+	if len(q) == 0 || closing && code == websocket.StatusTryAgainLater {
+		go func() {
+			defer s.writer.Done()
+			s.conn.Close(code, reason)
+		}()
+		return false
+	}
+	if err := s.writeBatch(q); err != nil {
+		s.onWriteError(err)
+		s.writer.Done()
+		return false
+	}
+	clear(q)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queue == nil && cap(q) <= maxSpareQueue {
+		s.queue = q[:0] // reuse the backing array for the next burst
+	}
+	if len(s.queue) > 0 || s.closing && !s.ended {
+		return true
+	}
+	s.writing = false
+	s.writer.Done()
+	return false
+}
+
+// onPing sends a keepalive ping and schedules the next one, until the
+// session ends.
+func (s *session) onPing() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.startPing()
+	s.pinger.Reset(s.h.cfg.PingInterval)
 }
 
 var batchPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, BatchBytes)) }}

@@ -249,6 +249,65 @@ func TestSlowConsumerDropped(t *testing.T) {
 	checkFor(t, 5*time.Second, "session count 1", func() bool { return e.h.Sessions() == 1 })
 }
 
+// TestStuckClientsDoNotHoldBackOthers: more clients than the node has
+// writers stop reading while their queues are allowed to grow; the writes to
+// them block in the kernel. A healthy session still receives every push
+// promptly: a writer stuck on a client does not hold the others' turns.
+func TestStuckClientsDoNotHoldBackOthers(t *testing.T) {
+	cfg := ws.LocalConfig()
+	cfg.SendQueue = 1 << 20 // never dropped during the test: they stay stuck
+	cfg.PingInterval = time.Minute
+	e := newEnv(t, cfg)
+	e.srv.Close()
+	e.srv = httptest.NewUnstartedServer(e.h)
+	e.srv.Listener = smallBuffers{e.srv.Listener}
+	e.srv.Start()
+	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+
+	desc := strings.Repeat("d", 4000)
+	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc})
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}}
+	const stuck = 24
+	for i := range stuck {
+		c, _, err := websocket.Dial(ctxT(t), e.url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{ws.Subprotocol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(-1)
+		r := &rawConn{t: t, c: c}
+		r.auth(e.token(fmt.Sprintf("stuck%d", i), couponmesh.RoleShopper))
+		r.send(`{"id":1,"op":"subscribe","coupons":[{"id":"hot"}]}`)
+		if m := r.mustNext(); m["ok"] == nil {
+			t.Fatalf("subscribe: %v", m)
+		}
+	}
+	got := make(chan int64, 1024)
+	healthy := e.login("healthy", client.Options{OnCoupon: func(c couponmesh.Coupon) { got <- c.Version }})
+	if _, err := healthy.Subscribe(ctxT(t), []client.Sub{{ID: "hot", Version: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// 200 pushes of 4 KB fill every stuck client's socket buffers many
+	// times over; each must reach the healthy session within 2 s.
+	for v := int64(2); v < 202; v++ {
+		e.hub.PublishCoupon(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc, Version: v})
+		select {
+		case g := <-got:
+			if g != v {
+				t.Fatalf("healthy session got version %d, want %d", g, v)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("push %d did not reach the healthy session within 2 s", v)
+		}
+	}
+}
+
 func TestSubscribeSnapshotsAndPushes(t *testing.T) {
 	e := newEnv(t, ws.LocalConfig())
 	e.svc.Put(couponmesh.Coupon{ID: "c1", Merchant: "m", Title: "one", Quantity: 5, Version: 3})

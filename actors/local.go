@@ -1,0 +1,70 @@
+package actors
+
+import (
+	"sync"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+)
+
+// LocalCoupons is the state of the coupon grains active on this node, as
+// each last committed it, so that Service.Coupon answers reads of them
+// without a request through the actor system. A grain sets its entry after
+// loading and after every change it commits (before it replies, so a read
+// after an acknowledged write sees the write) and removes it when it starts
+// to leave. Reads of coupons active elsewhere go to their grain. Safe for
+// concurrent use.
+type LocalCoupons struct {
+	mu sync.RWMutex
+	m  map[string]localCoupon
+}
+
+type localCoupon struct {
+	c     couponmesh.Coupon
+	owner any // the activation that set it
+}
+
+// NewLocalCoupons returns an empty set.
+func NewLocalCoupons() *LocalCoupons {
+	return &LocalCoupons{m: make(map[string]localCoupon)}
+}
+
+// Get returns the coupon id with its derived fields computed now, if an
+// activation on this node holds it.
+func (l *LocalCoupons) Get(id string) (couponmesh.Coupon, bool) {
+	if l == nil {
+		return couponmesh.Coupon{}, false
+	}
+	l.mu.RLock()
+	e, ok := l.m[id]
+	l.mu.RUnlock()
+	if !ok {
+		return couponmesh.Coupon{}, false
+	}
+	e.c.Refresh(time.Now())
+	return e.c, true
+}
+
+// Set records c as the state of owner's coupon.
+func (l *LocalCoupons) Set(owner any, c couponmesh.Coupon) {
+	l.mu.Lock()
+	l.m[c.ID] = localCoupon{c: c, owner: owner}
+	l.mu.Unlock()
+}
+
+// Delete removes id's entry if owner set it (a newer activation on this
+// node keeps its own).
+func (l *LocalCoupons) Delete(owner any, id string) {
+	l.mu.Lock()
+	if e, ok := l.m[id]; ok && e.owner == owner {
+		delete(l.m, id)
+	}
+	l.mu.Unlock()
+}
+
+// Len returns the number of coupons held.
+func (l *LocalCoupons) Len() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.m)
+}

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+)
+
+// claimsResult is the JSON of the claims scenario.
+type claimsResult struct {
+	Scenario    string    `json:"scenario"`
+	Time        time.Time `json:"time"`
+	Machine     machine   `json:"machine"`
+	Users       int       `json:"users"`
+	Coupons     int       `json:"coupons"`
+	Quantity    int       `json:"quantityPerCoupon"`
+	Claims      int       `json:"claims"` // attempted
+	Concurrency int       `json:"concurrency"`
+	Sources     int       `json:"sources"`
+	DurationCap string    `json:"durationCap"`
+
+	OK             int            `json:"ok"`
+	Errors         map[string]int `json:"errorsByCode"` // sold_out is expected: the quantity is below the claims per coupon on purpose
+	FirstError     string         `json:"firstError,omitempty"`
+	Seconds        float64        `json:"claimSeconds"`
+	ClaimsPerSec   float64        `json:"durableClaimsPerSec"`
+	Appends        int64          `json:"journalAppends"` // group commit appends during the claims (node metrics)
+	BulkWrites     int64          `json:"bulkWrites"`
+	AppendsPerBulk float64        `json:"appendsPerBulkWrite"`
+	AppendsPerSec  float64        `json:"journalAppendsPerSec"`
+	BulkWriteMs    float64        `json:"bulkWriteMeanMs"`   // the node's BulkWrites, mean duration
+	QueueWaitMs    float64        `json:"appendQueueWaitMs"` // an append's mean wait for its BulkWrite
+	P50ms          float64        `json:"claimReplyP50ms"`
+	P95ms          float64        `json:"claimReplyP95ms"`
+	P99ms          float64        `json:"claimReplyP99ms"`
+	MaxMs          float64        `json:"claimReplyMaxMs"`
+	NodeCPUPercent float64        `json:"nodeCpuPercent"`
+	DBCPUPercent   float64        `json:"dbCpuPercent"`
+	BenchCPU       float64        `json:"benchCpuPercent"`
+
+	RawDocs       int     `json:"rawInsertsPerRun"`
+	RawBatch      int     `json:"rawBatch"`
+	RawBefore     float64 `json:"rawInsertsPerSecBefore"`
+	RawAfter      float64 `json:"rawInsertsPerSecAfter"`
+	RawPerSec     float64 `json:"rawInsertsPerSec"` // mean of before and after
+	RawBatchMs    float64 `json:"rawBulkWriteMeanMs"`
+	AppendsPctRaw float64 `json:"appendsPercentOfRaw"`
+	ClaimsPctRaw  float64 `json:"claimsPercentOfRaw"`
+
+	// Checked after the run: the claims in the database's journal per
+	// coupon against the coupon's quantity, its claimed count as the grain
+	// answers it, and the claims acknowledged to the bench.
+	JournalClaims int `json:"journalClaims"`
+	OverClaimed   int `json:"couponsOverClaimed"`
+	LostAcked     int `json:"acknowledgedClaimsMissing"`
+	// GrainAhead: coupons whose grain counts more claims than the journal
+	// holds (a claim counted that is not durable). GrainBehind: fewer, i.e.
+	// appends whose caller gave up (unavailable) and that were written
+	// after all; the grain learns of them when it next loses an append.
+	GrainAhead  int `json:"couponsGrainAheadOfJournal"`
+	GrainBehind int `json:"couponsGrainBehindJournal"`
+
+	Figures []benchFigure `json:"figures"`
+}
+
+// benchClaims: U shoppers, each with its own WebSocket session (from several
+// source addresses), claim across C coupons through the Go SDK, K claims in
+// flight, until N claims are answered or the duration cap; a reply ok means
+// the claim is durable. Beside it, in the same run and against the same
+// devdb, the raw rate of unordered BulkWrites of journal-like documents into
+// another database, before and after the claims.
+func benchClaims(ctx context.Context, args []string) (err error) {
+	fs := flag.NewFlagSet("bench claims", flag.ContinueOnError)
+	var f benchFlags
+	f.register(fs)
+	users := fs.Int("users", 500, "shoppers, one session each (their first claim activates their grain)")
+	ncoupons := fs.Int("coupons", 200, "coupons claimed")
+	nclaims := fs.Int("claims", 10000, "claims to send at most (at most users × coupons: one claim per user per coupon)")
+	quantity := fs.Int("quantity", 0, "quantity of each coupon (0: 95% of the mean claims per coupon, so that coupons sell out)")
+	conc := fs.Int("concurrency", 256, "claims in flight")
+	dur := fs.Duration("duration", 30*time.Second, "stop sending claims after this long")
+	rawDocs := fs.Int("raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")
+	rawBatch := fs.Int("raw-batch", 256, "documents per raw BulkWrite (the node's batch_max_ops)")
+	profile := fs.String("profile", "", "write a CPU profile of the node over the first 5 s of the claims to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *users <= 0 || *ncoupons <= 0 || *nclaims <= 0 || *conc <= 0 || *dur <= 0 || *rawDocs <= 0 || *rawBatch <= 0:
+		return errors.New("bench claims: sizes and --duration must be positive")
+	case *nclaims > *users**ncoupons:
+		return fmt.Errorf("bench claims: --claims %d > --users × --coupons (one claim per user per coupon)", *nclaims)
+	}
+	if *quantity <= 0 {
+		*quantity = max(*nclaims / *ncoupons * 95 / 100, 1)
+	}
+
+	mach := describeMachine(f.nodeCPUs)
+	e, node, api, err := setupOneNode(ctx, f)
+	if e != nil {
+		defer e.close()
+	}
+	if err != nil {
+		return err
+	}
+	ids := make([]string, *ncoupons)
+	for i := range ids {
+		ids[i] = "cl" + strconv.Itoa(i)
+	}
+	if err := createCouponsQty(ctx, api, ids, *quantity); err != nil {
+		return err
+	}
+	clients, took, err := dialShoppers(ctx, e, node, f, *users, func(i int) string { return "u" + strconv.Itoa(i) })
+	defer closeAll(clients)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "claims: %d coupons of quantity %d, %d sessions in %.1fs\n", *ncoupons, *quantity, *users, took.Seconds())
+
+	mc, err := mongo.Connect(options.Client().ApplyURI(e.db))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mc.Disconnect(context.Background()) }()
+	raw := mc.Database("rawbench").Collection("journal")
+	if _, err := raw.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "uk", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		return fmt.Errorf("raw index: %w", err)
+	}
+	rawBefore, err := rawBulkRate(ctx, raw, "a", *rawDocs, *rawBatch)
+	if err != nil {
+		return err
+	}
+
+	// The claims.
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		lat      = make([]time.Duration, 0, *nclaims)
+		errs     = map[string]int{}
+		firstErr string
+		okPer    = make([]int, *ncoupons)
+		wg       sync.WaitGroup
+	)
+	cctx, cancel := context.WithTimeout(ctx, *dur)
+	defer cancel()
+	pid, dbPid := node.cmd.Process.Pid, e.procs[0].Process.Pid
+	m0, err := scrapeNodeMetrics(node)
+	if err != nil {
+		return err
+	}
+	n0, d0, b0 := cpuTime(pid), cpuTime(dbPid), cpuTime(os.Getpid())
+	var pwg sync.WaitGroup
+	if *profile != "" {
+		pwg.Go(func() {
+			if err := profileCPU(ctx, node, 5*time.Second, *profile); err != nil {
+				fmt.Fprintf(os.Stderr, "bench claims: profile: %v\n", err)
+			}
+		})
+	}
+	start := time.Now()
+	for range *conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+			for cctx.Err() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= *nclaims {
+					return
+				}
+				u, c := claimPair(k, *users, *ncoupons)
+				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+				t0 := time.Now()
+				_, err := clients[u].Claim(rctx, ids[c], "k"+strconv.Itoa(k))
+				d := time.Since(t0)
+				rcancel()
+				mu.Lock()
+				if err == nil {
+					okPer[c]++
+				} else {
+					code := claimErrCode(err)
+					if errs[code] == 0 && code != string(couponmesh.CodeSoldOut) && firstErr == "" {
+						firstErr = err.Error()
+					}
+					errs[code]++
+				}
+				mu.Unlock()
+				mine = append(mine, d)
+			}
+		})
+	}
+	wg.Wait()
+	took = time.Since(start)
+	pwg.Wait()
+	nodeCPU := 100 * (cpuTime(pid) - n0).Seconds() / took.Seconds()
+	dbCPU := 100 * (cpuTime(dbPid) - d0).Seconds() / took.Seconds()
+	benchCPU := 100 * (cpuTime(os.Getpid()) - b0).Seconds() / took.Seconds()
+	m1, err := scrapeNodeMetrics(node)
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	rawAfter, err := rawBulkRate(ctx, raw, "b", *rawDocs, *rawBatch)
+	if err != nil {
+		return err
+	}
+
+	ok := 0
+	for _, n := range okPer {
+		ok += n
+	}
+	slices.Sort(lat)
+	res := claimsResult{
+		Scenario: "claims", Time: time.Now().UTC(), Machine: mach,
+		Users: *users, Coupons: *ncoupons, Quantity: *quantity, Claims: len(lat), Concurrency: *conc, Sources: f.sources,
+		DurationCap: dur.String(), OK: ok, Errors: errs, FirstError: firstErr, Seconds: took.Seconds(),
+		ClaimsPerSec: float64(ok) / took.Seconds(),
+		Appends:      int64(m1.get("couponmesh_store_batch_size_sum") - m0.get("couponmesh_store_batch_size_sum")),
+		BulkWrites:   int64(m1.get("couponmesh_store_batch_size_count") - m0.get("couponmesh_store_batch_size_count")),
+		P50ms:        ms(quantile(lat, 0.5)), P95ms: ms(quantile(lat, 0.95)), P99ms: ms(quantile(lat, 0.99)), MaxMs: ms(quantile(lat, 1)),
+		NodeCPUPercent: nodeCPU, DBCPUPercent: dbCPU, BenchCPU: benchCPU,
+		RawDocs: *rawDocs, RawBatch: *rawBatch, RawBefore: rawBefore, RawAfter: rawAfter, RawPerSec: (rawBefore + rawAfter) / 2,
+	}
+	res.AppendsPerSec = float64(res.Appends) / took.Seconds()
+	mean := func(name string) float64 {
+		n := m1.get(name+"_count") - m0.get(name+"_count")
+		if n <= 0 {
+			return 0
+		}
+		return 1000 * (m1.get(name+"_sum") - m0.get(name+"_sum")) / n
+	}
+	res.BulkWriteMs = mean("couponmesh_store_bulk_write_seconds")
+	res.QueueWaitMs = mean("couponmesh_store_queue_wait_seconds")
+	if res.BulkWrites > 0 {
+		res.AppendsPerBulk = float64(res.Appends) / float64(res.BulkWrites)
+	}
+	if res.RawPerSec > 0 {
+		res.RawBatchMs = 1000 * float64(*rawBatch) / res.RawPerSec
+		res.AppendsPctRaw = 100 * res.AppendsPerSec / res.RawPerSec
+		res.ClaimsPctRaw = 100 * res.ClaimsPerSec / res.RawPerSec
+	}
+	if err := verifyClaims(ctx, mc, api, ids, *quantity, okPer, &res); err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+
+	fig := atLeast("durable claims on one node, embedded DB", res.AppendsPctRaw, "%", 70)
+	fig.Note = fmt.Sprintf("journal appends/s (2 per claim: the coupon's journal and the shopper's) as %% of raw unordered BulkWrite inserts/s (%d per batch, one writer, mean of a run before and one after) into the same devdb; %.0f claims/s = %.0f appends/s vs %.0f raw inserts/s (claims/s alone: %.0f%%); %d sessions, %d in flight, WebSocket via the Go SDK",
+		*rawBatch, res.ClaimsPerSec, res.AppendsPerSec, res.RawPerSec, res.ClaimsPctRaw, *users, *conc)
+	p99 := benchFigure{What: "claim reply latency p99 (durable claims on one node)", Value: res.P99ms, Unit: "ms",
+		Note: fmt.Sprintf("%d claims in flight; p50 %.1f ms, max %.1f ms", *conc, res.P50ms, res.MaxMs)}
+	res.Figures = []benchFigure{
+		fig,
+		{What: "durable claims/s on one node", Value: res.ClaimsPerSec, Unit: "claims/s", Note: fmt.Sprintf("%d shoppers over %d coupons", *users, *ncoupons)},
+		p99,
+		atMost("claims over a coupon's quantity", float64(res.OverClaimed), "coupons", 0),
+		atMost("acknowledged claims missing from the journal", float64(res.LostAcked), "claims", 0),
+	}
+	path, err := e.writeResult("claims", res)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): appends at %.0f%% of raw (target ≥ 70%%; claims/s alone %.0f%%); BulkWrite mean %.0f ms in the node vs %.0f ms raw; claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
+		ok, res.Claims, took.Seconds(), fmtCodes(errs), res.ClaimsPerSec, res.AppendsPerSec, res.AppendsPerBulk, res.RawPerSec, rawBefore, rawAfter,
+		res.AppendsPctRaw, res.ClaimsPctRaw, res.BulkWriteMs, res.RawBatchMs, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
+	if res.GrainBehind > 0 {
+		fmt.Printf("claims: %d coupons count fewer claims than their journal holds (appends answered unavailable, written after all)\n", res.GrainBehind)
+	}
+	if res.OverClaimed > 0 || res.LostAcked > 0 || res.GrainAhead > 0 {
+		return fmt.Errorf("claims: %d coupons over-claimed, %d acknowledged claims missing, %d coupons counting claims the journal does not hold", res.OverClaimed, res.LostAcked, res.GrainAhead)
+	}
+	return nil
+}
+
+// claimPair returns the user and the coupon of claim k: user k%users
+// claims coupon (k/users + k%users) % coupons. For k < users × coupons no
+// pair repeats (a user's claims go to distinct coupons), and consecutive
+// claims go to different users and coupons.
+func claimPair(k, users, coupons int) (user, coupon int) {
+	return k % users, (k/users + k%users) % coupons
+}
+
+// verifyClaims counts the claims in the node database's journal per coupon
+// and compares them with each coupon's quantity, its claimed count as read
+// through the HTTP API, and the claims acknowledged to the bench.
+func verifyClaims(ctx context.Context, mc *mongo.Client, api *client.API, ids []string, quantity int, okPer []int, res *claimsResult) error {
+	index := make(map[string]int, len(ids))
+	for i, id := range ids {
+		index["coupon/"+id] = i
+	}
+	cur, err := mc.Database("couponmesh").Collection("journal").Find(ctx, bson.D{{Key: "t", Value: "claimed"}},
+		options.Find().SetProjection(bson.D{{Key: "e", Value: 1}}))
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	inJournal := make([]int, len(ids))
+	for cur.Next(ctx) {
+		var d struct {
+			E string `bson:"e"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return err
+		}
+		if i, ok := index[d.E]; ok {
+			inJournal[i]++
+			res.JournalClaims++
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return err
+	}
+	for i, id := range ids {
+		c, err := api.Coupon(ctx, id)
+		if err != nil {
+			return fmt.Errorf("read coupon %s: %w", id, err)
+		}
+		if inJournal[i] > quantity || c.Claimed > quantity {
+			res.OverClaimed++
+		}
+		if c.Claimed > inJournal[i] {
+			res.GrainAhead++
+		}
+		if c.Claimed < inJournal[i] {
+			res.GrainBehind++
+		}
+		res.LostAcked += max(okPer[i]-inJournal[i], 0)
+	}
+	return nil
+}
+
+// rawBulkRate inserts n journal-like documents (the shape and size of a
+// claim entry) into coll in unordered BulkWrites of batch, one after the
+// other, and returns the inserts per second.
+func rawBulkRate(ctx context.Context, coll *mongo.Collection, run string, n, batch int) (float64, error) {
+	data := []byte(`{"user":"u1042","rid":"k123456","code":"K7Q2-9XWD","n":17}`)
+	start := time.Now()
+	for i := 0; i < n; i += batch {
+		models := make([]mongo.WriteModel, 0, batch)
+		for j := i; j < min(i+batch, n); j++ {
+			id := "coupon/raw" + run + strconv.Itoa(j%500) + "#" + strconv.Itoa(j)
+			models = append(models, mongo.NewInsertOneModel().SetDocument(bson.D{
+				{Key: "_id", Value: id}, {Key: "e", Value: "coupon/raw"}, {Key: "seq", Value: int64(j + 1)}, {Key: "t", Value: "claimed"},
+				{Key: "uk", Value: "claim/raw" + run + "/" + strconv.Itoa(j)}, {Key: "u", Value: "u1042"},
+				{Key: "at", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "d", Value: bson.Binary{Data: data}},
+			}))
+		}
+		if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			return 0, fmt.Errorf("raw BulkWrite: %w", err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// createCouponsQty creates the coupons ids with the given quantity as
+// merchant bench, 16 at a time.
+func createCouponsQty(ctx context.Context, api *client.API, ids []string, quantity int) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 16)
+		title = "Bench coupon"
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &quantity}); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("create coupon %s: %w", id, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// dialShoppers opens n authenticated sessions to node, session i as shopper
+// user(i), from f.workers goroutines and f.sources source addresses; nothing
+// is subscribed. It returns the first error (with the clients opened so
+// far, for closeAll).
+func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
+	hcs := sourceClients(f.sources)
+	clients := make([]*client.Client, n)
+	var (
+		next   atomic.Int64
+		failed atomic.Int64
+		first  atomic.Value
+		wg     sync.WaitGroup
+	)
+	start := time.Now()
+	for range f.workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				u := user(i)
+				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				c, err := client.Dial(dctx, node.ws(), client.Options{
+					HTTPClient: hcs[i%len(hcs)],
+					Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
+				})
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err)
+					continue
+				}
+				clients[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		return clients, took, ctx.Err()
+	}
+	if err, _ := first.Load().(error); err != nil {
+		return clients, took, fmt.Errorf("%d of %d sessions failed, first: %w", failed.Load(), n, err)
+	}
+	return clients, took, nil
+}
+
+// claimErrCode is the protocol error code of err, or "unavailable" for a
+// timeout and "transport" for a lost connection.
+func claimErrCode(err error) string {
+	var ce *couponmesh.Error
+	if errors.As(err, &ce) {
+		return string(ce.Code)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout"
+	}
+	if errors.Is(err, client.ErrClosed) {
+		return "closed"
+	}
+	return "transport"
+}
+
+// fmtCodes writes error counts as "sold_out 950, unavailable 2" ("none").
+func fmtCodes(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+" "+strconv.Itoa(m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// nodeMetrics are the samples of a node's /metrics, by name with labels
+// (`name{label="v"}`), the values summed over duplicates.
+type nodeMetrics map[string]float64
+
+func (m nodeMetrics) get(name string) float64 { return m[name] }
+
+// scrapeNodeMetrics reads the node's Prometheus metrics from its admin
+// listener (loopback, no admin token in bench nodes).
+func scrapeNodeMetrics(node *benchNode) (nodeMetrics, error) {
+	resp, err := http.Get("http://" + node.admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	m := nodeMetrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[l[:i]] += v
+	}
+	return m, sc.Err()
+}

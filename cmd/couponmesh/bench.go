@@ -35,7 +35,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|claims|reads [flags] (--help for the flags)")
+		return errors.New("usage: couponmesh bench capacity|fanout|claims|reads|failover|coupons [flags] (--help for the flags)")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -48,10 +48,14 @@ func runBench(args []string) error {
 		return benchClaims(ctx, args[1:])
 	case "reads":
 		return benchReads(ctx, args[1:])
+	case "failover":
+		return benchFailover(ctx, args[1:])
+	case "coupons":
+		return benchCoupons(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, claims, reads)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, claims, reads, failover, coupons)", args[0])
 	}
 }
 
@@ -169,7 +173,8 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 // benchNode is one node process.
 type benchNode struct {
 	name, http string
-	admin      string // admin listener (metrics, pprof)
+	admin      string // admin listener (admin API, metrics, pprof)
+	cluster    string // memberlist address
 	cmd        *exec.Cmd
 }
 
@@ -179,6 +184,12 @@ func (n *benchNode) base() string { return "http://" + n.http }
 // startNode starts a node (pinned with taskset when nodeCPUs is set) with
 // the per-address and per-user limits off: all the load comes from one host.
 func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, error) {
+	return e.startMember(ctx, name, "")
+}
+
+// startMember is startNode for a member of a cluster: seed is the memberlist
+// address of a node started before ("": the node is its own seed).
+func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNode, error) {
 	var addrs [3]string
 	for i := range addrs {
 		a, err := benchFreeAddr()
@@ -187,7 +198,10 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 		}
 		addrs[i] = a
 	}
-	n := &benchNode{name: name, http: addrs[0], admin: addrs[1]}
+	if seed == "" {
+		seed = addrs[2]
+	}
+	n := &benchNode{name: name, http: addrs[0], admin: addrs[1], cluster: addrs[2]}
 	if e.nodeCPUs != "" {
 		n.cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
 	} else {
@@ -195,7 +209,7 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 	}
 	n.cmd.Env = append(os.Environ(),
 		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+addrs[0], "COUPONMESH_ADMIN_ADDR="+addrs[1],
-		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+addrs[2], "COUPONMESH_MONGO_URI="+e.db,
+		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+seed, "COUPONMESH_MONGO_URI="+e.db,
 		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
 		"COUPONMESH_JWT_SECRET="+e.secret, "COUPONMESH_JWT_ISSUER=couponmesh", "COUPONMESH_JWT_AUDIENCE=couponmesh",
 		"COUPONMESH_LOG_LEVEL="+cmp.Or(e.logLevel, "warn"),

@@ -1,0 +1,818 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+)
+
+// couponmesh bench failover: three node processes on one devdb; shoppers
+// claim coupons of small quantities through the Go SDK (Reconnect, all three
+// addresses); after a warm-up one node is killed with SIGKILL while the
+// load goes on. Measured: how long until every identity the dead node held
+// answers again from the survivors, how long until each client that lost
+// its connection is connected and resynced again, and, read back through
+// the API after the run, acknowledged claims that were lost and claims
+// beyond a coupon's quantity.
+
+// failoverResult is the JSON of the failover scenario.
+type failoverResult struct {
+	Scenario  string    `json:"scenario"`
+	Time      time.Time `json:"time"`
+	Machine   machine   `json:"machine"`
+	Placement string    `json:"placement"` // where the node processes ran
+	Nodes     int       `json:"nodes"`
+	Victim    string    `json:"victim"`
+	Shoppers  int       `json:"shoppers"`
+	Coupons   int       `json:"coupons"`
+	Quantity  int       `json:"quantity"`
+	Subs      int       `json:"subscriptionsPerShopper"`
+	Racers    int       `json:"racersPerCoupon"` // shoppers claiming the same coupons in the same order
+	Pace      string    `json:"claimPace"`
+	Warmup    string    `json:"warmup"`
+	After     string    `json:"loadAfterKill"`
+	Backoff   string    `json:"clientBackoff"`
+
+	DetectedSeconds    float64       `json:"failureDetectedSeconds"` // until the first node listed the victim as gone (-1: never seen)
+	VictimCoupons      int           `json:"victimCoupons"`
+	VictimUsers        int           `json:"victimUsers"`
+	ServedP50Seconds   float64       `json:"servedAgainP50Seconds"`
+	ServedMaxSeconds   float64       `json:"servedAgainMaxSeconds"`
+	CouponsMaxSeconds  float64       `json:"couponsServedAgainMaxSeconds"`
+	UsersMaxSeconds    float64       `json:"usersServedAgainMaxSeconds"`
+	ServedMs           []int64       `json:"servedAgainMs"` // each identity of the killed node, sorted
+	NotServed          []string      `json:"notServedAgain,omitempty"`
+	HomedOnVictim      int           `json:"clientsHomedOnVictim"`
+	Affected           int           `json:"clientsThatLostTheirConnection"`
+	ResyncP50Seconds   float64       `json:"resyncP50Seconds"`
+	ResyncMaxSeconds   float64       `json:"resyncMaxSeconds"`
+	NotResynced        int           `json:"clientsNotResynced"`
+	ResyncMs           []int64       `json:"resyncMs"` // each client that lost its connection, sorted
+	ClaimsOK           int           `json:"claimsAcknowledged"`
+	ClaimsSoldOut      int           `json:"claimsSoldOut"`
+	ClaimRetries       int           `json:"claimRetries"` // unknown outcomes retried with the same rid
+	ClaimsAbandoned    int           `json:"claimsAbandoned"`
+	ClaimErrors        []string      `json:"claimErrors,omitempty"` // first few errors that were not sold_out
+	OKPerSecBefore     float64       `json:"acknowledgedClaimsPerSecBeforeKill"`
+	OKPerSecAfter      float64       `json:"acknowledgedClaimsPerSecAfterKill"`
+	ClaimP99BeforeMs   float64       `json:"claimP99BeforeKillMs"`
+	ClaimP99AfterMs    float64       `json:"claimP99AfterKillMs"`
+	ClaimMaxAfterMs    float64       `json:"claimMaxAfterKillMs"`
+	SoldOutCoupons     int           `json:"soldOutCoupons"`
+	WalletClaims       int           `json:"claimsInWallets"`
+	LostAcked          int           `json:"lostAcknowledgedClaims"`
+	OverClaims         int           `json:"overClaims"`
+	Problems           []string      `json:"problems,omitempty"` // first few lost or over-claims, described
+	VerifySeconds      float64       `json:"verifySeconds"`
+	SetupSeconds       float64       `json:"setupSeconds"`
+	TotalSeconds       float64       `json:"totalSeconds"`
+	NodeCPUPercentLoad float64       `json:"survivorsCpuPercentAfterKill"` // summed over the two survivors, % of one core
+	Figures            []benchFigure `json:"figures"`
+}
+
+// foShopper is one reconnecting shopper session and what it saw.
+type foShopper struct {
+	user string
+	home int // index of the node it dialed first
+	c    *client.Client
+
+	mu     sync.Mutex
+	states []foState
+	acked  []foClaim
+	lat    []foLatency
+}
+
+type foState struct {
+	at time.Time
+	s  client.State
+}
+
+// foClaim is an acknowledged claim and when it was sent.
+type foClaim struct {
+	couponmesh.Claim
+	sent time.Time
+}
+
+// foLatency is how long one claim attempt took, by when it was sent.
+type foLatency struct {
+	sent time.Time
+	d    time.Duration
+}
+
+func benchFailover(ctx context.Context, args []string) (err error) {
+	fs := flag.NewFlagSet("bench failover", flag.ContinueOnError)
+	out := fs.String("out", "bench-results", "directory for the JSON results")
+	nodeCPUs := fs.String("node-cpus", "", "taskset CPU list for the three nodes (empty: not pinned, they share the machine's cores with the load)")
+	shoppers := fs.Int("shoppers", 30, "reconnecting shopper sessions, spread over the three nodes")
+	ncoupons := fs.Int("coupons", 300, "coupons (each shopper tries each at most once)")
+	quantity := fs.Int("quantity", 5, "quantity of each coupon (small, so that coupons sell out during the run)")
+	racers := fs.Int("racers", 10, "shoppers that claim the coupons in the same order, racing for the last of each")
+	subs := fs.Int("subs", 5, "coupons each shopper subscribes to (resubscribed after a reconnect)")
+	pace := fs.Duration("pace", 100*time.Millisecond, "pause between one shopper's claims (each shopper waits for its answer too)")
+	warmup := fs.Duration("warmup", 3*time.Second, "load before the kill")
+	after := fs.Duration("after", 8*time.Second, "load after the kill")
+	window := fs.Duration("window", 30*time.Second, "how long after the kill identities and clients may take to come back before they count as not back")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *shoppers <= 0 || *racers <= 0 || *ncoupons <= 0 || *quantity <= 0 || *subs < 0 || *pace <= 0 || *warmup <= 0 || *after <= 0 || *window < *after {
+		return errors.New("bench failover: --shoppers, --racers, --coupons, --quantity, --pace, --warmup and --after must be positive, --window at least --after")
+	}
+	t0 := time.Now()
+	res := failoverResult{
+		Scenario: "failover", Machine: describeMachine(*nodeCPUs), Nodes: 3,
+		Shoppers: *shoppers, Racers: *racers, Coupons: *ncoupons, Quantity: *quantity, Subs: min(*subs, *ncoupons),
+		Pace: pace.String(), Warmup: warmup.String(), After: after.String(),
+		Backoff:         fmt.Sprintf("client.DefaultBackoff (base %s, max %s)", client.DefaultBackoff.Base, client.DefaultBackoff.Max),
+		DetectedSeconds: -1,
+	}
+	if *nodeCPUs == "" {
+		res.Placement = "not pinned: the three nodes, the devdb and the load share all cores"
+	} else {
+		res.Placement = "the three nodes pinned to CPUs " + *nodeCPUs + " (taskset); the devdb and the load wherever the bench runs"
+	}
+	e, err := newBenchEnv(*out, *nodeCPUs)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if err := e.startDB(ctx); err != nil {
+		return err
+	}
+	var nodes []*benchNode
+	for i := range 3 {
+		seed := ""
+		if i > 0 {
+			seed = nodes[0].cluster
+		}
+		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
+		return err
+	}
+	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	if err != nil {
+		return err
+	}
+	api := client.NewAPI(nodes[0].base(), tok)
+	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	ids := make([]string, *ncoupons)
+	for i := range ids {
+		ids[i] = "fo" + strconv.Itoa(i)
+	}
+	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
+		return err
+	}
+
+	// The shoppers: shopper i dials node i%3 first and knows the other two.
+	ss := make([]*foShopper, *shoppers)
+	defer func() {
+		for _, s := range ss {
+			if s != nil && s.c != nil {
+				s.c.Close()
+			}
+		}
+	}()
+	for i := range ss {
+		s := &foShopper{user: "fs" + strconv.Itoa(i), home: i % len(nodes)}
+		ss[i] = s
+		if err := s.dial(ctx, e, nodes, ids, res.Subs); err != nil {
+			return fmt.Errorf("shopper %s: %w", s.user, err)
+		}
+	}
+	res.SetupSeconds = time.Since(t0).Seconds()
+
+	// The load: each shopper claims the coupons once each, in the order of
+	// its group of racers, until stop; an unknown outcome is retried with the same rid
+	// (as the SDK's documentation says) until retryEnd.
+	victimIdx := 1
+	victim := nodes[victimIdx]
+	res.Victim = victim.name
+	stop := make(chan struct{})
+	var (
+		tally   foTally
+		loadWG  sync.WaitGroup
+		started = time.Now()
+	)
+	retryEnd := started.Add(*warmup + *after + 10*time.Second)
+	groups := max(1, len(ss) / *racers)
+	for i, s := range ss {
+		k := (i % groups) * len(ids) / groups
+		order := append(slices.Clone(ids[k:]), ids[:k]...)
+		loadWG.Go(func() { s.claimAll(order, *pace, stop, retryEnd, &tally) })
+	}
+	select {
+	case <-time.After(*warmup):
+	case <-ctx.Done():
+		close(stop)
+		loadWG.Wait()
+		return ctx.Err()
+	}
+
+	// What the victim holds, and probes for each identity ready on the
+	// survivors before the kill.
+	held, err := foActors(ctx, victim)
+	if err != nil {
+		return err
+	}
+	survivors := []*benchNode{nodes[0], nodes[2]}
+	var coupons, users []string
+	for _, ident := range held {
+		kind, id, _ := strings.Cut(ident, "/")
+		switch kind {
+		case "coupon":
+			coupons = append(coupons, id)
+		case "user":
+			users = append(users, id)
+		}
+	}
+	res.VictimCoupons, res.VictimUsers = len(coupons), len(users)
+	userProbes := make(map[string]*client.Client, len(users))
+	defer func() {
+		for _, c := range userProbes {
+			c.Close()
+		}
+	}()
+	for i, u := range users {
+		c, err := client.Dial(ctx, survivors[i%len(survivors)].ws(), client.Options{
+			Token: func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
+		})
+		if err != nil {
+			return fmt.Errorf("probe session of user %s: %w", u, err)
+		}
+		userProbes[u] = c
+	}
+	probeAPIs := make([]*client.API, len(survivors))
+	for i, n := range survivors {
+		probeAPIs[i] = client.NewAPI(n.base(), "")
+		probeAPIs[i].HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	}
+	for _, s := range ss {
+		if s.home == victimIdx {
+			res.HomedOnVictim++
+		}
+	}
+
+	// kill -9. The process is reaped here, so that close skips it.
+	survCPU0 := cpuTime(nodes[0].cmd.Process.Pid) + cpuTime(nodes[2].cmd.Process.Pid)
+	if err := victim.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill %s: %w", victim.name, err)
+	}
+	killed := time.Now()
+	_ = victim.cmd.Wait()
+	deadline := killed.Add(*window)
+
+	var (
+		pmu    sync.Mutex
+		served = make(map[string]time.Duration, len(held))
+		probes sync.WaitGroup
+	)
+	probe := func(ident string, read func(context.Context) error) {
+		probes.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := read(pctx)
+				cancel()
+				if err == nil {
+					pmu.Lock()
+					served[ident] = time.Since(killed)
+					pmu.Unlock()
+					return
+				}
+				time.Sleep(25 * time.Millisecond)
+			}
+		})
+	}
+	for i, id := range coupons {
+		a := probeAPIs[i%len(probeAPIs)]
+		probe("coupon/"+id, func(c context.Context) error { _, err := a.Coupon(c, id); return err })
+	}
+	for _, u := range users {
+		c := userProbes[u]
+		probe("user/"+u, func(ctx context.Context) error { _, err := c.Wallet(ctx); return err })
+	}
+	probes.Go(func() {
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			if foDead(ctx, nodes[0], victim.name) {
+				pmu.Lock()
+				res.DetectedSeconds = time.Since(killed).Seconds()
+				pmu.Unlock()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
+	select {
+	case <-time.After(*after):
+	case <-ctx.Done():
+	}
+	close(stop)
+	loadWG.Wait()
+	ended := time.Now()
+	res.NodeCPUPercentLoad = 100 * (cpuTime(nodes[0].cmd.Process.Pid) + cpuTime(nodes[2].cmd.Process.Pid) - survCPU0).Seconds() / ended.Sub(killed).Seconds()
+	probes.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	// Identities served again.
+	var servedTimes []time.Duration
+	for _, ident := range held {
+		kind, _, _ := strings.Cut(ident, "/")
+		if kind != "coupon" && kind != "user" {
+			continue
+		}
+		d, ok := served[ident]
+		if !ok {
+			res.NotServed = append(res.NotServed, ident)
+			continue
+		}
+		servedTimes = append(servedTimes, d)
+		if kind == "coupon" {
+			res.CouponsMaxSeconds = max(res.CouponsMaxSeconds, d.Seconds())
+		} else {
+			res.UsersMaxSeconds = max(res.UsersMaxSeconds, d.Seconds())
+		}
+	}
+	slices.Sort(servedTimes)
+	res.ServedP50Seconds = quantile(servedTimes, 0.5).Seconds()
+	res.ServedMaxSeconds = quantile(servedTimes, 1).Seconds()
+	res.ServedMs = msList(servedTimes)
+
+	// Clients resynced: those that lost their connection after the kill,
+	// until their next StateConnected (the SDK reports it once the new
+	// connection is authenticated, resubscribed and the feed read).
+	for time.Now().Before(deadline) {
+		if _, _, pending := foResync(ss, killed); pending == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resync, affected, pending := foResync(ss, killed)
+	res.Affected, res.NotResynced = affected, pending
+	slices.Sort(resync)
+	res.ResyncP50Seconds = quantile(resync, 0.5).Seconds()
+	res.ResyncMaxSeconds = quantile(resync, 1).Seconds()
+	res.ResyncMs = msList(resync)
+
+	// Claims.
+	tally.mu.Lock()
+	res.ClaimsSoldOut, res.ClaimRetries, res.ClaimsAbandoned, res.ClaimErrors = tally.soldOut, tally.retries, tally.abandoned, tally.errs
+	tally.mu.Unlock()
+	var before, afterLat []time.Duration
+	var okBefore, okAfter int
+	for _, s := range ss {
+		s.mu.Lock()
+		res.ClaimsOK += len(s.acked)
+		for _, c := range s.acked {
+			if c.sent.Before(killed) {
+				okBefore++
+			} else {
+				okAfter++
+			}
+		}
+		for _, l := range s.lat {
+			if l.sent.Before(killed) {
+				before = append(before, l.d)
+			} else {
+				afterLat = append(afterLat, l.d)
+			}
+		}
+		s.mu.Unlock()
+	}
+	res.OKPerSecBefore = float64(okBefore) / killed.Sub(started).Seconds()
+	res.OKPerSecAfter = float64(okAfter) / ended.Sub(killed).Seconds()
+	slices.Sort(before)
+	slices.Sort(afterLat)
+	res.ClaimP99BeforeMs, res.ClaimP99AfterMs, res.ClaimMaxAfterMs = ms(quantile(before, 0.99)), ms(quantile(afterLat, 0.99)), ms(quantile(afterLat, 1))
+
+	// Read everything back through the API of a survivor.
+	v0 := time.Now()
+	if err := foVerify(ctx, &res, ss, probeAPIs[0], ids); err != nil {
+		return err
+	}
+	res.VerifySeconds = time.Since(v0).Seconds()
+
+	notBack := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return fmt.Sprintf("; %d not back within %s (counted as %s)", n, *window, *window)
+	}
+	servedFig := atMost("kill -9 of 1 of 3 nodes: its actors serve again", res.ServedMaxSeconds, "s", 3)
+	servedFig.Note = fmt.Sprintf("all %d coupon and %d user identities the killed node held, probed from the survivors (first successful read)%s",
+		res.VictimCoupons, res.VictimUsers, notBack(len(res.NotServed)))
+	if len(res.NotServed) > 0 {
+		servedFig.Value = window.Seconds()
+	}
+	resyncFig := atMost("kill -9 of 1 of 3 nodes: clients resynced", res.ResyncMaxSeconds, "s", 5)
+	resyncFig.Note = fmt.Sprintf("slowest of the %d clients that lost their connection, until connected, resubscribed and the feed read again (SDK StateConnected)%s", res.Affected, notBack(res.NotResynced))
+	if res.NotResynced > 0 {
+		resyncFig.Value = window.Seconds()
+	}
+	lostFig := atMost("kill -9 of 1 of 3 nodes: lost acknowledged claims", float64(res.LostAcked), "claims", 0)
+	lostFig.Note = fmt.Sprintf("%d acknowledged claims checked against the wallets and the coupons", res.ClaimsOK)
+	overFig := atMost("kill -9 of 1 of 3 nodes: over-claims", float64(res.OverClaims), "claims", 0)
+	overFig.Note = fmt.Sprintf("%d coupons of quantity %d, %d sold out", res.Coupons, res.Quantity, res.SoldOutCoupons)
+	res.Figures = []benchFigure{servedFig, resyncFig, lostFig, overFig}
+	res.Time = time.Now().UTC()
+	res.TotalSeconds = time.Since(t0).Seconds()
+	path, err := e.writeResult("failover", res)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("failover: kill -9 of %s (held %d coupons, %d users; failure detected after %.2f s): its actors serve again after %.2f s (p50 %.2f s; target ≤ 3 s); %d of %d clients lost their connection, resynced after %.2f s (p50 %.2f s; target ≤ 5 s)%s; lost acknowledged claims %d (target 0); over-claims %d (target 0); %d claims acknowledged, %d sold out of %d coupons; %s [%s]\n",
+		victim.name, res.VictimCoupons, res.VictimUsers, res.DetectedSeconds, res.ServedMaxSeconds, res.ServedP50Seconds,
+		res.Affected, res.Shoppers, res.ResyncMaxSeconds, res.ResyncP50Seconds, notBack(res.NotResynced+len(res.NotServed)),
+		res.LostAcked, res.OverClaims, res.ClaimsOK, res.SoldOutCoupons, res.Coupons, res.Placement, path)
+	for _, p := range res.Problems {
+		fmt.Printf("failover: %s\n", p)
+	}
+	if res.LostAcked > 0 || res.OverClaims > 0 {
+		e.keepLogs = true
+	}
+	return nil
+}
+
+// dial connects the shopper to its home node with the other two as
+// Addresses, subscribes to subs coupons and reads its feed (so that a
+// reconnect resyncs both).
+func (s *foShopper) dial(ctx context.Context, e *benchEnv, nodes []*benchNode, ids []string, subs int) error {
+	var addrs []string
+	for i, n := range nodes {
+		if i != s.home {
+			addrs = append(addrs, n.ws())
+		}
+	}
+	user := s.user
+	c, err := client.Dial(ctx, nodes[s.home].ws(), client.Options{
+		Reconnect: true,
+		Addresses: addrs,
+		Token:     func(context.Context) (string, error) { return e.token(user, couponmesh.RoleShopper) },
+		OnState: func(st client.State) {
+			now := time.Now()
+			s.mu.Lock()
+			s.states = append(s.states, foState{now, st})
+			s.mu.Unlock()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	s.c = c
+	var sub []client.Sub
+	for k := range subs {
+		sub = append(sub, client.Sub{ID: ids[(len(s.user)*7+k*13+s.home)%len(ids)]})
+	}
+	sub = slices.CompactFunc(sub, func(a, b client.Sub) bool { return a.ID == b.ID })
+	if len(sub) > 0 {
+		if _, err := c.Subscribe(ctx, sub); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+	}
+	if _, err := c.Feed(ctx, 0, 500); err != nil {
+		return fmt.Errorf("feed: %w", err)
+	}
+	return nil
+}
+
+// foTally counts the claim outcomes of all shoppers.
+type foTally struct {
+	mu        sync.Mutex
+	soldOut   int
+	retries   int
+	abandoned int
+	errs      []string
+}
+
+func (t *foTally) add(soldOut, retry, abandoned bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case soldOut:
+		t.soldOut++
+	case retry:
+		t.retries++
+	case abandoned:
+		t.abandoned++
+	}
+	if err != nil && !soldOut && len(t.errs) < 10 {
+		t.errs = append(t.errs, err.Error())
+	}
+}
+
+// claimAll claims each coupon of order once, pace apart, until stop. A
+// claim whose outcome is unknown (unavailable, or no answer in time) is
+// sent again with the same rid until it has an answer or retryEnd passes.
+func (s *foShopper) claimAll(order []string, pace time.Duration, stop <-chan struct{}, retryEnd time.Time, t *foTally) {
+	for k, id := range order {
+		select {
+		case <-stop:
+			return
+		case <-time.After(pace):
+		}
+		rid := s.user + "-" + strconv.Itoa(k)
+		for {
+			sent := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			cl, err := s.c.Claim(ctx, id, rid)
+			cancel()
+			d := time.Since(sent)
+			code := couponmesh.ErrorCode(err)
+			unknown := code == couponmesh.CodeUnavailable || errors.Is(err, context.DeadlineExceeded)
+			s.mu.Lock()
+			s.lat = append(s.lat, foLatency{sent, d})
+			if err == nil {
+				s.acked = append(s.acked, foClaim{cl, sent})
+			}
+			s.mu.Unlock()
+			if err == nil {
+				break
+			}
+			giveUp := unknown && time.Now().After(retryEnd)
+			if err != nil {
+				err = fmt.Errorf("%s claims %s (rid %s) sent %s, answered after %s: %w",
+					s.user, id, rid, sent.UTC().Format("15:04:05.000"), d.Round(time.Millisecond), err)
+			}
+			t.add(code == couponmesh.CodeSoldOut, unknown && !giveUp, giveUp, err)
+			if !unknown || giveUp {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	<-stop
+}
+
+// foResync returns, for each shopper that went StateReconnecting at or
+// after killed, the time from killed to its next StateConnected; affected
+// counts those shoppers and pending those not connected again yet.
+func foResync(ss []*foShopper, killed time.Time) (resync []time.Duration, affected, pending int) {
+	for _, s := range ss {
+		s.mu.Lock()
+		lost, back := false, false
+		for _, st := range s.states {
+			if st.at.Before(killed) {
+				continue
+			}
+			if st.s == client.StateReconnecting && !lost {
+				lost = true
+			}
+			if st.s == client.StateConnected && lost {
+				resync = append(resync, st.at.Sub(killed))
+				back = true
+				break
+			}
+		}
+		s.mu.Unlock()
+		if lost {
+			affected++
+			if !back {
+				pending++
+			}
+		}
+	}
+	return resync, affected, pending
+}
+
+// foVerify reads back every shopper's wallet (through its own session) and
+// every coupon (through api) and counts acknowledged claims that are not
+// there and claims beyond a coupon's quantity.
+func foVerify(ctx context.Context, res *failoverResult, ss []*foShopper, api *client.API, ids []string) error {
+	problem := func(format string, a ...any) {
+		if len(res.Problems) < 10 {
+			res.Problems = append(res.Problems, fmt.Sprintf(format, a...))
+		}
+	}
+	holders := make(map[string]map[int][]string) // coupon → claim number → users whose wallet has it
+	wallets := make(map[string]map[string]int)   // user → coupon → claim number
+	for _, s := range ss {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		w, err := s.c.Wallet(wctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("wallet of %s: %w", s.user, err)
+		}
+		have := make(map[string]int, len(w))
+		for _, c := range w {
+			have[c.Coupon] = c.N
+			if holders[c.Coupon] == nil {
+				holders[c.Coupon] = make(map[int][]string)
+			}
+			holders[c.Coupon][c.N] = append(holders[c.Coupon][c.N], s.user)
+			res.WalletClaims++
+		}
+		wallets[s.user] = have
+	}
+	state := make(map[string]couponmesh.Coupon, len(ids))
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		sem   = make(chan struct{}, 16)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			c, err := api.Coupon(cctx, id)
+			cancel()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = fmt.Errorf("read coupon %s: %w", id, err)
+				}
+				return
+			}
+			state[id] = c
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	for _, s := range ss {
+		s.mu.Lock()
+		acked := slices.Clone(s.acked)
+		s.mu.Unlock()
+		for _, c := range acked {
+			cp := state[c.Coupon]
+			switch n, ok := wallets[s.user][c.Coupon]; {
+			case !ok || n != c.N:
+				res.LostAcked++
+				problem("lost: %s's acknowledged claim #%d of %s (sent %s) is not in the wallet (wallet: #%d)", s.user, c.N, c.Coupon, c.sent.UTC().Format("15:04:05.000"), n)
+			case c.N > cp.Claimed:
+				res.LostAcked++
+				problem("lost: %s's acknowledged claim #%d of %s, but the coupon counts %d claims", s.user, c.N, c.Coupon, cp.Claimed)
+			case len(holders[c.Coupon][c.N]) > 1:
+				res.LostAcked++
+				problem("lost: claim #%d of %s is in the wallets of %v: the number was given twice", c.N, c.Coupon, holders[c.Coupon][c.N])
+			}
+		}
+	}
+	for _, id := range ids {
+		cp := state[id]
+		inWallets := 0
+		for _, us := range holders[id] {
+			inWallets += len(us)
+		}
+		if over := max(cp.Claimed, inWallets) - cp.Quantity; over > 0 {
+			res.OverClaims += over
+			problem("over-claim: %s has quantity %d, the coupon counts %d claims, the wallets hold %d", id, cp.Quantity, cp.Claimed, inWallets)
+		}
+		if cp.Claimed >= cp.Quantity {
+			res.SoldOutCoupons++
+		}
+	}
+	return nil
+}
+
+// createCouponsRetry creates the coupons ids with quantity qty as the API's
+// merchant, 32 at a time. A create whose outcome is unknown (unavailable)
+// is tried again, up to 5 times; a retry that finds the id taken finds the
+// coupon the earlier try created.
+func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty int) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, 32)
+	)
+	for _, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			title := "Bench coupon " + id
+			var err error
+			for try := range 5 {
+				if try > 0 {
+					time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+				}
+				_, err = api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty})
+				if try > 0 && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest {
+					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == title && c.Quantity == qty {
+						err = nil
+					}
+				}
+				if couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable || ctx.Err() != nil {
+					break
+				}
+			}
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("create coupon %s: %w", id, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// foMembers lists the members node n sees.
+func foMembers(ctx context.Context, n *benchNode) ([]MemberInfo, error) {
+	var res struct {
+		Members []MemberInfo `json:"members"`
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := adminCall(actx, n.admin, http.MethodGet, "/admin/api/members", nil, &res)
+	return res.Members, err
+}
+
+// foWaitMembers waits until every node sees want alive members.
+func foWaitMembers(ctx context.Context, nodes []*benchNode, want int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for _, n := range nodes {
+		for {
+			ms, err := foMembers(ctx, n)
+			alive := 0
+			for _, m := range ms {
+				if m.Status == "alive" {
+					alive++
+				}
+			}
+			if err == nil && alive == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s sees %d alive members after %s, want %d (err %v)", n.name, alive, within, want, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// foDead reports whether node n lists the member named name as gone (left
+// or declared dead), or not at all.
+func foDead(ctx context.Context, n *benchNode, name string) bool {
+	ms, err := foMembers(ctx, n)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.Name == name && m.Status != "gone" {
+			return false
+		}
+	}
+	return true
+}
+
+// foActors lists the identities ("kind/id") activated on node n.
+func foActors(ctx context.Context, n *benchNode) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		var res struct {
+			Actors []ActorInfo `json:"actors"`
+			Next   string      `json:"next"`
+		}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := adminCall(actx, n.admin, http.MethodGet, "/admin/api/actors?limit=1000&after="+url.QueryEscape(after), nil, &res)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("actors of %s: %w", n.name, err)
+		}
+		for _, a := range res.Actors {
+			out = append(out, a.Identity)
+		}
+		if res.Next == "" {
+			return out, nil
+		}
+		after = res.Next
+	}
+}
+
+// msList returns the durations in whole milliseconds.
+func msList(ds []time.Duration) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Milliseconds()
+	}
+	return out
+}

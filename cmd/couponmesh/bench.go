@@ -425,3 +425,35 @@ func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
 	}
 	return f.Close()
 }
+
+// settle waits until the processes started (the database and the nodes)
+// are idle, below 5% of a core over a second, so that work left from a
+// scenario's set-up (snapshots written behind, which FerretDB makes slow)
+// does not run during its measurement. It gives up quietly after a minute.
+func (e *benchEnv) settle(ctx context.Context) error {
+	busy := func() time.Duration {
+		var sum time.Duration
+		for _, c := range e.procs {
+			if c.ProcessState == nil {
+				sum += cpuTime(c.Process.Pid)
+			}
+		}
+		return sum
+	}
+	deadline := time.Now().Add(time.Minute)
+	last := busy()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		now := busy()
+		if now-last < 50*time.Millisecond {
+			return nil
+		}
+		last = now
+	}
+	fmt.Fprintln(os.Stderr, "bench: the processes were still busy after a minute; measuring anyway")
+	return nil
+}

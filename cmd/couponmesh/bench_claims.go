@@ -125,7 +125,10 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	for i := range ids {
 		ids[i] = "cl" + strconv.Itoa(i)
 	}
-	if err := createCouponsQty(ctx, api, ids, *quantity); err != nil {
+	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
+		return err
+	}
+	if err := e.settle(ctx); err != nil {
 		return err
 	}
 	clients, took, err := dialShoppers(ctx, e, node, f, *users, func(i int) string { return "u" + strconv.Itoa(i) })
@@ -372,33 +375,6 @@ func rawBulkRate(ctx context.Context, coll *mongo.Collection, run string, n, bat
 		}
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
-}
-
-// createCouponsQty creates the coupons ids with the given quantity as
-// merchant bench, 16 at a time.
-func createCouponsQty(ctx context.Context, api *client.API, ids []string, quantity int) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, 16)
-		title = "Bench coupon"
-	)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &quantity}); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("create coupon %s: %w", id, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return first
 }
 
 // dialShoppers opens n authenticated sessions to node, session i as shopper

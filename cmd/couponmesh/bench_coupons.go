@@ -119,6 +119,9 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	if err := createCouponsRetry(ctx, api, ids, 1000000); err != nil {
 		return err
 	}
+	if err := e.settle(ctx); err != nil {
+		return err
+	}
 	// Follower i appends to recs[i] (OnCoupon runs one at a time per
 	// client); the slices are read once the clients are closed.
 	recs := make([][]couponsDelivery, *n)

@@ -106,36 +106,6 @@ func closeAll(clients []*client.Client) {
 	wg.Wait()
 }
 
-// benchCreateCoupons creates the coupons ids as merchant bench, 16 at a time.
-func benchCreateCoupons(ctx context.Context, api *client.API, ids []string) error {
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		first   error
-		sem     = make(chan struct{}, 16)
-		title   = "Bench coupon"
-		qty     = 1000000
-		discard = func(err error) {
-			mu.Lock()
-			if first == nil {
-				first = err
-			}
-			mu.Unlock()
-		}
-	)
-	for _, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if _, err := api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty}); err != nil {
-				discard(fmt.Errorf("create coupon %s: %w", id, err))
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
 // setup starts the database and one node and returns the merchant's API.
 func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *client.API, error) {
 	e, err := newBenchEnv(f.out, f.nodeCPUs)
@@ -224,10 +194,12 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	for i := range ids {
 		ids[i] = "cap" + strconv.Itoa(i)
 	}
-	if err := benchCreateCoupons(ctx, api, ids); err != nil {
+	if err := createCouponsRetry(ctx, api, ids, 1000000); err != nil {
 		return err
 	}
-	time.Sleep(*settle) // let the writes behind the creates settle
+	if err := e.settle(ctx); err != nil { // the writes behind the creates
+		return err
+	}
 	before, err := rssKiB(node.cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -407,7 +379,10 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	const id = "fan"
-	if err := benchCreateCoupons(ctx, api, []string{id}); err != nil {
+	if err := createCouponsRetry(ctx, api, []string{id}, 1000000); err != nil {
+		return err
+	}
+	if err := e.settle(ctx); err != nil {
 		return err
 	}
 	// Each follower appends to its own slice (one push at a time per

@@ -23,7 +23,7 @@ const HubName = "couponmesh-hub"
 type CallConfig struct {
 	Timeout time.Duration // whole call, retries included; a ctx deadline shortens it
 	Retries int           // attempts after the first; 0: as many as the deadline allows
-	Backoff time.Duration // base of the jittered exponential backoff between attempts
+	Backoff time.Duration // base of the jittered exponential backoff between attempts (at most 16× it)
 }
 
 // DefaultCallConfig is what Service uses unless told otherwise.
@@ -52,14 +52,23 @@ func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, met
 	deadline := time.Now().Add(timeout)
 	msg := Request(method, payload)
 	var last error = context.DeadlineExceeded
+	var changed <-chan struct{}
 	for attempt := 0; cfg.Retries <= 0 || attempt <= cfg.Retries; attempt++ {
 		if attempt > 0 {
-			d := time.Duration(rand.Int64N(int64(cfg.Backoff<<min(attempt-1, 6)) + 1))
+			d := time.Duration(rand.Int64N(int64(cfg.Backoff<<min(attempt-1, 4)) + 1))
 			if time.Until(deadline) <= d {
 				break
 			}
-			time.Sleep(d)
+			// A topology change (the dead member removed, the new owner
+			// known) ends the wait: the identity may be served now.
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-changed:
+			}
+			t.Stop()
 		}
+		changed = topologyChanged(c)
 		left := time.Until(deadline)
 		if left <= 0 {
 			break
@@ -115,42 +124,60 @@ func request(c *cluster.Cluster, pid *actor.PID, msg any, timeout time.Duration)
 	}
 }
 
-// Members leaving: one event subscription per cluster, one channel per
-// member address that is closed when the member leaves the topology.
-var watchers sync.Map // *cluster.Cluster → *leaveWatcher
+// Topology changes: one event subscription per cluster; a channel per
+// member address that is closed when the member leaves, and one that is
+// closed at the next change of any kind.
+var watchers sync.Map // *cluster.Cluster → *topologyWatcher
 
-type leaveWatcher struct {
-	mu    sync.Mutex
-	chans map[string]chan struct{}
+type topologyWatcher struct {
+	mu      sync.Mutex
+	left    map[string]chan struct{}
+	changed chan struct{}
 }
 
-func leftSignal(c *cluster.Cluster, addr string) <-chan struct{} {
-	v, loaded := watchers.LoadOrStore(c, &leaveWatcher{chans: make(map[string]chan struct{})})
-	w := v.(*leaveWatcher)
+func watcherOf(c *cluster.Cluster) *topologyWatcher {
+	v, loaded := watchers.LoadOrStore(c, &topologyWatcher{left: make(map[string]chan struct{}), changed: make(chan struct{})})
+	w := v.(*topologyWatcher)
 	if !loaded {
 		c.ActorSystem.EventStream.Subscribe(func(ev any) {
 			t, ok := ev.(*cluster.ClusterTopology)
-			if !ok || len(t.Left) == 0 {
+			if !ok {
 				return
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
+			close(w.changed)
+			w.changed = make(chan struct{})
 			for _, m := range t.Left {
-				if ch, ok := w.chans[m.Address()]; ok {
+				if ch, ok := w.left[m.Address()]; ok {
 					close(ch)
-					delete(w.chans, m.Address())
+					delete(w.left, m.Address())
 				}
 			}
 		})
 	}
+	return w
+}
+
+// leftSignal is closed when the member at addr leaves the topology.
+func leftSignal(c *cluster.Cluster, addr string) <-chan struct{} {
+	w := watcherOf(c)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ch, ok := w.chans[addr]
+	ch, ok := w.left[addr]
 	if !ok {
 		ch = make(chan struct{})
-		w.chans[addr] = ch
+		w.left[addr] = ch
 	}
 	return ch
+}
+
+// topologyChanged is closed at the next topology change.
+func topologyChanged(c *cluster.Cluster) <-chan struct{} {
+	w := watcherOf(c)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
 }
 
 // Metrics of the grains.

@@ -59,7 +59,7 @@ LOAD            := taskset -c $(BENCH_LOAD_CPUS) $(BIN) bench
 bench: build
 	@mkdir -p bench-results docs/bench
 	$(MAKE) --no-print-directory bench-micro > bench-results/micro.txt; status=$$?; cat bench-results/micro.txt; exit $$status
-	$(LOAD) capacity --sessions $(BENCH_SESSIONS) --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/capacity-memory.svg
+	$(LOAD) capacity --sessions $(BENCH_SESSIONS) --workers 256 --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/capacity-memory.svg
 	$(LOAD) fanout --followers $(BENCH_FOLLOWERS) --rates $(BENCH_RATES) --duration 5s --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/fanout-latency.svg
 	$(LOAD) coupons --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)

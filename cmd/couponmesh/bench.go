@@ -35,7 +35,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|claims|reads|failover|coupons [flags] (--help for the flags)")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|reads|failover [flags] (--help for the flags), or bench report")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -55,7 +55,7 @@ func runBench(args []string) error {
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, claims, reads, failover, coupons)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, reads, failover, report)", args[0])
 	}
 }
 

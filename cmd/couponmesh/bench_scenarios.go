@@ -617,7 +617,7 @@ func fanoutFigures(res fanoutResult) []benchFigure {
 		}
 		drops += r.Drops
 	}
-	lat := atMost(fmt.Sprintf("fan-out to %d followers: update's commit to last delivery, p99", res.Connected), low.LastP99ms, "ms", res.TargetP99ms)
+	lat := atMost(fmt.Sprintf("fan-out to %s followers: update's commit to last delivery, p99", groupThousands(int64(res.Connected))), low.LastP99ms, "ms", res.TargetP99ms)
 	lat.Note = fmt.Sprintf("at %g update/s", low.Rate)
 	sat := atLeast("fan-out at saturation", best.PushesPerSec, "deliveries/s", 400000)
 	sat.Note = fmt.Sprintf("best of the rates, at %g updates/s", best.Rate)

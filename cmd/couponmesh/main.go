@@ -3,7 +3,8 @@
 //	couponmesh node [--config FILE] [--check-config]   run a node
 //	couponmesh ctl [--admin HOST:PORT] members|drain|actors|sessions   operate and inspect a cluster
 //	couponmesh devdb [--addr HOST:PORT] [--data DIR]   the embedded database alone (make cluster)
-//	couponmesh bench capacity|fanout [flags]   whole-system load against node processes it starts (make bench-system)
+//	couponmesh bench SCENARIO [flags]   whole-system load against processes it starts (capacity, fanout,
+//	                                    coupons, claims, reads, failover), and `bench report` (make bench)
 package main
 
 import (

@@ -65,6 +65,7 @@ bench: build
 	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench failover
+	$(BIN) bench drain
 	$(BIN) bench report --micro bench-results/micro.txt > /dev/null
 	@echo "report written into docs/BENCHMARKS.md"
 

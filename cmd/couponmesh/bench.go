@@ -35,7 +35,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|reads|failover [flags] (--help for the flags), or bench report")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|reads|failover|drain [flags] (--help for the flags), or bench report")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -52,10 +52,12 @@ func runBench(args []string) error {
 		return benchFailover(ctx, args[1:])
 	case "coupons":
 		return benchCoupons(ctx, args[1:])
+	case "drain":
+		return benchDrain(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, reads, failover, report)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, reads, failover, drain, report)", args[0])
 	}
 }
 

@@ -384,43 +384,22 @@ func rawBulkRate(ctx context.Context, coll *mongo.Collection, run string, n, bat
 func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
 	hcs := sourceClients(f.sources)
 	clients := make([]*client.Client, n)
-	var (
-		next   atomic.Int64
-		failed atomic.Int64
-		first  atomic.Value
-		wg     sync.WaitGroup
-	)
-	start := time.Now()
-	for range f.workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				u := user(i)
-				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				c, err := client.Dial(dctx, node.ws(), client.Options{
-					HTTPClient: hcs[i%len(hcs)],
-					Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
-				})
-				cancel()
-				if err != nil {
-					failed.Add(1)
-					first.CompareAndSwap(nil, err)
-					continue
-				}
-				clients[i] = c
-			}
+	took, failed, err := inParallel(ctx, f.workers, n, func(i int) error {
+		u := user(i)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := client.Dial(dctx, node.ws(), client.Options{
+			HTTPClient: hcs[i%len(hcs)],
+			Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
 		})
-	}
-	wg.Wait()
-	took := time.Since(start)
+		clients[i] = c
+		return err
+	})
 	if ctx.Err() != nil {
 		return clients, took, ctx.Err()
 	}
-	if err, _ := first.Load().(error); err != nil {
-		return clients, took, fmt.Errorf("%d of %d sessions failed, first: %w", failed.Load(), n, err)
+	if err != nil {
+		return clients, took, fmt.Errorf("%d of %d sessions failed, first: %w", failed, n, err)
 	}
 	return clients, took, nil
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -83,35 +81,8 @@ func benchDrain(ctx context.Context, args []string) error {
 	}
 	e.keepLogs, e.logLevel = *keepLogs, *logLevel
 	defer e.close()
-	if err := e.startDB(ctx); err != nil {
-		return err
-	}
-	var nodes []*benchNode
-	for i := range 3 {
-		seed := ""
-		if i > 0 {
-			seed = nodes[0].cluster
-		}
-		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
-		return err
-	}
-	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	nodes, _, tok, ids, err := startThree(ctx, e, "dr", *ncoupons, *quantity)
 	if err != nil {
-		return err
-	}
-	api := client.NewAPI(nodes[0].base(), tok)
-	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	ids := make([]string, *ncoupons)
-	for i := range ids {
-		ids[i] = "dr" + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
 		return err
 	}
 	if err := e.settle(ctx); err != nil {
@@ -164,7 +135,7 @@ func benchDrain(ctx context.Context, args []string) error {
 	// Drain n2 through n1's admin API, as `ctl drain n2` does.
 	victim := nodes[1]
 	drainAt := time.Now()
-	if err := adminPost(ctx, nodes[0], "/admin/api/drain", DrainRequest{Node: victim.name}); err != nil {
+	if err := adminCall(ctx, nodes[0].admin, http.MethodPost, "/admin/api/drain", DrainRequest{Node: victim.name}, nil); err != nil {
 		stopLoad()
 		return fmt.Errorf("drain %s: %w", victim.name, err)
 	}
@@ -327,26 +298,4 @@ func (s *foShopper) claimEach(order []string, pace time.Duration, stop <-chan st
 		}
 	}
 	<-stop
-}
-
-// adminPost posts v as JSON to path on node n's admin listener.
-func adminPost(ctx context.Context, n *benchNode, path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.admin+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	return nil
 }

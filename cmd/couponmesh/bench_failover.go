@@ -147,35 +147,8 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer e.close()
-	if err := e.startDB(ctx); err != nil {
-		return err
-	}
-	var nodes []*benchNode
-	for i := range 3 {
-		seed := ""
-		if i > 0 {
-			seed = nodes[0].cluster
-		}
-		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
-		return err
-	}
-	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	nodes, _, _, ids, err := startThree(ctx, e, "fo", *ncoupons, *quantity)
 	if err != nil {
-		return err
-	}
-	api := client.NewAPI(nodes[0].base(), tok)
-	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	ids := make([]string, *ncoupons)
-	for i := range ids {
-		ids[i] = "fo" + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
 		return err
 	}
 
@@ -815,4 +788,43 @@ func msList(ds []time.Duration) []int64 {
 		out[i] = d.Milliseconds()
 	}
 	return out
+}
+
+// startThree starts the devdb and three members (n2 and n3 seeded with n1),
+// waits until each sees the three alive, and creates ncoupons coupons
+// PREFIX0… of quantity qty as merchant "bench"; it returns the nodes, an API
+// client of n1 as the merchant, the merchant's token and the coupon ids.
+func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty int) ([]*benchNode, *client.API, string, []string, error) {
+	if err := e.startDB(ctx); err != nil {
+		return nil, nil, "", nil, err
+	}
+	var nodes []*benchNode
+	for i := range 3 {
+		seed := ""
+		if i > 0 {
+			seed = nodes[0].cluster
+		}
+		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
+		if err != nil {
+			return nil, nil, "", nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
+		return nil, nil, "", nil, err
+	}
+	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	api := client.NewAPI(nodes[0].base(), tok)
+	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	ids := make([]string, ncoupons)
+	for i := range ids {
+		ids[i] = prefix + strconv.Itoa(i)
+	}
+	if err := createCouponsRetry(ctx, api, ids, qty); err != nil {
+		return nil, nil, "", nil, err
+	}
+	return nodes, api, tok, ids, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -141,36 +140,15 @@ func pushVersion(msg []byte) (version, updated int64, ok bool) {
 func connectRaw(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, first, n int, coupon func(i int) string, onPush func(i int) func(version, updated int64)) ([]*rawFollower, time.Duration, int, error) {
 	hcs := sourceClients(f.sources)
 	out := make([]*rawFollower, n)
-	var (
-		next     atomic.Int64
-		failed   atomic.Int64
-		firstErr error
-		errOnce  sync.Once
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	for range f.workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				r, err := dialRaw(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}},
-					"s"+strconv.Itoa(first+i), coupon(i), onPush(i))
-				cancel()
-				if err != nil {
-					failed.Add(1)
-					errOnce.Do(func() { firstErr = err })
-					continue
-				}
-				out[i] = r
-			}
-		})
-	}
-	wg.Wait()
-	return out, time.Since(start), int(failed.Load()), firstErr
+	took, failed, firstErr := inParallel(ctx, f.workers, n, func(i int) error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		r, err := dialRaw(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}},
+			"s"+strconv.Itoa(first+i), coupon(i), onPush(i))
+		out[i] = r
+		return err
+	})
+	return out, took, failed, firstErr
 }
 
 // closeRaw closes the followers, 64 at a time.

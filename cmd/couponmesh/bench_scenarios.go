@@ -44,6 +44,34 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 func connectAll(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, coupon func(i int) string, onCoupon func(i int) func(couponmesh.Coupon)) ([]*client.Client, time.Duration, int, error) {
 	hcs := sourceClients(f.sources)
 	clients := make([]*client.Client, n)
+	took, failed, firstErr := inParallel(ctx, f.workers, n, func(i int) error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		user := "s" + strconv.Itoa(i)
+		opts := client.Options{
+			HTTPClient: hcs[i%len(hcs)],
+			Token:      func(context.Context) (string, error) { return e.token(user, couponmesh.RoleShopper) },
+		}
+		if onCoupon != nil {
+			opts.OnCoupon = onCoupon(i)
+		}
+		c, err := client.Dial(cctx, node.ws(), opts)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Subscribe(cctx, []client.Sub{{ID: coupon(i)}}); err != nil {
+			c.Close()
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		clients[i] = c
+		return nil
+	})
+	return clients, took, failed, firstErr
+}
+
+// inParallel runs fn(0) … fn(n-1) from workers goroutines, until ctx is
+// done, and returns the wall time, how many failed and the first error.
+func inParallel(ctx context.Context, workers, n int, fn func(i int) error) (time.Duration, int, error) {
 	var (
 		next     atomic.Int64
 		failed   atomic.Int64
@@ -52,36 +80,14 @@ func connectAll(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags,
 		wg       sync.WaitGroup
 	)
 	start := time.Now()
-	for range f.workers {
+	for range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				err := func() error {
-					cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					defer cancel()
-					user := "s" + strconv.Itoa(i)
-					opts := client.Options{
-						HTTPClient: hcs[i%len(hcs)],
-						Token:      func(context.Context) (string, error) { return e.token(user, couponmesh.RoleShopper) },
-					}
-					if onCoupon != nil {
-						opts.OnCoupon = onCoupon(i)
-					}
-					c, err := client.Dial(cctx, node.ws(), opts)
-					if err != nil {
-						return err
-					}
-					if _, err := c.Subscribe(cctx, []client.Sub{{ID: coupon(i)}}); err != nil {
-						c.Close()
-						return fmt.Errorf("subscribe: %w", err)
-					}
-					clients[i] = c
-					return nil
-				}()
-				if err != nil {
+				if err := fn(i); err != nil {
 					failed.Add(1)
 					errOnce.Do(func() { firstErr = err })
 				}
@@ -89,7 +95,7 @@ func connectAll(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags,
 		})
 	}
 	wg.Wait()
-	return clients, time.Since(start), int(failed.Load()), firstErr
+	return time.Since(start), int(failed.Load()), firstErr
 }
 
 // closeAll closes the clients, 64 at a time.

@@ -57,7 +57,10 @@ type Options struct {
 	// lost (no close frame, 1001, 1011, 1012, 1013, …), with Backoff between
 	// attempts, and resync: auth, subscribe with the versions seen, feed
 	// after the last seq. It never reconnects after Close, after close codes
-	// 1002, 1008 or 1009, or when the server refuses the token.
+	// 1002, 1008 or 1009, or when the server refuses the token. Requests
+	// (all of protocol v1's are idempotent; a claim keeps its rid) are sent
+	// again over the new connection, and also after an unavailable reply,
+	// with a jittered backoff, until their context ends.
 	Reconnect bool
 	// Addresses lists more node URLs to reconnect to (ws://host:port/ws,
 	// http(s) URLs, or host:port which takes the scheme and path of Dial's
@@ -232,35 +235,51 @@ var idempotent = map[string]bool{
 // call sends op with the fields of the JSON object params encodes to (nil:
 // none) and decodes the ok payload into out (nil: ignored). A reconnecting
 // client waits for a connection and, for the ops in idempotent, sends the
-// request again when the connection is lost before the reply, until ctx
-// ends or the client is closed.
+// request again when the connection is lost before the reply, and when the
+// server answers unavailable (its grain is moving or its database is slow:
+// the protocol says retry), after unavailableBackoff, until ctx ends or the
+// client is closed.
 func (c *Client) call(ctx context.Context, op string, params, out any) error {
 	body, err := encodeBody(op, params)
 	if err != nil {
 		return err
 	}
 	retry := c.opts.Reconnect && idempotent[op]
-	for {
+	for attempt := 0; ; {
 		l, err := c.awaitLink(ctx)
 		if err != nil {
 			return err
 		}
 		raw, err := l.roundTrip(ctx, c.nextID.Add(1), body)
-		if err != nil {
-			if retry && errors.Is(err, ErrClosed) && ctx.Err() == nil {
-				// Once done is closed the client no longer hands out l.
-				select {
-				case <-l.done:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				continue
+		switch {
+		case err == nil:
+			return decodeReply(op, raw, out)
+		case !retry || ctx.Err() != nil:
+			return err
+		case errors.Is(err, ErrClosed):
+			// Once done is closed the client no longer hands out l.
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
+		case couponmesh.ErrorCode(err) == couponmesh.CodeUnavailable:
+			t := time.NewTimer(unavailableBackoff.Delay(attempt))
+			attempt++
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			}
+		default:
 			return err
 		}
-		return decodeReply(op, raw, out)
 	}
 }
+
+// unavailableBackoff spaces the retries of a request answered unavailable.
+var unavailableBackoff = Backoff{Base: 50 * time.Millisecond, Max: time.Second}
 
 // Do sends a request with any op and fields (id and op are set by Do and
 // override fields of the same name) and returns the raw ok payload. Error

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,5 +345,37 @@ func TestDevLoginOff(t *testing.T) {
 	defer srv.Close()
 	if _, err := client.DevLogin(ctxT(t), srv.URL, "alice", couponmesh.RoleShopper); couponmesh.ErrorCode(err) != couponmesh.CodeNotFound {
 		t.Fatalf("dev login off: %v, want not_found", err)
+	}
+}
+
+// TestUnavailableIsRetried: a reconnecting client sends a request again
+// when the server answers unavailable (a grain moving, a slow database),
+// until it gets an answer; a client without Reconnect hands the error back.
+func TestUnavailableIsRetried(t *testing.T) {
+	var n atomic.Int32
+	url := scripted(t, func(string) string {
+		if n.Add(1) <= 2 {
+			return `{"id":ID,"error":{"code":"unavailable","message":"moving"}}`
+		}
+		return `{"id":ID,"ok":{"claim":{"coupon":"a","user":"u","n":1,"code":"K"}}}`
+	})
+	c, err := client.Dial(ctxT(t), url, client.Options{Reconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := c.Claim(ctxT(t), "a", "r1")
+	if err != nil || cl.Code != "K" || n.Load() != 3 {
+		t.Fatalf("claim: %+v %v after %d requests, want the claim after 3", cl, err, n.Load())
+	}
+
+	n.Store(0)
+	plain, err := client.Dial(ctxT(t), url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Claim(ctxT(t), "a", "r2"); couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable || n.Load() != 1 {
+		t.Fatalf("without Reconnect: %v after %d requests, want unavailable after 1", err, n.Load())
 	}
 }

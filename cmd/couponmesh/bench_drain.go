@@ -172,8 +172,8 @@ func benchDrain(ctx context.Context, args []string) error {
 	if err := wait(*settleFor); err != nil {
 		return err
 	}
-	stopLoad()
 	end := time.Now()
+	stopLoad()
 
 	// Baseline: the claims sent in the last 3 s before the drain.
 	lats := func(from, to time.Time) []time.Duration {

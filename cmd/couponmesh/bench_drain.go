@@ -240,7 +240,8 @@ func benchDrain(ctx context.Context, args []string) error {
 	return nil
 }
 
-// drainTally records the client-visible errors with when they happened.
+// drainTally records the client-visible errors with when their claim was
+// sent (a claim sent during a phase counts for it, however long it took).
 type drainTally struct {
 	mu   sync.Mutex
 	errs []drainErr
@@ -251,9 +252,9 @@ type drainErr struct {
 	err string
 }
 
-func (t *drainTally) add(err error) {
+func (t *drainTally) add(sent time.Time, err error) {
 	t.mu.Lock()
-	t.errs = append(t.errs, drainErr{time.Now(), err.Error()})
+	t.errs = append(t.errs, drainErr{sent, err.Error()})
 	t.mu.Unlock()
 }
 
@@ -294,7 +295,7 @@ func (s *foShopper) claimEach(order []string, pace time.Duration, stop <-chan st
 		}
 		s.mu.Unlock()
 		if err != nil && couponmesh.ErrorCode(err) != couponmesh.CodeSoldOut {
-			t.add(fmt.Errorf("%s claims %s sent %s: %w", s.user, id, sent.UTC().Format("15:04:05.000"), err))
+			t.add(sent, fmt.Errorf("%s claims %s sent %s, answered after %s: %w", s.user, id, sent.UTC().Format("15:04:05.000"), time.Since(sent).Round(time.Millisecond), err))
 		}
 	}
 	<-stop

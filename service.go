@@ -35,6 +35,15 @@ type Service interface {
 	Feed(ctx context.Context, user string, after int64, limit int) ([]FeedEntry, error)
 }
 
+// CouponReaderNow is implemented by a Service that can answer some coupon
+// reads at once, without blocking (actors.Service: the coupons whose grains
+// are active on this node). ok is false when it cannot; the caller then uses
+// Coupon. The transport answers such reads inline instead of in a goroutine
+// of their own.
+type CouponReaderNow interface {
+	CouponNow(id string) (c Coupon, ok bool)
+}
+
 // Sink receives push frames for one session. Send must not block: it
 // enqueues the frame or reports false when the session's bounded queue is
 // full (the session is then dropped and resyncs on reconnect). The frame is

@@ -53,6 +53,12 @@ func (s *Service) call(ctx context.Context, kind, id, method string, payload, ou
 // (GrainConfig.Local of the node's grains).
 func (s *Service) UseLocal(l *LocalCoupons) { s.local = l }
 
+// CouponNow implements couponmesh.CouponReaderNow: the coupons whose grains
+// are active on this node, from LocalCoupons.
+func (s *Service) CouponNow(id string) (couponmesh.Coupon, bool) { return s.local.Get(id) }
+
+var _ couponmesh.CouponReaderNow = (*Service)(nil)
+
 // Coupon implements couponmesh.Service. A coupon whose grain is active on
 // this node is read from LocalCoupons; the others from their grain.
 func (s *Service) Coupon(ctx context.Context, id string) (couponmesh.Coupon, error) {

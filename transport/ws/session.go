@@ -446,6 +446,9 @@ func (s *session) handle(b []byte) {
 		s.answer(req.ID, req.Op, nil, err)
 		return
 	}
+	if req.Op == "get" && s.getNow(&req) {
+		return
+	}
 	if int(s.inflight.Add(1)) > s.h.cfg.MaxInflight {
 		s.inflight.Add(-1)
 		s.answer(req.ID, req.Op, nil, couponmesh.Errorf(couponmesh.CodeRateLimited,
@@ -461,6 +464,20 @@ func (s *session) handle(b []byte) {
 		cancel()
 		s.answer(req.ID, req.Op, res, err)
 	}()
+}
+
+// getNow answers a get inline when the service has the coupon at hand
+// (couponmesh.CouponReaderNow), and reports whether it did.
+func (s *session) getNow(req *request) bool {
+	r, ok := s.h.svc.(couponmesh.CouponReaderNow)
+	if !ok || checkCoupon("coupon", req.Coupon) != nil {
+		return false
+	}
+	c, ok := r.CouponNow(req.Coupon)
+	if ok {
+		s.answer(req.ID, req.Op, couponReply{c}, nil)
+	}
+	return ok
 }
 
 // answer queues the reply to request id and counts it.

@@ -18,6 +18,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/transport/auth"
+	"github.com/couponmesh/couponmesh/transport/transporttest"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -667,4 +668,39 @@ func TestSessionEndDetaches(t *testing.T) {
 	}
 	c.Close()
 	checkFor(t, 5*time.Second, "detach", func() bool { return e.hub.Registrations() == 0 && e.h.Sessions() == 0 })
+}
+
+// nowService answers CouponNow for the coupons in now, like a node whose
+// grains are active, and everything else from the in-memory service.
+type nowService struct {
+	*transporttest.Service
+	now map[string]couponmesh.Coupon
+}
+
+func (n nowService) CouponNow(id string) (couponmesh.Coupon, bool) {
+	c, ok := n.now[id]
+	return c, ok
+}
+
+// TestGetAnsweredNow: a get of a coupon the service has at hand
+// (couponmesh.CouponReaderNow) is answered from it; other gets go through
+// Service.Coupon as before.
+func TestGetAnsweredNow(t *testing.T) {
+	e := newEnv(t, ws.LocalConfig())
+	svc := nowService{Service: e.svc, now: map[string]couponmesh.Coupon{"hot": {ID: "hot", Title: "from memory", Version: 7}}}
+	e.svc.Put(couponmesh.Coupon{ID: "cold", Merchant: "m", Title: "from the service", Quantity: 1})
+	h := ws.NewHandler(ws.LocalConfig(), svc, e.hub, e.tokens, nil, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	e.url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	c := e.login("reader", client.Options{})
+	for id, want := range map[string]string{"hot": "from memory", "cold": "from the service"} {
+		got, err := c.Get(ctxT(t), id)
+		if err != nil || got.Title != want {
+			t.Fatalf("get %s: %+v %v, want %q", id, got, err, want)
+		}
+	}
+	if _, err := c.Get(ctxT(t), "none"); couponmesh.ErrorCode(err) != couponmesh.CodeNotFound {
+		t.Fatalf("get none: %v, want not_found", err)
+	}
 }

@@ -74,6 +74,7 @@ type benchEnv struct {
 	tokens   *auth.Tokens
 	procs    []*exec.Cmd
 	db       string // mongodb URI
+	dbPprof  string // the devdb's pprof listener
 }
 
 func newBenchEnv(out, nodeCPUs string) (*benchEnv, error) {
@@ -135,7 +136,10 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn")
+	if e.dbPprof, err = benchFreeAddr(); err != nil {
+		return err
+	}
+	cmd := exec.Command(e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn", "--pprof", e.dbPprof)
 	logf, err := e.logFile("devdb")
 	if err != nil {
 		return err
@@ -403,7 +407,13 @@ func profileCPU(ctx context.Context, n *benchNode, d time.Duration, path string)
 	return fetchProfile(ctx, n, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds()), 1)), path)
 }
 
-// fetchProfile writes the node's /debug/pprof/WHAT to path.
+// profileDB writes a CPU profile of the devdb taken over d to path.
+func (e *benchEnv) profileDB(ctx context.Context, d time.Duration, path string) error {
+	return fetchProfile(ctx, &benchNode{admin: e.dbPprof}, fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds()), 1)), path)
+}
+
+// fetchProfile writes the /debug/pprof/WHAT of node n's admin listener to
+// path.
 func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/debug/pprof/"+what, nil)
 	if err != nil {

@@ -93,6 +93,8 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	dur := fs.Duration("duration", 5*time.Second, "how long each rate runs")
 	grace := fs.Duration("grace", 2*time.Second, "wait after the last update of a rate for late deliveries")
 	conns := fs.Int("conns", 256, "HTTP connections (and goroutines) sending the updates: the group commit batches what is in flight")
+	dbProfile := fs.String("db-profile", "", "write a CPU profile of the devdb during the first rate to this file")
+	profile := fs.String("profile", "", "write a CPU profile of the node during the first rate to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -158,6 +160,20 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	pids := [3]int{node.cmd.Process.Pid, e.procs[0].Process.Pid, os.Getpid()} // node, devdb, bench
 	seq := 0
 	for ri, r := range rates {
+		if ri == 0 {
+			for path, take := range map[string]func(string) error{
+				*dbProfile: func(p string) error { return e.profileDB(ctx, *dur, p) },
+				*profile:   func(p string) error { return profileCPU(ctx, node, *dur, p) },
+			} {
+				if path != "" {
+					go func() {
+						if err := take(path); err != nil {
+							fmt.Fprintf(os.Stderr, "bench coupons: profile: %v\n", err)
+						}
+					}()
+				}
+			}
+		}
 		cr := couponsRate{Rate: r}
 		count := max(int(dur.Seconds()*r), 1)
 		jobs := make(chan int, *conns)

@@ -4,9 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 )
@@ -19,6 +24,7 @@ func runDevDB(args []string) error {
 	addr := fs.String("addr", "127.0.0.1:27017", "TCP host:port to listen on (port 0 picks one)")
 	dir := fs.String("data", "./data/devdb", "directory of the SQLite files (not the one of a node's embedded database, ./data/db)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof", "", "also serve Go profiles (/debug/pprof/) on this loopback host:port, e.g. to see where the database spends a benchmark")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,6 +34,11 @@ func runDevDB(args []string) error {
 	log := newLogger(*level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			return err
+		}
+	}
 	db, err := devdb.Start(ctx, devdb.Config{Addr: *addr, Dir: *dir}, log)
 	if err != nil {
 		return err
@@ -37,4 +48,26 @@ func runDevDB(args []string) error {
 	<-ctx.Done()
 	log.Info("devdb stopping")
 	return db.Close()
+}
+
+// servePprof serves net/http/pprof's handlers on addr, which must be a
+// loopback address (the profiles are not protected).
+func servePprof(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof %s: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--pprof %s: only a loopback address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln) }()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return nil
 }

@@ -119,7 +119,7 @@ func renderReport(recs []benchRecord, micro []byte, svgs []string, docDir string
 		first, last = minTime(first, r.Time), maxTime(last, r.Time)
 	}
 	m := recs[0].Machine
-	fmt.Fprintf(&b, "%s\n## The targets, measured: latest `make bench`\n\n", reportBegin)
+	fmt.Fprintf(&b, "%s\n## The targets, measured: the newest result of each scenario (`make bench`)\n\n", reportBegin)
 	fmt.Fprintf(&b, "Results of %s to %s UTC on %d × %s, %s. ", first.UTC().Format("2006-01-02 15:04"), last.UTC().Format("15:04"), m.CPUs, m.CPUModel, m.Go)
 	if m.NodeCPUs != "" {
 		fmt.Fprintf(&b, "Nodes pinned to CPU %s with `taskset`, the load generator (`couponmesh bench`) on the other core, unless a figure's note says otherwise. ", m.NodeCPUs)

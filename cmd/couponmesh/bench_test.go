@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,30 +76,18 @@ func BenchmarkDurableClaims(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	data := []byte(`{"user":"s042","rid":"r-0123456789","code":"K7Q2-9XWD","n":17}`)
 	round := 0
 	for b.Loop() {
 		round++
-		start := time.Now()
-		for i := 0; i < n; i += batch {
-			models := make([]mongo.WriteModel, 0, batch)
-			for j := i; j < min(i+batch, n); j++ {
-				id := fmt.Sprintf("raw%d/%d#1", round, j)
-				models = append(models, mongo.NewInsertOneModel().SetDocument(bson.D{
-					{Key: "_id", Value: id}, {Key: "e", Value: "coupon/raw"}, {Key: "seq", Value: int64(1)}, {Key: "t", Value: "claimed"},
-					{Key: "uk", Value: id}, {Key: "at", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "d", Value: bson.Binary{Data: data}},
-				}))
-			}
-			if _, err := raw.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-				b.Fatal(err)
-			}
+		rawRate, err := rawBulkRate(ctx, raw, strconv.Itoa(round), n, batch)
+		if err != nil {
+			b.Fatal(err)
 		}
-		rawRate := float64(n) / time.Since(start).Seconds()
 
 		before := a.mongo.CommitStats()
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		start = time.Now()
+		start := time.Now()
 		for range workers {
 			wg.Go(func() {
 				for {

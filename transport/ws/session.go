@@ -74,9 +74,9 @@ func newSession(h *Handler, conn *websocket.Conn, id uint64) *session {
 	return s
 }
 
-// serve runs the session's reader in the calling goroutine; a writer
-// goroutine runs only while frames wait (an idle session has none). It
-// returns when the session has ended and every request of it has finished.
+// serve runs the session's reader in the calling goroutine; the Handler's
+// writers (writers.go) write its frames. It returns when the session has
+// ended and every request of it has finished.
 func (s *session) serve() {
 	s.mu.Lock()
 	s.timer = time.AfterFunc(s.h.cfg.AuthTimeout, s.onDeadline)

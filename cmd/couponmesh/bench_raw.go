@@ -45,32 +45,7 @@ func dialRaw(ctx context.Context, e *benchEnv, node *benchNode, opts *websocket.
 		conn.CloseNow()
 		return nil, err
 	}
-	call := func(id int, req map[string]any) error {
-		req["id"] = id
-		b, _ := json.Marshal(req)
-		if err := conn.Write(ctx, websocket.MessageText, b); err != nil {
-			return err
-		}
-		for {
-			_, data, err := conn.Read(ctx)
-			if err != nil {
-				return err
-			}
-			for msg := range bytes.SplitSeq(data, []byte{'\n'}) {
-				var rep struct {
-					ID    int               `json:"id"`
-					Error *couponmesh.Error `json:"error"`
-				}
-				if json.Unmarshal(msg, &rep) != nil || rep.ID != id {
-					continue // a push
-				}
-				if rep.Error != nil {
-					return rep.Error
-				}
-				return nil
-			}
-		}
-	}
+	call := func(id int, req map[string]any) error { return rawCall(ctx, conn, id, req) }
 	if err := call(1, map[string]any{"op": "auth", "token": tok}); err != nil {
 		conn.CloseNow()
 		return nil, fmt.Errorf("auth: %w", err)
@@ -96,6 +71,88 @@ func dialRaw(ctx context.Context, e *benchEnv, node *benchNode, opts *websocket.
 	}()
 	return r, nil
 }
+
+// rawCall sends req with id and reads until its reply, skipping pushes.
+func rawCall(ctx context.Context, conn *websocket.Conn, id int, req map[string]any) error {
+	req["id"] = id
+	b, _ := json.Marshal(req)
+	if err := conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return err
+	}
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		for msg := range bytes.SplitSeq(data, []byte{'\n'}) {
+			var rep struct {
+				ID    int               `json:"id"`
+				Error *couponmesh.Error `json:"error"`
+			}
+			if json.Unmarshal(msg, &rep) != nil || rep.ID != id {
+				continue // a push
+			}
+			if rep.Error != nil {
+				return rep.Error
+			}
+			return nil
+		}
+	}
+}
+
+// rawSession is an authenticated session speaking protocol v1 directly for
+// request/reply benchmarks: one request at a time, its reply found by its
+// id, pushes skipped, nothing decoded but the reply's first bytes.
+type rawSession struct {
+	mu   sync.Mutex
+	conn *websocket.Conn
+	next int
+}
+
+func dialRawSession(ctx context.Context, e *benchEnv, node *benchNode, opts *websocket.DialOptions, user string) (*rawSession, error) {
+	conn, _, err := websocket.Dial(ctx, node.ws(), opts)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(-1)
+	tok, err := e.token(user, couponmesh.RoleShopper)
+	if err == nil {
+		err = rawCall(ctx, conn, 1, map[string]any{"op": "auth", "token": tok})
+	}
+	if err != nil {
+		conn.CloseNow()
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return &rawSession{conn: conn, next: 1}, nil
+}
+
+// get reads coupon id (an id of letters, digits, '_', '-' and '.': no
+// escaping needed) and checks that the reply is ok.
+func (r *rawSession) get(ctx context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	prefix := `{"id":` + strconv.Itoa(r.next) + `,`
+	if err := r.conn.Write(ctx, websocket.MessageText, []byte(prefix+`"op":"get","coupon":"`+id+`"}`)); err != nil {
+		return err
+	}
+	for {
+		_, data, err := r.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		for msg := range bytes.SplitSeq(data, []byte{'\n'}) {
+			if rest, ok := bytes.CutPrefix(msg, []byte(prefix)); ok {
+				if !bytes.HasPrefix(rest, []byte(`"ok"`)) {
+					return fmt.Errorf("get %s: %s", id, msg)
+				}
+				return nil
+			}
+		}
+	}
+}
+
+func (r *rawSession) Close() { r.conn.Close(websocket.StatusNormalClosure, "") }
 
 var (
 	couponPushPrefix = []byte(`{"push":"coupon"`)

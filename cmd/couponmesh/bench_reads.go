@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
 )
@@ -89,6 +91,7 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	dur := fs.Duration("duration", 5*time.Second, "how long each kind of read runs at most")
 	maxReads := fs.Int("max-reads", 2000000, "reads per kind at most")
 	profile := fs.String("profile", "", "write a CPU profile of the node during the loaded cached-get phase to this file")
+	sdk := fs.Bool("sdk", false, "gets through the Go SDK (decodes every reply in full) instead of raw protocol v1 frames")
 	browseTTL := fs.Duration("browse-ttl", time.Minute, "cache.browse_ttl of the reading node (COUPONMESH_CACHE_BROWSE_TTL; 0: the default, 2s), so that the cached browse phase reads the cache and not a database answer every 2s")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -140,24 +143,51 @@ func benchReads(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	res.RestartSeconds = time.Since(t0).Seconds()
-	clients, _, err := dialShoppers(ctx, e, node, f, *sessions, func(i int) string { return "r" + strconv.Itoa(i) })
-	defer closeAll(clients)
-	if err != nil {
-		return err
-	}
-	get := func(w int, id string) error {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		c, err := clients[w%len(clients)].Get(rctx, id)
-		if err == nil && c.ID != id {
-			err = fmt.Errorf("get %s: got %q", id, c.ID)
+	var get func(w int, id string) error
+	ws := fmt.Sprintf("WebSocket get (raw protocol v1 frames), %d sessions", *sessions)
+	if *sdk {
+		ws = fmt.Sprintf("WebSocket get (Go SDK), %d sessions", *sessions)
+		clients, _, err := dialShoppers(ctx, e, node, f, *sessions, func(i int) string { return "r" + strconv.Itoa(i) })
+		defer closeAll(clients)
+		if err != nil {
+			return err
 		}
-		return err
+		get = func(w int, id string) error {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			c, err := clients[w%len(clients)].Get(rctx, id)
+			if err == nil && c.ID != id {
+				err = fmt.Errorf("get %s: got %q", id, c.ID)
+			}
+			return err
+		}
+	} else {
+		hcs := sourceClients(f.sources)
+		raws := make([]*rawSession, *sessions)
+		defer func() {
+			for _, r := range raws {
+				if r != nil {
+					r.Close()
+				}
+			}
+		}()
+		if _, _, err := inParallel(ctx, f.workers, *sessions, func(i int) (err error) {
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			raws[i], err = dialRawSession(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}}, "r"+strconv.Itoa(i))
+			return err
+		}); err != nil {
+			return err
+		}
+		get = func(w int, id string) error {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			return raws[w%len(raws)].get(rctx, id)
+		}
 	}
 
 	// get, uncached: each coupon once, in a random order.
 	order := rand.Perm(len(ids))
-	ws := fmt.Sprintf("WebSocket get (Go SDK), %d sessions", *sessions)
 	ph, err := runReadPhase(ctx, node, "coupon read (uncached)", ws, *conc, *dur, min(*maxReads, len(ids)), func(w, i int) error {
 		return get(w, ids[order[i]])
 	})

@@ -121,14 +121,8 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, *ncoupons)
-	for i := range ids {
-		ids[i] = "cl" + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, *quantity); err != nil {
-		return err
-	}
-	if err := e.settle(ctx); err != nil {
+	ids, err := createSettled(ctx, e, api, "cl", *ncoupons, *quantity)
+	if err != nil {
 		return err
 	}
 	clients, took, err := dialShoppers(ctx, e, node, f, *users, func(i int) string { return "u" + strconv.Itoa(i) })

@@ -114,14 +114,8 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, *n)
-	for i := range ids {
-		ids[i] = "one" + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, 1000000); err != nil {
-		return err
-	}
-	if err := e.settle(ctx); err != nil {
+	ids, err := createSettled(ctx, e, api, "one", *n, 1000000)
+	if err != nil {
 		return err
 	}
 	// Follower i appends to recs[i] (OnCoupon runs one at a time per

@@ -85,23 +85,10 @@ func benchDrain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.settle(ctx); err != nil {
+	ss, err := dialFoShoppers(ctx, e, nodes, ids, "ds", *shoppers, 5)
+	defer closeFoShoppers(ss)
+	if err != nil {
 		return err
-	}
-	ss := make([]*foShopper, *shoppers)
-	defer func() {
-		for _, s := range ss {
-			if s != nil && s.c != nil {
-				s.c.Close()
-			}
-		}
-	}()
-	for i := range ss {
-		s := &foShopper{user: "ds" + strconv.Itoa(i), home: i % len(nodes)}
-		ss[i] = s
-		if err := s.dial(ctx, e, nodes, ids, 5); err != nil {
-			return fmt.Errorf("shopper %s: %w", s.user, err)
-		}
 	}
 
 	stop := make(chan struct{})

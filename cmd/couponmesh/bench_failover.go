@@ -152,21 +152,10 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 		return err
 	}
 
-	// The shoppers: shopper i dials node i%3 first and knows the other two.
-	ss := make([]*foShopper, *shoppers)
-	defer func() {
-		for _, s := range ss {
-			if s != nil && s.c != nil {
-				s.c.Close()
-			}
-		}
-	}()
-	for i := range ss {
-		s := &foShopper{user: "fs" + strconv.Itoa(i), home: i % len(nodes)}
-		ss[i] = s
-		if err := s.dial(ctx, e, nodes, ids, res.Subs); err != nil {
-			return fmt.Errorf("shopper %s: %w", s.user, err)
-		}
+	ss, err := dialFoShoppers(ctx, e, nodes, ids, "fs", *shoppers, res.Subs)
+	defer closeFoShoppers(ss)
+	if err != nil {
+		return err
 	}
 	res.SetupSeconds = time.Since(t0).Seconds()
 
@@ -658,6 +647,42 @@ func foVerify(ctx context.Context, res *failoverResult, ss []*foShopper, api *cl
 	return nil
 }
 
+// createSettled creates n coupons PREFIX0 … of quantity qty as the API's
+// merchant and waits until the processes are idle again (the snapshots of
+// the creates are written behind); it returns their ids.
+func createSettled(ctx context.Context, e *benchEnv, api *client.API, prefix string, n, qty int) ([]string, error) {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = prefix + strconv.Itoa(i)
+	}
+	if err := createCouponsRetry(ctx, api, ids, qty); err != nil {
+		return nil, err
+	}
+	return ids, e.settle(ctx)
+}
+
+// dialFoShoppers connects n reconnecting shoppers PREFIX0 …, shopper i to
+// node i%3 first with the other two as addresses, each subscribed to subs
+// coupons of ids. The shoppers already dialed are returned on an error too,
+// for closeFoShoppers.
+func dialFoShoppers(ctx context.Context, e *benchEnv, nodes []*benchNode, ids []string, prefix string, n, subs int) ([]*foShopper, error) {
+	ss := make([]*foShopper, 0, n)
+	for i := range n {
+		s := &foShopper{user: prefix + strconv.Itoa(i), home: i % len(nodes)}
+		if err := s.dial(ctx, e, nodes, ids, subs); err != nil {
+			return ss, fmt.Errorf("shopper %s: %w", s.user, err)
+		}
+		ss = append(ss, s)
+	}
+	return ss, nil
+}
+
+func closeFoShoppers(ss []*foShopper) {
+	for _, s := range ss {
+		s.c.Close()
+	}
+}
+
 // createCouponsRetry creates the coupons ids with quantity qty as the API's
 // merchant, 32 at a time. A create whose outcome is unknown (unavailable)
 // is tried again, up to 5 times; a retry that finds the id taken finds the
@@ -792,7 +817,7 @@ func msList(ds []time.Duration) []int64 {
 
 // startThree starts the devdb and three members (n2 and n3 seeded with n1),
 // waits until each sees the three alive, and creates ncoupons coupons
-// PREFIX0… of quantity qty as merchant "bench"; it returns the nodes, an API
+// PREFIX0… of quantity qty as merchant "bench" (createSettled); it returns the nodes, an API
 // client of n1 as the merchant, the merchant's token and the coupon ids.
 func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty int) ([]*benchNode, *client.API, string, []string, error) {
 	if err := e.startDB(ctx); err != nil {
@@ -819,11 +844,8 @@ func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty i
 	}
 	api := client.NewAPI(nodes[0].base(), tok)
 	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	ids := make([]string, ncoupons)
-	for i := range ids {
-		ids[i] = prefix + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, qty); err != nil {
+	ids, err := createSettled(ctx, e, api, prefix, ncoupons, qty)
+	if err != nil {
 		return nil, nil, "", nil, err
 	}
 	return nodes, api, tok, ids, nil

@@ -196,14 +196,8 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	ncoupons := (*n + *per - 1) / *per
-	ids := make([]string, ncoupons)
-	for i := range ids {
-		ids[i] = "cap" + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, 1000000); err != nil {
-		return err
-	}
-	if err := e.settle(ctx); err != nil { // the writes behind the creates
+	ids, err := createSettled(ctx, e, api, "cap", ncoupons, 1000000)
+	if err != nil {
 		return err
 	}
 	before, err := rssKiB(node.cmd.Process.Pid)
@@ -384,13 +378,11 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	const id = "fan"
-	if err := createCouponsRetry(ctx, api, []string{id}, 1000000); err != nil {
+	ids, err := createSettled(ctx, e, api, "fan", 1, 1000000)
+	if err != nil {
 		return err
 	}
-	if err := e.settle(ctx); err != nil {
-		return err
-	}
+	id := ids[0]
 	// Each follower appends to its own slice (one push at a time per
 	// follower); the slices are read only once the followers are closed.
 	recs := make([][]delivery, *n)

@@ -61,10 +61,3 @@ func (l *LocalCoupons) Delete(owner any, id string) {
 	}
 	l.mu.Unlock()
 }
-
-// Len returns the number of coupons held.
-func (l *LocalCoupons) Len() int {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return len(l.m)
-}

@@ -56,8 +56,9 @@ func TestAuthTimeoutCloses1008(t *testing.T) {
 // re-auth is closed; a re-auth with a fresh token keeps it open.
 func TestTokenExpiryCloses1008(t *testing.T) {
 	e := newEnv(t, ws.LocalConfig())
-	// Expired 29 s ago: still accepted within the 30 s leeway, for one more second.
-	almost := signed(t, secret, claimsFor("alice", time.Now().Add(-auth.Leeway+time.Second)))
+	// Expired 28 s ago: still accepted within the 30 s leeway for 1–2 s more
+	// (exp is whole seconds, so it loses up to one second to truncation).
+	almost := signed(t, secret, claimsFor("alice", time.Now().Add(-auth.Leeway+2*time.Second)))
 
 	expiring := e.dial(client.Options{})
 	if _, err := expiring.Auth(ctxT(t), almost); err != nil {

@@ -11,6 +11,7 @@ const (
 	CouponClaim       = "coupon.claim"       // ClaimCoupon → Claim
 	CouponSubscribe   = "coupon.subscribe"   // HubRef → {}
 	CouponUnsubscribe = "coupon.unsubscribe" // HubRef → {}
+	CouponFollower    = "coupon.follower"    // FollowerChange → {}: the user's follow is in the database already
 )
 
 // User grain methods and their payloads.
@@ -70,6 +71,13 @@ type ClaimCoupon struct {
 type HubRef struct {
 	Address string `json:"address"`
 	Refresh bool   `json:"refresh,omitempty"`
+}
+
+// FollowerChange tells a coupon grain that User follows it (or no longer
+// does) in the database.
+type FollowerChange struct {
+	User   string `json:"user"`
+	Follow bool   `json:"follow"`
 }
 
 // CouponRef names a coupon.

@@ -144,7 +144,12 @@ func (s *Service) Follow(ctx context.Context, user, coupon string) (couponmesh.C
 	if err != nil {
 		return c, err
 	}
-	return c, s.call(ctx, KindUser, user, UserFollow, CouponRef{Coupon: coupon}, nil)
+	if err := s.call(ctx, KindUser, user, UserFollow, CouponRef{Coupon: coupon}, nil); err != nil {
+		return c, err
+	}
+	// The coupon grain keeps its followers; it learns of the follow before
+	// the follow is acknowledged (a retry of a failed one tells it again).
+	return c, s.call(ctx, KindCoupon, coupon, CouponFollower, FollowerChange{User: user, Follow: true}, nil)
 }
 
 // Unfollow implements couponmesh.Service.
@@ -152,7 +157,13 @@ func (s *Service) Unfollow(ctx context.Context, user, coupon string) error {
 	if !couponmesh.ValidID(coupon) {
 		return couponmesh.Errorf(couponmesh.CodeBadRequest, "invalid coupon id")
 	}
-	return s.call(ctx, KindUser, user, UserUnfollow, CouponRef{Coupon: coupon}, nil)
+	if err := s.call(ctx, KindUser, user, UserUnfollow, CouponRef{Coupon: coupon}, nil); err != nil {
+		return err
+	}
+	// Best effort: a coupon grain that still counts the user sends notices
+	// the user grain ignores.
+	_ = s.call(ctx, KindCoupon, coupon, CouponFollower, FollowerChange{User: user}, nil)
+	return nil
 }
 
 // Following implements couponmesh.Service.

@@ -3,13 +3,15 @@
 //
 // Messages accepted (actors.Coupon* methods): get, create, update, withdraw
 // (merchant or admin), claim (idempotent per user and request id), subscribe
-// and unsubscribe of node hubs. Replies: the coupon JSON or a claim; errors
-// are domain codes.
+// and unsubscribe of node hubs, follower (a user's follow or unfollow, after
+// it is in the database). Replies: the coupon JSON or a claim; errors are
+// domain codes.
 //
 // Events published: after every change, one push frame per subscribed node
 // hub (couponmesh.CouponPush, encoded once); after a change of title, terms,
 // quantity or status, one coupon_changed notice to each follower's user grain
-// (for their feeds). Pushes to one hub leave in version order.
+// (for their feeds), from a follower set the grain keeps (followers.go).
+// Pushes to one hub leave in version order.
 //
 // A claim is answered only after its journal entry is durable. Two
 // activations of one coupon can exist during membership churn: the journal's

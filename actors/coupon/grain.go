@@ -35,6 +35,7 @@ type grain struct {
 	*actors.Activation[*Machine]
 	cluster   *cluster.Cluster
 	published int64 // the version last set in Cfg.Local (0: none)
+	followers followers
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -108,6 +109,18 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		}
 		c, err := m.Withdraw(opCtx, p.Principal)
 		g.respond(ctx, c, err)
+	case actors.CouponFollower:
+		var p actors.FollowerChange
+		if !actors.Unpack(ctx, req, &p) {
+			return
+		}
+		if p.Follow {
+			g.followers.follow(p.User)
+		} else {
+			g.followers.unfollow(p.User)
+		}
+		g.respond(ctx, actors.Empty{}, nil)
+		return
 	case actors.CouponClaim:
 		var p actors.ClaimCoupon
 		if !actors.Unpack(ctx, req, &p) {
@@ -151,7 +164,9 @@ func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon) {
 func (g *grain) notifyFollowers(c couponmesh.Coupon) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	users, err := g.Cfg.Store.Followers(ctx, c.ID)
+	users, err := g.followers.list(ctx, func(ctx context.Context) ([]string, error) {
+		return g.Cfg.Store.Followers(ctx, c.ID)
+	})
 	if err != nil {
 		g.Log.Warn("followers lookup failed", "err", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -290,6 +291,64 @@ func TestFollowPushesAndFeed(t *testing.T) {
 	if err != nil || len(entries) != 2 || entries[0].Seq != 2 {
 		t.Fatalf("feed after 1: %+v %v", entries, err)
 	}
+}
+
+// The coupon grain keeps its followers: a user who follows after the set
+// was loaded gets the next change in the feed, and an unfollow ends it.
+func TestFollowAfterFollowersLoaded(t *testing.T) {
+	a := startApp(t, nil)
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("v1"), Quantity: ptr(10)})
+	ctx := context.Background()
+	api := client.NewAPI(baseURL(a), login(t, baseURL(a), "acme", couponmesh.RoleMerchant))
+	gus, fay := dial(t, a, "gus", client.Options{}), dial(t, a, "fay", client.Options{})
+	update := func(title string) {
+		t.Helper()
+		if _, err := api.UpdateCoupon(ctx, cp.ID, couponmesh.CouponSpec{Title: ptr(title)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// feedIs waits until c's feed shows these entries: type, or type@title.
+	feedIs := func(c *client.Client, who string, want ...string) {
+		t.Helper()
+		checkFor(t, 5*time.Second, who+"'s feed", func() error {
+			entries, err := c.Feed(ctx, 0, 0)
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, e := range entries {
+				if e.Change != nil {
+					got = append(got, e.Type+"@"+e.Change.Title)
+				} else {
+					got = append(got, e.Type)
+				}
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("%v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	changed := func(title string) string { return couponmesh.FeedCouponChanged + "@" + title }
+
+	if _, err := gus.Follow(ctx, cp.ID); err != nil {
+		t.Fatal(err)
+	}
+	update("v2") // the grain loads its followers: gus
+	feedIs(gus, "gus", couponmesh.FeedFollowed, changed("v2"))
+
+	if _, err := fay.Follow(ctx, cp.ID); err != nil {
+		t.Fatal(err)
+	}
+	update("v3")
+	feedIs(fay, "fay", couponmesh.FeedFollowed, changed("v3"))
+
+	if err := fay.Unfollow(ctx, cp.ID); err != nil {
+		t.Fatal(err)
+	}
+	update("v4")
+	feedIs(gus, "gus", couponmesh.FeedFollowed, changed("v2"), changed("v3"), changed("v4"))
+	feedIs(fay, "fay", couponmesh.FeedFollowed, changed("v3"), couponmesh.FeedUnfollowed)
 }
 
 func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }

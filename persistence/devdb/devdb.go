@@ -36,9 +36,10 @@ type DB struct {
 	addr string
 	uri  string
 
-	stop context.CancelFunc
-	done chan struct{} // closed when Run has returned
-	err  error         // Run's result, written before done is closed
+	stop    context.CancelFunc
+	done    chan struct{} // closed when Run has returned
+	indexer *idIndexer
+	err     error // Run's result, written before done is closed
 
 	closeOnce sync.Once
 }
@@ -101,7 +102,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("devdb: %w", err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
-	db := &DB{addr: u.Host, uri: u.String(), stop: stop, done: make(chan struct{})}
+	db := &DB{addr: u.Host, uri: u.String(), stop: stop, done: make(chan struct{}), indexer: startIDIndexer(dir, log)}
 	go func() {
 		defer close(db.done)
 		db.err = f.Run(runCtx)
@@ -146,7 +147,10 @@ func (db *DB) URI() string { return db.uri }
 // SQLite files are closed. Clients still connected get up to 3 s (FerretDB's
 // grace period) to finish. Close is idempotent.
 func (db *DB) Close() error {
-	db.closeOnce.Do(db.stop)
+	db.closeOnce.Do(func() {
+		db.indexer.close()
+		db.stop()
+	})
 	<-db.done
 	return db.err
 }

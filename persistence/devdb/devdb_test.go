@@ -2,9 +2,13 @@ package devdb_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -114,4 +118,69 @@ func TestStartNeedsDir(t *testing.T) {
 	if _, err := devdb.Start(t.Context(), devdb.Config{}, testLogger(t)); err == nil {
 		t.Fatal("Start without Dir succeeded")
 	}
+}
+
+// TestLookupsByIDUseAnIndex: FerretDB filters {_id: <string>} in SQL as
+// _ferretdb_sjson->'$._id' = ?, which its own _id index (on another
+// expression) does not serve; the devdb indexes that expression in every
+// collection table, also in a database dropped and created again.
+func TestLookupsByIDUseAnIndex(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	db, err := devdb.Start(ctx, devdb.Config{Dir: dir}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c, err := mongo.Connect(options.Client().ApplyURI(db.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(context.Background()) }()
+
+	for round := range 2 {
+		coll := c.Database("idx").Collection("journal")
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "a|1"}}); err != nil {
+			t.Fatal(err)
+		}
+		var plan string
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			// A fresh connection each time: one that prepared a statement
+			// before the index existed may keep planning without it.
+			plan = lookupPlan(ctx, t, filepath.Join(dir, "idx.sqlite"), "journal")
+			if strings.Contains(plan, "USING INDEX") || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !strings.Contains(plan, "USING INDEX") {
+			t.Fatalf("round %d: lookup by _id: %q, want an index search", round, plan)
+		}
+		if err := c.Database("idx").Drop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// lookupPlan returns SQLite's plan for FerretDB's lookup by _id in the table
+// of collection coll.
+func lookupPlan(ctx context.Context, t *testing.T, file, coll string) string {
+	t.Helper()
+	sq, err := sql.Open("sqlite", "file:"+file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	var table string
+	if err := sq.QueryRowContext(ctx, `SELECT table_name FROM _ferretdb_collections WHERE name = ?`, coll).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	q := fmt.Sprintf(`EXPLAIN QUERY PLAN SELECT _ferretdb_sjson FROM %q WHERE _ferretdb_sjson->'$._id' = ?`, table)
+	var id, parent, unused int
+	var plan string
+	if err := sq.QueryRowContext(ctx, q, `"a|1"`).Scan(&id, &parent, &unused, &plan); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }

@@ -105,7 +105,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	a.store, err = cache.New(a.mongo, cache.Config{
 		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(),
-		FlushInterval: cfg.Cache.SnapshotFlush.D(), StaleIfDown: cfg.Cache.BrowseStaleIfDown.D(), Registerer: reg,
+		FlushInterval: cfg.Cache.SnapshotFlush.D(), FlushEntries: cfg.Cache.SnapshotFlushEntries,
+		FlushMaxAge: cfg.Cache.SnapshotFlushMaxAge.D(), StaleIfDown: cfg.Cache.BrowseStaleIfDown.D(), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err

@@ -99,8 +99,12 @@ type Config struct {
 		// to this old are served rather than an error.
 		BrowseStaleIfDown Duration `yaml:"browse_stale_if_down" env:"BROWSE_STALE_IF_DOWN"`
 		// SnapshotFlush: snapshots are written to the database behind the
-		// grains, each entity at most once per this interval.
-		SnapshotFlush Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
+		// grains, each entity at most once per this interval, once
+		// SnapshotFlushEntries journal entries went by or it has waited
+		// SnapshotFlushMaxAge.
+		SnapshotFlush        Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
+		SnapshotFlushEntries int64    `yaml:"snapshot_flush_entries" env:"SNAPSHOT_FLUSH_ENTRIES"`
+		SnapshotFlushMaxAge  Duration `yaml:"snapshot_flush_max_age" env:"SNAPSHOT_FLUSH_MAX_AGE"`
 	} `yaml:"cache" envPrefix:"CACHE_"`
 	WS struct {
 		ReadLimit        int64    `yaml:"read_limit" env:"READ_LIMIT"`
@@ -302,6 +306,10 @@ func (c *Config) fillStore() {
 	dur(&c.Cache.SnapshotTTL, cd.SnapshotTTL)
 	dur(&c.Cache.BrowseTTL, cd.BrowseTTL)
 	dur(&c.Cache.SnapshotFlush, cd.FlushInterval)
+	if c.Cache.SnapshotFlushEntries <= 0 {
+		c.Cache.SnapshotFlushEntries = cd.FlushEntries
+	}
+	dur(&c.Cache.SnapshotFlushMaxAge, cd.FlushMaxAge)
 	dur(&c.Cache.BrowseStaleIfDown, cd.StaleIfDown)
 }
 

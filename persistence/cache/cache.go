@@ -37,9 +37,15 @@ type Config struct {
 	// MaxDirty bounds the snapshots waiting to be written behind; beyond
 	// it PutSnapshot writes inline.
 	MaxDirty int
-	// FlushInterval is the least time between two rounds of writing the
-	// dirty snapshots: an entity is written once per interval at most.
+	// FlushInterval is the time between two rounds of writing dirty
+	// snapshots: an entity is written once per interval at most.
 	FlushInterval time.Duration
+	// FlushEntries: a round writes an entity once its snapshot moved this
+	// many journal entries since it became dirty (what a reactivation
+	// elsewhere replays at most, about, if this node dies)...
+	FlushEntries int64
+	// ... or once it has been dirty for FlushMaxAge.
+	FlushMaxAge time.Duration
 	// FlushRetry is the pause before writing snapshots again after the
 	// database failed.
 	FlushRetry time.Duration
@@ -50,7 +56,8 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{SizeMB: 256, Shards: 64, SnapshotTTL: 10 * time.Minute, BrowseTTL: 2 * time.Second,
-		StaleIfDown: 5 * time.Minute, MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushRetry: 500 * time.Millisecond}
+		StaleIfDown: 5 * time.Minute, MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushEntries: 64, FlushMaxAge: 30 * time.Second,
+		FlushRetry: 500 * time.Millisecond}
 }
 
 func (c Config) withDefaults() Config {
@@ -75,6 +82,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = d.FlushInterval
+	}
+	if c.FlushEntries <= 0 {
+		c.FlushEntries = d.FlushEntries
+	}
+	if c.FlushMaxAge <= 0 {
+		c.FlushMaxAge = d.FlushMaxAge
 	}
 	if c.FlushRetry <= 0 {
 		c.FlushRetry = d.FlushRetry
@@ -254,7 +267,7 @@ func (s *Store) BrowseCoupons(ctx context.Context, q couponmesh.BrowseQuery) (co
 	s.m.misses.WithLabelValues("browse").Inc()
 	// This node's coupon changes first, so that it reads its own writes.
 	// If the database fails that, the read below fails too.
-	_ = s.flush(ctx, true)
+	_ = s.flush(ctx, coupons)
 	gen = s.gen.Load()
 	page, err := s.Store.BrowseCoupons(ctx, q)
 	if err != nil {

@@ -196,7 +196,7 @@ func TestDatabaseDown(t *testing.T) {
 	a := openDB(t, "mongodb://"+p.Addr()+"/", "", func(c *mongodb.Config) {
 		c.OpTimeout, c.HeartbeatInterval = 300*time.Millisecond, 500*time.Millisecond
 	})
-	c := newCache(t, a, cache.Config{BrowseTTL: time.Second})
+	c := newCache(t, a, cache.Config{BrowseTTL: time.Second, FlushMaxAge: time.Second})
 	ctx := t.Context()
 	if err := c.PutSnapshot(ctx, coupon("d1", "m", time.Now().UTC())); err != nil {
 		t.Fatal(err)
@@ -255,4 +255,64 @@ func TestDatabaseDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestWriteBehindPolicy: a dirty snapshot reaches the database once its
+// entity moved FlushEntries journal entries or after FlushMaxAge; a browse
+// writes the dirty coupons first.
+func TestWriteBehindPolicy(t *testing.T) {
+	ctx := t.Context()
+	a := openDB(t, testDB.URI(), "", nil)
+	c := newCache(t, a, cache.Config{FlushInterval: 20 * time.Millisecond, FlushEntries: 10, FlushMaxAge: time.Hour})
+	user := func(id string, seq int64) couponmesh.Snapshot {
+		return couponmesh.Snapshot{Entity: "user/" + id, Seq: seq, Data: []byte(`{}`)}
+	}
+	inDB := func(entity string) int64 {
+		s, err := a.Snapshot(ctx, entity)
+		if errors.Is(err, couponmesh.ErrNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Seq
+	}
+	waitInDB := func(entity string, seq int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); inDB(entity) != seq; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: seq %d in the database, want %d", entity, inDB(entity), seq)
+			}
+		}
+	}
+	for _, seq := range []int64{1, 5} {
+		if err := c.PutSnapshot(ctx, user("u1", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // ten rounds
+	if got := inDB("user/u1"); got != 0 {
+		t.Fatalf("4 entries after it became dirty: seq %d in the database, want none yet", got)
+	}
+	if err := c.PutSnapshot(ctx, user("u1", 11)); err != nil {
+		t.Fatal(err)
+	}
+	waitInDB("user/u1", 11)
+
+	if err := c.PutSnapshot(ctx, coupon("b1", "m", time.Now().UTC())); err != nil {
+		t.Fatal(err)
+	}
+	page, err := c.BrowseCoupons(ctx, couponmesh.BrowseQuery{Merchant: "m"})
+	if err != nil || len(page.Coupons) != 1 || page.Coupons[0].ID != "b1" {
+		t.Fatalf("browse: %+v %v", page, err)
+	}
+	if got := inDB("coupon/b1"); got != 1 {
+		t.Fatalf("coupon after a browse: seq %d in the database, want 1", got)
+	}
+
+	aged := newCache(t, a, cache.Config{FlushInterval: 20 * time.Millisecond, FlushEntries: 10, FlushMaxAge: 100 * time.Millisecond})
+	if err := aged.PutSnapshot(ctx, user("u2", 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitInDB("user/u2", 1)
 }

@@ -4,7 +4,9 @@
 //   - Snapshots of actors, kept when they are put (on passivation and
 //     periodically while active) and read through. They are written to the
 //     database behind the caller (writebehind.go): newest per entity, by one
-//     writer, at most once per FlushInterval; Close writes what is left. A cached snapshot is
+//     writer, once FlushEntries journal entries went by or after FlushMaxAge
+//     (checked every FlushInterval); browse writes the dirty coupons first,
+//     Close writes what is left. A cached snapshot is
 //     served only after a journal-tail read (Entries(entity, seq, 1), one
 //     point read by _id) finds no entry after its seq: a snapshot older than
 //     the journal, e.g. because another activation on another node wrote

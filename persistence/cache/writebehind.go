@@ -13,18 +13,21 @@ import (
 // and marks it dirty; one writer puts the dirty snapshots into the database
 // one at a time, the newest per entity only. A snapshot is a read
 // optimisation (state = snapshot + the journal after it), so a grain need not
-// wait for it, and an entity snapshotted again before the writer got to it is
-// written once. This matters on FerretDB, where an upsert costs several
-// times an insert and concurrent upserts slow every other operation: written
-// inline, snapshots cut durable claims through a node by an order of
-// magnitude (docs/BENCHMARKS.md). If the node dies first, the database holds
-// an older snapshot and activation replays more of the journal: slower, never
-// wrong.
+// wait for it. The writer looks every FlushInterval and writes an entity once
+// FlushEntries journal entries went by since it became dirty or it has been
+// dirty for FlushMaxAge; browse (coupons) and Close write every dirty one. On
+// FerretDB an upsert costs several times an insert and competes with the
+// journal's BulkWrites: written inline, snapshots cut durable claims through
+// a node by an order of magnitude, and written once per entity and interval
+// they still took half of the database in `bench claims` and `bench coupons`
+// (docs/BENCHMARKS.md). If the node dies first, the database holds an older
+// snapshot and activation replays more of the journal (about FlushEntries
+// point reads): slower, never wrong.
 
 // writer is the write-behind state of a Store.
 type writer struct {
 	mu    sync.Mutex
-	dirty map[string]couponmesh.Snapshot
+	dirty map[string]dirtySnap
 	wake  chan struct{} // buffered 1
 	quit  chan struct{}
 	done  chan struct{}
@@ -33,8 +36,20 @@ type writer struct {
 	flushMu sync.Mutex
 }
 
+// dirtySnap is the newest snapshot of an entity not yet in the database.
+type dirtySnap struct {
+	snap     couponmesh.Snapshot
+	since    time.Time // when the entity became dirty
+	firstSeq int64     // the seq of the snapshot that made it dirty
+}
+
+// due reports whether the writer's round writes d now.
+func (s *Store) due(d dirtySnap, now time.Time) bool {
+	return d.snap.Seq-d.firstSeq >= s.cfg.FlushEntries || now.Sub(d.since) >= s.cfg.FlushMaxAge
+}
+
 func (s *Store) startWriter() {
-	s.w = &writer{dirty: make(map[string]couponmesh.Snapshot), wake: make(chan struct{}, 1),
+	s.w = &writer{dirty: make(map[string]dirtySnap), wake: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go s.writeLoop()
 }
@@ -52,9 +67,13 @@ func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error
 	}
 	w := s.w
 	w.mu.Lock()
-	_, queued := w.dirty[snap.Entity]
+	d, queued := w.dirty[snap.Entity]
 	if queued || len(w.dirty) < s.cfg.MaxDirty {
-		w.dirty[snap.Entity] = snap
+		if !queued {
+			d = dirtySnap{since: time.Now(), firstSeq: snap.Seq}
+		}
+		d.snap = snap
+		w.dirty[snap.Entity] = d
 		w.mu.Unlock()
 		s.m.dirty.Set(float64(s.dirtyLen()))
 		select {
@@ -96,49 +115,45 @@ func (s *Store) writeLoop() {
 			return
 		case <-w.wake:
 		}
-		// Let snapshots of the same entities pile up (each is written
-		// once per interval at most): on FerretDB every upsert competes
-		// with the journal's BulkWrites.
-		select {
-		case <-w.quit:
-			return
-		case <-time.After(s.cfg.FlushInterval):
-		}
-		if err := s.flush(context.Background(), false); err != nil {
-			// The database is down or slow: what failed is dirty again;
-			// try later.
+		// A round every FlushInterval while anything is dirty: snapshots of
+		// the same entities pile up in between.
+		for pause := s.cfg.FlushInterval; s.dirtyLen() > 0; {
 			select {
 			case <-w.quit:
 				return
-			case <-time.After(s.cfg.FlushRetry):
+			case <-time.After(pause):
 			}
-			select {
-			case w.wake <- struct{}{}:
-			default:
+			now := time.Now()
+			pause = s.cfg.FlushInterval
+			if err := s.flush(context.Background(), func(d dirtySnap) bool { return s.due(d, now) }); err != nil {
+				// The database is down or slow: what failed is dirty
+				// again; try sooner.
+				pause = s.cfg.FlushRetry
 			}
 		}
 	}
 }
 
-// flush writes the dirty snapshots (only coupons' if couponsOnly), one at
-// a time, each bounded by ctx and the inner store's own timeout. A snapshot
-// that fails goes back to dirty unless a newer one arrived meanwhile.
-func (s *Store) flush(ctx context.Context, couponsOnly bool) error {
+// flush writes the dirty snapshots that pick selects, one at a time, each
+// bounded by ctx and the inner store's own timeout. A snapshot that fails
+// goes back to dirty unless a newer one arrived meanwhile.
+func (s *Store) flush(ctx context.Context, pick func(dirtySnap) bool) error {
 	w := s.w
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
 	w.mu.Lock()
-	var batch []couponmesh.Snapshot
-	for ent, snap := range w.dirty {
-		if couponsOnly && !isCoupon(ent) {
+	var batch []dirtySnap
+	for ent, d := range w.dirty {
+		if !pick(d) {
 			continue
 		}
-		batch = append(batch, snap)
+		batch = append(batch, d)
 		delete(w.dirty, ent)
 	}
 	w.mu.Unlock()
 	var errs []error
-	for i, snap := range batch {
+	for i, d := range batch {
+		snap := d.snap
 		if err := ctx.Err(); err != nil {
 			s.requeue(batch[i:])
 			errs = append(errs, err)
@@ -161,16 +176,24 @@ func (s *Store) flush(ctx context.Context, couponsOnly bool) error {
 	return errors.Join(errs...)
 }
 
-func (s *Store) requeue(snaps []couponmesh.Snapshot) {
+func (s *Store) requeue(ds []dirtySnap) {
 	w := s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, snap := range snaps {
-		if _, newer := w.dirty[snap.Entity]; !newer {
-			w.dirty[snap.Entity] = snap
+	for _, d := range ds {
+		if newer, ok := w.dirty[d.snap.Entity]; ok {
+			// Keep the newer snapshot, dirty since the older one.
+			newer.since, newer.firstSeq = d.since, d.firstSeq
+			w.dirty[d.snap.Entity] = newer
+		} else {
+			w.dirty[d.snap.Entity] = d
 		}
 	}
 }
 
+func all(dirtySnap) bool { return true }
+
+func coupons(d dirtySnap) bool { return isCoupon(d.snap.Entity) }
+
 // Flush writes every dirty snapshot now, until ctx is done.
-func (s *Store) Flush(ctx context.Context) error { return s.flush(ctx, false) }
+func (s *Store) Flush(ctx context.Context) error { return s.flush(ctx, all) }

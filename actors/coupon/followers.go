@@ -83,6 +83,16 @@ func (f *followers) load(ctx context.Context, load func(context.Context) ([]stri
 	return slices.Collect(maps.Keys(set)), nil
 }
 
+// none records that nobody follows the coupon: it was just created, and a
+// follow needs the coupon to exist.
+func (f *followers) none() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.users == nil && f.loading == nil {
+		f.users, f.at = map[string]struct{}{}, time.Now()
+	}
+}
+
 // follow adds user (it follows the coupon in the database already).
 func (f *followers) follow(user string) {
 	f.mu.Lock()

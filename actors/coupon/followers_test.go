@@ -75,3 +75,16 @@ func TestFollowersFailedLoadIsNotKept(t *testing.T) {
 		t.Fatalf("list after a failed load: %v %v", got, err)
 	}
 }
+
+func TestFollowersOfANewCouponNeedNoLoad(t *testing.T) {
+	var f followers
+	f.none()
+	f.follow("ann")
+	got, err := f.list(t.Context(), func(context.Context) ([]string, error) {
+		t.Fatal("loaded the followers of a coupon just created")
+		return nil, nil
+	})
+	if err != nil || !slices.Equal(got, []string{"ann"}) {
+		t.Fatalf("list: %v %v, want [ann]", got, err)
+	}
+}

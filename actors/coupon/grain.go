@@ -154,7 +154,9 @@ func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon) {
 		return
 	}
 	g.SnapshotNow()
-	if before.Version > 0 {
+	if before.Version == 0 {
+		g.followers.none()
+	} else {
 		go g.notifyFollowers(after)
 	}
 }

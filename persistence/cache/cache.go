@@ -44,7 +44,8 @@ type Config struct {
 	// many journal entries since it became dirty (what a reactivation
 	// elsewhere replays at most, about, if this node dies)...
 	FlushEntries int64
-	// ... or once it has been dirty for FlushMaxAge.
+	// ... or once it has been dirty for FlushMaxAge (from half of it on,
+	// spread by entity).
 	FlushMaxAge time.Duration
 	// FlushRetry is the pause before writing snapshots again after the
 	// database failed.

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // optimisation (state = snapshot + the journal after it), so a grain need not
 // wait for it. The writer looks every FlushInterval and writes an entity once
 // FlushEntries journal entries went by since it became dirty or it has been
-// dirty for FlushMaxAge; browse (coupons) and Close write every dirty one. On
+// dirty for FlushMaxAge (half to all of it, spread by entity); browse (coupons) and Close write every dirty one. On
 // FerretDB an upsert costs several times an insert and competes with the
 // journal's BulkWrites: written inline, snapshots cut durable claims through
 // a node by an order of magnitude, and written once per entity and interval
@@ -39,13 +40,24 @@ type writer struct {
 // dirtySnap is the newest snapshot of an entity not yet in the database.
 type dirtySnap struct {
 	snap     couponmesh.Snapshot
-	since    time.Time // when the entity became dirty
 	firstSeq int64     // the seq of the snapshot that made it dirty
+	dueAt    time.Time // written by the round after this at the latest
+}
+
+// newDirty is d for snap, which makes its entity dirty at now. Entities
+// made dirty together (a bulk create) come due spread over the second half
+// of FlushMaxAge, not all in one round.
+func (s *Store) newDirty(snap couponmesh.Snapshot, now time.Time) dirtySnap {
+	h := fnv.New32a()
+	h.Write([]byte(snap.Entity))
+	half := s.cfg.FlushMaxAge / 2
+	spread := time.Duration(float64(half) * float64(h.Sum32()) / (1 << 32))
+	return dirtySnap{snap: snap, firstSeq: snap.Seq, dueAt: now.Add(half + spread)}
 }
 
 // due reports whether the writer's round writes d now.
 func (s *Store) due(d dirtySnap, now time.Time) bool {
-	return d.snap.Seq-d.firstSeq >= s.cfg.FlushEntries || now.Sub(d.since) >= s.cfg.FlushMaxAge
+	return d.snap.Seq-d.firstSeq >= s.cfg.FlushEntries || !now.Before(d.dueAt)
 }
 
 func (s *Store) startWriter() {
@@ -70,7 +82,7 @@ func (s *Store) PutSnapshot(ctx context.Context, snap couponmesh.Snapshot) error
 	d, queued := w.dirty[snap.Entity]
 	if queued || len(w.dirty) < s.cfg.MaxDirty {
 		if !queued {
-			d = dirtySnap{since: time.Now(), firstSeq: snap.Seq}
+			d = s.newDirty(snap, time.Now())
 		}
 		d.snap = snap
 		w.dirty[snap.Entity] = d
@@ -183,7 +195,7 @@ func (s *Store) requeue(ds []dirtySnap) {
 	for _, d := range ds {
 		if newer, ok := w.dirty[d.snap.Entity]; ok {
 			// Keep the newer snapshot, dirty since the older one.
-			newer.since, newer.firstSeq = d.since, d.firstSeq
+			newer.firstSeq, newer.dueAt = d.firstSeq, d.dueAt
 			w.dirty[d.snap.Entity] = newer
 		} else {
 			w.dirty[d.snap.Entity] = d

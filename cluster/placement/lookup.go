@@ -5,7 +5,9 @@
 //   - the owner refuses to activate an identity its own view gives to
 //     another member, so a member with a stale view cannot create a
 //     duplicate activation that outlives the churn;
-//   - a lookup waits Timeout (1 s by default), not a fixed 5 s;
+//   - a lookup waits Timeout (1 s by default), not a fixed 5 s, and gives up
+//     at the next topology change (it may be waiting on a member that just
+//     left; the caller retries with the new ring);
 //   - the ring is swapped atomically on every topology change.
 //
 // On a topology change the placement actor asks the local activations the
@@ -42,6 +44,7 @@ type Lookup struct {
 	c       *cluster.Cluster
 	self    string
 	ring    atomic.Pointer[cluster.Rendezvous]
+	changed atomic.Pointer[chan struct{}] // closed and replaced at every ring swap
 	pid     *actor.PID
 	sub     *eventstream.Subscription
 	stopped atomic.Bool
@@ -79,6 +82,8 @@ func New(timeout time.Duration) *Lookup {
 	}
 	l := &Lookup{timeout: timeout, active: make(map[string]Activation), counts: make(map[string]int)}
 	l.ring.Store(cluster.NewRendezvous())
+	ch := make(chan struct{})
+	l.changed.Store(&ch)
 	return l
 }
 
@@ -95,6 +100,8 @@ func (l *Lookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
 			ring := cluster.NewRendezvous()
 			ring.UpdateMembers(t.Members)
 			l.ring.Store(ring)
+			next := make(chan struct{})
+			close(*l.changed.Swap(&next))
 			c.ActorSystem.Root.Send(l.pid, t)
 		}
 	})
@@ -108,15 +115,34 @@ func (l *Lookup) Owner(kind, id string) string {
 
 // Get implements cluster.IdentityLookup: it asks the owner in this member's
 // view to activate the identity. nil (the caller retries with backoff) when
-// the owner does not answer within the timeout or refuses because its view
-// differs.
+// the owner does not answer within the timeout, refuses because its view
+// differs, or the topology changes first (measured: after a kill -9, lookups
+// sent to the dead member just before the survivors removed it held a tenth
+// of its identities up for the whole timeout).
 func (l *Lookup) Get(ci *cluster.ClusterIdentity) *actor.PID {
+	changed := *l.changed.Load()
 	owner := l.ring.Load().GetByClusterIdentity(ci)
 	if owner == "" {
 		return nil
 	}
-	res, err := l.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, ActorName),
-		&cluster.ActivationRequest{ClusterIdentity: ci}, l.timeout).Result()
+	f := l.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, ActorName),
+		&cluster.ActivationRequest{ClusterIdentity: ci}, l.timeout)
+	var res any
+	var err error
+	if owner == l.self {
+		res, err = f.Result() // the local placer answers at once
+	} else {
+		done := make(chan struct{})
+		go func() {
+			res, err = f.Result()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-changed:
+			return nil
+		}
+	}
 	if err != nil {
 		return nil
 	}

@@ -57,7 +57,7 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{SizeMB: 256, Shards: 64, SnapshotTTL: 10 * time.Minute, BrowseTTL: 2 * time.Second,
-		StaleIfDown: 5 * time.Minute, MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushEntries: 64, FlushMaxAge: 30 * time.Second,
+		StaleIfDown: 5 * time.Minute, MaxDirty: 100000, FlushInterval: 2 * time.Second, FlushEntries: 16, FlushMaxAge: 30 * time.Second,
 		FlushRetry: 500 * time.Millisecond}
 }
 

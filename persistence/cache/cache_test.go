@@ -258,8 +258,8 @@ func TestDatabaseDown(t *testing.T) {
 }
 
 // TestWriteBehindPolicy: a dirty snapshot reaches the database once its
-// entity moved FlushEntries journal entries or after FlushMaxAge; a browse
-// writes the dirty coupons first.
+// entity moved FlushEntries journal entries, after FlushMaxAge, or when half
+// of MaxDirty are waiting; a browse writes the dirty coupons first.
 func TestWriteBehindPolicy(t *testing.T) {
 	ctx := t.Context()
 	a := openDB(t, testDB.URI(), "", nil)
@@ -315,4 +315,14 @@ func TestWriteBehindPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitInDB("user/u2", 1)
+
+	// Half of MaxDirty waiting: every dirty one is written.
+	full := newCache(t, a, cache.Config{FlushInterval: 20 * time.Millisecond, FlushEntries: 10, FlushMaxAge: time.Hour, MaxDirty: 4})
+	for _, id := range []string{"u3", "u4"} {
+		if err := full.PutSnapshot(ctx, user(id, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitInDB("user/u3", 1)
+	waitInDB("user/u4", 1)
 }

@@ -16,14 +16,16 @@ import (
 // optimisation (state = snapshot + the journal after it), so a grain need not
 // wait for it. The writer looks every FlushInterval and writes an entity once
 // FlushEntries journal entries went by since it became dirty or it has been
-// dirty for FlushMaxAge (half to all of it, spread by entity); browse (coupons) and Close write every dirty one. On
-// FerretDB an upsert costs several times an insert and competes with the
-// journal's BulkWrites: written inline, snapshots cut durable claims through
-// a node by an order of magnitude, and written once per entity and interval
-// they still took half of the database in `bench claims` and `bench coupons`
-// (docs/BENCHMARKS.md). If the node dies first, the database holds an older
-// snapshot and activation replays more of the journal (about FlushEntries
-// point reads): slower, never wrong.
+// dirty for FlushMaxAge (half to all of it, spread by entity), and every
+// dirty one while half of MaxDirty are waiting; browse writes the dirty
+// coupons first and Close every dirty one. On FerretDB an upsert costs
+// several times an insert and competes with the journal's BulkWrites:
+// written inline, snapshots cut durable claims through a node by an order of
+// magnitude, and written once per entity and interval they still took half
+// of the database in `bench claims` and `bench coupons` (docs/BENCHMARKS.md).
+// If the node dies first, the database holds an older snapshot and
+// activation replays more of the journal (about FlushEntries point reads):
+// slower, never wrong.
 
 // writer is the write-behind state of a Store.
 type writer struct {
@@ -137,7 +139,11 @@ func (s *Store) writeLoop() {
 			}
 			now := time.Now()
 			pause = s.cfg.FlushInterval
-			if err := s.flush(context.Background(), func(d dirtySnap) bool { return s.due(d, now) }); err != nil {
+			pick := func(d dirtySnap) bool { return s.due(d, now) }
+			if s.dirtyLen() >= s.cfg.MaxDirty/2 {
+				pick = all // before PutSnapshot has to write inline
+			}
+			if err := s.flush(context.Background(), pick); err != nil {
 				// The database is down or slow: what failed is dirty
 				// again; try sooner.
 				pause = s.cfg.FlushRetry

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/couponmesh/couponmesh"
@@ -160,9 +161,13 @@ func (s *Service) Unfollow(ctx context.Context, user, coupon string) error {
 	if err := s.call(ctx, KindUser, user, UserUnfollow, CouponRef{Coupon: coupon}, nil); err != nil {
 		return err
 	}
-	// Best effort: a coupon grain that still counts the user sends notices
-	// the user grain ignores.
-	_ = s.call(ctx, KindCoupon, coupon, CouponFollower, FollowerChange{User: user}, nil)
+	// Best effort, off the reply's path: a coupon grain that still counts
+	// the user sends notices the user grain ignores.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.call(ctx, KindCoupon, coupon, CouponFollower, FollowerChange{User: user}, nil)
+	}()
 	return nil
 }
 

@@ -100,6 +100,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	rawDocs := fs.Int("raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")
 	rawBatch := fs.Int("raw-batch", 256, "documents per raw BulkWrite (the node's batch_max_ops)")
 	profile := fs.String("profile", "", "write a CPU profile of the node over the first 5 s of the claims to this file")
+	dbProfile := fs.String("db-profile", "", "write a CPU profile of the devdb over the first 3 s of the claims to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -169,6 +170,13 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		pwg.Go(func() {
 			if err := profileCPU(ctx, node, 5*time.Second, *profile); err != nil {
 				fmt.Fprintf(os.Stderr, "bench claims: profile: %v\n", err)
+			}
+		})
+	}
+	if *dbProfile != "" {
+		pwg.Go(func() {
+			if err := e.profileDB(ctx, 3*time.Second, *dbProfile); err != nil {
+				fmt.Fprintf(os.Stderr, "bench claims: db profile: %v\n", err)
 			}
 		})
 	}

@@ -45,6 +45,17 @@ type idIndexer struct {
 type openFile struct {
 	db   *sql.DB
 	info os.FileInfo // to notice a file dropped and created again
+	seen string      // fingerprint of the files when last found fully indexed
+}
+
+// fingerprint changes whenever SQLite writes the database: a new table goes
+// to the write-ahead log first, a checkpoint into the main file.
+func fingerprint(db os.FileInfo, file string) string {
+	f := fmt.Sprint(db.Size(), db.ModTime().UnixNano())
+	if wal, err := os.Stat(file + "-wal"); err == nil {
+		f += fmt.Sprint("/", wal.Size(), wal.ModTime().UnixNano())
+	}
+	return f
 }
 
 func startIDIndexer(dir string, log *slog.Logger) *idIndexer {
@@ -122,6 +133,12 @@ func (x *idIndexer) scanFile(file string) error {
 		o = openFile{db: db, info: info}
 		x.dbs[file] = o
 	}
+	// Most files are idle most of the time: two stats instead of a query
+	// (100 idle databases cost 11 ms per scan with the query).
+	seen := fingerprint(info, file)
+	if seen == o.seen {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	rows, err := o.db.QueryContext(ctx, missingQuery)
@@ -146,6 +163,10 @@ func (x *idIndexer) scanFile(file string) error {
 		if _, err := o.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("table %s: %w", t, err)
 		}
+	}
+	if len(tables) == 0 {
+		o.seen = seen
+		x.dbs[file] = o
 	}
 	return nil
 }

@@ -41,7 +41,10 @@ type Service interface {
 // Coupon. The transport answers such reads inline instead of in a goroutine
 // of their own.
 type CouponReaderNow interface {
-	CouponNow(id string) (c Coupon, ok bool)
+	// CouponJSONNow returns the coupon as encoding/json encodes it, its
+	// derived fields computed now. The bytes are shared: callers must not
+	// modify them.
+	CouponJSONNow(id string) (json []byte, ok bool)
 }
 
 // Sink receives push frames for one session. Send must not block: it

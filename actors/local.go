@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
@@ -16,17 +18,25 @@ import (
 // concurrent use.
 type LocalCoupons struct {
 	mu sync.RWMutex
-	m  map[string]localCoupon
+	m  map[string]*localCoupon
 }
 
 type localCoupon struct {
 	c     couponmesh.Coupon
-	owner any // the activation that set it
+	owner any                           // the activation that set it
+	json  atomic.Pointer[encodedCoupon] // c's encoding, made by the first JSON read
+}
+
+// encodedCoupon is a coupon's JSON with the status it was refreshed to
+// (the only derived field that changes with time alone).
+type encodedCoupon struct {
+	status couponmesh.Status
+	b      []byte
 }
 
 // NewLocalCoupons returns an empty set.
 func NewLocalCoupons() *LocalCoupons {
-	return &LocalCoupons{m: make(map[string]localCoupon)}
+	return &LocalCoupons{m: make(map[string]*localCoupon)}
 }
 
 // Get returns the coupon id with its derived fields computed now, if an
@@ -41,14 +51,41 @@ func (l *LocalCoupons) Get(id string) (couponmesh.Coupon, bool) {
 	if !ok {
 		return couponmesh.Coupon{}, false
 	}
-	e.c.Refresh(time.Now())
-	return e.c, true
+	c := e.c
+	c.Refresh(time.Now())
+	return c, true
+}
+
+// GetJSON is Get encoded as JSON, once per version and status: a read
+// of a coupon that did not change since the last one costs no encoding.
+// The bytes are shared and must not be modified.
+func (l *LocalCoupons) GetJSON(id string) ([]byte, bool) {
+	if l == nil {
+		return nil, false
+	}
+	l.mu.RLock()
+	e, ok := l.m[id]
+	l.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	c := e.c
+	c.Refresh(time.Now())
+	if enc := e.json.Load(); enc != nil && enc.status == c.Status {
+		return enc.b, true
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, false // the caller reads through the grain, which reports it
+	}
+	e.json.Store(&encodedCoupon{status: c.Status, b: b})
+	return b, true
 }
 
 // Set records c as the state of owner's coupon.
 func (l *LocalCoupons) Set(owner any, c couponmesh.Coupon) {
 	l.mu.Lock()
-	l.m[c.ID] = localCoupon{c: c, owner: owner}
+	l.m[c.ID] = &localCoupon{c: c, owner: owner}
 	l.mu.Unlock()
 }
 

@@ -54,9 +54,9 @@ func (s *Service) call(ctx context.Context, kind, id, method string, payload, ou
 // (GrainConfig.Local of the node's grains).
 func (s *Service) UseLocal(l *LocalCoupons) { s.local = l }
 
-// CouponNow implements couponmesh.CouponReaderNow: the coupons whose grains
-// are active on this node, from LocalCoupons.
-func (s *Service) CouponNow(id string) (couponmesh.Coupon, bool) { return s.local.Get(id) }
+// CouponJSONNow implements couponmesh.CouponReaderNow: the coupons whose
+// grains are active on this node, from LocalCoupons.
+func (s *Service) CouponJSONNow(id string) ([]byte, bool) { return s.local.GetJSON(id) }
 
 var _ couponmesh.CouponReaderNow = (*Service)(nil)
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 
 	"github.com/couponmesh/couponmesh"
 )
@@ -89,6 +90,21 @@ func okFrame(id int64, payload any) ([]byte, error) {
 		return nil, fmt.Errorf("encode reply to request %d: %w", id, err)
 	}
 	return b, nil
+}
+
+// couponFrame is okFrame(id, couponReply{c}) made from c's JSON encoding,
+// which readers of active coupons share (couponmesh.CouponReaderNow).
+func couponFrame(id int64, coupon []byte) []byte {
+	b := make([]byte, 0, len(coupon)+48)
+	b = append(b, '{')
+	if id != 0 {
+		b = append(b, `"id":`...)
+		b = strconv.AppendInt(b, id, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"ok":{"coupon":`...)
+	b = append(b, coupon...)
+	return append(b, "}}"...)
 }
 
 // errorFrame encodes {"id":N,"error":{"code":…,"message":…}}; the id is

@@ -171,3 +171,26 @@ func TestWriterBatches(t *testing.T) {
 		}
 	}
 }
+
+// couponFrame writes the same bytes as okFrame with a couponReply.
+func TestCouponFrameIsOKFrame(t *testing.T) {
+	exp := time.Date(2027, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, id := range []int64{0, 1, 42, 9007199254740991} {
+		for _, c := range []couponmesh.Coupon{
+			{},
+			{ID: "c1", Merchant: "m", Title: "<b>50% & more</b>", Description: "\u2028 \"quoted\"", Quantity: 3, Claimed: 1, Version: 9, ExpiresAt: exp, Status: couponmesh.StatusActive},
+		} {
+			js, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := okFrame(id, couponReply{c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := couponFrame(id, js); !bytes.Equal(got, want) {
+				t.Fatalf("id %d:\n got %s\nwant %s", id, got, want)
+			}
+		}
+	}
+}

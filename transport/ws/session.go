@@ -473,9 +473,10 @@ func (s *session) getNow(req *request) bool {
 	if !ok || checkCoupon("coupon", req.Coupon) != nil {
 		return false
 	}
-	c, ok := r.CouponNow(req.Coupon)
+	c, ok := r.CouponJSONNow(req.Coupon)
 	if ok {
-		s.answer(req.ID, req.Op, couponReply{c}, nil)
+		s.h.m.requests.WithLabelValues(req.Op, "ok").Inc()
+		s.Send(couponFrame(req.ID, c))
 	}
 	return ok
 }

@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -671,16 +672,20 @@ func TestSessionEndDetaches(t *testing.T) {
 	checkFor(t, 5*time.Second, "detach", func() bool { return e.hub.Registrations() == 0 && e.h.Sessions() == 0 })
 }
 
-// nowService answers CouponNow for the coupons in now, like a node whose
-// grains are active, and everything else from the in-memory service.
+// nowService answers CouponJSONNow for the coupons in now, like a node
+// whose grains are active, and everything else from the in-memory service.
 type nowService struct {
 	*transporttest.Service
 	now map[string]couponmesh.Coupon
 }
 
-func (n nowService) CouponNow(id string) (couponmesh.Coupon, bool) {
+func (n nowService) CouponJSONNow(id string) ([]byte, bool) {
 	c, ok := n.now[id]
-	return c, ok
+	if !ok {
+		return nil, false
+	}
+	b, err := json.Marshal(c)
+	return b, err == nil
 }
 
 // TestGetAnsweredNow: a get of a coupon the service has at hand

@@ -42,35 +42,18 @@ func NewLocalCoupons() *LocalCoupons {
 // Get returns the coupon id with its derived fields computed now, if an
 // activation on this node holds it.
 func (l *LocalCoupons) Get(id string) (couponmesh.Coupon, bool) {
-	if l == nil {
-		return couponmesh.Coupon{}, false
-	}
-	l.mu.RLock()
-	e, ok := l.m[id]
-	l.mu.RUnlock()
-	if !ok {
-		return couponmesh.Coupon{}, false
-	}
-	c := e.c
-	c.Refresh(time.Now())
-	return c, true
+	_, c, ok := l.get(id)
+	return c, ok
 }
 
 // GetJSON is Get encoded as JSON, once per version and status: a read
 // of a coupon that did not change since the last one costs no encoding.
 // The bytes are shared and must not be modified.
 func (l *LocalCoupons) GetJSON(id string) ([]byte, bool) {
-	if l == nil {
-		return nil, false
-	}
-	l.mu.RLock()
-	e, ok := l.m[id]
-	l.mu.RUnlock()
+	e, c, ok := l.get(id)
 	if !ok {
 		return nil, false
 	}
-	c := e.c
-	c.Refresh(time.Now())
 	if enc := e.json.Load(); enc != nil && enc.status == c.Status {
 		return enc.b, true
 	}
@@ -80,6 +63,23 @@ func (l *LocalCoupons) GetJSON(id string) ([]byte, bool) {
 	}
 	e.json.Store(&encodedCoupon{status: c.Status, b: b})
 	return b, true
+}
+
+// get returns id's entry and its coupon refreshed now. Entries are replaced,
+// never changed, so e needs no lock once found.
+func (l *LocalCoupons) get(id string) (e *localCoupon, c couponmesh.Coupon, ok bool) {
+	if l == nil {
+		return nil, c, false
+	}
+	l.mu.RLock()
+	e, ok = l.m[id]
+	l.mu.RUnlock()
+	if !ok {
+		return nil, c, false
+	}
+	c = e.c
+	c.Refresh(time.Now())
+	return e, c, true
 }
 
 // Set records c as the state of owner's coupon.

@@ -134,7 +134,8 @@ func (x *idIndexer) scanFile(file string) error {
 		x.dbs[file] = o
 	}
 	// Most files are idle most of the time: two stats instead of a query
-	// (100 idle databases cost 11 ms per scan with the query).
+	// (100 idle databases: 11 ms per scan with the query, 1.2 ms without,
+	// measured once with a throwaway test).
 	seen := fingerprint(info, file)
 	if seen == o.seen {
 		return nil

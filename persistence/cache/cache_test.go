@@ -184,9 +184,12 @@ func TestBrowseInvalidation(t *testing.T) {
 	}
 }
 
-// TestDatabaseDown: with the database black-holed, browse pages cached
-// within their TTL are still served, fast; snapshot reads fail as
-// unavailable rather than serve an unvalidated snapshot; all recovers.
+// TestDatabaseDown: with the database gone (every connection closed at
+// once), browse pages cached within their TTL are still served, fast;
+// snapshot reads fail as unavailable rather than serve an unvalidated
+// snapshot; all recovers. (A black-holed database is the node's test,
+// cmd/couponmesh TestDatabaseBlackHoled; see faultproxy.Down for why not
+// here.)
 func TestDatabaseDown(t *testing.T) {
 	p, err := faultproxy.Start(testDB.Addr())
 	if err != nil {
@@ -205,7 +208,7 @@ func TestDatabaseDown(t *testing.T) {
 	if _, err := c.BrowseCoupons(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-	p.SetMode(faultproxy.BlackHole)
+	p.SetMode(faultproxy.Down)
 	start := time.Now()
 	page, err := c.BrowseCoupons(ctx, q)
 	if err != nil || len(page.Coupons) != 1 || page.Coupons[0].ID != "d1" {

@@ -1,8 +1,9 @@
 // Package faultproxy is a TCP proxy for tests that simulates network faults
 // between a client and a database on loopback: it forwards, black-holes
-// (connections stay open, nothing gets through in either direction), or
-// drops only the replies (requests reach the server, answers are lost: a
-// write whose outcome the client cannot know).
+// (connections stay open, nothing gets through in either direction), drops
+// only the replies (requests reach the server, answers are lost: a write
+// whose outcome the client cannot know), or plays a database that is gone
+// (every connection closed at once).
 //
 // It imports the standard library only. A Proxy's methods may be called from
 // any goroutine.
@@ -27,6 +28,15 @@ const (
 	// DropReplies delivers client to server traffic and discards the
 	// server's replies.
 	DropReplies
+	// Down closes the open connections and every new one as soon as it is
+	// accepted: peers fail at once, as against a database process that is
+	// gone. (A black hole makes the MongoDB driver time out, and its pool
+	// clear after timeouts races with connections being set up: -race
+	// reports it in go.mongodb.org/mongo-driver/v2 v2.10.0, x/mongo/driver/
+	// topology, connection.connect against pool.removeConnection. Tests of
+	// the layers in the test process use Down; the node's black-hole test
+	// runs the node as a process of its own.)
+	Down
 )
 
 // Proxy forwards connections from Addr to a target address.
@@ -57,10 +67,11 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // SetMode switches the mode. Leaving BlackHole or DropReplies closes every
 // open connection: their streams lost bytes and cannot carry on, as a real
-// connection through a broken path would eventually be reset.
+// connection through a broken path would eventually be reset. Entering Down
+// closes them too.
 func (p *Proxy) SetMode(m Mode) {
 	old := Mode(p.mode.Swap(int32(m)))
-	if old != Forward && m == Forward {
+	if old != Forward && m == Forward || m == Down {
 		p.closeConns()
 	}
 }
@@ -119,7 +130,10 @@ func (p *Proxy) serve(client net.Conn) {
 	p.track(client)
 	defer p.untrack(client)
 	defer client.Close()
-	if Mode(p.mode.Load()) == BlackHole {
+	switch Mode(p.mode.Load()) {
+	case Down:
+		return
+	case BlackHole:
 		// Nothing behind it: swallow until the mode changes.
 		_, _ = io.Copy(io.Discard, client)
 		return

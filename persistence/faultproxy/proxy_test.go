@@ -79,6 +79,40 @@ func TestModes(t *testing.T) {
 	}
 }
 
+// TestDown: open connections are closed and new ones fail at once, not by
+// a timeout; forwarding resumes afterwards.
+func TestDown(t *testing.T) {
+	p, err := faultproxy.Start(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	open, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	p.SetMode(faultproxy.Down)
+	_ = open.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := open.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+		t.Fatalf("connection open when the proxy went down: read %v, want it closed", err)
+	}
+	start := time.Now()
+	err = roundTrip(t, p.Addr(), time.Second)
+	if err == nil || isTimeout(err) || time.Since(start) > 500*time.Millisecond {
+		t.Fatalf("new connection while down: %v after %v, want a prompt failure", err, time.Since(start))
+	}
+	p.SetMode(faultproxy.Forward)
+	if err := roundTrip(t, p.Addr(), time.Second); err != nil {
+		t.Fatalf("forward again after down: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
 func TestCutNextReply(t *testing.T) {
 	p, err := faultproxy.Start(echo(t))
 	if err != nil {

@@ -42,9 +42,9 @@ type Service interface {
 // of their own.
 type CouponReaderNow interface {
 	// CouponJSONNow returns the coupon as encoding/json encodes it, its
-	// derived fields computed now. The bytes are shared: callers must not
-	// modify them.
-	CouponJSONNow(id string) (json []byte, ok bool)
+	// derived fields computed now, and its version. The bytes are shared:
+	// callers must not modify them.
+	CouponJSONNow(id string) (json []byte, version int64, ok bool)
 }
 
 // Sink receives push frames for one session. Send must not block: it

@@ -46,23 +46,23 @@ func (l *LocalCoupons) Get(id string) (couponmesh.Coupon, bool) {
 	return c, ok
 }
 
-// GetJSON is Get encoded as JSON, once per version and status: a read
-// of a coupon that did not change since the last one costs no encoding.
-// The bytes are shared and must not be modified.
-func (l *LocalCoupons) GetJSON(id string) ([]byte, bool) {
+// GetJSON is Get encoded as JSON, once per version and status (a read
+// of a coupon that did not change since the last one costs no encoding),
+// and the coupon's version. The bytes are shared and must not be modified.
+func (l *LocalCoupons) GetJSON(id string) ([]byte, int64, bool) {
 	e, c, ok := l.get(id)
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	if enc := e.json.Load(); enc != nil && enc.status == c.Status {
-		return enc.b, true
+		return enc.b, c.Version, true
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
-		return nil, false // the caller reads through the grain, which reports it
+		return nil, 0, false // the caller reads through the grain, which reports it
 	}
 	e.json.Store(&encodedCoupon{status: c.Status, b: b})
-	return b, true
+	return b, c.Version, true
 }
 
 // get returns id's entry and its coupon refreshed now. Entries are replaced,

@@ -23,16 +23,16 @@ func TestLocalCouponsJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := l.GetJSON("c1")
-		if !ok || string(got) != string(js) {
-			t.Fatalf("%s: GetJSON %s, want %s", what, got, js)
+		got, v, ok := l.GetJSON("c1")
+		if !ok || string(got) != string(js) || v != c.Version {
+			t.Fatalf("%s: GetJSON %s version %d, want %s version %d", what, got, v, js, c.Version)
 		}
 	}
 	expires := time.Now().Add(300 * time.Millisecond)
 	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Version: 1, ExpiresAt: expires})
 	want("first read")
-	first, _ := l.GetJSON("c1")
-	if again, _ := l.GetJSON("c1"); &again[0] != &first[0] {
+	first, _, _ := l.GetJSON("c1")
+	if again, _, _ := l.GetJSON("c1"); &again[0] != &first[0] {
 		t.Fatal("the same version and status encoded twice")
 	}
 	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Claimed: 1, Version: 2, ExpiresAt: expires})
@@ -43,7 +43,7 @@ func TestLocalCouponsJSON(t *testing.T) {
 		t.Fatalf("status %s, want expired", c.Status)
 	}
 	l.Delete(owner, "c1")
-	if _, ok := l.GetJSON("c1"); ok {
+	if _, _, ok := l.GetJSON("c1"); ok {
 		t.Fatal("GetJSON after Delete")
 	}
 }

@@ -56,7 +56,7 @@ func (s *Service) UseLocal(l *LocalCoupons) { s.local = l }
 
 // CouponJSONNow implements couponmesh.CouponReaderNow: the coupons whose
 // grains are active on this node, from LocalCoupons.
-func (s *Service) CouponJSONNow(id string) ([]byte, bool) { return s.local.GetJSON(id) }
+func (s *Service) CouponJSONNow(id string) ([]byte, int64, bool) { return s.local.GetJSON(id) }
 
 var _ couponmesh.CouponReaderNow = (*Service)(nil)
 

@@ -54,8 +54,8 @@ type sub struct {
 }
 
 type subscribeReply struct {
-	Coupons []couponmesh.Coupon `json:"coupons"`
-	Missing []string            `json:"missing,omitempty"`
+	Coupons []json.RawMessage `json:"coupons"`
+	Missing []string          `json:"missing,omitempty"`
 }
 
 func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *request) (any, error) {
@@ -92,7 +92,8 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 	}
 
 	type result struct {
-		coupon  couponmesh.Coupon
+		coupon  json.RawMessage
+		version int64
 		missing bool
 		err     error
 	}
@@ -104,18 +105,18 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 			res[i].err = err
 			return
 		}
-		c, err := s.h.svc.Coupon(ctx, id)
+		c, v, err := couponJSON(ctx, s.h.svc, id)
 		switch {
 		case couponmesh.ErrorCode(err) == couponmesh.CodeNotFound:
 			res[i].missing = true
 		case err != nil:
 			res[i].err = err
 		default:
-			res[i].coupon = c
+			res[i].coupon, res[i].version = c, v
 		}
 	})
 
-	out := subscribeReply{Coupons: []couponmesh.Coupon{}}
+	out := subscribeReply{Coupons: []json.RawMessage{}}
 	var firstErr error
 	var drop []string // newly reserved ids to give back
 	for i, r := range res {
@@ -130,7 +131,7 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 			if added[id] {
 				drop = append(drop, id)
 			}
-		case r.coupon.Version > list[i].Version || list[i].Version == 0:
+		case r.version > list[i].Version || list[i].Version == 0:
 			out.Coupons = append(out.Coupons, r.coupon)
 		}
 	}
@@ -146,6 +147,24 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 		return nil, firstErr
 	}
 	return out, nil
+}
+
+// couponJSON returns id's coupon as encoding/json encodes it, and its
+// version: from the service's memory when it has the coupon at hand
+// (couponmesh.CouponReaderNow: no encoding while it does not change),
+// else read and encoded.
+func couponJSON(ctx context.Context, svc couponmesh.Service, id string) (json.RawMessage, int64, error) {
+	if r, ok := svc.(couponmesh.CouponReaderNow); ok {
+		if b, v, ok := r.CouponJSONNow(id); ok {
+			return b, v, nil
+		}
+	}
+	c, err := svc.Coupon(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := json.Marshal(c)
+	return b, c.Version, err
 }
 
 func opUnsubscribe(_ context.Context, s *session, _ couponmesh.Principal, req *request) (any, error) {

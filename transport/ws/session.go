@@ -473,7 +473,7 @@ func (s *session) getNow(req *request) bool {
 	if !ok || checkCoupon("coupon", req.Coupon) != nil {
 		return false
 	}
-	c, ok := r.CouponJSONNow(req.Coupon)
+	c, _, ok := r.CouponJSONNow(req.Coupon)
 	if ok {
 		s.h.m.requests.WithLabelValues(req.Op, "ok").Inc()
 		s.Send(couponFrame(req.ID, c))

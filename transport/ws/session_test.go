@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -679,13 +680,13 @@ type nowService struct {
 	now map[string]couponmesh.Coupon
 }
 
-func (n nowService) CouponJSONNow(id string) ([]byte, bool) {
+func (n nowService) CouponJSONNow(id string) ([]byte, int64, bool) {
 	c, ok := n.now[id]
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	b, err := json.Marshal(c)
-	return b, err == nil
+	return b, c.Version, err == nil
 }
 
 // TestGetAnsweredNow: a get of a coupon the service has at hand
@@ -708,5 +709,25 @@ func TestGetAnsweredNow(t *testing.T) {
 	}
 	if _, err := c.Get(ctxT(t), "none"); couponmesh.ErrorCode(err) != couponmesh.CodeNotFound {
 		t.Fatalf("get none: %v, want not_found", err)
+	}
+	// Subscribe reads the same way, and still leaves out what the client
+	// has at its version.
+	for _, tc := range []struct {
+		name string
+		subs []client.Sub
+		want []string // titles
+	}{
+		{"new to both", []client.Sub{{ID: "hot"}, {ID: "cold"}}, []string{"from memory", "from the service"}},
+		{"hot up to date", []client.Sub{{ID: "hot", Version: 7}, {ID: "cold"}}, []string{"from the service"}},
+		{"hot behind", []client.Sub{{ID: "hot", Version: 6}}, []string{"from memory"}},
+	} {
+		got, err := c.SubscribeReport(ctxT(t), tc.subs)
+		var titles []string
+		for _, cp := range got.Coupons {
+			titles = append(titles, cp.Title)
+		}
+		if err != nil || !slices.Equal(titles, tc.want) {
+			t.Fatalf("subscribe %s: %q %v, want %q", tc.name, titles, err, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/couponmesh/couponmesh"
 )
@@ -25,6 +26,11 @@ const (
 	// MaxTokenLen bounds the token text Verify looks at; longer tokens are
 	// refused before any parsing.
 	MaxTokenLen = 4096
+	// VerifiedTokens is how many tokens that passed Verify it remembers
+	// (least recently used first out), so that the same token again costs
+	// a lookup and a clock check: a merchant's API calls, a client's
+	// reconnects.
+	VerifiedTokens = 4096
 )
 
 // Config configures token issuing and verification.
@@ -63,6 +69,20 @@ type Tokens struct {
 	ttl      time.Duration
 	parser   *jwt.Parser
 	now      func() time.Time
+	verified *lru.Cache[string, verifiedToken]
+}
+
+// verifiedToken is what Verify found in a token that passed every check.
+// Only its time claims can turn it invalid later.
+type verifiedToken struct {
+	p        couponmesh.Principal
+	exp, nbf time.Time // nbf zero: none
+}
+
+// validAt tells whether v's time claims still hold at now, with Leeway,
+// as golang-jwt checks them.
+func (v verifiedToken) validAt(now time.Time) bool {
+	return now.Before(v.exp.Add(Leeway)) && !now.Before(v.nbf.Add(-Leeway))
 }
 
 // claims is the JWT body: the registered claims plus the role.
@@ -105,7 +125,12 @@ func New(cfg Config) (*Tokens, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
+	verified, err := lru.New[string, verifiedToken](VerifiedTokens)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
 	t := &Tokens{
+		verified: verified,
 		secret:   append([]byte(nil), cfg.Secret...),
 		public:   slices.Clone(cfg.PublicKeys),
 		issuer:   cfg.Issuer,
@@ -172,6 +197,9 @@ func (t *Tokens) Verify(token string) (couponmesh.Principal, time.Time, error) {
 	if len(token) > MaxTokenLen {
 		return couponmesh.Principal{}, time.Time{}, unauthorized("token is too long")
 	}
+	if v, ok := t.verified.Get(token); ok && v.validAt(t.now()) {
+		return v.p, v.exp, nil
+	}
 	var c claims
 	if _, err := t.parser.ParseWithClaims(token, &c, t.verificationKey); err != nil {
 		return couponmesh.Principal{}, time.Time{}, unauthorized(reason(err))
@@ -182,7 +210,12 @@ func (t *Tokens) Verify(token string) (couponmesh.Principal, time.Time, error) {
 	if !c.Role.Valid() {
 		return couponmesh.Principal{}, time.Time{}, unauthorized("token role is missing or unknown")
 	}
-	return couponmesh.Principal{User: c.Subject, Role: c.Role}, c.ExpiresAt.Time.UTC(), nil
+	v := verifiedToken{p: couponmesh.Principal{User: c.Subject, Role: c.Role}, exp: c.ExpiresAt.Time.UTC()}
+	if c.NotBefore != nil {
+		v.nbf = c.NotBefore.Time
+	}
+	t.verified.Add(token, v)
+	return v.p, v.exp, nil
 }
 
 func unauthorized(msg string) *couponmesh.Error {

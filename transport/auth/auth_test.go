@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,76 @@ func FuzzVerify(f *testing.F) {
 		}
 		if !couponmesh.ValidID(p.User) || !p.Role.Valid() || exp.IsZero() {
 			t.Fatalf("Verify(%q) accepted %v exp %v", token, p, exp)
+		}
+	})
+}
+
+// TestVerifyRemembersVerifiedTokens: a token that passed is answered from
+// memory the next time, still subject to its time claims; a token that
+// failed is never remembered.
+func TestVerifyRemembersVerifiedTokens(t *testing.T) {
+	tk := newTokens(t)
+	now := time.Now()
+	tk.now = func() time.Time { return now }
+	claims := jwt.MapClaims{"iss": "iss", "aud": "aud", "sub": "alice", "role": "shopper",
+		"nbf": now.Add(time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}
+	early := sign(t, jwt.SigningMethodHS256, testSecret, claims)
+	if _, _, err := tk.Verify(early); err == nil || !strings.Contains(err.Error(), "not valid yet") {
+		t.Fatalf("before nbf: %v", err)
+	}
+	if tk.verified.Contains(early) {
+		t.Fatal("a refused token was remembered")
+	}
+	now = now.Add(time.Minute)
+	p, exp, err := tk.Verify(early)
+	if err != nil || p.User != "alice" {
+		t.Fatalf("at nbf: %v %v", p, err)
+	}
+	if !tk.verified.Contains(early) {
+		t.Fatal("a verified token was not remembered")
+	}
+	if p2, exp2, err := tk.Verify(early); err != nil || p2 != p || !exp2.Equal(exp) {
+		t.Fatalf("again: %v %v %v, want %v %v", p2, exp2, err, p, exp)
+	}
+	now = exp.Add(Leeway)
+	if _, _, err := tk.Verify(early); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("remembered token past its expiry: %v, want expired", err)
+	}
+	// Clock stepped back before nbf (less the leeway): not valid yet again.
+	now = time.Unix(claims["nbf"].(int64), 0).Add(-Leeway - time.Second)
+	if _, _, err := tk.Verify(early); err == nil || !strings.Contains(err.Error(), "not valid yet") {
+		t.Fatalf("remembered token before its nbf: %v, want not valid yet", err)
+	}
+}
+
+// BenchmarkVerify: a token seen before (remembered) and tokens never seen
+// (more distinct tokens than Verify remembers, in turn).
+func BenchmarkVerify(b *testing.B) {
+	tk := newTokens(b)
+	toks := make([]string, 2*VerifiedTokens)
+	for i := range toks {
+		tok, _, err := tk.Issue(couponmesh.Principal{User: fmt.Sprintf("shopper-%05d", i), Role: couponmesh.RoleShopper})
+		if err != nil {
+			b.Fatal(err)
+		}
+		toks[i] = tok
+	}
+	b.Run("remembered", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := tk.Verify(toks[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("new", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, _, err := tk.Verify(toks[i%len(toks)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
 		}
 	})
 }

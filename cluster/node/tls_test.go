@@ -83,6 +83,9 @@ func write(t *testing.T, path string, b []byte) {
 // cluster's CA: a plaintext client, a TLS client without a certificate and
 // one with a certificate of another CA are all refused.
 func TestRemoteTLSRefusesOutsiders(t *testing.T) {
+	if inOwnProcess(t) {
+		return
+	}
 	dir := t.TempDir()
 	ca, other := newCA(t), newCA(t)
 	caFile := filepath.Join(dir, "ca.crt")
@@ -140,6 +143,9 @@ func TestRemoteTLSRefusesOutsiders(t *testing.T) {
 // Without TLS, a stranger calling protoactor's unimplemented RPCs gets an
 // error, and the node does not crash.
 func TestRemoteSurvivesUnimplementedCalls(t *testing.T) {
+	if inOwnProcess(t) {
+		return
+	}
 	log := slog.New(slog.DiscardHandler)
 	n, err := node.Start(node.Config{
 		RemoteAddr: "127.0.0.1:0", Log: log,

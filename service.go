@@ -38,8 +38,8 @@ type Service interface {
 // CouponReaderNow is implemented by a Service that can answer some coupon
 // reads at once, without blocking (actors.Service: the coupons whose grains
 // are active on this node). ok is false when it cannot; the caller then uses
-// Coupon. The transport answers such reads inline instead of in a goroutine
-// of their own.
+// Coupon. The transport answers such gets inline instead of in a goroutine
+// of their own, and puts the bytes in get and subscribe replies as they are.
 type CouponReaderNow interface {
 	// CouponJSONNow returns the coupon as encoding/json encodes it, its
 	// derived fields computed now, and its version. The bytes are shared:

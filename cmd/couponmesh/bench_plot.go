@@ -70,15 +70,16 @@ func plotFanout(path string, res fanoutResult) error {
 }
 
 // plotMemory writes an SVG of the node's RSS against the sessions open
-// (capacity), with the target of 32 KiB per session from the RSS before the
-// first session as a dashed line.
+// (capacity): read while they were opening, and once they were idle, with
+// the target of 32 KiB per session from the RSS before the first session
+// as a dashed line.
 func plotMemory(path string, res capacityResult) error {
 	if len(res.Memory) < 2 {
 		return nil
 	}
 	p := plot.New()
-	p.Title.Text = "couponmesh capacity: node RSS against idle sessions (one node)"
-	p.X.Label.Text = "idle authenticated sessions, each subscribed to one coupon"
+	p.Title.Text = "couponmesh capacity: node RSS against sessions (one node)"
+	p.X.Label.Text = "authenticated sessions, each subscribed to one coupon"
 	p.Y.Label.Text = "node RSS (MiB)"
 	p.Legend.Top = true
 	p.Legend.Left = true
@@ -93,7 +94,15 @@ func plotMemory(path string, res capacityResult) error {
 	l.Color, sc.Color = color.RGBA{0x1f, 0x77, 0xb4, 0xff}, color.RGBA{0x1f, 0x77, 0xb4, 0xff}
 	sc.Shape = draw.CircleGlyph{}
 	p.Add(l, sc)
-	p.Legend.Add(fmt.Sprintf("measured (%.1f KiB per session)", res.RSSPerSessionKB), l, sc)
+	p.Legend.Add("while the sessions open", l, sc)
+	idle, err := plotter.NewScatter(plotter.XYs{{X: float64(res.Sessions - res.Failed), Y: float64(res.RSSAfterKiB) / 1024}})
+	if err != nil {
+		return err
+	}
+	idle.Color, idle.Shape = color.RGBA{0xd6, 0x27, 0x28, 0xff}, draw.PyramidGlyph{}
+	idle.Radius = vg.Points(4)
+	p.Add(idle)
+	p.Legend.Add(fmt.Sprintf("idle (%.1f KiB per session)", res.RSSPerSessionKB), idle)
 	base, last := res.Memory[0], res.Memory[len(res.Memory)-1]
 	target, err := plotter.NewLine(plotter.XYs{
 		{X: 0, Y: float64(base.RSSKiB) / 1024},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -193,8 +194,9 @@ func pushVersion(msg []byte) (version, updated int64, ok bool) {
 
 // connectRaw opens n raw followers of coupon(i), from workers goroutines,
 // like connectAll does with the SDK; follower i is user "s<first+i>". A nil
-// entry is a session that failed.
-func connectRaw(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, first, n int, coupon func(i int) string, onPush func(i int) func(version, updated int64)) ([]*rawFollower, time.Duration, int, error) {
+// entry is a session that failed. opened, when not nil, counts the sessions
+// set up so far.
+func connectRaw(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, first, n int, coupon func(i int) string, onPush func(i int) func(version, updated int64), opened *atomic.Int64) ([]*rawFollower, time.Duration, int, error) {
 	hcs := sourceClients(f.sources)
 	out := make([]*rawFollower, n)
 	took, failed, firstErr := inParallel(ctx, f.workers, n, func(i int) error {
@@ -203,6 +205,9 @@ func connectRaw(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags,
 		r, err := dialRaw(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}},
 			"s"+strconv.Itoa(first+i), coupon(i), onPush(i))
 		out[i] = r
+		if err == nil && opened != nil {
+			opened.Add(1)
+		}
 		return err
 	})
 	return out, took, failed, firstErr

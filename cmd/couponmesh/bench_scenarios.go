@@ -178,13 +178,13 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 	profile := fs.String("profile", "", "write a heap profile of the node with the sessions open to this file")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node over the first 3 s of the setup to this file")
 	sdk := fs.Bool("sdk", false, "sessions use the Go SDK instead of raw protocol v1 (auth, subscribe, read)")
-	steps := fs.Int("steps", 10, "open the sessions in this many steps, reading the node's RSS after each (raw sessions only)")
+	sample := fs.Duration("sample", 250*time.Millisecond, "read the node's RSS this often while the sessions open (raw sessions only; the plot)")
 	svg := fs.String("svg", "", "also write an SVG plot of the node's RSS against the sessions to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n <= 0 || *per <= 0 || *steps <= 0 {
-		return errors.New("bench capacity: --sessions, --per-coupon and --steps must be positive")
+	if *n <= 0 || *per <= 0 || *sample <= 0 {
+		return errors.New("bench capacity: --sessions, --per-coupon and --sample must be positive")
 	}
 	var memory []memPoint
 	mach := describeMachine(f.nodeCPUs)
@@ -222,25 +222,19 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		clients, took, failed, firstErr = connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i / *per] }, nil)
 		defer closeAll(clients)
 	} else {
-		// In --steps steps, reading the node's RSS after each (the plot of
-		// memory against sessions); the time of the reads is not counted.
+		// All at once (the rate), the node's RSS read every --sample meanwhile
+		// (the plot of memory against sessions).
 		var raws []*rawFollower
 		defer func() { closeRaw(raws) }()
 		noPush := func(int) func(int64, int64) { return func(int64, int64) {} }
-		for k := range *steps {
-			from, to := *n*k / *steps, *n*(k+1) / *steps
-			rs, t, fl, err := connectRaw(ctx, e, node, f, from, to-from, func(i int) string { return ids[(from+i) / *per] }, noPush)
-			raws = append(raws, rs...)
-			took, failed = took+t, failed+fl
-			if firstErr == nil {
-				firstErr = err
-			}
-			if rss, err := rssKiB(node.cmd.Process.Pid); err == nil {
-				memory = append(memory, memPoint{Sessions: len(raws) - failed, RSSKiB: rss})
-			}
-			if ctx.Err() != nil {
-				break
-			}
+		var opened atomic.Int64
+		stop, sampled := make(chan struct{}), make(chan []memPoint)
+		go func() { sampled <- sampleRSS(node.cmd.Process.Pid, &opened, *sample, stop) }()
+		raws, took, failed, firstErr = connectRaw(ctx, e, node, f, 0, *n, func(i int) string { return ids[i / *per] }, noPush, &opened)
+		close(stop)
+		memory = <-sampled
+		if rss, err := rssKiB(node.cmd.Process.Pid); err == nil {
+			memory = append(memory, memPoint{Sessions: int(opened.Load()), RSSKiB: rss})
 		}
 	}
 	nodeCPU := 100 * (cpuTime(node.cmd.Process.Pid) - n0).Seconds() / took.Seconds()
@@ -293,6 +287,24 @@ func benchCapacity(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("%d sessions failed, first: %w", failed, firstErr)
 	}
 	return nil
+}
+
+// sampleRSS reads pid's RSS every interval until stop is closed, beside
+// the number of sessions opened so far.
+func sampleRSS(pid int, opened *atomic.Int64, interval time.Duration, stop <-chan struct{}) []memPoint {
+	var out []memPoint
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return out
+		case <-t.C:
+			if rss, err := rssKiB(pid); err == nil {
+				out = append(out, memPoint{Sessions: int(opened.Load()), RSSKiB: rss})
+			}
+		}
+	}
 }
 
 // fanoutRate is the result of one update rate.
@@ -411,7 +423,7 @@ func benchFanout(ctx context.Context, args []string) (err error) {
 		closeFollowers = func() { closeAll(clients) }
 	} else {
 		var raws []*rawFollower
-		raws, took, failed, firstErr = connectRaw(ctx, e, node, f, 0, *n, func(int) string { return id }, record)
+		raws, took, failed, firstErr = connectRaw(ctx, e, node, f, 0, *n, func(int) string { return id }, record, nil)
 		for i, r := range raws {
 			alive[i] = r != nil
 		}

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caarlos0/env/v11"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
@@ -16,25 +19,28 @@ import (
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
 
-// outageConfig points a node at uri with deadlines short enough for a test.
-func outageConfig(uri string) func(*Config) {
-	return func(c *Config) {
-		c.MongoURI = uri
-		c.Mongo.ConnectTimeout = Duration(2 * time.Second)
-		c.Mongo.ServerSelectionTimeout = Duration(time.Second)
-		c.Mongo.OpTimeout = Duration(time.Second)
-		c.Mongo.WriteTimeout = Duration(2 * time.Second)
-		c.Mongo.Heartbeat = Duration(500 * time.Millisecond)
-		c.Cache.BrowseTTL = Duration(time.Second) // then served stale while the database is down
-		c.Actors.SnapshotDelay = Duration(100 * time.Millisecond)
-	}
-}
-
-// outageEnv is outageConfig for a node process.
+// outageEnv sets deadlines short enough for a test, as a node process's
+// environment; outageConfig applies it to a node in the test process.
 var outageEnv = []string{
 	"COUPONMESH_MONGO_CONNECT_TIMEOUT=2s", "COUPONMESH_MONGO_SERVER_SELECTION_TIMEOUT=1s",
 	"COUPONMESH_MONGO_OP_TIMEOUT=1s", "COUPONMESH_MONGO_WRITE_TIMEOUT=2s", "COUPONMESH_MONGO_HEARTBEAT=500ms",
-	"COUPONMESH_CACHE_BROWSE_TTL=1s", "COUPONMESH_ACTORS_SNAPSHOT_DELAY=100ms",
+	"COUPONMESH_CACHE_BROWSE_TTL=1s", // then served stale while the database is down
+	"COUPONMESH_ACTORS_SNAPSHOT_DELAY=100ms",
+}
+
+// outageConfig points a node at uri with outageEnv.
+func outageConfig(uri string) func(*Config) {
+	return func(c *Config) {
+		environ := make(map[string]string, len(outageEnv))
+		for _, kv := range outageEnv {
+			k, v, _ := strings.Cut(kv, "=")
+			environ[k] = v
+		}
+		if err := env.ParseWithOptions(c, env.Options{Prefix: "COUPONMESH_", Environment: environ}); err != nil {
+			panic(err)
+		}
+		c.MongoURI = uri
+	}
 }
 
 func readyz(base string) int {

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -132,11 +133,11 @@ func (e *benchEnv) logFile(name string) (*os.File, error) {
 
 // startDB starts `couponmesh devdb` and waits for its "listening" line.
 func (e *benchEnv) startDB(ctx context.Context) error {
-	addr, err := benchFreeAddr()
+	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	if e.dbPprof, err = benchFreeAddr(); err != nil {
+	if e.dbPprof, err = freeAddr(); err != nil {
 		return err
 	}
 	cmd := exec.Command(e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn", "--pprof", e.dbPprof)
@@ -198,7 +199,7 @@ func (e *benchEnv) startNode(ctx context.Context, name string) (*benchNode, erro
 func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNode, error) {
 	var addrs [3]string
 	for i := range addrs {
-		a, err := benchFreeAddr()
+		a, err := freeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -269,13 +270,32 @@ func (e *benchEnv) writeResult(scenario string, v any) (string, error) {
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-func benchFreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// handedOut holds the addresses freeAddr returned: the kernel may give a
+// port that was free a moment ago to the next listen on port 0 as well, and
+// two listeners of one process given the same address fail at start.
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: make(map[string]bool)}
+
+// freeAddr returns a 127.0.0.1 address whose port was free just now and that
+// it has not returned before in this process.
+func freeAddr() (string, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port not handed out before in 100 tries")
 }
 
 // sourceClients returns HTTP clients that dial from 127.0.0.2, 127.0.0.3,

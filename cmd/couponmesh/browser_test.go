@@ -254,7 +254,7 @@ func nodeConfig(t *testing.T) Config {
 	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
 		t.Fatal(err)
 	}
-	cfg.HTTPAddr, cfg.AdminAddr = freeAddr(t), "127.0.0.1:0"
+	cfg.HTTPAddr, cfg.AdminAddr = testAddr(t), "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Dev = true
 	cfg.JWTSecret = testSecret

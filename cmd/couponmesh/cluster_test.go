@@ -68,7 +68,7 @@ func TestMain(m *testing.M) {
 // slowly when a drain or a failure moved many identities at once).
 func sharedDB(t testing.TB) string {
 	t.Helper()
-	return startDBProc(t, nodeBinary(t), freeAddr(t), t.TempDir()).uri()
+	return startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir()).uri()
 }
 
 // tcluster is a cluster of node processes on loopback.
@@ -95,11 +95,11 @@ func startCluster(t testing.TB, n int, env ...string) *tcluster {
 func (c *tcluster) add(env ...string) *proc {
 	c.t.Helper()
 	name := fmt.Sprintf("n%d", len(c.nodes)+1)
-	gossip := freeAddr(c.t)
+	gossip := testAddr(c.t)
 	if c.seed == "" {
 		c.seed = gossip
 	}
-	p := &proc{name: name, http: freeAddr(c.t), admin: freeAddr(c.t), gossip: gossip, dir: c.t.TempDir()}
+	p := &proc{name: name, http: testAddr(c.t), admin: testAddr(c.t), gossip: gossip, dir: c.t.TempDir()}
 	p.cmd = exec.Command(c.bin, "node")
 	p.cmd.Env = append(os.Environ(),
 		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,

@@ -225,11 +225,11 @@ type lbCluster struct {
 func startLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
 	bin := nodeBinary(t)
-	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: startDBProc(t, bin, freeAddr(t), t.TempDir()).uri()}, pki: newTestPKI(t), envs: map[*proc][]string{}}
-	lbAddr := freeAddr(t)
+	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: startDBProc(t, bin, testAddr(t), t.TempDir()).uri()}, pki: newTestPKI(t), envs: map[*proc][]string{}}
+	lbAddr := testAddr(t)
 	var seeds []string
 	for i := range 3 {
-		p := &proc{name: fmt.Sprintf("n%d", i+1), http: freeAddr(t), admin: freeAddr(t), gossip: freeAddr(t), dir: t.TempDir()}
+		p := &proc{name: fmt.Sprintf("n%d", i+1), http: testAddr(t), admin: testAddr(t), gossip: testAddr(t), dir: t.TempDir()}
 		c.nodes = append(c.nodes, p)
 		seeds = append(seeds, p.gossip)
 	}

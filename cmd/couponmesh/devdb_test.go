@@ -75,7 +75,7 @@ func (p *dbProc) uri() string { return "mongodb://" + p.addr + "/" }
 // the same port and directory.
 func TestDevDBProcessKillRestart(t *testing.T) {
 	bin := nodeBinary(t)
-	p := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	p := startDBProc(t, bin, testAddr(t), t.TempDir())
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	client, err := mongo.Connect(options.Client().ApplyURI(p.uri()).SetServerSelectionTimeout(10 * time.Second))

@@ -18,7 +18,7 @@ import (
 // database runs as its own process (as in production, and outside the race
 // detector, which slows an in-process FerretDB tenfold).
 func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
-	db := startDBProc(t, nodeBinary(t), freeAddr(t), t.TempDir())
+	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
 	a := startApp(t, func(c *Config) {
 		c.MongoURI = db.uri()
 		// Claims of one coupon queue in its grain; under the race detector

@@ -83,7 +83,7 @@ type claimEvent struct {
 // success).
 func TestDatabaseKilledUnderClaims(t *testing.T) {
 	bin := nodeBinary(t)
-	db := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	db := startDBProc(t, bin, testAddr(t), t.TempDir())
 	a := startApp(t, outageConfig(db.uri()))
 	const users, coupons, outage = 30, 10, 10 * time.Second
 	var ids []string
@@ -256,7 +256,7 @@ func checkJournal(t *testing.T, uri string, ids []string, acked map[[2]string]co
 // -race inside the driver; see faultproxy.Down).
 func TestDatabaseBlackHoled(t *testing.T) {
 	bin := nodeBinary(t)
-	db := startDBProc(t, bin, freeAddr(t), t.TempDir())
+	db := startDBProc(t, bin, testAddr(t), t.TempDir())
 	p, err := faultproxy.Start(db.addr)
 	if err != nil {
 		t.Fatal(err)

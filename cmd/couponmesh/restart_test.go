@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,19 +21,20 @@ type proc struct {
 	name, http, admin, gossip, dir string
 }
 
-func freeAddr(t testing.TB) string {
+// testAddr returns a free 127.0.0.1 address no other call in this test
+// process got (freeAddr).
+func testAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func startProc(t *testing.T, bin, dir string) *proc {
 	t.Helper()
-	p := &proc{http: freeAddr(t), admin: freeAddr(t), dir: dir}
+	p := &proc{http: testAddr(t), admin: testAddr(t), dir: dir}
 	p.cmd = exec.Command(bin, "node")
 	p.cmd.Env = append(os.Environ(),
 		"COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin, "COUPONMESH_CLUSTER_ADDR=127.0.0.1:0",

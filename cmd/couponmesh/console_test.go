@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +125,9 @@ func TestAdminInspectActors(t *testing.T) {
 
 	// Passivate: the activation goes, and a new one comes with the same
 	// state. The session follows the coupon, so its hub registers again at
-	// once (the grain said it was leaving) and that reactivates it.
+	// once (the grain said it was leaving) and that reactivates it. (The
+	// get below reaches the grain only if it comes before that: once the
+	// coupon is active again, the node answers gets from memory.)
 	if st := adminDo(t, admin, http.MethodPost, "/admin/api/actors/coupon/c42/passivate", nil); st != http.StatusOK {
 		t.Fatalf("passivate: %d", st)
 	}
@@ -139,7 +140,7 @@ func TestAdminInspectActors(t *testing.T) {
 		for _, m := range d2.Inspect.Recent {
 			after = append(after, m.Method)
 		}
-		if !d2.Inspect.ActivatedAt.After(d.Inspect.ActivatedAt) || d2.Inspect.Seq != 2 || !slices.Contains(after, actors.CouponGet) || d2.Inspect.Hubs != 1 {
+		if !d2.Inspect.ActivatedAt.After(d.Inspect.ActivatedAt) || d2.Inspect.Seq != 2 || d2.Inspect.Hubs != 1 {
 			return fmt.Errorf("reactivated: activated %s (first %s), seq %d, hubs %d, recent %v",
 				d2.Inspect.ActivatedAt, d.Inspect.ActivatedAt, d2.Inspect.Seq, d2.Inspect.Hubs, after)
 		}

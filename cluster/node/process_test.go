@@ -16,8 +16,9 @@ const ownProcessEnv = "COUPONMESH_NODE_TEST"
 // test runs. Every test here that starts a node calls it: protoactor's
 // remote sets grpc's global logger in Start while the endpoint writers of
 // a node an earlier test stopped may still be dialing and reading it, a
-// race -race reports inside the libraries (DESIGN.md: one member per test
-// process).
+// race -race reports inside the libraries. (DESIGN.md runs multi-member
+// tests as separate processes for the same kind of reason; members one
+// after another in one process trip it too.)
 func inOwnProcess(t *testing.T) bool {
 	t.Helper()
 	if os.Getenv(ownProcessEnv) == t.Name() {

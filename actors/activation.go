@@ -15,6 +15,12 @@ type State interface {
 	Seq() int64
 	SnapshotDue() bool
 	WriteSnapshot(ctx context.Context) error
+	// Validate brings the state up to what is durable (for a journaled
+	// kind, Journal.Validate: entries another activation appended) and
+	// reports how many changes it applied. The Activation calls it after
+	// cluster churn, before the grain answers again; an error means the
+	// state cannot be vouched for now.
+	Validate(ctx context.Context) (int, error)
 }
 
 // Activation is the lifecycle the coupon and user grains share: identity,
@@ -34,12 +40,16 @@ type Activation[M State] struct {
 	activatedAt time.Time
 	recent      recentRing // the last requests handled, for ActorInspect
 	snapTimer   *time.Timer
-	superseded  bool // another activation wrote to the journal: step aside
-	leaving     bool // passivating: requests are turned away until the mailbox is quiet
+	superseded  bool   // another activation wrote to the journal: step aside
+	leaving     bool   // passivating: requests are turned away until the mailbox is quiet
+	validated   uint64 // the Churn epoch the state was last loaded or validated at
 
 	// OnLeave, when set, runs when the grain starts to leave and when it
 	// stops (so at least once).
 	OnLeave func()
+	// OnCaughtUp, when set, runs after a validation applied changes that
+	// another activation made: the grain publishes its new state.
+	OnCaughtUp func(ctx actor.Context)
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -127,6 +137,10 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			Respond(ctx, Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
 			return nil
 		}
+		if !a.validate(ctx) {
+			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be checked against the database after a cluster change, retry", a.Kind, a.ID))
+			return nil
+		}
 		return msg
 	}
 	return nil
@@ -138,14 +152,55 @@ func (a *Activation[M]) ensureLoaded() bool {
 	}
 	ctx, cancel := a.OpContext()
 	defer cancel()
+	epoch := a.Cfg.Churn.Epoch() // before the read: churn during it validates again
 	m, err := a.load(ctx, a.ID)
 	if err != nil {
 		a.Log.Warn("load failed", "err", err)
 		return false
 	}
-	a.M, a.loaded = m, true
+	a.M, a.loaded, a.validated = m, true, epoch
 	return true
 }
+
+// validate makes sure the state misses no write of another activation
+// before the grain answers (DESIGN.md invariant 8): after cluster churn
+// (Churn's epoch moved past the one this state was validated at, or a
+// member this node declared dead is alive) it reads the journal after its
+// seq, one point read when nothing is new, and applies what it finds. In
+// steady state it costs one atomic load. It returns false when the
+// database could not be read: the grain must not answer from its state.
+func (a *Activation[M]) validate(ctx actor.Context) bool {
+	churn := a.Cfg.Churn
+	if !churn.Stale(a.validated) {
+		return true
+	}
+	epoch := churn.Epoch()
+	opCtx, cancel := a.OpContext()
+	defer cancel()
+	n, err := a.M.Validate(opCtx)
+	switch {
+	case err != nil:
+		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "failed").Inc()
+		a.Log.Warn("validation after cluster churn failed", "err", err)
+		return false
+	case n > 0:
+		a.validated = epoch
+		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "caught_up").Inc()
+		a.Log.Info("caught up with entries another activation wrote", "entries", n, "seq", a.M.Seq())
+		if a.OnCaughtUp != nil {
+			a.OnCaughtUp(ctx)
+		}
+	default:
+		a.validated = epoch
+		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "current").Inc()
+	}
+	return true
+}
+
+// Validated returns the Churn epoch the state was last validated at: what
+// a copy of the state published outside the grain (LocalCoupons) is good
+// for.
+func (a *Activation[M]) Validated() uint64 { return a.validated }
 
 // Serving reports whether the grain has its state and is not leaving.
 func (a *Activation[M]) Serving() bool { return a.loaded && !a.leaving }

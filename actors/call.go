@@ -186,6 +186,7 @@ type Metrics struct {
 	AppendSeconds prometheus.Histogram
 	Activations   *prometheus.CounterVec
 	RateLimited   *prometheus.CounterVec
+	Validations   *prometheus.CounterVec
 
 	messages atomic.Uint64 // grain requests handled on this node
 }
@@ -210,9 +211,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "couponmesh_grain_rate_limited_total", Help: "Requests refused with rate_limited by grains on this node, by kind (user: the user's write rate).",
 		}, []string{"kind"}),
+		Validations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "couponmesh_grain_validations_total",
+			Help: "Validations of active grains against the journal after cluster churn, by kind and result (current, caught_up: another activation had written, failed: the database did not answer).",
+		}, []string{"kind", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, m.Validations, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
 		}, func() float64 { return float64(m.messages.Load()) }))
 	}

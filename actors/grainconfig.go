@@ -22,7 +22,11 @@ type GrainConfig struct {
 	UserWrites RateLimit
 	// Local, when set, is where coupon grains publish their state for
 	// local reads (Service.UseLocal).
-	Local   *LocalCoupons
+	Local *LocalCoupons
+	// Churn, when set, makes active grains validate themselves against the
+	// journal after membership churn before they answer (nil: never, for a
+	// node that is alone by construction).
+	Churn   *Churn
 	Metrics *Metrics
 	Log     *slog.Logger
 }

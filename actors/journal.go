@@ -78,6 +78,25 @@ func (j *Journal) CatchUp(ctx context.Context) (int, error) {
 	}
 }
 
+// Validate applies the entries another activation appended after Seq, if
+// any, and reports how many: one point read of the next key when there are
+// none (what the cache does to validate a snapshot). Grains call it through
+// State.Validate after cluster churn.
+func (j *Journal) Validate(ctx context.Context) (int, error) {
+	next, err := j.Store.Entries(ctx, j.Entity, j.Seq, 1)
+	if err != nil {
+		return 0, fmt.Errorf("validate %s: %w", j.Entity, unavailable(err))
+	}
+	if len(next) == 0 {
+		return 0, nil
+	}
+	n, err := j.CatchUp(ctx)
+	if err != nil {
+		return n, unavailable(err)
+	}
+	return n, nil
+}
+
 // Commit appends the entry that build decides on at seq Seq+1 and applies it.
 // build sees the current state and returns a domain error to refuse. When the
 // append loses (duplicate key), Commit catches up with the journal and asks

@@ -14,16 +14,20 @@ import (
 // without a request through the actor system. A grain sets its entry after
 // loading and after every change it commits (before it replies, so a read
 // after an acknowledged write sees the write) and removes it when it starts
-// to leave. Reads of coupons active elsewhere go to their grain. Safe for
+// to leave. Reads of coupons active elsewhere go to their grain. After
+// cluster churn (Churn) an entry set before the grain validated itself is
+// not served: the read goes to the grain, which validates first. Safe for
 // concurrent use.
 type LocalCoupons struct {
-	mu sync.RWMutex
-	m  map[string]*localCoupon
+	mu    sync.RWMutex
+	m     map[string]*localCoupon
+	churn *Churn
 }
 
 type localCoupon struct {
 	c     couponmesh.Coupon
 	owner any                           // the activation that set it
+	epoch uint64                        // the Churn epoch owner validated c at
 	json  atomic.Pointer[encodedCoupon] // c's encoding, made by the first JSON read
 }
 
@@ -34,9 +38,10 @@ type encodedCoupon struct {
 	b      []byte
 }
 
-// NewLocalCoupons returns an empty set.
-func NewLocalCoupons() *LocalCoupons {
-	return &LocalCoupons{m: make(map[string]*localCoupon)}
+// NewLocalCoupons returns an empty set whose entries are served while
+// churn does not call them stale (nil: always).
+func NewLocalCoupons(churn *Churn) *LocalCoupons {
+	return &LocalCoupons{m: make(map[string]*localCoupon), churn: churn}
 }
 
 // Get returns the coupon id with its derived fields computed now, if an
@@ -74,7 +79,7 @@ func (l *LocalCoupons) get(id string) (e *localCoupon, c couponmesh.Coupon, ok b
 	l.mu.RLock()
 	e, ok = l.m[id]
 	l.mu.RUnlock()
-	if !ok {
+	if !ok || l.churn.Stale(e.epoch) {
 		return nil, c, false
 	}
 	c = e.c
@@ -82,10 +87,11 @@ func (l *LocalCoupons) get(id string) (e *localCoupon, c couponmesh.Coupon, ok b
 	return e, c, true
 }
 
-// Set records c as the state of owner's coupon.
-func (l *LocalCoupons) Set(owner any, c couponmesh.Coupon) {
+// Set records c, validated at Churn epoch epoch, as the state of owner's
+// coupon.
+func (l *LocalCoupons) Set(owner any, c couponmesh.Coupon, epoch uint64) {
 	l.mu.Lock()
-	l.m[c.ID] = &localCoupon{c: c, owner: owner}
+	l.m[c.ID] = &localCoupon{c: c, owner: owner, epoch: epoch}
 	l.mu.Unlock()
 }
 

@@ -11,7 +11,7 @@ import (
 // GetJSON encodes what Get returns, once per version and status: the
 // encoding follows a new version, and expiry alone (no new version).
 func TestLocalCouponsJSON(t *testing.T) {
-	l := NewLocalCoupons()
+	l := NewLocalCoupons(nil)
 	owner := new(int)
 	want := func(what string) {
 		t.Helper()
@@ -29,13 +29,13 @@ func TestLocalCouponsJSON(t *testing.T) {
 		}
 	}
 	expires := time.Now().Add(300 * time.Millisecond)
-	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Version: 1, ExpiresAt: expires})
+	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Version: 1, ExpiresAt: expires}, 0)
 	want("first read")
 	first, _, _ := l.GetJSON("c1")
 	if again, _, _ := l.GetJSON("c1"); &again[0] != &first[0] {
 		t.Fatal("the same version and status encoded twice")
 	}
-	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Claimed: 1, Version: 2, ExpiresAt: expires})
+	l.Set(owner, couponmesh.Coupon{ID: "c1", Title: "a", Quantity: 2, Claimed: 1, Version: 2, ExpiresAt: expires}, 0)
 	want("after a new version")
 	time.Sleep(time.Until(expires) + 10*time.Millisecond)
 	want("after the expiry")

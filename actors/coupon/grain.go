@@ -27,6 +27,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		if cfg.Local != nil {
 			g.OnLeave = func() { cfg.Local.Delete(g, g.ID) }
 		}
+		g.OnCaughtUp = g.caughtUp
 		return g
 	}))
 }
@@ -34,7 +35,8 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 type grain struct {
 	*actors.Activation[*Machine]
 	cluster   *cluster.Cluster
-	published int64 // the version last set in Cfg.Local (0: none)
+	published int64  // the version last set in Cfg.Local (0: none)
+	pubEpoch  uint64 // the Churn epoch it was validated at
 	followers followers
 }
 
@@ -59,11 +61,22 @@ func (g *grain) respond(ctx actor.Context, v any, err error) {
 // publishLocal gives Cfg.Local the state this activation committed last.
 // It runs before every reply (respond) and after every message.
 func (g *grain) publishLocal() {
-	if g.Cfg.Local == nil || !g.Serving() || !g.M.Exists() || g.M.Seq() == g.published {
+	if g.Cfg.Local == nil || !g.Serving() || !g.M.Exists() || (g.M.Seq() == g.published && g.Validated() == g.pubEpoch) {
 		return
 	}
-	g.Cfg.Local.Set(g, g.M.Coupon())
-	g.published = g.M.Seq()
+	g.Cfg.Local.Set(g, g.M.Coupon(), g.Validated())
+	g.published, g.pubEpoch = g.M.Seq(), g.Validated()
+}
+
+// caughtUp publishes what a validation after churn applied (entries another
+// activation wrote): to the subscribed hubs, local reads and the snapshot.
+func (g *grain) caughtUp(ctx actor.Context) {
+	if !g.M.Exists() {
+		return
+	}
+	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.CouponPush(g.M.Coupon()))
+	g.publishLocal()
+	g.ScheduleSnapshot(ctx)
 }
 
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {

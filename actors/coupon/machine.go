@@ -139,6 +139,10 @@ func (m *Machine) Coupon() couponmesh.Coupon {
 // Seq returns the journal seq applied.
 func (m *Machine) Seq() int64 { return m.journal.Seq }
 
+// Validate implements actors.State: it applies the entries another
+// activation appended (Journal.Validate).
+func (m *Machine) Validate(ctx context.Context) (int, error) { return m.journal.Validate(ctx) }
+
 // Get returns the coupon or not_found.
 func (m *Machine) Get() (couponmesh.Coupon, error) {
 	if !m.exists {

@@ -33,7 +33,8 @@ type Machine struct {
 	wallet    []couponmesh.Claim
 	recent    []couponmesh.FeedEntry // the last entries, in seq order
 	snapSeq   int64
-	// OnEntry, if set, sees every entry this activation appends.
+	// OnEntry, if set, sees every entry this activation appends, and those
+	// of other activations that Validate applies.
 	OnEntry func(couponmesh.FeedEntry)
 }
 
@@ -215,6 +216,22 @@ func (m *Machine) WriteSnapshot(ctx context.Context) error {
 	}
 	m.snapSeq = seq
 	return nil
+}
+
+// Validate implements actors.State: it applies the entries another
+// activation appended (Journal.Validate) and hands each to OnEntry, as if
+// this activation had appended it, so that sessions get them as pushes.
+func (m *Machine) Validate(ctx context.Context) (int, error) {
+	before := m.journal.Seq
+	n, err := m.journal.Validate(ctx)
+	if m.OnEntry != nil {
+		for _, fe := range m.recent {
+			if fe.Seq > before {
+				m.OnEntry(fe)
+			}
+		}
+	}
+	return n, err
 }
 
 // Seq returns the last feed seq.

@@ -49,6 +49,14 @@ type Config struct {
 	// OnEvicted is called once when a majority of the other members say they
 	// declared this member dead: it must exit (a new process gets a new ID).
 	OnEvicted func()
+	// OnChurn, when set, is called on every change that may have let two
+	// activations of an identity coexist: a member joined or left (or was
+	// declared dead), the member list given to protoactor changed, and
+	// whenever conflict changes. conflict is true while a member this node
+	// blocked (declared dead) is alive in memberlist: a healed partition or
+	// a paused process, which may still be writing until it exits. Called
+	// from memberlist's and the provider's goroutines; it must not block.
+	OnChurn   func(conflict bool)
 	Transport memberlist.Transport // nil: UDP and TCP on BindAddr
 	Log       *slog.Logger
 }
@@ -100,6 +108,7 @@ type Provider struct {
 	lastSent  map[string]time.Time // eviction notices sent, by member ID
 	evicted   bool
 	joined    bool
+	conflict  bool                 // a member protoactor blocked is alive (OnChurn)
 	applied   []*cluster.Member    // the member list last given to protoactor
 	pending   time.Time            // when the current change was first seen (TopologyDelay)
 	missing   map[string]time.Time // members published but no longer alive → since when (DeadGrace)
@@ -352,9 +361,39 @@ func (p *Provider) refresh() {
 			p.pending = time.Time{}
 		}
 	}
+	changed := !sameMembers(ms, p.applied)
 	p.applied = ms
 	p.mu.Unlock()
 	p.publish(ms)
+	// After the publish: protoactor blocks members that left on a publish.
+	conflict := false
+	for _, n := range p.alive() {
+		if n.n.Name != p.self.ID && p.blocked(n.n.Name) {
+			conflict = true
+			break
+		}
+	}
+	p.mu.Lock()
+	changed = changed || conflict != p.conflict
+	p.conflict = conflict
+	p.mu.Unlock()
+	if changed {
+		if conflict {
+			p.log.Warn("a member this node declared dead is alive: grains validate against the journal before every answer until it is gone")
+		}
+		p.churned()
+	}
+}
+
+// churned tells OnChurn about a change.
+func (p *Provider) churned() {
+	if p.cfg.OnChurn == nil {
+		return
+	}
+	p.mu.Lock()
+	conflict := p.conflict
+	p.mu.Unlock()
+	p.cfg.OnChurn(conflict)
 }
 
 // withGrace adds back the members published before that memberlist no
@@ -626,6 +665,7 @@ func (e events) alive(n *memberlist.Node, joined bool) {
 	e.p.mu.Unlock()
 	if joined {
 		e.p.log.Info("member joined", "member", c.Name, "name", meta.Name, "addr", c.Address())
+		e.p.churned()
 	}
 	e.kick()
 }
@@ -646,6 +686,7 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 	}
 	e.p.mu.Unlock()
 	e.p.log.Info("member gone (left or declared dead)", "member", c.Name, "addr", c.Address())
+	e.p.churned()
 	e.kick()
 }
 

@@ -78,6 +78,25 @@ type member struct {
 	current []*cluster.Member
 	blocks  map[string]bool // IDs that left the published list: blocked forever, as protoactor does
 	evicted chan struct{}
+	churns  int  // OnChurn calls
+	inConf  bool // the last OnChurn's conflict
+	sawConf bool // OnChurn reported a conflict at least once
+}
+
+func (m *member) onChurn(conflict bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.churns++
+	m.inConf = conflict
+	m.sawConf = m.sawConf || conflict
+}
+
+// churn returns the OnChurn calls so far, whether the last one reported a
+// conflict, and whether any did.
+func (m *member) churn() (calls int, conflict, sawConflict bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.churns, m.inConf, m.sawConf
 }
 
 func startMember(t *testing.T, id string, port int, seeds []string) *member {
@@ -100,6 +119,7 @@ func startMemberWith(t *testing.T, id string, port int, seeds []string, mod func
 	cfg := Config{
 		NodeName: id, BindAddr: m.addr, Seeds: seeds, Transport: m.tr, RejoinInterval: time.Second,
 		OnEvicted: func() { close(m.evicted) },
+		OnChurn:   m.onChurn,
 		Log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("member", id),
 	}
 	mod(&cfg)
@@ -181,6 +201,11 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	waitFor(t, 15*time.Second, "b drops c", sees(b, "a", "b"))
 	waitFor(t, 15*time.Second, "c alone", sees(c, "c"))
 	t.Logf("partition detected on both sides after %s", time.Since(start).Round(time.Millisecond))
+	for _, m := range []*member{a, b, c} {
+		if calls, conflict, saw := m.churn(); calls == 0 || conflict || saw {
+			t.Fatalf("%s during the partition: %d churn calls, conflict %v (ever %v); want calls and no conflict yet", m.p.self.ID, calls, conflict, saw)
+		}
+	}
 
 	// Heal.
 	a.tr.set([]string{c.addr}, false)
@@ -192,6 +217,11 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 		t.Logf("c evicted %s after the heal", time.Since(start).Round(time.Millisecond))
 	case <-time.After(20 * time.Second):
 		t.Fatalf("c was not evicted after the heal; memberlist on a: %d members", a.p.ml.NumMembers())
+	}
+	// Both sides saw a member they declared dead alive again: their grains
+	// must validate before every answer until it is gone.
+	for _, m := range []*member{a, b, c} {
+		waitFor(t, 5*time.Second, m.p.self.ID+" reports the conflict", func() bool { _, _, saw := m.churn(); return saw })
 	}
 	select {
 	case <-a.evicted:
@@ -207,6 +237,9 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	c2 := startMember(t, "c2", port, []string{a.addr})
 	for _, m := range []*member{a, b, c2} {
 		waitFor(t, 15*time.Second, "one cluster again", sees(m, "a", "b", "c2"))
+	}
+	for _, m := range []*member{a, b} {
+		waitFor(t, 15*time.Second, m.p.self.ID+" ends the conflict", func() bool { _, conflict, _ := m.churn(); return !conflict })
 	}
 	t.Logf("one cluster again %s after the heal", time.Since(start).Round(time.Millisecond))
 }

@@ -115,6 +115,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if d := cfg.Actors.RequestTimeout.D(); d > 0 {
 		call.Timeout = d
 	}
+	// Churn: after membership changes, active grains validate against the
+	// journal before they answer (DESIGN.md invariant 8).
+	churn := actors.NewChurn()
 	gcfg := actors.GrainConfig{
 		Store:          a.store,
 		PassivateAfter: cfg.Actors.PassivateAfter.D(),
@@ -122,7 +125,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		HubLease:       cfg.Actors.HubLease.D(),
 		Call:           call,
 		UserWrites:     actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst},
-		Local:          actors.NewLocalCoupons(),
+		Local:          actors.NewLocalCoupons(churn),
+		Churn:          churn,
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
@@ -138,7 +142,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		ProbeInterval: cfg.Cluster.ProbeInterval.D(), ProbeTimeout: cfg.Cluster.ProbeTimeout.D(), SuspicionMult: cfg.Cluster.SuspicionMult,
 		RejoinInterval: cfg.Cluster.RejoinInterval.D(), DeadGrace: cfg.Cluster.DeadGrace.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
 		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
-		OnEvicted: func() { close(a.evicted) }, Log: log,
+		OnEvicted: func() { close(a.evicted) }, OnChurn: churn.Changed, Log: log,
 	})
 	var remoteTLS *node.RemoteTLS
 	if cl := cfg.Cluster; cl.RemoteTLSCert != "" || cl.RemoteTLSKey != "" || cl.RemoteTLSCA != "" {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/couponmesh/couponmesh/internal/netlab"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -20,6 +21,7 @@ import (
 // test can kill -9 it and start it again on the same address and directory.
 type dbProc struct {
 	bin, addr, dir string
+	host           *netlab.Host // nil: the test's own network namespace
 	cmd            *exec.Cmd
 }
 
@@ -36,7 +38,12 @@ func (p *dbProc) start(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		p.cmd = exec.Command(p.bin, "devdb", "--addr", p.addr, "--data", p.dir, "--log-level", "warn")
+		args := []string{"devdb", "--addr", p.addr, "--data", p.dir, "--log-level", "warn"}
+		if p.host != nil {
+			p.cmd = p.host.Command(p.bin, args...)
+		} else {
+			p.cmd = exec.Command(p.bin, args...)
+		}
 		p.cmd.Stderr = os.Stderr
 		out, err := p.cmd.StdoutPipe()
 		if err != nil {

@@ -1,0 +1,501 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/netlab"
+	"github.com/couponmesh/couponmesh/persistence/mongodb"
+)
+
+// A real partition (issue 14, DESIGN.md invariant 8): three node processes
+// and the database, each in its own network namespace; the shoppers and
+// watchers are the test process, which reaches every node throughout. n1 is
+// cut from n2 and n3 while the shoppers on every node claim, n1 believing
+// it is alone. After the heal n1 is evicted; then every wallet, feed and
+// coupon read through n2 and n3 must equal the journal read straight from
+// the database, every acknowledged claim must be in it, and the watchers
+// must end at the journal's last version. Shoppers only read after the
+// heal: nothing but validation after churn brings the grains of n2 and n3
+// up to what n1 wrote.
+func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
+	const (
+		coupons  = 30
+		minority = 10 // the last ten: claimed during the cut by n1's shoppers only
+		quantity = 4  // 12 (or 8) shoppers try every coupon: demand 2-3x the supply
+	)
+	t.Setenv("COUPONMESH_ADMIN_TOKEN", "partition-test-admin") // the nodes' admin token, and adminCall's
+	lab := netlab.New(t)
+	bin := nodeBinary(t)
+	dbHost := lab.Host("db")
+	db := &dbProc{bin: bin, addr: dbHost.Addr(27017), dir: t.TempDir(), host: dbHost}
+	db.start(t)
+	t.Cleanup(func() { db.stop(t) })
+
+	hosts := []*netlab.Host{lab.Host("n1"), lab.Host("n2"), lab.Host("n3")}
+	var seeds []string
+	for _, h := range hosts {
+		seeds = append(seeds, h.Addr(7946))
+	}
+	nodes := make([]*proc, len(hosts))
+	for i, h := range hosts {
+		nodes[i] = startNodeOn(t, h, bin, db.uri(), seeds)
+	}
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	for _, p := range nodes {
+		waitAlive(t, p, 3)
+	}
+
+	ids := createCoupons(t, n2, "p", coupons, quantity)
+	h := newHistory()
+	// Twelve shoppers, eight on n1: some of them have their user grain on
+	// n2 or n3, where it stays active through the cut.
+	var shoppers []*partitionShopper
+	for i := range 12 {
+		p := n1
+		if i >= 8 {
+			p = nodes[1+i%2]
+		}
+		s := &partitionShopper{user: fmt.Sprintf("ps%d", i), node: p}
+		s.c = p.session(t, s.user)
+		shoppers = append(shoppers, s)
+	}
+	// Watchers on the majority side, subscribed to every coupon.
+	watchers := []*partitionWatcher{newPartitionWatcher(t, n2, ids), newPartitionWatcher(t, n3, ids)}
+
+	// Before the cut every shopper follows a coupon and claims the first
+	// five: their user grains are active on their owners, with entries.
+	runShoppers(shoppers, func(s *partitionShopper) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := s.c.Follow(ctx, ids[0]); err != nil {
+			t.Errorf("%s follow: %v", s.user, err)
+		}
+		for _, id := range ids[:5] {
+			h.claim(ctx, s, id)
+		}
+	})
+	onMajority := map[string]bool{}
+	for _, p := range []*proc{n2, n3} {
+		for _, id := range p.actors(t, "user") {
+			onMajority[id] = true
+		}
+	}
+
+	// The cut: n1 from n2 and n3, both ways; the database and the test
+	// process still reach all three.
+	lab.Cut(hosts[0], hosts[1])
+	lab.Cut(hosts[0], hosts[2])
+	cut := time.Now()
+	waitAlive(t, n1, 1)
+	waitAlive(t, n2, 2)
+	waitAlive(t, n3, 2)
+	t.Logf("both sides see the partition %s after the cut", time.Since(cut).Round(time.Millisecond))
+
+	// During the cut every shopper claims the other coupons through its
+	// own node: both sides write to the same coupons, and n1's shoppers
+	// alone to the last ten.
+	runShoppers(shoppers, func(s *partitionShopper) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, id := range ids[5:] {
+			if s.node == n1 || !slices.Contains(ids[coupons-minority:], id) {
+				h.claim(ctx, s, id)
+			}
+		}
+	})
+	// The writes that make a majority grain stale: acknowledged through n1
+	// for users whose grain stayed active on n2 or n3.
+	stale := h.okVia(n1.name, func(user string) bool { return onMajority["user/"+user] })
+	if stale == 0 {
+		t.Fatal("no claim was acknowledged through n1 for a user whose grain is on n2 or n3: the test would prove nothing")
+	}
+	t.Logf("claims during the cut: %d acknowledged in all, %d through n1 for users active on the majority side", h.okCount(), stale)
+
+	// The heal: n1 is evicted by the majority and exits; n2 and n3 stay.
+	lab.Heal(hosts[0], hosts[1])
+	lab.Heal(hosts[0], hosts[2])
+	healed := time.Now()
+	exited := make(chan error, 1)
+	go func() { exited <- n1.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("n1 exited with %v, want exit status 1 (evicted)", err)
+		}
+		t.Logf("n1 evicted and exited %s after the heal", time.Since(healed).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("n1 did not exit within 60 s of the heal")
+	}
+	waitAlive(t, n2, 2)
+	waitAlive(t, n3, 2)
+
+	// Reads through the majority equal the journal.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	store, err := mongodb.Open(ctx, mongodb.Config{URI: db.uri()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	journal := readJournals(t, ctx, store, shoppers, ids)
+	journal.checkCoupons(t, ids, quantity)
+	h.checkAcked(t, journal)
+	readers := map[string]*client.Client{}
+	for _, s := range shoppers {
+		for _, p := range []*proc{n2, n3} {
+			readers[s.user+"@"+p.name] = p.session(t, s.user)
+		}
+	}
+	for _, s := range shoppers {
+		for _, p := range []*proc{n2, n3} {
+			c := readers[s.user+"@"+p.name]
+			wallet, err := c.Wallet(ctx)
+			if err != nil {
+				t.Fatalf("%s wallet through %s: %v", s.user, p.name, err)
+			}
+			if got, want := claimSet(wallet), claimSet(journal.wallets[s.user]); !slices.Equal(got, want) {
+				t.Errorf("%s's wallet through %s: %d claims, the journal has %d\n got %v\nwant %v", s.user, p.name, len(got), len(want), got, want)
+			}
+			feed, err := c.Feed(ctx, 0, couponmesh.MaxFeedLimit)
+			if err != nil {
+				t.Fatalf("%s feed through %s: %v", s.user, p.name, err)
+			}
+			if got, want := len(feed), journal.feeds[s.user]; got != want || (got > 0 && feed[got-1].Seq != int64(want)) {
+				t.Errorf("%s's feed through %s: %d entries, the journal has %d", s.user, p.name, got, want)
+			}
+		}
+	}
+	for _, id := range ids {
+		for _, p := range []*proc{n2, n3} {
+			c, err := readers[shoppers[0].user+"@"+p.name].Get(ctx, id)
+			if err != nil {
+				t.Fatalf("get %s through %s: %v", id, p.name, err)
+			}
+			if want := journal.coupons[id]; c.Claimed != len(want.claims) || c.Version != want.seq {
+				t.Errorf("coupon %s through %s: claimed %d version %d, the journal has %d claims up to seq %d",
+					id, p.name, c.Claimed, c.Version, len(want.claims), want.seq)
+			}
+		}
+	}
+	for _, w := range watchers {
+		checkFor(t, 30*time.Second, "watcher on "+w.node+" at the journal's last versions", func() error {
+			for _, id := range ids {
+				if got, want := w.version(id), journal.coupons[id].seq; got != want {
+					return fmt.Errorf("%s at version %d, journal at %d", id, got, want)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// startNodeOn starts a node process in h's namespace, every listener on
+// h's address.
+func startNodeOn(t *testing.T, h *netlab.Host, bin, db string, seeds []string) *proc {
+	t.Helper()
+	p := &proc{name: h.Name, http: h.Addr(8080), admin: h.Addr(8081), gossip: h.Addr(7946), dir: t.TempDir()}
+	p.cmd = h.Command(bin, "node")
+	p.cmd.Env = append(p.cmd.Environ(),
+		"COUPONMESH_NODE_NAME="+h.Name, "COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,
+		"COUPONMESH_CLUSTER_ADDR="+p.gossip, "COUPONMESH_REMOTE_ADDR="+h.Addr(8090), "COUPONMESH_SEEDS="+joinComma(seeds),
+		"COUPONMESH_MONGO_URI="+db, "COUPONMESH_DATA_DIR="+p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
+		"COUPONMESH_REJOIN_INTERVAL=1s", "COUPONMESH_LOG_LEVEL="+nodeLogLevel())
+	p.cmd.Stdout, p.cmd.Stderr = testLogWriter{t, h.Name}, testLogWriter{t, h.Name}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop(t) })
+	checkFor(t, 60*time.Second, h.Name+" ready", p.ready)
+	return p
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += x
+	}
+	return out
+}
+
+// testLogWriter sends a node's output to the test log, prefixed with the
+// node's name.
+type testLogWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testLogWriter) Write(b []byte) (int, error) {
+	w.t.Logf("%s: %s", w.name, b)
+	return len(b), nil
+}
+
+// waitAlive waits until p's memberlist sees n members alive (itself
+// included) and no other member suspect.
+func waitAlive(t *testing.T, p *proc, n int) {
+	t.Helper()
+	checkFor(t, 30*time.Second, fmt.Sprintf("%s sees %d members", p.name, n), func() error {
+		ms, err := p.members()
+		if err != nil {
+			return err
+		}
+		alive := 0
+		for _, m := range ms {
+			switch m.Status {
+			case "alive":
+				alive++
+			case "suspect":
+				return fmt.Errorf("%s suspect", m.Name)
+			}
+		}
+		if alive != n {
+			return fmt.Errorf("%d alive", alive)
+		}
+		return nil
+	})
+}
+
+type partitionShopper struct {
+	user string
+	node *proc
+	c    *client.Client
+}
+
+func runShoppers(shoppers []*partitionShopper, f func(*partitionShopper)) {
+	var wg sync.WaitGroup
+	for _, s := range shoppers {
+		wg.Go(func() { f(s) })
+	}
+	wg.Wait()
+}
+
+// history records every claim request and the answer the client saw (no
+// SDK retries: the sessions have no Reconnect).
+type history struct {
+	mu    sync.Mutex
+	calls []claimCall
+}
+
+type claimCall struct {
+	user, coupon, node string
+	claim              couponmesh.Claim // when ok
+	code               couponmesh.Code  // "" when ok
+	err                error
+}
+
+func newHistory() *history { return &history{} }
+
+func (h *history) claim(ctx context.Context, s *partitionShopper, coupon string) {
+	cl, err := s.c.Claim(ctx, coupon, s.user+"-"+coupon)
+	call := claimCall{user: s.user, coupon: coupon, node: s.node.name, claim: cl, err: err}
+	if err != nil {
+		call.code = couponmesh.ErrorCode(err)
+	}
+	h.mu.Lock()
+	h.calls = append(h.calls, call)
+	h.mu.Unlock()
+}
+
+// okVia counts the claims acknowledged through node for users that match.
+func (h *history) okVia(node string, match func(user string) bool) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, c := range h.calls {
+		if c.err == nil && c.node == node && match(c.user) {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *history) okCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, c := range h.calls {
+		if c.err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// checkAcked: every acknowledged claim is in its coupon's journal with the
+// same n and code, and in its user's journal; no claim refused with a
+// definite error (sold_out, already_claimed) is in the journal.
+func (h *history) checkAcked(t *testing.T, j *journals) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.calls {
+		got, inCoupon := j.coupons[c.coupon].claims[c.user]
+		switch {
+		case c.err == nil:
+			if !inCoupon || got.N != c.claim.N || got.Code != c.claim.Code {
+				t.Errorf("acknowledged claim %s of %s (n %d, code %s, via %s) is not in the journal as such (%+v, found %v)",
+					c.coupon, c.user, c.claim.N, c.claim.Code, c.node, got, inCoupon)
+			}
+			if !slices.ContainsFunc(j.wallets[c.user], func(x couponmesh.Claim) bool { return x.Coupon == c.coupon && x.N == c.claim.N }) {
+				t.Errorf("acknowledged claim %s of %s is not in the user's journal", c.coupon, c.user)
+			}
+		case c.code == couponmesh.CodeSoldOut && inCoupon:
+			t.Errorf("claim %s of %s was answered sold_out but is in the journal", c.coupon, c.user)
+		}
+	}
+}
+
+// journals is what the database holds, read straight from it.
+type journals struct {
+	coupons map[string]couponJournal
+	wallets map[string][]couponmesh.Claim // user → claims in the user's journal
+	feeds   map[string]int                // user → entries
+}
+
+type couponJournal struct {
+	seq    int64
+	claims map[string]couponmesh.Claim // user → claim, n = its place among the claims
+	order  []int                       // the n of each claim entry, in seq order
+}
+
+func readJournals(t *testing.T, ctx context.Context, store *mongodb.Store, shoppers []*partitionShopper, ids []string) *journals {
+	t.Helper()
+	j := &journals{coupons: map[string]couponJournal{}, wallets: map[string][]couponmesh.Claim{}, feeds: map[string]int{}}
+	for _, id := range ids {
+		entries, err := store.Entries(ctx, "coupon/"+id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cj := couponJournal{claims: map[string]couponmesh.Claim{}}
+		for _, e := range entries {
+			cj.seq = e.Seq
+			if e.Type != "claimed" {
+				continue
+			}
+			var d struct {
+				User string `json:"user"`
+				Code string `json:"code"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			n := len(cj.order) + 1
+			cj.order = append(cj.order, n)
+			if _, twice := cj.claims[d.User]; twice {
+				t.Errorf("coupon %s: user %s claimed twice in the journal", id, d.User)
+			}
+			cj.claims[d.User] = couponmesh.Claim{Coupon: id, User: d.User, N: n, Code: d.Code}
+		}
+		j.coupons[id] = cj
+	}
+	for _, s := range shoppers {
+		entries, err := store.Entries(ctx, "user/"+s.user, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.feeds[s.user] = len(entries)
+		for i, e := range entries {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("user %s's journal: seq %d at place %d", s.user, e.Seq, i+1)
+			}
+			if e.Type != couponmesh.FeedClaimed {
+				continue
+			}
+			var d struct {
+				Claim couponmesh.Claim `json:"claim"`
+			}
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			j.wallets[s.user] = append(j.wallets[s.user], d.Claim)
+		}
+	}
+	return j
+}
+
+// checkCoupons: no coupon over its quantity, every coupon sold out (demand
+// was above supply), and every user's claims in the user journals are the
+// coupons' claims.
+func (j *journals) checkCoupons(t *testing.T, ids []string, quantity int) {
+	t.Helper()
+	for _, id := range ids {
+		cj := j.coupons[id]
+		if len(cj.claims) > quantity {
+			t.Errorf("coupon %s over-claimed: %d claims of %d", id, len(cj.claims), quantity)
+		}
+		if len(cj.order) != quantity {
+			t.Errorf("coupon %s: %d claims in the journal, want it sold out at %d (demand was 2-3x)", id, len(cj.order), quantity)
+		}
+	}
+	for user, wallet := range j.wallets {
+		for _, cl := range wallet {
+			got, ok := j.coupons[cl.Coupon].claims[user]
+			if !ok || got.N != cl.N || got.Code != cl.Code {
+				t.Errorf("user %s's journal has claim %s n %d code %s; the coupon's journal has %+v (found %v)", user, cl.Coupon, cl.N, cl.Code, got, ok)
+			}
+		}
+	}
+}
+
+// claimSet is a wallet as sorted "coupon n code" strings.
+func claimSet(w []couponmesh.Claim) []string {
+	out := make([]string, 0, len(w))
+	for _, c := range w {
+		out = append(out, c.Coupon+" "+strconv.Itoa(c.N)+" "+c.Code)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// partitionWatcher is a session subscribed to coupons that keeps the
+// newest version pushed of each.
+type partitionWatcher struct {
+	node string
+	mu   sync.Mutex
+	v    map[string]int64
+}
+
+func newPartitionWatcher(t *testing.T, p *proc, ids []string) *partitionWatcher {
+	t.Helper()
+	w := &partitionWatcher{node: p.name, v: map[string]int64{}}
+	c := p.sessionOpts(t, "watcher-"+p.name, client.Options{OnCoupon: func(c couponmesh.Coupon) {
+		w.mu.Lock()
+		w.v[c.ID] = max(w.v[c.ID], c.Version)
+		w.mu.Unlock()
+	}})
+	var subs []client.Sub
+	for _, id := range ids {
+		subs = append(subs, client.Sub{ID: id})
+	}
+	got, err := c.Subscribe(context.Background(), subs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	for _, c := range got {
+		w.v[c.ID] = max(w.v[c.ID], c.Version)
+	}
+	w.mu.Unlock()
+	return w
+}
+
+func (w *partitionWatcher) version(id string) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.v[id]
+}

@@ -24,12 +24,33 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 )
+
+// The tools, resolved by New: /usr/sbin may be missing from PATH.
+var ipPath, iptablesPath = "ip", "iptables"
+
+func lookTool(name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); fileExists(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // Lab is a bridge in the root namespace and the hosts attached to it.
 type Lab struct {
@@ -58,10 +79,12 @@ func New(t testing.TB) *Lab {
 	if os.Geteuid() != 0 {
 		t.Fatal("netlab: network namespaces need root (CI runs as root)")
 	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("netlab: %s not found: install Debian's iproute2 and iptables (.ci/run does)", tool)
+	for _, tool := range []*string{&ipPath, &iptablesPath} {
+		p, err := lookTool(*tool)
+		if err != nil {
+			t.Fatalf("netlab: %v: install Debian's iproute2 and iptables (.ci/run does)", err)
 		}
+		*tool = p
 	}
 	removeOrphans(t)
 	pid := os.Getpid()
@@ -69,9 +92,9 @@ func New(t testing.TB) *Lab {
 	l.bridge = l.id + "br"
 	l.subnet = freeSubnet(t, pid)
 	t.Cleanup(l.close)
-	l.run("ip", "link", "add", l.bridge, "type", "bridge")
-	l.run("ip", "addr", "add", l.subnet+"1/24", "dev", l.bridge)
-	l.run("ip", "link", "set", l.bridge, "up")
+	l.run(ipPath, "link", "add", l.bridge, "type", "bridge")
+	l.run(ipPath, "addr", "add", l.subnet+"1/24", "dev", l.bridge)
+	l.run(ipPath, "link", "set", l.bridge, "up")
 	return l
 }
 
@@ -85,14 +108,14 @@ func (l *Lab) Host(name string) *Host {
 	i := len(l.hosts) + 2
 	h := &Host{Name: name, NS: l.id + "-" + name, IP: l.subnet + strconv.Itoa(i), lab: l}
 	outer, inner := l.id+"h"+strconv.Itoa(i), l.id+"n"+strconv.Itoa(i)
-	l.run("ip", "netns", "add", h.NS)
+	l.run(ipPath, "netns", "add", h.NS)
 	l.hosts = append(l.hosts, h)
-	l.run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
-	l.run("ip", "link", "set", inner, "netns", h.NS)
-	l.run("ip", "link", "set", outer, "master", l.bridge, "up")
-	h.run("ip", "link", "set", "lo", "up")
-	h.run("ip", "addr", "add", h.IP+"/24", "dev", inner)
-	h.run("ip", "link", "set", inner, "up")
+	l.run(ipPath, "link", "add", outer, "type", "veth", "peer", "name", inner)
+	l.run(ipPath, "link", "set", inner, "netns", h.NS)
+	l.run(ipPath, "link", "set", outer, "master", l.bridge, "up")
+	h.run(ipPath, "link", "set", "lo", "up")
+	h.run(ipPath, "addr", "add", h.IP+"/24", "dev", inner)
+	h.run(ipPath, "link", "set", inner, "up")
 	return h
 }
 
@@ -100,7 +123,7 @@ func (l *Lab) Host(name string) *Host {
 // replaces itself with the program, so the command's PID is the program's:
 // signals (kill -9, SIGSTOP) reach it directly.
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+	return exec.Command(ipPath, append([]string{"netns", "exec", h.NS, name}, args...)...)
 }
 
 // Addr returns h's address with port.
@@ -129,15 +152,15 @@ func (l *Lab) setCut(a, b *Host, on bool) {
 		op = "-D"
 	}
 	for _, p := range [][2]*Host{{a, b}, {b, a}} {
-		p[0].run("iptables", op, "INPUT", "-s", p[1].IP, "-j", "DROP")
-		p[0].run("iptables", op, "OUTPUT", "-d", p[1].IP, "-j", "DROP")
+		p[0].run(iptablesPath, op, "INPUT", "-s", p[1].IP, "-j", "DROP")
+		p[0].run(iptablesPath, op, "OUTPUT", "-d", p[1].IP, "-j", "DROP")
 	}
 	l.cuts[key] = on
 }
 
 func (h *Host) run(args ...string) {
 	h.lab.t.Helper()
-	h.lab.run(append([]string{"ip", "netns", "exec", h.NS}, args...)...)
+	h.lab.run(append([]string{ipPath, "netns", "exec", h.NS}, args...)...)
 }
 
 func (l *Lab) run(args ...string) {
@@ -153,11 +176,11 @@ func (l *Lab) run(args ...string) {
 // order, so processes started after New are stopped before this runs).
 func (l *Lab) close() {
 	for _, h := range l.hosts {
-		if out, err := exec.Command("ip", "netns", "delete", h.NS).CombinedOutput(); err != nil {
+		if out, err := exec.Command(ipPath, "netns", "delete", h.NS).CombinedOutput(); err != nil {
 			l.t.Errorf("netlab: remove namespace %s: %v\n%s", h.NS, err, out)
 		}
 	}
-	if out, err := exec.Command("ip", "link", "delete", l.bridge).CombinedOutput(); err != nil {
+	if out, err := exec.Command(ipPath, "link", "delete", l.bridge).CombinedOutput(); err != nil {
 		l.t.Errorf("netlab: remove bridge %s: %v\n%s", l.bridge, err, out)
 	}
 }
@@ -177,19 +200,19 @@ func removeOrphans(t testing.TB) {
 		pid, _ := strconv.Atoi(rest[:end])
 		return pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH
 	}
-	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+	if out, err := exec.Command(ipPath, "netns", "list").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(line); len(f) > 0 && dead(f[0]) {
 				t.Logf("netlab: removing namespace %s left by a process that died", f[0])
-				_ = exec.Command("ip", "netns", "delete", f[0]).Run()
+				_ = exec.Command(ipPath, "netns", "delete", f[0]).Run()
 			}
 		}
 	}
-	if out, err := exec.Command("ip", "-br", "link", "show", "type", "bridge").Output(); err == nil {
+	if out, err := exec.Command(ipPath, "-br", "link", "show", "type", "bridge").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(line); len(f) > 0 && dead(f[0]) {
 				t.Logf("netlab: removing bridge %s left by a process that died", f[0])
-				_ = exec.Command("ip", "link", "delete", f[0]).Run()
+				_ = exec.Command(ipPath, "link", "delete", f[0]).Run()
 			}
 		}
 	}
@@ -198,7 +221,7 @@ func removeOrphans(t testing.TB) {
 // freeSubnet picks 10.a.b.0/24 from pid, skipping any that overlaps an
 // address of this machine.
 func freeSubnet(t testing.TB, pid int) string {
-	out, err := exec.Command("ip", "-o", "-4", "addr", "show").Output()
+	out, err := exec.Command(ipPath, "-o", "-4", "addr", "show").Output()
 	if err != nil {
 		t.Fatalf("netlab: ip addr: %v", err)
 	}

@@ -111,8 +111,8 @@ func TestCutAndHeal(t *testing.T) {
 			t.Fatalf("b to a after the heal: %s", got)
 		}
 	})
-	links, _ := exec.Command("ip", "-br", "link").Output()
-	netns, _ := exec.Command("ip", "netns", "list").Output()
+	links, _ := exec.Command(ipPath, "-br", "link").Output()
+	netns, _ := exec.Command(ipPath, "netns", "list").Output()
 	for _, n := range names {
 		if strings.Contains(string(links), n) || strings.Contains(string(netns), n) {
 			t.Errorf("%s left behind", n)

@@ -12,14 +12,19 @@ import (
 // Inspection is what a grain tells about itself (ActorInspect): a snapshot
 // taken between two messages, so it never sees a half-applied change.
 type Inspection struct {
-	Identity    string          `json:"identity"` // kind/id
-	ActivatedAt time.Time       `json:"activatedAt"`
-	Loaded      bool            `json:"loaded"` // false: the state could not be loaded yet (database down)
-	Seq         int64           `json:"seq"`    // journal seq of the state
-	State       json.RawMessage `json:"state,omitempty"`
-	Hubs        int             `json:"hubs"`    // node hubs subscribed to its pushes
-	Handled     uint64          `json:"handled"` // requests handled by this activation
-	Recent      []HandledRecord `json:"recent"`  // the last ones, newest first (at most RecentSize)
+	Identity    string    `json:"identity"` // kind/id
+	ActivatedAt time.Time `json:"activatedAt"`
+	Loaded      bool      `json:"loaded"` // false: the state could not be loaded yet (database down)
+	Seq         int64     `json:"seq"`    // journal seq of the state
+	// Validated is the cluster churn epoch the state was last loaded or
+	// checked against the journal at; Stale, that churn since asks for a
+	// validation before the next answer (docs/OPERATIONS.md, partitions).
+	Validated uint64          `json:"validatedEpoch"`
+	Stale     bool            `json:"stale,omitempty"`
+	State     json.RawMessage `json:"state,omitempty"`
+	Hubs      int             `json:"hubs"`    // node hubs subscribed to its pushes
+	Handled   uint64          `json:"handled"` // requests handled by this activation
+	Recent    []HandledRecord `json:"recent"`  // the last ones, newest first (at most RecentSize)
 }
 
 // HandledRecord is one request a grain handled.
@@ -194,6 +199,8 @@ func (a *Activation[M]) inspect() Inspection {
 		Hubs:        a.Hubs.Len(),
 		Handled:     a.recent.total,
 		Recent:      a.recent.records(),
+		Validated:   a.validated,
+		Stale:       a.loaded && a.Cfg.Churn.Stale(a.validated),
 	}
 	if a.loaded {
 		in.Seq = a.M.Seq()

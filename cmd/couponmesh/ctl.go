@@ -49,6 +49,7 @@ func runCtl(args []string, stdout io.Writer) error {
 		return err
 	}
 	if len(rest) == 0 {
+		//lint:ignore ST1005 a usage text, printed whole
 		return errors.New(ctlUsage)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -129,6 +130,7 @@ func runCtl(args []string, stdout io.Writer) error {
 // ctlActors runs `ctl actors ls|get|passivate|probe`.
 func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool, args []string, kind, after, node string, limit int) error {
 	if len(args) == 0 {
+		//lint:ignore ST1005 a usage text, printed whole
 		return errors.New("usage: couponmesh ctl actors ls|get|passivate|probe ...")
 	}
 	if args[0] == "ls" {

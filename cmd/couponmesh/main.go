@@ -29,6 +29,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
+		//lint:ignore ST1005 a usage text, printed whole
 		return errors.New("usage: couponmesh node|ctl|devdb|bench ...")
 	}
 	switch args[0] {

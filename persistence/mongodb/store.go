@@ -166,6 +166,7 @@ const (
 	journalColl   = "journal"
 	snapshotsColl = "snapshots"
 	followsColl   = "follows"
+	remindersColl = "reminders"
 )
 
 // Store is a couponmesh.Store over one MongoDB database.
@@ -183,6 +184,7 @@ type Store struct {
 	snapshots       *mongo.Collection
 	browse          *mongo.Collection // snapshots, with the URI's read preference
 	follows         *mongo.Collection
+	reminders       *mongo.Collection
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -221,6 +223,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		snapshots: db.Collection(snapshotsColl, primary),
 		browse:    db.Collection(snapshotsColl),
 		follows:   db.Collection(followsColl, primary),
+		reminders: db.Collection(remindersColl, primary),
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -255,6 +258,9 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			{Keys: bson.D{{Key: "merchant", Value: 1}, {Key: "created", Value: -1}, {Key: "cid", Value: -1}}},
 			{Keys: bson.D{{Key: "status", Value: 1}, {Key: "created", Value: -1}, {Key: "cid", Value: -1}}},
 			{Keys: bson.D{{Key: "created", Value: -1}, {Key: "cid", Value: -1}}},
+		},
+		s.reminders: {
+			{Keys: bson.D{{Key: "shard", Value: 1}, {Key: "due", Value: 1}}},
 		},
 		s.follows: {
 			{Keys: bson.D{{Key: "c", Value: 1}, {Key: "u", Value: 1}}},

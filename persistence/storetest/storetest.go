@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"BrowseLimits", testBrowseLimits},
 		{"BrowseExpiry", testBrowseExpiry},
 		{"Followers", testFollowers},
+		{"Reminders", testReminders},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -623,6 +624,63 @@ func testFollowers(t *testing.T, s couponmesh.Store) {
 			t.Fatalf("followers of c3: %v, %v", got, err)
 		}
 	})
+}
+
+// Reminders come back per shard, earliest first, each once however often
+// it was put; a deleted one is gone; the same target and name at another
+// due time is another reminder.
+func testReminders(t *testing.T, s couponmesh.Store) {
+	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	target := "coupon/r1"
+	shard := couponmesh.Reminder{Target: target}.Shard()
+	var other string // a target in another shard
+	for i := 0; other == ""; i++ {
+		if id := fmt.Sprintf("coupon/o%d", i); (couponmesh.Reminder{Target: id}).Shard() != shard {
+			other = id
+		}
+	}
+	late := couponmesh.Reminder{Target: target, Name: "expire", Due: base.Add(time.Hour)}
+	early := couponmesh.Reminder{Target: target, Name: "start", Due: base}
+	moved := couponmesh.Reminder{Target: target, Name: "expire", Due: base.Add(30 * time.Minute)}
+	elsewhere := couponmesh.Reminder{Target: other, Name: "expire", Due: base.Add(-time.Hour)}
+	for _, r := range []couponmesh.Reminder{late, early, late, moved, elsewhere} {
+		if err := s.PutReminder(ctx(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	due := func(limit int) []string {
+		t.Helper()
+		rs, err := s.DueReminders(ctx(t), shard, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, r := range rs {
+			if r.Shard() != shard {
+				t.Errorf("reminder %s of shard %d listed in shard %d", r.Key(), r.Shard(), shard)
+			}
+			keys = append(keys, r.Key())
+		}
+		return keys
+	}
+	if got, want := due(0), []string{early.Key(), moved.Key(), late.Key()}; !slices.Equal(got, want) {
+		t.Fatalf("due reminders %v, want %v", got, want)
+	}
+	if got, want := due(2), []string{early.Key(), moved.Key()}; !slices.Equal(got, want) {
+		t.Fatalf("due reminders (limit 2) %v, want %v", got, want)
+	}
+	for range 2 {
+		if err := s.DeleteReminder(ctx(t), early); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := due(0), []string{moved.Key(), late.Key()}; !slices.Equal(got, want) {
+		t.Fatalf("after a delete: %v, want %v", got, want)
+	}
+	rs, err := s.DueReminders(ctx(t), elsewhere.Shard(), 0)
+	if err != nil || len(rs) != 1 || rs[0] != elsewhere {
+		t.Fatalf("shard %d: %+v, %v; want %+v", elsewhere.Shard(), rs, err, elsewhere)
+	}
 }
 
 // checkFor polls f until it returns nil or timeout passes.

@@ -1,0 +1,77 @@
+package mongodb
+
+import (
+	"context"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// reminderDoc is a couponmesh.Reminder in the reminders collection.
+type reminderDoc struct {
+	ID     string    `bson:"_id"` // Reminder.Key
+	Shard  int       `bson:"shard"`
+	Due    time.Time `bson:"due"`
+	Target string    `bson:"target"`
+	Name   string    `bson:"name"`
+}
+
+// PutReminder stores r durably (write concern of the connection). Putting
+// the same reminder twice is a no-op.
+func (s *Store) PutReminder(ctx context.Context, r couponmesh.Reminder) error {
+	if err := s.failFast("put reminder"); err != nil {
+		return err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	id := r.Key()
+	doc := reminderDoc{ID: id, Shard: r.Shard(), Due: r.Due.UTC(), Target: r.Target, Name: r.Name}
+	_, err := s.reminders.ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) { // a racing upsert of the same reminder
+		return s.unavailable("put reminder "+id, err)
+	}
+	return nil
+}
+
+// DeleteReminder removes r; removing one that is gone is a no-op.
+func (s *Store) DeleteReminder(ctx context.Context, r couponmesh.Reminder) error {
+	if err := s.failFast("delete reminder"); err != nil {
+		return err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.reminders.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.Key()}}); err != nil {
+		return s.unavailable("delete reminder "+r.Key(), err)
+	}
+	return nil
+}
+
+// DueReminders returns up to limit reminders of shard, earliest first
+// (index shard, due).
+func (s *Store) DueReminders(ctx context.Context, shard, limit int) ([]couponmesh.Reminder, error) {
+	if err := s.failFast("reminders"); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	opts := options.Find().SetSort(bson.D{{Key: "shard", Value: 1}, {Key: "due", Value: 1}})
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := s.reminders.Find(ctx, bson.D{{Key: "shard", Value: shard}}, opts)
+	if err != nil {
+		return nil, s.unavailable("reminders", err)
+	}
+	var docs []reminderDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, s.unavailable("reminders", err)
+	}
+	out := make([]couponmesh.Reminder, len(docs))
+	for i, d := range docs {
+		out[i] = couponmesh.Reminder{Target: d.Target, Name: d.Name, Due: d.Due.UTC()}
+	}
+	return out, nil
+}

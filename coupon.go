@@ -9,18 +9,20 @@ import (
 // Status is the lifecycle state of a coupon as clients see it.
 type Status string
 
-// Coupon statuses. Withdrawn wins over expired, expired over sold out.
+// Coupon statuses. Withdrawn wins over expired, expired over scheduled,
+// scheduled over sold out.
 const (
+	StatusScheduled Status = "scheduled" // before StartsAt: visible, not claimable
 	StatusActive    Status = "active"
 	StatusSoldOut   Status = "sold_out"
 	StatusExpired   Status = "expired"
 	StatusWithdrawn Status = "withdrawn"
 )
 
-// Valid reports whether s is one of the four statuses.
+// Valid reports whether s is one of the five statuses.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusActive, StatusSoldOut, StatusExpired, StatusWithdrawn:
+	case StatusScheduled, StatusActive, StatusSoldOut, StatusExpired, StatusWithdrawn:
 		return true
 	}
 	return false
@@ -38,6 +40,7 @@ type Coupon struct {
 	Quantity    int       `json:"quantity"`
 	Claimed     int       `json:"claimed"`
 	Remaining   int       `json:"remaining"`
+	StartsAt    time.Time `json:"startsAt,omitzero"` // a scheduled drop: claimable from then
 	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
 	Status      Status    `json:"status"`
 	Version     int64     `json:"version"`
@@ -54,6 +57,8 @@ func (c *Coupon) Refresh(now time.Time) {
 		c.Status = StatusWithdrawn
 	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt):
 		c.Status = StatusExpired
+	case !c.StartsAt.IsZero() && now.Before(c.StartsAt):
+		c.Status = StatusScheduled
 	case c.Claimed >= c.Quantity:
 		c.Status = StatusSoldOut
 	default:
@@ -70,6 +75,8 @@ func (c *Coupon) CheckClaim(now time.Time) error {
 		return Errorf(CodeExpired, "coupon %s was withdrawn", c.ID)
 	case StatusExpired:
 		return Errorf(CodeExpired, "coupon %s expired at %s", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))
+	case StatusScheduled:
+		return Errorf(CodeNotStarted, "coupon %s can be claimed from %s", c.ID, c.StartsAt.UTC().Format(time.RFC3339))
 	case StatusSoldOut:
 		return Errorf(CodeSoldOut, "coupon %s is sold out (%d of %d claimed)", c.ID, c.Claimed, c.Quantity)
 	}
@@ -93,6 +100,7 @@ type CouponSpec struct {
 	Description *string    `json:"description,omitempty"`
 	Discount    *string    `json:"discount,omitempty"`
 	Quantity    *int       `json:"quantity,omitempty"`
+	StartsAt    *time.Time `json:"startsAt,omitempty"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
 }
 
@@ -139,6 +147,9 @@ func (s CouponSpec) Validate(create bool, now time.Time) error {
 	if create && s.ExpiresAt != nil && !s.ExpiresAt.After(now) {
 		return Errorf(CodeBadRequest, "expiresAt must be in the future")
 	}
+	if s.StartsAt != nil && s.ExpiresAt != nil && !s.ExpiresAt.After(*s.StartsAt) {
+		return Errorf(CodeBadRequest, "expiresAt must be after startsAt")
+	}
 	return nil
 }
 
@@ -147,6 +158,19 @@ func (s CouponSpec) Validate(create bool, now time.Time) error {
 func (s CouponSpec) Apply(c *Coupon) error {
 	if s.Quantity != nil && *s.Quantity < c.Claimed {
 		return Errorf(CodeBadRequest, "quantity %d is below the %d claims already made", *s.Quantity, c.Claimed)
+	}
+	starts, expires := c.StartsAt, c.ExpiresAt
+	if s.StartsAt != nil {
+		starts = s.StartsAt.UTC()
+	}
+	if s.ExpiresAt != nil {
+		expires = s.ExpiresAt.UTC()
+	}
+	if !starts.IsZero() && !expires.IsZero() && !expires.After(starts) {
+		return Errorf(CodeBadRequest, "expiresAt must be after startsAt")
+	}
+	if s.StartsAt != nil {
+		c.StartsAt = starts
 	}
 	if s.Title != nil {
 		c.Title = *s.Title

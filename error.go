@@ -17,6 +17,7 @@ const (
 	CodeNotFound       Code = "not_found"
 	CodeSoldOut        Code = "sold_out"
 	CodeExpired        Code = "expired"
+	CodeNotStarted     Code = "not_started" // a scheduled coupon before its startsAt
 	CodeAlreadyClaimed Code = "already_claimed"
 	CodeRateLimited    Code = "rate_limited"
 	CodeUnavailable    Code = "unavailable"
@@ -26,7 +27,7 @@ const (
 // Codes lists every code, in the order of the protocol documentation.
 var Codes = []Code{
 	CodeBadRequest, CodeUnauthorized, CodeForbidden, CodeNotFound, CodeSoldOut,
-	CodeExpired, CodeAlreadyClaimed, CodeRateLimited, CodeUnavailable, CodeInternal,
+	CodeExpired, CodeNotStarted, CodeAlreadyClaimed, CodeRateLimited, CodeUnavailable, CodeInternal,
 }
 
 // Valid reports whether c is on the closed list.

@@ -47,6 +47,7 @@ var statuses = map[couponmesh.Code]int{
 	couponmesh.CodeNotFound:       http.StatusNotFound,
 	couponmesh.CodeSoldOut:        http.StatusConflict,
 	couponmesh.CodeExpired:        http.StatusConflict,
+	couponmesh.CodeNotStarted:     http.StatusConflict,
 	couponmesh.CodeAlreadyClaimed: http.StatusConflict,
 	couponmesh.CodeRateLimited:    http.StatusTooManyRequests,
 	couponmesh.CodeUnavailable:    http.StatusServiceUnavailable,

@@ -92,7 +92,7 @@ func (e *env) do(method, path, token, body string) response {
 func TestStatusOf(t *testing.T) {
 	want := map[couponmesh.Code]int{
 		couponmesh.CodeBadRequest: 400, couponmesh.CodeUnauthorized: 401, couponmesh.CodeForbidden: 403,
-		couponmesh.CodeNotFound: 404, couponmesh.CodeSoldOut: 409, couponmesh.CodeExpired: 409,
+		couponmesh.CodeNotFound: 404, couponmesh.CodeSoldOut: 409, couponmesh.CodeExpired: 409, couponmesh.CodeNotStarted: 409,
 		couponmesh.CodeAlreadyClaimed: 409, couponmesh.CodeRateLimited: 429, couponmesh.CodeUnavailable: 503,
 		couponmesh.CodeInternal: 500, "made_up": 500,
 	}

@@ -99,10 +99,11 @@ type Store interface {
 	Followers(ctx context.Context, coupon string) ([]string, error)
 
 	// PutReminder stores r (idempotent: a reminder is its Key).
-	// DeleteReminder removes it (idempotent). DueReminders returns up to
-	// limit reminders of shard, earliest Due first (limit <= 0: all).
+	// DeleteReminders removes them, in one write (idempotent). DueReminders
+	// returns up to limit reminders of shard, earliest Due first (limit <=
+	// 0: all).
 	PutReminder(ctx context.Context, r Reminder) error
-	DeleteReminder(ctx context.Context, r Reminder) error
+	DeleteReminders(ctx context.Context, rs ...Reminder) error
 	DueReminders(ctx context.Context, shard, limit int) ([]Reminder, error)
 
 	// Ping checks that the database answers.

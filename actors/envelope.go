@@ -12,8 +12,9 @@ import (
 
 // Kind names of the grains.
 const (
-	KindCoupon = "coupon"
-	KindUser   = "user"
+	KindCoupon    = "coupon"
+	KindUser      = "user"
+	KindReminders = "reminders" // reminder shards: reminders/0 … reminders/15
 )
 
 // Request wraps a method call for a grain in the protobuf envelope.

@@ -106,11 +106,19 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
+		if err := g.setReminders(opCtx, p.Spec, p.Principal.CanCreateCoupons() && p.Spec.Validate(true, time.Now()) == nil); err != nil {
+			g.respond(ctx, nil, err)
+			return
+		}
 		c, err := m.Create(opCtx, p.Principal, p.Spec, p.RID)
 		g.respond(ctx, c, err)
 	case actors.CouponUpdate:
 		var p actors.UpdateCoupon
 		if !actors.Unpack(ctx, req, &p) {
+			return
+		}
+		if err := g.setReminders(opCtx, p.Spec, m.Exists() && p.Principal.CanEdit(m.Coupon()) && p.Spec.Validate(false, time.Now()) == nil); err != nil {
+			g.respond(ctx, nil, err)
 			return
 		}
 		c, err := m.Update(opCtx, p.Principal, p.Spec)
@@ -122,6 +130,12 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		}
 		c, err := m.Withdraw(opCtx, p.Principal)
 		g.respond(ctx, c, err)
+	case actors.RemindMethod:
+		var r couponmesh.Reminder
+		if !actors.Unpack(ctx, req, &r) {
+			return
+		}
+		g.respond(ctx, actors.Empty{}, m.Wake(opCtx, r))
 	case actors.CouponFollower:
 		var p actors.FollowerChange
 		if !actors.Unpack(ctx, req, &p) {
@@ -155,13 +169,28 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	}
 }
 
+// setReminders makes the reminders of spec's start and expiry durable
+// before the change that needs them is committed (when allowed: the change
+// may be made; else the machine refuses it and no reminder is needed).
+func (g *grain) setReminders(ctx context.Context, spec couponmesh.CouponSpec, allowed bool) error {
+	rs := Reminders(g.ID, spec)
+	if len(rs) == 0 || !allowed {
+		return nil
+	}
+	if err := actors.SetReminders(ctx, g.cluster, g.Cfg, rs...); err != nil {
+		g.Log.Warn("reminders not set", "err", err)
+		return couponmesh.Errorf(couponmesh.CodeUnavailable, "coupon %s: its start and expiry timers cannot be stored now, retry", g.ID)
+	}
+	return nil
+}
+
 // changed publishes a new version: one push per subscribed hub, a snapshot,
 // and feed notices to followers when more than the claimed count changed.
 func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon) {
 	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.CouponPush(after))
-	onlyClaims := before.Version > 0 && before.Title == after.Title && before.Description == after.Description &&
-		before.Discount == after.Discount && before.Quantity == after.Quantity &&
-		before.ExpiresAt.Equal(after.ExpiresAt) && before.Status == after.Status
+	onlyClaims := before.Version > 0 && before.Claimed != after.Claimed && before.Title == after.Title &&
+		before.Description == after.Description && before.Discount == after.Discount && before.Quantity == after.Quantity &&
+		before.StartsAt.Equal(after.StartsAt) && before.ExpiresAt.Equal(after.ExpiresAt) && before.Status == after.Status
 	if onlyClaims {
 		g.ScheduleSnapshot(ctx)
 		return

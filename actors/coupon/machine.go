@@ -18,7 +18,21 @@ const (
 	EntryUpdated   = "updated"
 	EntryWithdrawn = "withdrawn"
 	EntryClaimed   = "claimed"
+	EntryStarted   = "started" // a scheduled coupon reached its startsAt (transitionData)
+	EntryExpired   = "expired" // the coupon reached its expiresAt (transitionData)
 )
+
+// Reminder names of a coupon: its start and its expiry.
+const (
+	RemindStart  = "start"
+	RemindExpire = "expire"
+)
+
+// transitionData is the due time a started or expired entry records: a
+// wake-up for a due time already recorded does nothing.
+type transitionData struct {
+	Due time.Time `json:"due"`
+}
 
 // Entity returns the journal entity of coupon id.
 func Entity(id string) string { return "coupon/" + id }
@@ -46,6 +60,8 @@ type snapshotData struct {
 	Withdrawn bool              `json:"withdrawn,omitempty"`
 	CreateRID string            `json:"createRid,omitempty"`
 	Claims    []claimRecord     `json:"claims,omitempty"`
+	Started   time.Time         `json:"started,omitzero"` // due of the last started entry
+	Expired   time.Time         `json:"expired,omitzero"` // due of the last expired entry
 }
 
 type claimRecord struct {
@@ -66,6 +82,8 @@ type Machine struct {
 	createRID string
 	claims    map[string]claimRecord // user → claim, every claim
 	snapSeq   int64                  // seq of the last snapshot written
+	started   time.Time              // due of the last started entry
+	expired   time.Time              // due of the last expired entry
 }
 
 // Load restores coupon id from its snapshot and journal.
@@ -82,6 +100,7 @@ func Load(ctx context.Context, store couponmesh.Store, id string, now func() tim
 		}
 		m.c, m.exists, m.createRID = d.Coupon, true, d.CreateRID
 		m.c.Withdrawn = d.Withdrawn
+		m.started, m.expired = d.Started, d.Expired
 		for _, r := range d.Claims {
 			m.claims[r.Claim.User] = r
 		}
@@ -110,6 +129,16 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 		}
 	case EntryWithdrawn:
 		m.c.Withdrawn = true
+	case EntryStarted, EntryExpired:
+		var d transitionData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return err
+		}
+		if e.Type == EntryStarted {
+			m.started = d.Due
+		} else {
+			m.expired = d.Due
+		}
 	case EntryClaimed:
 		var d claimData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
@@ -283,6 +312,57 @@ func answerExisting(r claimRecord, rid string) error {
 	return &existingClaim{err: couponmesh.Errorf(couponmesh.CodeAlreadyClaimed, "user %s already claimed coupon %s", r.Claim.User, r.Claim.Coupon)}
 }
 
+// Reminders returns the reminders that spec's times need on coupon id: its
+// start and its expiry, when spec sets them. The grain sets them before it
+// commits spec (actors.SetReminders).
+func Reminders(id string, spec couponmesh.CouponSpec) []couponmesh.Reminder {
+	var rs []couponmesh.Reminder
+	if spec.StartsAt != nil && !spec.StartsAt.IsZero() {
+		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindStart, Due: spec.StartsAt.UTC()})
+	}
+	if spec.ExpiresAt != nil && !spec.ExpiresAt.IsZero() {
+		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindExpire, Due: spec.ExpiresAt.UTC()})
+	}
+	return rs
+}
+
+// ErrEarly is returned by Wake for a reminder that is not due yet by this
+// node's clock: the shard tries again.
+var ErrEarly = errors.New("reminder not due yet")
+
+// Wake handles a due reminder: at the coupon's startsAt it appends a
+// started entry, at its expiresAt an expired entry, each once per due time.
+// A reminder for a time the coupon no longer has (moved, withdrawn, never
+// created) does nothing. Claims are refused by time from expiresAt on, so
+// no claim entry follows the expired entry.
+func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
+	if m.now().Before(r.Due) {
+		return fmt.Errorf("coupon %s %s at %s: %w", m.id, r.Name, r.Due.Format(time.RFC3339Nano), ErrEarly)
+	}
+	_, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+		if !m.exists || m.c.Withdrawn {
+			return couponmesh.Entry{}, errDone
+		}
+		switch r.Name {
+		case RemindStart:
+			if !m.c.StartsAt.Equal(r.Due) || m.started.Equal(r.Due) {
+				return couponmesh.Entry{}, errDone
+			}
+			return entry(EntryStarted, "", "", transitionData{Due: r.Due}), nil
+		case RemindExpire:
+			if !m.c.ExpiresAt.Equal(r.Due) || m.expired.Equal(r.Due) {
+				return couponmesh.Entry{}, errDone
+			}
+			return entry(EntryExpired, "", "", transitionData{Due: r.Due}), nil
+		}
+		return couponmesh.Entry{}, errDone // a reminder of another kind: nothing to do
+	})
+	if errors.Is(err, errDone) {
+		return nil
+	}
+	return err
+}
+
 // SnapshotDue reports whether entries were applied since the last snapshot.
 func (m *Machine) SnapshotDue() bool { return m.exists && m.journal.Seq > m.snapSeq }
 
@@ -292,7 +372,8 @@ func (m *Machine) WriteSnapshot(ctx context.Context) error {
 	for _, r := range m.claims {
 		claims = append(claims, r)
 	}
-	data, err := json.Marshal(snapshotData{Coupon: m.c, Withdrawn: m.c.Withdrawn, CreateRID: m.createRID, Claims: claims})
+	data, err := json.Marshal(snapshotData{Coupon: m.c, Withdrawn: m.c.Withdrawn, CreateRID: m.createRID, Claims: claims,
+		Started: m.started, Expired: m.expired})
 	if err != nil {
 		return err
 	}
@@ -326,15 +407,25 @@ func newCode() string {
 }
 
 // Inspect implements actors.Inspector: the coupon as clients see it, its
-// number of claim records and the seq of its last snapshot.
+// number of claim records, the seq of its last snapshot and the reminders
+// (start, expiry) it still waits for.
 func (m *Machine) Inspect() any {
 	type view struct {
-		Exists      bool               `json:"exists"`
-		Coupon      *couponmesh.Coupon `json:"coupon,omitempty"`
-		Claims      int                `json:"claims"`
-		SnapshotSeq int64              `json:"snapshotSeq"`
+		Exists      bool                  `json:"exists"`
+		Coupon      *couponmesh.Coupon    `json:"coupon,omitempty"`
+		Claims      int                   `json:"claims"`
+		SnapshotSeq int64                 `json:"snapshotSeq"`
+		Reminders   []couponmesh.Reminder `json:"reminders,omitempty"` // transitions not yet journaled
 	}
 	v := view{Exists: m.exists, Claims: len(m.claims), SnapshotSeq: m.snapSeq}
+	if m.exists && !m.c.Withdrawn {
+		if !m.c.StartsAt.IsZero() && !m.started.Equal(m.c.StartsAt) {
+			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindStart, Due: m.c.StartsAt})
+		}
+		if !m.c.ExpiresAt.IsZero() && !m.expired.Equal(m.c.ExpiresAt) {
+			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindExpire, Due: m.c.ExpiresAt})
+		}
+	}
 	if m.exists {
 		c := m.Coupon()
 		v.Coupon = &c

@@ -20,6 +20,7 @@ import (
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/actors/hub"
+	"github.com/couponmesh/couponmesh/actors/reminder"
 	"github.com/couponmesh/couponmesh/actors/user"
 	"github.com/couponmesh/couponmesh/cluster/membership"
 	"github.com/couponmesh/couponmesh/cluster/node"
@@ -153,10 +154,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	a.node, err = node.Start(node.Config{
 		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
 		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, TLS: remoteTLS, Log: log,
-	}, coupon.Kind(gcfg), user.Kind(gcfg))
+	}, coupon.Kind(gcfg), user.Kind(gcfg), reminder.Kind(gcfg))
 	if err != nil {
 		return nil, err
 	}
+	// The reminder shards this node owns are activated and kept active (a
+	// dead node's shards come up on their new owner within a tick).
+	self := a.node.Address()
+	go actors.KeepShards(a.node.Cluster, call, func(kind, id string) bool { return a.node.Lookup.Owner(kind, id) == self },
+		time.Second, log, a.stopRate)
 	if a.hub, err = hub.Start(a.node.Cluster, hub.Config{Refresh: cfg.Actors.HubRefresh.D(), Call: call, Log: log}, reg); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}

@@ -2,6 +2,7 @@ package mongodb
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
@@ -36,15 +37,23 @@ func (s *Store) PutReminder(ctx context.Context, r couponmesh.Reminder) error {
 	return nil
 }
 
-// DeleteReminder removes r; removing one that is gone is a no-op.
-func (s *Store) DeleteReminder(ctx context.Context, r couponmesh.Reminder) error {
-	if err := s.failFast("delete reminder"); err != nil {
+// DeleteReminders removes rs in one write; removing one that is gone is a
+// no-op.
+func (s *Store) DeleteReminders(ctx context.Context, rs ...couponmesh.Reminder) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if err := s.failFast("delete reminders"); err != nil {
 		return err
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	if _, err := s.reminders.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.Key()}}); err != nil {
-		return s.unavailable("delete reminder "+r.Key(), err)
+	keys := make([]string, len(rs))
+	for i, r := range rs {
+		keys[i] = r.Key()
+	}
+	if _, err := s.reminders.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: keys}}}}); err != nil {
+		return s.unavailable(fmt.Sprintf("delete %d reminders", len(rs)), err)
 	}
 	return nil
 }

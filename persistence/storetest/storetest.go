@@ -670,9 +670,12 @@ func testReminders(t *testing.T, s couponmesh.Store) {
 		t.Fatalf("due reminders (limit 2) %v, want %v", got, want)
 	}
 	for range 2 {
-		if err := s.DeleteReminder(ctx(t), early); err != nil {
+		if err := s.DeleteReminders(ctx(t), early, couponmesh.Reminder{Target: target, Name: "gone", Due: base}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := s.DeleteReminders(ctx(t)); err != nil {
+		t.Fatal(err)
 	}
 	if got, want := due(0), []string{moved.Key(), late.Key()}; !slices.Equal(got, want) {
 		t.Fatalf("after a delete: %v, want %v", got, want)

@@ -1,0 +1,310 @@
+package reminder
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors"
+)
+
+const (
+	window      = 1000                   // reminders a shard keeps in memory
+	maxFiring   = 64                     // wake-ups in flight per shard
+	reloadEvery = 5 * time.Second        // the shard re-reads the store this often
+	retryAfter  = 250 * time.Millisecond // a failed wake-up is tried again after this (doubling up to 5 s)
+)
+
+// Kind returns the cluster kind hosting the reminder shards.
+func Kind(cfg actors.GrainConfig) *cluster.Kind {
+	cfg.Fill()
+	return cluster.NewKind(actors.KindReminders, actor.PropsFromProducer(func() actor.Actor {
+		g := &grain{}
+		g.Activation = actors.NewActivation(&cfg, actors.KindReminders, func(ctx context.Context, id string) (*Shard, error) {
+			n, err := strconv.Atoi(id)
+			if err != nil || n < 0 || n >= couponmesh.ReminderShards {
+				return nil, fmt.Errorf("no reminder shard %q", id)
+			}
+			s := &Shard{store: cfg.Store, n: n, firing: map[string]bool{}, retry: map[string]retry{}}
+			return s, s.reload(ctx)
+		})
+		return g
+	}))
+}
+
+// Shard is the state of one reminder shard. Not safe for concurrent use:
+// it belongs to its grain.
+type Shard struct {
+	store    couponmesh.Store
+	n        int
+	pending  []couponmesh.Reminder // earliest first, at most window
+	more     bool                  // the store may hold reminders after pending
+	loadedAt time.Time
+	firing   map[string]bool       // keys being fired or deleted
+	retry    map[string]retry      // keys whose last wake-up failed
+	woken    []couponmesh.Reminder // answered by their targets, to delete
+	deleting bool                  // a delete of woken reminders is in flight
+	inFlight int                   // wake-ups not answered yet
+}
+
+type retry struct {
+	at    time.Time
+	delay time.Duration
+}
+
+func (s *Shard) reload(ctx context.Context) error {
+	rs, err := s.store.DueReminders(ctx, s.n, window)
+	if err != nil {
+		return err
+	}
+	s.pending, s.more, s.loadedAt = rs, len(rs) == window, time.Now()
+	return nil
+}
+
+// add records a reminder the shard was told of.
+func (s *Shard) add(r couponmesh.Reminder) {
+	if slices.ContainsFunc(s.pending, func(p couponmesh.Reminder) bool { return p.Key() == r.Key() }) {
+		return
+	}
+	if s.more && len(s.pending) > 0 && r.Due.After(s.pending[len(s.pending)-1].Due) {
+		return // beyond the window: a reload finds it in time
+	}
+	i, _ := slices.BinarySearchFunc(s.pending, r, func(a, b couponmesh.Reminder) int { return a.Due.Compare(b.Due) })
+	s.pending = slices.Insert(s.pending, i, r)
+	if len(s.pending) > window {
+		s.pending, s.more = s.pending[:window], true
+	}
+}
+
+// due returns the reminders to fire now, and when the next one is due
+// (zero: none pending).
+func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) {
+	for _, r := range s.pending {
+		k := r.Key()
+		if s.firing[k] {
+			continue
+		}
+		at := r.Due
+		if rt, ok := s.retry[k]; ok && rt.at.After(at) {
+			at = rt.at
+		}
+		if !at.After(now) {
+			if s.inFlight+len(fire) < maxFiring {
+				fire = append(fire, r)
+			}
+			continue
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+		if !r.Due.Before(next) {
+			break // sorted by Due: nothing later can be earlier (retries aside)
+		}
+	}
+	return fire, next
+}
+
+// done records the outcome of a wake-up: a woken reminder waits (still
+// firing, so never fired again meanwhile) for its deletion, batched.
+func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
+	k := r.Key()
+	s.inFlight--
+	if err == nil {
+		delete(s.retry, k)
+		s.woken = append(s.woken, r)
+		return
+	}
+	delete(s.firing, k)
+	rt := s.retry[k]
+	rt.delay = min(max(2*rt.delay, retryAfter), 5*time.Second)
+	rt.at = now.Add(rt.delay)
+	s.retry[k] = rt
+}
+
+// deleted records the outcome of deleting rs: on success they are gone;
+// else they are fired again later (a no-op for their targets) and deleted
+// then.
+func (s *Shard) deleted(rs []couponmesh.Reminder, err error) {
+	s.deleting = false
+	gone := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		gone[r.Key()] = true
+		delete(s.firing, r.Key())
+	}
+	if err == nil {
+		s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
+	}
+}
+
+// Seq implements actors.State: a shard has no journal.
+func (s *Shard) Seq() int64 { return 0 }
+
+// SnapshotDue implements actors.State: the store is the state.
+func (s *Shard) SnapshotDue() bool { return false }
+
+// WriteSnapshot implements actors.State.
+func (s *Shard) WriteSnapshot(context.Context) error { return nil }
+
+// Validate implements actors.State: after cluster churn another activation
+// may have fired and deleted reminders, or been told of new ones: re-read
+// the store.
+func (s *Shard) Validate(ctx context.Context) (int, error) { return 0, s.reload(ctx) }
+
+// Inspect implements actors.Inspector: the console's view.
+func (s *Shard) Inspect() any { return s.status() }
+
+func (s *Shard) status() actors.ShardStatus {
+	return actors.ShardStatus{Shard: s.n, Pending: len(s.pending), Next: slices.Clone(s.pending[:min(5, len(s.pending))]), Firing: s.inFlight}
+}
+
+type grain struct {
+	*actors.Activation[*Shard]
+	cluster *cluster.Cluster
+	timer   *time.Timer
+	wakeAt  time.Time
+}
+
+type fireTick struct{}
+
+type fired struct {
+	r   couponmesh.Reminder
+	err error
+}
+
+type deleted struct {
+	rs  []couponmesh.Reminder
+	err error
+}
+
+func (g *grain) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		g.cluster = msg.Cluster
+	case fireTick:
+		g.wakeAt = time.Time{}
+		if g.Serving() {
+			g.fire(ctx)
+		}
+	case fired:
+		if g.Serving() {
+			g.M.done(msg.r, msg.err, time.Now())
+			if msg.err != nil {
+				g.Log.Warn("reminder not delivered; trying again", "reminder", msg.r.Key(), "err", msg.err)
+			}
+			g.deleteWoken(ctx)
+		}
+	case deleted:
+		if g.Serving() {
+			g.M.deleted(msg.rs, msg.err)
+			if msg.err != nil {
+				g.Log.Warn("woken reminders not deleted; they fire again (as no-ops)", "reminders", len(msg.rs), "err", msg.err)
+			}
+			g.deleteWoken(ctx)
+		}
+	case *actor.Stopping:
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+	}
+	if req := g.Activation.Receive(ctx); req != nil {
+		g.handle(ctx, req)
+	}
+	if g.Serving() {
+		g.arm(ctx)
+	}
+	g.After(ctx)
+}
+
+func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
+	s := g.M
+	switch req.MessageTypeName {
+	case actors.ReminderSet:
+		var r couponmesh.Reminder
+		if actors.Unpack(ctx, req, &r) {
+			s.add(r)
+			actors.Respond(ctx, actors.Empty{}, nil)
+		}
+	case actors.ReminderTick:
+		if time.Since(s.loadedAt) >= reloadEvery || (len(s.pending) == 0 && s.more) {
+			opCtx, cancel := g.OpContext()
+			err := s.reload(opCtx)
+			cancel()
+			if err != nil {
+				g.Log.Warn("reminders not reloaded", "err", err)
+			}
+		}
+		actors.Respond(ctx, actors.Empty{}, nil)
+	case actors.ReminderCheck:
+		actors.Respond(ctx, s.status(), nil)
+	default:
+		actors.Unknown(ctx, req)
+	}
+}
+
+// fire wakes the targets of the due reminders, off the mailbox; each
+// reports back with fired.
+func (g *grain) fire(ctx actor.Context) {
+	rs, _ := g.M.due(time.Now())
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	for _, r := range rs {
+		g.M.firing[r.Key()] = true
+		g.M.inFlight++
+		go func() {
+			err := g.wake(r)
+			root.Send(self, fired{r: r, err: err})
+		}()
+	}
+}
+
+// wake calls the reminder's target (a bad target is dropped: deleted as
+// if woken).
+func (g *grain) wake(r couponmesh.Reminder) error {
+	kind, id, ok := strings.Cut(r.Target, "/")
+	if !ok || kind == "" || id == "" {
+		g.Log.Error("reminder with a bad target dropped", "reminder", r.Key())
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.Cfg.Call.Timeout)
+	defer cancel()
+	return actors.Call(ctx, g.cluster, g.Cfg.Call, kind, id, actors.RemindMethod, r, nil)
+}
+
+// deleteWoken deletes the reminders woken so far in one write, off the
+// mailbox, one write at a time: the deletes of a burst batch themselves.
+func (g *grain) deleteWoken(ctx actor.Context) {
+	s := g.M
+	if s.deleting || len(s.woken) == 0 {
+		return
+	}
+	rs := s.woken
+	s.woken, s.deleting = nil, true
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	go func() {
+		opCtx, cancel := g.OpContext()
+		defer cancel()
+		root.Send(self, deleted{rs: rs, err: g.Cfg.Store.DeleteReminders(opCtx, rs...)})
+	}()
+}
+
+// arm sets the timer for the next due reminder.
+func (g *grain) arm(ctx actor.Context) {
+	fire, next := g.M.due(time.Now())
+	if len(fire) > 0 {
+		next = time.Now()
+	}
+	if next.IsZero() || (!g.wakeAt.IsZero() && !next.Before(g.wakeAt)) {
+		return
+	}
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.wakeAt = next
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	g.timer = time.AfterFunc(time.Until(next), func() { root.Send(self, fireTick{}) })
+}

@@ -362,3 +362,96 @@ func openStore(t *testing.T, uri string) *mongodb.Store {
 	t.Cleanup(func() { _ = store.Close(context.Background()) })
 	return store
 }
+
+// Three nodes; the node that holds a coupon and its reminder shard is
+// killed (kill -9) one second before the coupon's expiry: a watcher on
+// another node gets the expired push once the shard is up again on its new
+// owner, and the journal has one expired entry.
+func TestExpiryWhenTheOwnerDies(t *testing.T) {
+	c := startCluster(t, 3)
+	store := openStore(t, c.db)
+	due := time.Now().Add(12 * time.Second).Truncate(time.Millisecond)
+	ids := createCouponsWith(t, c.nodes[0], "k", 40, couponmesh.CouponSpec{Title: ptr("Kill"), Quantity: ptr(5), ExpiresAt: &due})
+	// Which node holds each coupon grain and each shard (both active by now:
+	// the coupons were just created, and every node keeps its shards).
+	holder := map[string]*proc{}
+	checkFor(t, 10*time.Second, "every shard active", func() error {
+		for _, p := range c.nodes {
+			for _, kind := range []string{"coupon", "reminders"} {
+				for _, id := range p.actors(t, kind) {
+					holder[id] = p
+				}
+			}
+		}
+		for n := range couponmesh.ReminderShards {
+			if holder[fmt.Sprintf("reminders/%d", n)] == nil {
+				return fmt.Errorf("shard %d not active", n)
+			}
+		}
+		return nil
+	})
+	var victim *proc
+	var id string
+	for _, cid := range ids {
+		r := couponmesh.Reminder{Target: coupon.Entity(cid)}
+		p := holder["coupon/"+cid]
+		if p != nil && holder[fmt.Sprintf("reminders/%d", r.Shard())] == p {
+			victim, id = p, cid
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatal("no coupon shares its node with its reminder shard: the test would prove nothing")
+	}
+	var survivor *proc
+	for _, p := range c.nodes {
+		if p != victim {
+			survivor = p
+			break
+		}
+	}
+	pushes := newPushLog()
+	watcher := survivor.sessionOpts(t, "watcher", client.Options{OnCoupon: pushes.on})
+	if _, err := watcher.Subscribe(t.Context(), []client.Sub{{ID: id}}); err != nil {
+		t.Fatal(err)
+	}
+	if time.Until(due) < 1500*time.Millisecond {
+		t.Fatal("the set-up took too long: the kill would not come before the due time")
+	}
+	time.Sleep(time.Until(due.Add(-time.Second)))
+	killed := time.Now()
+	killCmd(victim.cmd)
+	t.Logf("killed %s, holder of coupon %s and its reminder shard, %v before the due time", victim.name, id, due.Sub(killed).Round(time.Millisecond))
+	checkFor(t, 30*time.Second, "the expired push on "+survivor.name, func() error {
+		if st, _ := pushes.status(id); st != couponmesh.StatusExpired {
+			return fmt.Errorf("last status pushed %q", st)
+		}
+		return nil
+	})
+	tr := readTransitions(t, store, id)
+	if len(tr.expired) != 1 {
+		t.Fatalf("%d expired entries, want 1", len(tr.expired))
+	}
+	late := tr.expired[0].Sub(due)
+	t.Logf("expired entry %v after the due time (the owner died 1 s before it)", late.Round(time.Millisecond))
+	// Failover here is about 2 s (docs/BENCHMARKS.md, bench failover); the
+	// shard comes up within a keep-alive tick (1 s) of it.
+	if late > 4*time.Second {
+		t.Errorf("expired entry %v after the due time, want within failover (~2 s) + 1 s + slack", late)
+	}
+}
+
+// createCouponsWith creates n coupons prefix0… like spec through p.
+func createCouponsWith(t *testing.T, p *proc, prefix string, n int, spec couponmesh.CouponSpec) []string {
+	t.Helper()
+	api := merchantAPI(t, p)
+	ids := make([]string, n)
+	for i := range ids {
+		spec.ID = fmt.Sprintf("%s%d", prefix, i)
+		if _, err := api.CreateCoupon(t.Context(), spec); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = spec.ID
+	}
+	return ids
+}

@@ -1,7 +1,7 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-f7130ad767b72aaf';
+const CACHE = 'couponmesh-shell-bad9556051514063';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
@@ -9,7 +9,7 @@ const SHELL = [
   "/icons/icon-192.png",
   "/icons/icon-512.png",
   "/assets/index-BVATO-I9.css",
-  "/assets/index-CaQtpHPP.js"
+  "/assets/index-lmx2kyXp.js"
 ];
 
 self.addEventListener('install', (event) => {

@@ -62,7 +62,9 @@ describe('frames and addresses', () => {
     ]);
     expect(parseAddresses('[::1]:9000 b:1 b:1', 'ws://a/ws')).toEqual(['ws://[::1]:9000/ws', 'ws://b:1/ws']);
     expect(parseAddresses('', 'ws://a/ws')).toEqual([]);
-    expect(parseAddresses('draining', 'ws://a/ws')).toEqual(['ws://draining/ws']);
+    expect(parseAddresses('draining', 'ws://a/ws')).toEqual([]);
+    expect(parseAddresses('node draining', 'ws://a/ws')).toEqual([]); // the reason of a node with no other to name
+    expect(parseAddresses('b:1/ws c', 'ws://a/ws')).toEqual(['ws://b:1/ws']);
     expect(normalizeAddress('ftp://x')).toBeUndefined();
   });
 });

@@ -261,14 +261,12 @@ func eval[T any](p *page, expr string) T {
 
 // waitJS polls a JavaScript predicate until it is truthy, for at most d.
 //
-// It polls from the test, one short evaluation at a time, in whatever
-// document the tab holds at that moment. chromedp.Poll runs its loop inside
-// the document it started in: when that document is replaced (a reload, a
-// navigation, a service worker taking over), the loop dies with it and the
-// wait ran into its deadline however soon the new document met the
-// predicate. That was the flake of "offline after the reload" on a busy
-// machine, where the test's poll could start before the reloaded document
-// had replaced the old one.
+// It polls from the test, one evaluation of at most 2 s at a time, in
+// whatever document the tab holds at that moment, so a wait that spans a
+// reload or a navigation goes on in the new document (chromedp.Poll runs
+// its loop inside one document and fails when that document goes). When the
+// wait runs out it says what the page was doing (pageState), so that a wait
+// that fails tells why, not only that it timed out.
 func (p *page) waitJS(d time.Duration, what, predicate string) {
 	p.t.Helper()
 	deadline := time.Now().Add(d)
@@ -285,7 +283,7 @@ func (p *page) waitJS(d time.Duration, what, predicate string) {
 			last = err // e.g. the document went away under the evaluation: try the next one
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: %s: not true within %s (last error: %v)", p.name, what, d, last)
+			p.t.Fatalf("%s: %s: not true within %s (last error: %v); page: %s", p.name, what, d, last, p.pageState())
 		}
 		select {
 		case <-time.After(20 * time.Millisecond):
@@ -293,6 +291,25 @@ func (p *page) waitJS(d time.Duration, what, predicate string) {
 			p.t.Fatalf("%s: %s: %v", p.name, what, p.ctx.Err())
 		}
 	}
+}
+
+// pageState describes the document on display for a failure message: its
+// URL (an error page shows as chrome-error://), load state, whether the app
+// booted, its connection state, the browser's network state, and what is
+// on screen.
+func (p *page) pageState() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		url: location.href, readyState: document.readyState, controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+		onLine: navigator.onLine, booted: !!window.couponmesh, sdk: window.couponmesh ? window.couponmesh.state : null,
+		shown: document.querySelector('#conn-state') ? document.querySelector('#conn-state').dataset.state : null,
+		view: [...document.querySelectorAll('main > section')].filter((e) => !e.hidden).map((e) => e.id),
+	})`))
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return s
 }
 
 // js quotes s as a JavaScript string literal.

@@ -21,6 +21,10 @@ describe('countdown', () => {
     expect(couponClock({ ...c, status: 'expired' }, now)).toEqual({ text: 'Ended', ended: true });
     expect(couponClock({ ...c, status: 'withdrawn' }, now).text).toBe('Withdrawn by the merchant');
     expect(couponClock({ status: 'sold_out' }, now).text).toBe('Sold out');
+    // A scheduled drop counts down to its start, then to its end.
+    const drop = { status: 'scheduled', startsAt: '2030-01-01T00:10:00Z', expiresAt: '2030-01-01T01:00:00Z' };
+    expect(couponClock(drop, now).text).toBe('Starts in 00:10:00');
+    expect(couponClock({ ...drop, status: 'active' }, Date.parse('2030-01-01T00:30:00Z')).text).toBe('Ends in 00:30:00');
   });
 
   it('round-trips the end time through a datetime-local field', () => {

@@ -178,11 +178,15 @@ function markTab(url) {
   }
 }
 
-/** Sends a visitor to sign in, then back to path, where `action` is done. */
-export function requireSignIn(action, path = location.pathname) {
+/**
+ * Sends a visitor to sign in, then back to path, where `action` is done.
+ * replace: the sign-in screen takes the place of the current entry (a
+ * screen that needs a user), so that Back does not lead into it again.
+ */
+export function requireSignIn(action, path = location.pathname, { replace = false } = {}) {
   const q = new URLSearchParams({ next: path });
   if (action) q.set('do', action);
-  return navigate(`/signin?${q}`);
+  return navigate(`/signin?${q}`, { replace });
 }
 
 const REASONS = {
@@ -193,8 +197,9 @@ const REASONS = {
 };
 
 function showSignIn(_params, url) {
-  showView('#login-view', 'Sign in');
   const action = url.searchParams.get('do') || '';
+  if (signedIn()) return navigate(safeNext(url.searchParams.get('next')), { replace: true });
+  showView('#login-view', 'Sign in');
   $('#login-reason').textContent = REASONS[action] || 'Sign in to claim, follow and keep a wallet.';
   if (action === 'merchant') $('#login-role').value = 'merchant';
   const next = safeNext(url.searchParams.get('next'));
@@ -532,7 +537,7 @@ function renderWallet() {
 }
 
 function showWallet() {
-  if (!signedIn()) return requireSignIn('wallet', '/wallet');
+  if (!signedIn()) return requireSignIn('wallet', '/wallet', { replace: true });
   showView('#wallet-view', 'Wallet');
   renderWallet();
   renderFeed();

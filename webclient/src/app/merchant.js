@@ -29,7 +29,7 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
 
   function gate(path) {
     if (!signedIn()) {
-      requireSignIn('merchant', path);
+      requireSignIn('merchant', path, { replace: true });
       return false;
     }
     if (!isMerchant()) {

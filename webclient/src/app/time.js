@@ -13,13 +13,17 @@ export function formatCountdown(ms) {
 
 /**
  * What a coupon page says about time: {text, ended} for a coupon with an
- * end (expiresAt) at `now`, or undefined without one. Withdrawn, sold-out
- * and expired coupons say so instead of counting.
+ * end (expiresAt) at `now`, or undefined without one. A scheduled drop
+ * (status scheduled, startsAt: coming with scheduled drops) counts down to
+ * its start. Withdrawn, sold-out and expired coupons say so instead of
+ * counting.
  */
 export function couponClock(c, now) {
   if (!c) return undefined;
   if (c.status === 'withdrawn') return { text: 'Withdrawn by the merchant', ended: true };
   if (c.status === 'sold_out') return { text: 'Sold out', ended: true };
+  const start = Date.parse(c.startsAt || '');
+  if (Number.isFinite(start) && start > now) return { text: `Starts in ${formatCountdown(start - now)}`, ended: false, starting: true };
   const end = Date.parse(c.expiresAt || '');
   if (!Number.isFinite(end)) return undefined;
   if (c.status === 'expired' || end <= now) return { text: 'Ended', ended: true };

@@ -261,12 +261,23 @@ func eval[T any](p *page, expr string) T {
 
 // waitJS polls a JavaScript predicate until it is truthy, for at most d.
 //
-// It polls from the test, one evaluation of at most 2 s at a time, in
-// whatever document the tab holds at that moment, so a wait that spans a
-// reload or a navigation goes on in the new document (chromedp.Poll runs
-// its loop inside one document and fails when that document goes). When the
-// wait runs out it says what the page was doing (pageState), so that a wait
-// that fails tells why, not only that it timed out.
+// It polls from the test with Runtime.evaluate, one evaluation of at most
+// 2 s at a time, which runs in the page's main world whatever document the
+// tab holds. It used chromedp.Poll, which was the cause of the flake of
+// TestBrowserOfflineClaimIsQueuedAndSentOnce ("offline after the reload"
+// timed out on a busy machine): Poll first waits, with no bound but the
+// test's deadline, until chromedp's own bookkeeping of the tab holds an
+// execution context and a document root for the top frame, and then runs
+// its predicate in that recorded context (chromedp v0.23.0 poll.go runPoll,
+// target.go ensureFrame). Both are rebuilt from events after a reload:
+// executionContextsCleared (twice for a reload served by the service
+// worker: seen here as cleared, cleared, created), executionContextCreated,
+// and a DOM.getDocument after DOM.documentUpdated, whose failure leaves the
+// root empty until the next document. When those land in another order,
+// Poll waits for a context that never comes while the page met the
+// predicate long ago; the first wait after the reload was the one to read a
+// JavaScript global, so it was the one to time out. When the wait runs out
+// it now says what the page was doing (pageState).
 func (p *page) waitJS(d time.Duration, what, predicate string) {
 	p.t.Helper()
 	deadline := time.Now().Add(d)

@@ -275,8 +275,10 @@ func eval[T any](p *page, expr string) T {
 // and a DOM.getDocument after DOM.documentUpdated, whose failure leaves the
 // root empty until the next document. When those land in another order,
 // Poll waits for a context that never comes while the page met the
-// predicate long ago; the first wait after the reload was the one to read a
-// JavaScript global, so it was the one to time out. When the wait runs out
+// predicate long ago, and the first wait after the reload is the one that
+// times out. (Inferred from chromedp's code and the events a reload sends;
+// 14 runs of the old test under two CPU hogs or beside a second copy all
+// passed, so the reordering itself was not caught.) When the wait runs out
 // it now says what the page was doing (pageState).
 func (p *page) waitJS(d time.Duration, what, predicate string) {
 	p.t.Helper()

@@ -498,7 +498,9 @@ func TestBrowserVisitorClaimSignsInAndClaimsOnce(t *testing.T) {
 	p.do(20*time.Second, "open the coupon's URL", chromedp.Navigate(base+"/c/latte"))
 	p.waitJS(10*time.Second, "10 remaining", textIs("#remaining", "10"))
 	p.waitJS(10*time.Second, "online as a visitor", `window.couponmesh.state === 'online' && window.couponmesh.anonymous`)
-	p.click("#claim-btn")
+	// From the keyboard, as a screen reader user would.
+	p.tabTo("#claim-btn", 20)
+	p.press("\r")
 	p.waitJS(10*time.Second, "the sign-in screen", `location.pathname === '/signin' && `+shown("#login-form"))
 	p.waitJS(5*time.Second, "why", `document.querySelector('#login-reason').textContent.includes('claim')`)
 	p.checkScreen("sign-in")
@@ -506,6 +508,10 @@ func TestBrowserVisitorClaimSignsInAndClaimsOnce(t *testing.T) {
 	p.waitJS(10*time.Second, "back on the coupon", `location.pathname === '/c/latte'`)
 	p.waitJS(15*time.Second, "claimed", `/^Claimed! Your code: \S+$/.test(document.querySelector('#claim-result').textContent.trim())`)
 	code := strings.TrimPrefix(strings.TrimSpace(p.text("#claim-result")), "Claimed! Your code: ")
+	// Claim results and the connection state are announced (live regions).
+	if !eval[bool](p, `!!document.querySelector('#claim-result[role=status][aria-live=polite]') && !!document.querySelector('#conn-state[role=status][aria-live=polite]')`) {
+		t.Error("the claim result or the connection state is not a live region")
+	}
 	p.waitJS(5*time.Second, "the QR code of the claim", fmt.Sprintf(`!!document.querySelector('#claim-qr svg[data-qr=%s][role=img]')`, js(code)))
 	p.waitJS(5*time.Second, "9 remaining", textIs("#remaining", "9"))
 	if got := eval[int](p, `performance.getEntriesByType('navigation').length`); got != 1 {

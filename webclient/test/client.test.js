@@ -551,6 +551,22 @@ describe('visitors (anonymous sessions)', () => {
     c.close();
   });
 
+  it('signs out into a visitor session on a new connection', async () => {
+    const c = newClient({ token: 'tok', anonymous: true });
+    c.connect();
+    await openAndAuth();
+    expect(c.anonymous).toBe(false);
+    c.signOut();
+    expect(FakeWebSocket.instances.length).toBe(2);
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    expect(ws.requests.some((r) => r.op === 'auth')).toBe(false);
+    expect(c.anonymous).toBe(true);
+    expect(c.state).toBe('online');
+    c.close();
+  });
+
   it('without `anonymous`, a missing token is still fatal', async () => {
     const c = newClient({ token: undefined });
     const errors = [];

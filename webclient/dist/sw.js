@@ -1,15 +1,15 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-6013fb0a51c5ee14';
+const CACHE = 'couponmesh-shell-80e66d55807aec74';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
-  "/assets/index-BBhOuHdg.js",
-  "/assets/index-BVATO-I9.css"
+  "/assets/index-BVATO-I9.css",
+  "/assets/index-CfXeN4E2.js"
 ];
 
 self.addEventListener('install', (event) => {

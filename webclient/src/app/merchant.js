@@ -202,9 +202,10 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
     const base = document.createElementNS(NS, 'line');
     for (const [k, v] of Object.entries({ x1: 0, y1: 100, x2: 300, y2: 100, class: 'chart-axis' })) base.setAttribute(k, String(v));
     svg.replaceChildren(base, line);
-    const mins = Math.max(1, Math.round((t1 - t0) / 60000));
+    const mins = Math.round((t1 - t0) / 60000);
     const since = pts.length ? pts[0].claimed : c.claimed;
-    $('#chart-desc').textContent = `${c.claimed} of ${c.quantity} claimed; ${c.claimed - since} since you opened this page ${mins} min ago.`;
+    const ago = mins < 1 ? 'less than a minute ago' : `${mins} min ago`;
+    $('#chart-desc').textContent = `${c.claimed} of ${c.quantity} claimed; ${c.claimed - since} since you opened this page ${ago}.`;
   }
 
   function renderClaims() {

@@ -21,8 +21,9 @@ cluster-lb: build
 build:
 	$(GO) build -o $(BIN) ./cmd/couponmesh
 
-## test: everything CI runs
-test: test-go test-js
+## test: everything CI runs (the JS tests first: their `npm ci` installs
+## axe-core, which the browser tests among the Go tests run in Chromium)
+test: test-js test-go
 
 ## web: rebuild webclient/dist (committed, embedded into the binary)
 web:
@@ -37,6 +38,7 @@ test-go:
 
 ## test-browser: only the browser tests (part of test-go; need /usr/bin/chromium), screenshots in artifacts/
 test-browser:
+	cd webclient && npm ci --no-audit --no-fund
 	$(GO) test $(TESTFLAGS) -run Browser -v ./cmd/couponmesh
 
 ## fuzz: a short run of every fuzz target (corpus seeds also run in `make test`)

@@ -246,8 +246,12 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer shopper.Close()
-	if _, err := shopper.Get(ctx, "half"); couponmesh.ErrorCode(err) != couponmesh.CodeUnauthorized {
-		t.Fatalf("get before auth: %v", err)
+	// Before auth a session is a visitor's: it may read, not act.
+	if _, err := shopper.Get(ctx, "half"); err != nil {
+		t.Fatalf("get before auth (an anonymous session): %v", err)
+	}
+	if _, err := shopper.Wallet(ctx); couponmesh.ErrorCode(err) != couponmesh.CodeUnauthorized {
+		t.Fatalf("wallet before auth: %v", err)
 	}
 	info, err := shopper.Auth(ctx, stok)
 	if err != nil || info.User != "alice" {

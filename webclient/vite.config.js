@@ -1,6 +1,6 @@
 import { defineConfig } from 'vite';
-import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
@@ -39,9 +39,40 @@ function serviceWorker() {
   };
 }
 
+// The files dist/ is built from. embed_test.go hashes the same list the same
+// way and fails when dist/source.sha256 differs: a dist/ older than its
+// sources (someone changed src/ and did not run `make web`).
+const SOURCES = ['index.html', 'package.json', 'package-lock.json', 'vite.config.js', 'src', 'public'];
+
+function sourceHash() {
+  const root = fileURLToPath(new URL('.', import.meta.url));
+  const files = [];
+  for (const s of SOURCES) {
+    const st = statSync(join(root, s));
+    if (st.isDirectory()) {
+      for (const f of readdirSync(join(root, s), { recursive: true }).map(String)) {
+        if (statSync(join(root, s, f)).isFile()) files.push(`${s}/${f.split(sep).join('/')}`);
+      }
+    } else files.push(s);
+  }
+  const hash = createHash('sha256');
+  for (const f of files.sort()) hash.update(f + '\0').update(readFileSync(join(root, f))).update('\0');
+  return hash.digest('hex');
+}
+
+function sourceStamp() {
+  return {
+    name: 'couponmesh-source-stamp',
+    apply: 'build',
+    generateBundle() {
+      this.emitFile({ type: 'asset', fileName: 'source.sha256', source: sourceHash() + '\n' });
+    },
+  };
+}
+
 export default defineConfig({
   base: '/',
-  plugins: [serviceWorker()],
+  plugins: [serviceWorker(), sourceStamp()],
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

@@ -202,6 +202,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		HandshakeBurst:   w.HandshakeBurst,
 		TrustedProxies:   trusted,
 		OriginPatterns:   cfg.AllowedOrigins,
+
+		AnonymousPerIP:         w.AnonymousPerIP,
+		AnonymousRequestRate:   w.AnonymousRequestRate,
+		AnonymousRequestBurst:  w.AnonymousRequestBurst,
+		AnonymousSubscriptions: w.AnonymousSubscriptions,
 	}, svc, a.hub, tokens, reg, log)
 	api := httpapi.New(httpapi.Options{
 		Service: svc, Tokens: tokens, WS: a.ws, Dev: cfg.Dev, Ready: a.ready, Static: webFS(), Log: log,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
@@ -39,7 +40,8 @@ type viewport struct {
 type browser struct {
 	t     *testing.T
 	ctx   context.Context
-	close func() // stops Chromium; safe to call again
+	close func() // checks the pages' CSP reports, then stops Chromium; safe to call again
+	pages []*page
 }
 
 func chromiumPath(t *testing.T) string {
@@ -87,7 +89,18 @@ func newBrowser(t *testing.T) *browser {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	t.Logf("Chromium started in %s", time.Since(start).Round(time.Millisecond))
-	return &browser{t: t, ctx: ctx, close: stop}
+	b := &browser{t: t, ctx: ctx}
+	b.close = sync.OnceFunc(func() {
+		if !t.Failed() {
+			for _, p := range b.pages {
+				if p.ctx.Err() == nil {
+					p.checkCSP()
+				}
+			}
+		}
+		stop()
+	})
+	return b
 }
 
 // page is a tab in a browser context of its own: its own cookies,
@@ -111,6 +124,7 @@ func (b *browser) newPage(name string, vp viewport) *page {
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
 	p := &page{t: t, name: name, ctx: ctx, vp: vp}
+	b.pages = append(b.pages, p)
 	if err := chromedp.Do(ctx); err != nil { // opens the tab: no timeout here
 		t.Fatalf("%s: open tab: %v", name, err)
 	}
@@ -132,8 +146,42 @@ func (b *browser) newPage(name string, vp viewport) *page {
 		_, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{})
 		return err
 	}))
+	// Every document of the tab records the Content-Security-Policy
+	// violations it reports; the test fails on any (checked at its end and
+	// by checkScreen). DevTools runs this script whatever the policy says.
+	p.do(5*time.Second, "watch CSP violations", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: cspWatch})
+		return err
+	}))
+	t.Cleanup(func() {
+		if !t.Failed() && p.ctx.Err() == nil { // else b.close checked it
+			p.checkCSP()
+		}
+	})
 	p.emulate(vp)
 	return p
+}
+
+// cspWatch keeps the page's securitypolicyviolation reports in
+// window.__cspViolations.
+const cspWatch = `window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+	window.__cspViolations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sourceFile + ':' + e.lineNumber);
+});`
+
+// checkCSP fails the test if the page reported a CSP violation.
+func (p *page) checkCSP() {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__cspViolations || []`))
+	if err != nil {
+		p.t.Errorf("%s: read CSP violations: %v", p.name, err)
+		return
+	}
+	for _, s := range v {
+		p.t.Errorf("%s: Content-Security-Policy violation: %s", p.name, s)
+	}
 }
 
 // record runs on the tab's reader goroutine: it must only append.
@@ -211,11 +259,70 @@ func eval[T any](p *page, expr string) T {
 	return v
 }
 
-// waitJS polls a JavaScript predicate until it is truthy.
+// waitJS polls a JavaScript predicate until it is truthy, for at most d.
+//
+// It polls from the test with Runtime.evaluate, one evaluation of at most
+// 2 s at a time, which runs in the page's main world whatever document the
+// tab holds. It used chromedp.Poll, which was the cause of the flake of
+// TestBrowserOfflineClaimIsQueuedAndSentOnce ("offline after the reload"
+// timed out on a busy machine): Poll first waits, with no bound but the
+// test's deadline, until chromedp's own bookkeeping of the tab holds an
+// execution context and a document root for the top frame, and then runs
+// its predicate in that recorded context (chromedp v0.23.0 poll.go runPoll,
+// target.go ensureFrame). Both are rebuilt from events after a reload:
+// executionContextsCleared (twice for a reload served by the service
+// worker: seen here as cleared, cleared, created), executionContextCreated,
+// and a DOM.getDocument after DOM.documentUpdated, whose failure leaves the
+// root empty until the next document. When those land in another order,
+// Poll waits for a context that never comes while the page met the
+// predicate long ago, and the first wait after the reload is the one that
+// times out. (Inferred from chromedp's code and the events a reload sends;
+// 14 runs of the old test under two CPU hogs or beside a second copy all
+// passed, so the reordering itself was not caught.) When the wait runs out
+// it now says what the page was doing (pageState).
 func (p *page) waitJS(d time.Duration, what, predicate string) {
 	p.t.Helper()
-	p.do(d+time.Second, what, chromedp.Poll[chromedp.Void](predicate,
-		chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(10*time.Millisecond)))
+	deadline := time.Now().Add(d)
+	expr := fmt.Sprintf(`(() => { try { return !!(%s) } catch (e) { return false } })()`, predicate)
+	var last error
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, min(2*time.Second, max(time.Until(deadline), 100*time.Millisecond)))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if err != nil {
+			last = err // e.g. the document went away under the evaluation: try the next one
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: %s: not true within %s (last error: %v); page: %s", p.name, what, d, last, p.pageState())
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-p.ctx.Done():
+			p.t.Fatalf("%s: %s: %v", p.name, what, p.ctx.Err())
+		}
+	}
+}
+
+// pageState describes the document on display for a failure message: its
+// URL (an error page shows as chrome-error://), load state, whether the app
+// booted, its connection state, the browser's network state, and what is
+// on screen.
+func (p *page) pageState() string {
+	ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
+		url: location.href, readyState: document.readyState, controlled: !!(navigator.serviceWorker && navigator.serviceWorker.controller),
+		onLine: navigator.onLine, booted: !!window.couponmesh, sdk: window.couponmesh ? window.couponmesh.state : null,
+		shown: document.querySelector('#conn-state') ? document.querySelector('#conn-state').dataset.state : null,
+		view: [...document.querySelectorAll('main > section')].filter((e) => !e.hidden).map((e) => e.id),
+	})`))
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return s
 }
 
 // js quotes s as a JavaScript string literal.
@@ -244,18 +351,148 @@ func (p *page) click(sel string) {
 	p.do(10*time.Second, "click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
-// login opens the app at base and signs in as a shopper through the form.
+// login opens the app's sign-in screen at base and signs in as a shopper.
 func (p *page) login(base, user string) {
 	p.t.Helper()
-	p.do(20*time.Second, "open the app",
-		chromedp.Navigate(base+"/"),
+	p.signIn(base, user, "shopper")
+}
+
+// signIn opens the sign-in screen at base and signs in through the form.
+func (p *page) signIn(base, user, role string) {
+	p.t.Helper()
+	p.do(20*time.Second, "open the sign-in screen",
+		chromedp.Navigate(base+"/signin"),
 		chromedp.WaitVisible(chromedp.ID("login-user")))
+	p.fillSignIn(user, role)
+}
+
+// fillSignIn signs in on the sign-in screen on display.
+func (p *page) fillSignIn(user, role string) {
+	p.t.Helper()
 	p.do(10*time.Second, "sign in",
 		chromedp.SetValue(chromedp.ID("login-user"), user),
-		chromedp.SetValue(chromedp.ID("login-role"), "shopper"),
+		chromedp.SetValue(chromedp.ID("login-role"), role),
 		chromedp.Click(chromedp.ID("login-btn"), chromedp.NodeVisible))
-	p.waitJS(15*time.Second, "online after sign-in", `document.querySelector('#conn-state').dataset.state === 'online'`)
-	p.waitJS(5*time.Second, "signed in as "+user, textIs("#whoami", user+" (shopper)"))
+	p.waitJS(15*time.Second, "online after sign-in", `document.querySelector('#conn-state').dataset.state === 'online' && window.couponmesh.user`)
+	p.waitJS(5*time.Second, "signed in as "+user, textIs("#whoami", user+" ("+role+")"))
+}
+
+// goTo follows the app link to path (the tab bar, a list entry...): a
+// navigation inside the app, without a page load.
+func (p *page) goTo(path string) {
+	p.t.Helper()
+	eval[chromedp.Void](p, fmt.Sprintf(`(() => {
+		const a = [...document.querySelectorAll('a[data-link]')].find((a) => a.getAttribute('href') === %s && a.getClientRects().length > 0);
+		if (!a) throw new Error('no visible link to ' + %s);
+		a.click();
+	})()`, js(path), js(path)))
+	p.waitJS(5*time.Second, "at "+path, fmt.Sprintf(`location.pathname === %s`, js(path)))
+}
+
+// press sends a key (e.g. "\t", "\r") to the focused element, as a person
+// at the keyboard would.
+func (p *page) press(keys string) {
+	p.t.Helper()
+	p.do(5*time.Second, fmt.Sprintf("press %q", keys), chromedp.KeyEvent(keys))
+}
+
+// tabTo presses Tab until sel has the focus (at most max times) and fails
+// when it never does: the element is reachable from the keyboard.
+func (p *page) tabTo(sel string, max int) {
+	p.t.Helper()
+	for range max {
+		if eval[bool](p, fmt.Sprintf(`document.activeElement === document.querySelector(%s)`, js(sel))) {
+			return
+		}
+		p.press("\t")
+	}
+	if !eval[bool](p, fmt.Sprintf(`document.activeElement === document.querySelector(%s)`, js(sel))) {
+		p.t.Fatalf("%s: %s not reached with %d Tab presses (focus on %s)", p.name, sel, max,
+			eval[string](p, `document.activeElement ? document.activeElement.outerHTML.slice(0, 120) : 'nothing'`))
+	}
+}
+
+// checkScreen checks the screen on display at both sizes: axe-core finds
+// no WCAG 2.1 A or AA violation, every touch target on the phone is at
+// least 44 px each way, no CSP violation was reported, and a screenshot
+// of each size is kept.
+func (p *page) checkScreen(what string) {
+	p.t.Helper()
+	for _, vp := range []viewport{phone, desktop} {
+		p.emulate(vp)
+		p.axe(fmt.Sprintf("%s at %dx%d", what, vp.w, vp.h))
+		if vp.mobile {
+			p.touchTargets(what)
+		}
+		p.screenshot(fmt.Sprintf("%s-%dx%d", what, vp.w, vp.h))
+	}
+	p.emulate(p.vp)
+	p.checkCSP()
+}
+
+// axeSource is axe-core's browser build from webclient/node_modules
+// (`npm ci` in webclient/, which `make test` runs first).
+var axeSource = sync.OnceValues(func() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(wd, "..", "..", "webclient", "node_modules", "axe-core", "axe.min.js")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: run `npm ci` in webclient/ (make test does)", err)
+	}
+	return string(b), nil
+})
+
+// axe runs axe-core in the page against WCAG 2.1 A and AA and fails the
+// test with every violation found.
+func (p *page) axe(what string) {
+	p.t.Helper()
+	src, err := axeSource()
+	if err != nil {
+		p.t.Fatalf("axe-core: %v", err)
+	}
+	if !eval[bool](p, `typeof window.axe === 'object'`) {
+		eval[chromedp.Void](p, src+"\n;undefined")
+	}
+	type violation struct {
+		ID, Impact, Help string
+		Nodes            []struct {
+			Target         []any
+			FailureSummary string
+		}
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 60*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[[]violation](`axe.run(document, {
+		runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+		resultTypes: ['violations'],
+	}).then((r) => r.violations)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: axe on %s: %v", p.name, what, err)
+	}
+	for _, x := range v {
+		var nodes []string
+		for _, n := range x.Nodes {
+			nodes = append(nodes, fmt.Sprintf("%v: %s", n.Target, strings.ReplaceAll(n.FailureSummary, "\n", " ")))
+		}
+		p.t.Errorf("%s: axe on %s: %s (%s): %s\n\t%s", p.name, what, x.ID, x.Impact, x.Help, strings.Join(nodes, "\n\t"))
+	}
+}
+
+// touchTargets fails the test for every visible control smaller than 44
+// px either way.
+func (p *page) touchTargets(what string) {
+	p.t.Helper()
+	small := eval[[]string](p, `[...document.querySelectorAll('a[href], button, input, select, textarea, summary, [role=button], [tabindex]:not([tabindex="-1"])')]
+		.filter((e) => !e.closest('[hidden]') && e.getClientRects().length > 0)
+		.map((e) => [e, e.getBoundingClientRect()])
+		.filter(([e, r]) => r.right > 0 && r.bottom > 0 && r.left < innerWidth && (r.width < 44 || r.height < 44))
+		.map(([e, r]) => e.outerHTML.slice(0, 80) + ' ' + Math.round(r.width) + 'x' + Math.round(r.height))`)
+	for _, s := range small {
+		p.t.Errorf("%s: %s: touch target under 44x44 px: %s", p.name, what, s)
+	}
 }
 
 // openCoupon clicks the coupon in the list and waits for its counts.

@@ -122,6 +122,11 @@ type Config struct {
 		HandshakeRate    float64  `yaml:"handshake_rate" env:"HANDSHAKE_RATE"`       // upgrades per second per client address; negative: no limit
 		HandshakeBurst   int      `yaml:"handshake_burst" env:"HANDSHAKE_BURST"`
 		TrustedProxies   []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
+		// Visitors: sessions that subscribe and get without signing in.
+		AnonymousPerIP         int     `yaml:"anonymous_per_ip" env:"ANONYMOUS_PER_IP"`             // anonymous sessions per client address per node; negative: no limit
+		AnonymousRequestRate   float64 `yaml:"anonymous_request_rate" env:"ANONYMOUS_REQUEST_RATE"` // frames per second per anonymous session; negative: no limit
+		AnonymousRequestBurst  int     `yaml:"anonymous_request_burst" env:"ANONYMOUS_REQUEST_BURST"`
+		AnonymousSubscriptions int     `yaml:"anonymous_subscriptions" env:"ANONYMOUS_SUBSCRIPTIONS"`
 	} `yaml:"ws" envPrefix:"WS_"`
 	Limits struct {
 		UserWriteRate  float64 `yaml:"user_write_rate" env:"USER_WRITE_RATE"` // claims, follows, unfollows per second per user, cluster-wide; negative: no limit
@@ -241,6 +246,10 @@ func (c *Config) fill() {
 	defInt(&w.SessionsPerIP, d.SessionsPerIP)
 	defRate(&w.HandshakeRate, d.HandshakeRate)
 	defInt(&w.HandshakeBurst, d.HandshakeBurst)
+	defInt(&w.AnonymousPerIP, d.AnonymousPerIP)
+	defRate(&w.AnonymousRequestRate, d.AnonymousRequestRate)
+	defInt(&w.AnonymousRequestBurst, d.AnonymousRequestBurst)
+	defInt(&w.AnonymousSubscriptions, d.AnonymousSubscriptions)
 	defRate(&c.Limits.UserWriteRate, actors.DefaultUserWrites.Rate)
 	defInt(&c.Limits.UserWriteBurst, actors.DefaultUserWrites.Burst)
 }
@@ -381,6 +390,7 @@ func (c *Config) validate() error {
 		"ws.request_burst": c.WS.RequestBurst, "ws.handshake_burst": c.WS.HandshakeBurst,
 		"ws.flood_refusals": c.WS.FloodRefusals, "limits.user_write_burst": c.Limits.UserWriteBurst,
 		"ws.max_inflight": c.WS.MaxInflight, "ws.max_subscriptions": c.WS.MaxSubscriptions, "ws.send_queue": c.WS.SendQueue,
+		"ws.anonymous_request_burst": c.WS.AnonymousRequestBurst, "ws.anonymous_subscriptions": c.WS.AnonymousSubscriptions,
 	} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))

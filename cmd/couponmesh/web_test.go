@@ -73,3 +73,52 @@ func TestWebClientCacheHeaders(t *testing.T) {
 		}
 	}
 }
+
+// The node serves the app, a coupon's page and the service worker with the
+// security headers: a policy without inline script that allows the node's
+// own origin and its WebSocket endpoint only, no framing, no sniffing, no
+// referrer. (The browser tests run the app under this policy and fail on
+// any violation it reports.)
+func TestWebClientSecurityHeaders(t *testing.T) {
+	a := startApp(t, nil)
+	host := a.HTTPAddr()
+	for _, path := range []string{"/", "/c/pizza", "/c/half.price", "/sw.js", "/manifest.webmanifest", "/merchant/c/x/edit"} {
+		resp, err := http.Get(baseURL(a) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'self'", "script-src 'self';", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'",
+			"connect-src 'self' ws://" + host + "/ws wss://" + host + "/ws;"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-") {
+			t.Errorf("%s: Content-Security-Policy %q allows something unsafe", path, csp)
+		}
+		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
+			if got := resp.Header.Get(h); got != want {
+				t.Errorf("%s: %s %q, want %q", path, h, got, want)
+			}
+		}
+	}
+	// The entry page holds no inline script for the policy to refuse.
+	index, err := fs.ReadFile(webclient.FS(), "index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?s)<script\b([^>]*)>(.*?)</script>`).FindAllStringSubmatch(string(index), -1) {
+		if !strings.Contains(m[1], "src=") || strings.TrimSpace(m[2]) != "" {
+			t.Errorf("index.html has an inline script: %s", m[0])
+		}
+	}
+	if regexp.MustCompile(`\son[a-z]+=`).MatchString(string(index)) || strings.Contains(string(index), "style=") {
+		t.Error("index.html has an inline event handler or style attribute")
+	}
+}

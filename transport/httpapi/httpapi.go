@@ -96,6 +96,7 @@ func New(o Options) http.Handler {
 // ServeHTTP routes to the API mux; what it does not take goes to the static
 // files (GET and HEAD outside /api/) or gets a JSON 404 or 405 (under /api/).
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header(), r)
 	h, pattern := a.mux.Handler(r)
 	if pattern != "" {
 		a.mux.ServeHTTP(w, r) // not h: the mux fills in the path values
@@ -415,8 +416,9 @@ func (a *api) staticHandler() http.Handler {
 		}
 		w.Header().Set("Cache-Control", cacheRevalidate)
 		// A path that is no file and has no extension is a client-side
-		// route of the single-page app: answer with the entry page.
-		if name != "" && path.Ext(name) == "" {
+		// route of the single-page app: answer with the entry page. So is
+		// a coupon's page, /c/<id>, whatever its id holds ('.' included).
+		if isCouponPage(name) || name != "" && path.Ext(name) == "" {
 			if _, err := fs.Stat(a.Static, name); err != nil {
 				r2 := r.Clone(r.Context())
 				r2.URL.Path = "/"
@@ -426,6 +428,59 @@ func (a *api) staticHandler() http.Handler {
 		}
 		files.ServeHTTP(w, r)
 	})
+}
+
+// isCouponPage reports whether name (a cleaned path without its leading
+// '/') is the page of one coupon, c/<id>.
+func isCouponPage(name string) bool {
+	id, ok := strings.CutPrefix(name, "c/")
+	return ok && couponmesh.ValidID(id)
+}
+
+// setSecurityHeaders sets the headers every response of the public listener
+// carries: a Content-Security-Policy that lets the app load its scripts,
+// styles, images, manifest and service worker from its own origin only (no
+// inline script, no eval), connect to its own origin and its own WebSocket
+// endpoint only, and never be framed; no MIME sniffing; no referrer sent to
+// other sites (coupon URLs stay on the node). They cost nothing on JSON
+// answers and protect a JSON body opened in a browser as well.
+func setSecurityHeaders(h http.Header, r *http.Request) {
+	h.Set("Content-Security-Policy", ContentSecurityPolicy(r.Host))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY") // frame-ancestors for browsers without CSP 2
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// ContentSecurityPolicy is the policy the node serves with the web client
+// for a request to host (the Host header): its own origin only, plus the
+// WebSocket endpoint at ws:// and wss://host/ws. A host that is not a plain
+// host[:port] is left out (the policy then allows 'self' alone, which
+// browsers also apply to same-host WebSockets).
+func ContentSecurityPolicy(host string) string {
+	connect := "'self'"
+	if validHost(host) {
+		connect += " ws://" + host + "/ws wss://" + host + "/ws"
+	}
+	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; " +
+		"connect-src " + connect + "; manifest-src 'self'; worker-src 'self'; object-src 'none'; " +
+		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+// validHost reports whether host holds only the characters of a host name,
+// an IPv4 or bracketed IPv6 address and a port, so it can go into a policy.
+func validHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for _, c := range host {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.ContainsRune(".-:[]", c):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 const placeholderHTML = `<!doctype html>

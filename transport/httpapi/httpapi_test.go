@@ -381,3 +381,43 @@ func TestStaticCacheHeaders(t *testing.T) {
 		t.Errorf("/api/coupons/x: %d %s", r.status, r.body)
 	}
 }
+
+// Every response of the public listener carries the security headers: the
+// app's pages, its service worker, a coupon's page and the API alike.
+func TestSecurityHeaders(t *testing.T) {
+	files := fstest.MapFS{
+		"index.html":           {Data: []byte("<!doctype html><title>app</title>")},
+		"sw.js":                {Data: []byte("self.addEventListener('fetch', () => {})")},
+		"manifest.webmanifest": {Data: []byte("{}")},
+	}
+	e := newEnv(t, httpapi.Options{Static: files})
+	host := strings.TrimPrefix(e.srv.URL, "http://")
+	for _, path := range []string{"/", "/c/soup", "/c/half.price", "/sw.js", "/manifest.webmanifest", "/api/coupons", "/api/coupons/nope", "/missing.png"} {
+		r := e.do("GET", path, "", "")
+		csp := r.header.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'self'", "script-src 'self';", "frame-ancestors 'none'", "object-src 'none'",
+			"connect-src 'self' ws://" + host + "/ws wss://" + host + "/ws;"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
+			t.Errorf("%s: Content-Security-Policy %q allows inline script or eval", path, csp)
+		}
+		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
+			if got := r.header.Get(h); got != want {
+				t.Errorf("%s: %s %q, want %q", path, h, got, want)
+			}
+		}
+	}
+	// A coupon's page is the app, whatever its id holds.
+	for _, path := range []string{"/c/soup", "/c/half.price"} {
+		if r := e.do("GET", path, "", ""); r.status != 200 || !strings.Contains(string(r.body), "<title>app</title>") {
+			t.Errorf("%s: %d %q, want the entry page", path, r.status, r.body)
+		}
+	}
+	// A Host that does not fit in a policy is left out of it.
+	if got := httpapi.ContentSecurityPolicy("evil; script-src *"); strings.Contains(got, "evil") {
+		t.Errorf("policy for a bad host: %q", got)
+	}
+}

@@ -51,8 +51,10 @@ func TestBadInput(t *testing.T) {
 		{name: "binary frame", send: frame{text: `{"id":6,"op":"ping"}`, binary: true}, code: couponmesh.CodeBadRequest, msg: "binary frames"},
 		{name: "oversized frame", send: frame{text: `{"id":7,"op":"ping","pad":"` + strings.Repeat("x", 17<<10) + `"}`}, close: websocket.StatusMessageTooBig},
 
-		{name: "get before auth", send: frame{text: `{"id":8,"op":"get","coupon":"c1"}`}, id: 8, code: couponmesh.CodeUnauthorized, msg: "not authenticated"},
-		{name: "subscribe before auth", send: frame{text: `{"id":9,"op":"subscribe","coupons":[{"id":"c1"}]}`}, id: 9, code: couponmesh.CodeUnauthorized},
+		// get and subscribe make an anonymous session (anonymous_test.go); the rest needs auth.
+		{name: "wallet before auth", send: frame{text: `{"id":8,"op":"wallet"}`}, id: 8, code: couponmesh.CodeUnauthorized, msg: "not authenticated"},
+		{name: "follow before auth", send: frame{text: `{"id":9,"op":"follow","coupon":"c1"}`}, id: 9, code: couponmesh.CodeUnauthorized},
+		{name: "anonymous get of an unknown coupon", send: frame{text: `{"id":16,"op":"get","coupon":"nope"}`}, id: 16, code: couponmesh.CodeNotFound},
 		{name: "claim before auth", send: frame{text: `{"id":10,"op":"claim","coupon":"c1","rid":"r"}`}, id: 10, code: couponmesh.CodeUnauthorized},
 		{name: "auth without token", send: frame{text: `{"id":11,"op":"auth"}`}, id: 11, code: couponmesh.CodeBadRequest, msg: "token is required"},
 		{name: "auth token not a string", send: frame{text: `{"id":12,"op":"auth","token":42}`}, id: 12, code: couponmesh.CodeBadRequest, msg: "token must be a string"},

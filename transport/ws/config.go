@@ -82,6 +82,21 @@ type Config struct {
 	// right-most X-Forwarded-For address that is not. Empty: the header is
 	// never read.
 	TrustedProxies []netip.Prefix
+
+	// Anonymous sessions: a session that sends subscribe, unsubscribe or
+	// get before any auth becomes anonymous (a visitor browsing without an
+	// account) and may go on with those ops only; it is not closed at
+	// AuthTimeout, and a later auth turns it into a normal session.
+	// AnonymousPerIP is how many anonymous sessions one client address may
+	// hold on this node (default 32; IPv6 per /64; negative: no limit);
+	// over it the op answers rate_limited and the session stays as it was.
+	// AnonymousRequestRate and AnonymousRequestBurst replace RequestRate
+	// and RequestBurst while a session is anonymous (defaults 10/s and 40),
+	// AnonymousSubscriptions replaces MaxSubscriptions (default 100).
+	AnonymousPerIP         int
+	AnonymousRequestRate   float64
+	AnonymousRequestBurst  int
+	AnonymousSubscriptions int
 }
 
 // DefaultConfig returns the production defaults.
@@ -104,6 +119,11 @@ func DefaultConfig() Config {
 		SessionsPerIP:    256,
 		HandshakeRate:    20,
 		HandshakeBurst:   256,
+
+		AnonymousPerIP:         32,
+		AnonymousRequestRate:   10,
+		AnonymousRequestBurst:  40,
+		AnonymousSubscriptions: 100,
 	}
 }
 
@@ -171,6 +191,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeBurst <= 0 {
 		c.HandshakeBurst = max(d.HandshakeBurst, int(c.HandshakeRate))
+	}
+	if c.AnonymousPerIP == 0 {
+		c.AnonymousPerIP = d.AnonymousPerIP
+	}
+	if c.AnonymousRequestRate == 0 {
+		c.AnonymousRequestRate = d.AnonymousRequestRate
+	}
+	if c.AnonymousRequestBurst <= 0 {
+		c.AnonymousRequestBurst = max(d.AnonymousRequestBurst, int(c.AnonymousRequestRate))
+	}
+	if c.AnonymousSubscriptions <= 0 {
+		c.AnonymousSubscriptions = d.AnonymousSubscriptions
 	}
 	return c
 }

@@ -40,6 +40,13 @@
 // Per-user write rates across the cluster are the user grain's business,
 // behind couponmesh.Service.
 //
+// Anonymous sessions: a session that sends subscribe, unsubscribe or get
+// before any auth becomes anonymous (a visitor browsing the web app): it may
+// use those ops only (the rest answer unauthorized), has no auth deadline,
+// counts against Config.AnonymousPerIP of its client address and has the
+// anonymous request rate and subscription limit. A later auth makes it a
+// normal session on the same connection, its subscriptions kept.
+//
 // Inspection: Handler.SessionList is a read-only, paged view of the open
 // sessions (user, subscriptions, send queue length) for the admin API.
 //

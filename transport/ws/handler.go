@@ -122,6 +122,7 @@ func (h *Handler) run(conn *websocket.Conn, addr netip.Addr, handoff string) {
 	conn.SetReadLimit(h.cfg.ReadLimit)
 
 	s := newSession(h, conn, h.nextID.Add(1))
+	s.addr = addr
 	if !h.add(s) {
 		if handoff != "" {
 			h.m.dropped.WithLabelValues(dropDrain).Inc()

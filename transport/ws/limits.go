@@ -76,6 +76,7 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // Handler. Safe for concurrent use.
 type ipLimits struct {
 	maxSessions int
+	maxAnon     int
 	every       rate.Limit
 	burst       int
 
@@ -86,6 +87,7 @@ type ipLimits struct {
 
 type ipState struct {
 	sessions   int
+	anonymous  int // of sessions, those anonymous
 	handshakes *rate.Limiter
 }
 
@@ -95,6 +97,7 @@ const sweepEvery = 10 * time.Second
 func newIPLimits(cfg Config) *ipLimits {
 	return &ipLimits{
 		maxSessions: cfg.SessionsPerIP,
+		maxAnon:     cfg.AnonymousPerIP,
 		every:       limitOf(cfg.HandshakeRate),
 		burst:       cfg.HandshakeBurst,
 		addrs:       make(map[netip.Addr]*ipState),
@@ -135,6 +138,31 @@ func (l *ipLimits) release(addr netip.Addr) {
 	defer l.mu.Unlock()
 	if st := l.addrs[addr]; st != nil && st.sessions > 0 {
 		st.sessions--
+	}
+}
+
+// admitAnonymous counts one of addr's admitted sessions as anonymous, or
+// reports false when addr holds AnonymousPerIP anonymous sessions already.
+// Every admitted one must be given back with releaseAnonymous.
+func (l *ipLimits) admitAnonymous(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.addrs[addr]
+	if st == nil {
+		return false // cannot happen: the session was admitted and is open
+	}
+	if l.maxAnon > 0 && st.anonymous >= l.maxAnon {
+		return false
+	}
+	st.anonymous++
+	return true
+}
+
+func (l *ipLimits) releaseAnonymous(addr netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.addrs[addr]; st != nil && st.anonymous > 0 {
+		st.anonymous--
 	}
 }
 

@@ -24,6 +24,7 @@ const (
 
 type metrics struct {
 	sessions    prometheus.Gauge
+	anonymous   prometheus.Gauge
 	requests    *prometheus.CounterVec
 	framesOut   prometheus.Counter
 	messagesOut prometheus.Counter
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "couponmesh_ws_sessions",
 			Help: "Open WebSocket sessions on this node.",
+		}),
+		anonymous: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "couponmesh_ws_anonymous_sessions",
+			Help: "Open anonymous WebSocket sessions (visitors: subscribe, unsubscribe and get only) on this node.",
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "couponmesh_ws_requests_total",
@@ -65,6 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		m.sessions = register(reg, m.sessions)
+		m.anonymous = register(reg, m.anonymous)
 		m.requests = register(reg, m.requests)
 		m.framesOut = register(reg, m.framesOut)
 		m.messagesOut = register(reg, m.messagesOut)

@@ -13,7 +13,8 @@ import (
 // the caller maps it with couponmesh.AsError).
 type opFunc func(ctx context.Context, s *session, p couponmesh.Principal, req *request) (any, error)
 
-// ops lists the ops that need an authenticated session; auth and ping are
+// ops lists the ops that need an authenticated session, but for those in
+// anonymousOps, which an anonymous session may use too; auth and ping are
 // answered inline by session.handle.
 var ops = map[string]opFunc{
 	"subscribe":   opSubscribe,
@@ -333,8 +334,12 @@ func (s *session) reserve(ids ...string) (map[string]bool, error) {
 			added[id] = true
 		}
 	}
-	if len(s.subs)+len(added) > s.h.cfg.MaxSubscriptions {
-		return nil, badRequest("too many subscriptions: a session may hold at most %d", s.h.cfg.MaxSubscriptions)
+	limit := s.h.cfg.MaxSubscriptions
+	if s.anonymous {
+		limit = s.h.cfg.AnonymousSubscriptions
+	}
+	if len(s.subs)+len(added) > limit {
+		return nil, badRequest("too many subscriptions: a session may hold at most %d", limit)
 	}
 	for id := range added {
 		s.subs[id] = struct{}{}

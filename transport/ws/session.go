@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,8 @@ type session struct {
 	h     *Handler
 	conn  *websocket.Conn
 	id    uint64
-	since time.Time // when the connection was accepted
+	since time.Time  // when the connection was accepted
+	addr  netip.Addr // the client address its per-address limits count
 
 	// ctx is the parent of every request of the session; it is cancelled
 	// when the session ends.
@@ -40,6 +42,7 @@ type session struct {
 	closeCode   websocket.StatusCode
 	closeReason string
 	principal   couponmesh.Principal // zero until a successful auth
+	anonymous   bool                 // no auth yet, and subscribe, unsubscribe or get used (counted in h.ips)
 	deadline    time.Time            // token expiry plus leeway
 	subs        map[string]struct{}  // coupons subscribed (or being subscribed)
 
@@ -91,7 +94,13 @@ func (s *session) serve() {
 	s.ended = true
 	s.closing = true
 	code := s.closeCode
+	anonymous := s.anonymous
+	s.anonymous = false
 	s.mu.Unlock()
+	if anonymous {
+		s.h.ips.releaseAnonymous(s.addr)
+		s.h.m.anonymous.Dec()
+	}
 	s.timer.Stop()
 	s.pinger.Stop()
 	s.conn.CloseNow()
@@ -175,6 +184,8 @@ func (s *session) onDeadline() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case s.principal.User == "" && s.anonymous:
+		// A visitor: no deadline until it authenticates.
 	case s.principal.User == "":
 		s.closeLocked(websocket.StatusPolicyViolation, "authentication timeout", dropAuthTimeout)
 	case !time.Now().Before(s.deadline):
@@ -442,6 +453,9 @@ func (s *session) handle(b []byte) {
 		return
 	}
 	p, err := s.authorized()
+	if err != nil && anonymousOps[req.Op] {
+		err = s.beAnonymous(err)
+	}
 	if err != nil {
 		s.answer(req.ID, req.Op, nil, err)
 		return
@@ -549,10 +563,48 @@ func (s *session) auth(req *request) (_ any, refused string, _ error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.anonymous {
+		// A visitor signed in: a normal session from now on, its
+		// subscriptions kept.
+		s.anonymous = false
+		s.h.ips.releaseAnonymous(s.addr)
+		s.h.m.anonymous.Dec()
+		s.frames.SetLimit(limitOf(s.h.cfg.RequestRate))
+		s.frames.SetBurst(s.h.cfg.RequestBurst)
+	}
 	s.principal = p
 	s.deadline = exp.Add(auth.Leeway)
 	s.timer.Reset(time.Until(s.deadline))
 	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, "", nil
+}
+
+// anonymousOps are the ops a session may use without authenticating: a
+// visitor reads coupons and gets their pushes, nothing else.
+var anonymousOps = map[string]bool{"subscribe": true, "unsubscribe": true, "get": true}
+
+// beAnonymous makes a session that never authenticated anonymous (once) and
+// returns nil, or returns notAuthed when the session did authenticate (its
+// token expired: it must re-auth), or rate_limited when its client address
+// holds Config.AnonymousPerIP anonymous sessions already. An anonymous
+// session has no auth deadline and the anonymous request rate and
+// subscription limit. Called by the reader goroutine only.
+func (s *session) beAnonymous(notAuthed error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.principal.User != "":
+		return notAuthed
+	case s.anonymous:
+		return nil
+	case !s.h.ips.admitAnonymous(s.addr):
+		return couponmesh.Errorf(couponmesh.CodeRateLimited,
+			"too many anonymous sessions from your address (at most %d per node): sign in (auth) or close another one", s.h.cfg.AnonymousPerIP)
+	}
+	s.anonymous = true
+	s.h.m.anonymous.Inc()
+	s.frames.SetLimit(limitOf(s.h.cfg.AnonymousRequestRate))
+	s.frames.SetBurst(s.h.cfg.AnonymousRequestBurst)
+	return nil
 }
 
 // authorized returns the session's principal, or unauthorized before a

@@ -1,15 +1,15 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-5eeb53bd816be55b';
+const CACHE = 'couponmesh-shell-6c5ada5b33b04a5f';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
-  "/assets/index-3oO_ddnC.js",
-  "/assets/index-CDJJNiTO.css"
+  "/assets/index-CI6Pr7F_.css",
+  "/assets/index-Cp8P5pnF.js"
 ];
 
 self.addEventListener('install', (event) => {

@@ -62,7 +62,9 @@ describe('frames and addresses', () => {
     ]);
     expect(parseAddresses('[::1]:9000 b:1 b:1', 'ws://a/ws')).toEqual(['ws://[::1]:9000/ws', 'ws://b:1/ws']);
     expect(parseAddresses('', 'ws://a/ws')).toEqual([]);
-    expect(parseAddresses('draining', 'ws://a/ws')).toEqual(['ws://draining/ws']);
+    expect(parseAddresses('draining', 'ws://a/ws')).toEqual([]);
+    expect(parseAddresses('node draining', 'ws://a/ws')).toEqual([]); // the reason of a node with no other to name
+    expect(parseAddresses('b:1/ws c', 'ws://a/ws')).toEqual(['ws://b:1/ws']);
     expect(normalizeAddress('ftp://x')).toBeUndefined();
   });
 });
@@ -446,5 +448,133 @@ describe('offline claims', () => {
     const claims = ws.requests.filter((r) => r.op === 'claim');
     expect(claims.map((r) => [r.coupon, r.rid])).toEqual([['c1', 'r-lost']]);
     c.close();
+  });
+});
+
+describe('visitors (anonymous sessions)', () => {
+  it('browses without a token: subscribe and get go out, pushes apply, no auth is sent', async () => {
+    const c = newClient({ token: () => undefined, anonymous: true });
+    const states = [];
+    c.on('state', (s) => states.push(s));
+    c.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    expect(c.state).toBe('online');
+    expect(c.anonymous).toBe(true);
+    expect(ws.requests.some((r) => r.op === 'auth')).toBe(false);
+
+    const sub = c.subscribe(['c1']);
+    await flush();
+    const req = ws.lastRequest('subscribe');
+    expect(req.coupons).toEqual([{ id: 'c1', version: 0 }]);
+    ws.reply(req.id, { coupons: [coupon('c1', 1)] });
+    await sub;
+    ws.receive(JSON.stringify({ push: 'coupon', coupon: coupon('c1', 2) }));
+    expect(c.coupon('c1').version).toBe(2);
+
+    const got = c.get('c1');
+    await flush();
+    ws.reply(ws.lastRequest('get').id, { coupon: coupon('c1', 3) });
+    expect((await got).version).toBe(3);
+    expect(states).toEqual(['reconnecting', 'online']);
+    c.close();
+  });
+
+  it('refuses what needs a user without sending it', async () => {
+    const c = newClient({ token: '', anonymous: true });
+    c.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    await expect(c.claim('c1')).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(c.wallet()).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(c.follow('c1')).rejects.toMatchObject({ code: 'unauthorized' });
+    expect(await c.pendingClaims()).toEqual([]); // nothing queued for later either
+    expect(ws.requests.map((r) => r.op)).toEqual([]);
+    c.close();
+  });
+
+  it('signs in on the same connection, keeps its subscriptions, then sends queued work', async () => {
+    const c = newClient({ token: undefined, anonymous: true });
+    c.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    const sub = c.subscribe(['c1']);
+    await flush();
+    ws.reply(ws.lastRequest('subscribe').id, { coupons: [coupon('c1', 4)] });
+    await sub;
+    c.startFeed();
+
+    const signedIn = c.signIn(async () => 'tok2');
+    await flush();
+    const auth = ws.lastRequest('auth');
+    expect(auth.token).toBe('tok2');
+    ws.reply(auth.id, { user: 'bob', role: 'shopper', expiresAt: '2030-01-01T00:00:00Z' });
+    expect(await signedIn).toMatchObject({ user: 'bob' });
+    expect(c.anonymous).toBe(false);
+    expect(FakeWebSocket.instances.length).toBe(1); // no reconnect
+    await flush();
+    // The resync after auth: resubscribe with the version held, then the feed.
+    const resub = ws.lastRequest('subscribe');
+    expect(resub.coupons).toEqual([{ id: 'c1', version: 4 }]);
+    ws.reply(resub.id, { coupons: [] });
+    await flush();
+    expect(ws.lastRequest('feed')).toMatchObject({ after: 0 });
+
+    const claimed = c.claim('c1', { rid: 'r1' });
+    await flush();
+    const cr = ws.lastRequest('claim');
+    expect(cr).toMatchObject({ coupon: 'c1', rid: 'r1' });
+    ws.reply(cr.id, { claim: { coupon: 'c1', user: 'bob', n: 5, code: 'c1-0005' } });
+    expect((await claimed).claim.code).toBe('c1-0005');
+    c.close();
+  });
+
+  it('stays a visitor when the sign-in is refused', async () => {
+    const c = newClient({ token: undefined, anonymous: true });
+    c.connect();
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    const signedIn = c.signIn('bad');
+    await flush();
+    ws.replyError(ws.lastRequest('auth').id, 'unauthorized', 'token is malformed');
+    await expect(signedIn).rejects.toMatchObject({ code: 'unauthorized' });
+    expect(c.anonymous).toBe(true);
+    expect(c.state).toBe('online');
+    const got = c.get('c1');
+    await flush();
+    ws.reply(ws.lastRequest('get').id, { coupon: coupon('c1', 1) });
+    await got;
+    c.close();
+  });
+
+  it('signs out into a visitor session on a new connection', async () => {
+    const c = newClient({ token: 'tok', anonymous: true });
+    c.connect();
+    await openAndAuth();
+    expect(c.anonymous).toBe(false);
+    c.signOut();
+    expect(FakeWebSocket.instances.length).toBe(2);
+    const ws = FakeWebSocket.last;
+    ws.open();
+    await flush();
+    expect(ws.requests.some((r) => r.op === 'auth')).toBe(false);
+    expect(c.anonymous).toBe(true);
+    expect(c.state).toBe('online');
+    c.close();
+  });
+
+  it('without `anonymous`, a missing token is still fatal', async () => {
+    const c = newClient({ token: undefined });
+    const errors = [];
+    c.on('unauthorized', (e) => errors.push(e));
+    c.connect();
+    FakeWebSocket.last.open();
+    await flush();
+    expect(errors.length).toBe(1);
+    expect(c.state).toBe('offline');
   });
 });

@@ -50,3 +50,13 @@ export function getCoupon(id) {
 export function createCoupon(token, spec) {
   return call('POST', '/api/coupons', { body: spec, token });
 }
+
+/** PUT /api/coupons/{id} (its merchant or an admin): the fields set in spec → Coupon. */
+export function updateCoupon(token, id, spec) {
+  return call('PUT', `/api/coupons/${encodeURIComponent(id)}`, { body: spec, token });
+}
+
+/** DELETE /api/coupons/{id} (its merchant or an admin): withdraws it → Coupon. */
+export function withdrawCoupon(token, id) {
+  return call('DELETE', `/api/coupons/${encodeURIComponent(id)}`, { token });
+}

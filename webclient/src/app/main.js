@@ -1,51 +1,41 @@
-// The couponmesh web app: plain DOM over the SDK.
+// The couponmesh web app: plain DOM over the SDK. Visitors browse and watch
+// coupons live without an account (an anonymous session); signing in is
+// asked for when they claim, follow or open the wallet, and brings them back
+// to what they were doing.
 import './style.css';
 import { CouponmeshClient, ClaimQueue, createCache } from '../sdk/index.js';
 import * as api from './api.js';
+import { $, el, show, errText } from './dom.js';
+import { couponClock } from './time.js';
+import { qrSvg } from './qr.js';
+import { setupInstall } from './install.js';
+import { route, render, navigate, startRouter, couponPath } from './router.js';
+import { setupMerchant } from './merchant.js';
 
 const COUPON_TTL = 5 * 60_000;
 const LIST_TTL = 60_000;
 const WALLET_TTL = 60_000;
 const FEED_KEEP = 50;
 
-const $ = (sel) => document.querySelector(sel);
 const cache = createCache({ name: 'couponmesh' });
 
 const app = {
-  session: null, // {user, role, token, expiresAt}
+  session: null, // {user, role, token, expiresAt}; null for a visitor
   client: null,
-  current: null, // coupon id on screen
+  view: null, // the section on screen
+  current: null, // coupon id on the coupon page
+  watching: new Set(), // coupons subscribed for what is on screen (not followed)
   follows: new Set(),
   wallet: [], // claims
   pending: [], // queued claims [{rid, coupon}]
   feed: [], // newest first
   list: { query: null, next: '', fromCache: false },
+  clockTimer: null,
 };
 
 const key = (k) => `u:${app.session.user}:${k}`;
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'text') e.textContent = v;
-    else if (k.startsWith('data-') || k === 'href' || k === 'class') e.setAttribute(k, v);
-    else e[k] = v;
-  }
-  for (const c of children) if (c != null) e.append(c);
-  return e;
-}
-
-function show(node, on) {
-  node.hidden = !on;
-}
-
-function online() {
-  return app.client && app.client.state === 'online';
-}
-
-function errText(err) {
-  return err && err.code ? `${err.code}: ${err.message}` : String((err && err.message) || err);
-}
+const signedIn = () => !!(app.session && app.session.token);
+const online = () => app.client && app.client.state === 'online';
 
 // ---- session ----
 
@@ -55,8 +45,10 @@ async function login(user, role) {
   await cache.set('session', app.session);
 }
 
+/** The token for the SDK: undefined for a visitor (an anonymous session). */
 async function tokenProvider() {
   const s = app.session;
+  if (!s) return undefined;
   const exp = Date.parse(s.expiresAt || '') || 0;
   if (exp && exp - Date.now() < 60_000) {
     try {
@@ -68,41 +60,56 @@ async function tokenProvider() {
   return app.session.token;
 }
 
-async function startSession() {
-  show($('#login-view'), false);
-  show($('#app-view'), true);
-  $('#whoami').textContent = `${app.session.user} (${app.session.role})`;
-  show($('#whoami'), true);
-  show($('#logout-btn'), true);
-  show($('#create-panel'), app.session.role !== 'shopper');
+function renderWho() {
+  const s = app.session;
+  $('#whoami').textContent = s ? `${s.user} (${s.role})` : '';
+  show($('#whoami'), !!s);
+  show($('#logout-btn'), !!s);
+  show($('#signin-link'), !s);
+  show($('#merchant-tab'), !!s && s.role !== 'shopper');
+}
 
+/** Loads the signed-in user's cached data and starts the feed. */
+async function startUser() {
   const [wallet, feed, follows] = await Promise.all([cache.getCacheEntry(key('wallet')), cache.get(key('feed')), cache.get(key('follows'))]);
   app.wallet = (wallet && wallet.value) || [];
   app.feed = (feed && feed.entries) || [];
   app.follows = new Set(follows || []);
+  const client = app.client;
+  client.claimQueue = new ClaimQueue({ storage: cache, key: key('claims') });
+  client.lastSeq = Math.max(client.lastSeq, (feed && feed.lastSeq) || 0);
+  app.pending = await client.pendingClaims();
+  if (app.follows.size) client.subscribe([...app.follows]).catch(() => {});
+  client.startFeed().catch(() => {});
+  renderWho();
+  renderWallet();
+  renderFeed();
+}
 
+function createClient() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const client = new CouponmeshClient({
     urls: [`${proto}//${location.host}/ws`],
     token: tokenProvider,
-    claimQueue: new ClaimQueue({ storage: cache, key: key('claims') }),
-    feedAfter: (feed && feed.lastSeq) || 0,
+    anonymous: true, // visitors watch coupons live too
     pingIntervalMs: 25_000,
   });
   app.client = client;
   window.couponmesh = client; // for the console and browser tests
-
   client.on('state', onState);
   client.on('coupon', onCoupon);
   client.on('feed', onFeed);
   client.on('claim', onClaim);
   client.on('resync', refreshWallet);
   let relogins = 0;
-  client.on('auth', () => (relogins = 0));
+  client.on('auth', () => {
+    relogins = 0;
+    onState(client.state); // a visitor's session signed in: no state change
+  });
   client.on('unauthorized', async () => {
     // The token was refused (e.g. the node's signing key changed): in dev
-    // mode get a fresh one once; otherwise back to the sign-in form.
-    if (relogins++ === 0) {
+    // mode get a fresh one once; otherwise sign out.
+    if (relogins++ === 0 && app.session) {
       try {
         await login(app.session.user, app.session.role);
         client.connect();
@@ -111,26 +118,22 @@ async function startSession() {
         /* fall through */
       }
     }
-    await cache.remove('session');
-    location.hash = '#/';
-    location.reload();
+    await signOut();
   });
+  return client;
+}
 
-  app.pending = await client.pendingClaims();
-  renderWallet();
-  renderFeed();
-  if (app.follows.size) client.subscribe([...app.follows]);
-  client.startFeed();
-  onState(client.state);
-  client.connect();
-  route();
+async function signOut() {
+  await cache.remove('session');
+  if (app.client) app.client.destroy();
+  location.assign('/');
 }
 
 // ---- connection ----
 
 function onState(state) {
   const c = $('#conn-state');
-  c.textContent = state;
+  c.textContent = state === 'online' && app.client.anonymous ? 'online (visitor)' : state;
   c.dataset.state = state;
   document.body.dataset.conn = state;
   renderStale();
@@ -140,8 +143,96 @@ function renderStale() {
   const stale = !online();
   show(document.querySelector('[data-testid="coupon-stale"]'), stale && !!app.current);
   show(document.querySelector('[data-testid="wallet-stale"]'), stale);
+  show(document.querySelector('[data-testid="live-stale"]'), stale);
   show(document.querySelector('[data-testid="list-stale"]'), stale || app.list.fromCache);
-  $('#app-view').dataset.stale = String(stale);
+  $('#main').dataset.stale = String(stale);
+}
+
+// ---- views ----
+
+const VIEWS = ['#login-view', '#list-view', '#coupon-view', '#wallet-view', '#merchant-view', '#edit-view', '#live-view'];
+let firstRender = true;
+
+/** Shows one section, names the page and, after a navigation, moves focus to its heading. */
+export function showView(sel, title) {
+  for (const v of VIEWS) show($(v), v === sel);
+  app.view = sel;
+  document.title = title ? `${title} · couponmesh` : 'couponmesh';
+  if (sel !== '#coupon-view') leaveCoupon();
+  if (!firstRender) {
+    const h = $(sel).querySelector('h1');
+    if (h) {
+      h.tabIndex = -1;
+      h.focus({ preventScroll: true });
+    }
+    window.scrollTo(0, 0);
+  }
+  firstRender = false;
+}
+
+function markTab(url) {
+  const tab = url.pathname === '/' || url.pathname.startsWith('/c/') ? 'list' : url.pathname.startsWith('/wallet') ? 'wallet' : url.pathname.startsWith('/merchant') ? 'merchant' : '';
+  for (const a of document.querySelectorAll('nav.tabs a')) {
+    if (a.dataset.tab === tab) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+/**
+ * Sends a visitor to sign in, then back to path, where `action` is done.
+ * replace: the sign-in screen takes the place of the current entry (a
+ * screen that needs a user), so that Back does not lead into it again.
+ */
+export function requireSignIn(action, path = location.pathname, { replace = false } = {}) {
+  const q = new URLSearchParams({ next: path });
+  if (action) q.set('do', action);
+  return navigate(`/signin?${q}`, { replace });
+}
+
+const REASONS = {
+  claim: 'Sign in to claim this coupon: you come back to it and the claim goes through.',
+  follow: 'Sign in to follow this coupon and hear of its changes.',
+  wallet: 'Sign in to see your wallet.',
+  merchant: 'Sign in as a merchant to run your coupons.',
+};
+
+function showSignIn(_params, url) {
+  const action = url.searchParams.get('do') || '';
+  if (signedIn()) return navigate(safeNext(url.searchParams.get('next')), { replace: true });
+  showView('#login-view', 'Sign in');
+  $('#login-reason').textContent = REASONS[action] || 'Sign in to claim, follow and keep a wallet.';
+  if (action === 'merchant') $('#login-role').value = 'merchant';
+  const next = safeNext(url.searchParams.get('next'));
+  $('#login-cancel').setAttribute('href', action === 'wallet' || action === 'merchant' ? '/' : next);
+  show($('#login-error'), false);
+}
+
+/** A same-app path to return to (never another origin). */
+function safeNext(p) {
+  return typeof p === 'string' && p.startsWith('/') && !p.startsWith('//') ? p : '/';
+}
+
+async function submitSignIn(ev) {
+  ev.preventDefault();
+  show($('#login-error'), false);
+  $('#login-btn').disabled = true;
+  const url = new URL(location.href);
+  try {
+    await login($('#login-user').value.trim(), $('#login-role').value);
+    await startUser();
+    // Authenticates the visitor's session on the spot (or the next one).
+    await app.client.signIn(tokenProvider).catch(() => app.client.reconnect());
+    const next = safeNext(url.searchParams.get('next'));
+    const action = url.searchParams.get('do');
+    await navigate(next, { replace: true });
+    if (action === 'claim' && app.current) await claim();
+    else if (action === 'follow' && app.current && !app.follows.has(app.current)) await toggleFollow();
+  } catch (err) {
+    $('#login-error').textContent = `Sign-in failed: ${errText(err)}`;
+    show($('#login-error'), true);
+  } finally {
+    $('#login-btn').disabled = false;
+  }
 }
 
 // ---- coupons: list ----
@@ -152,14 +243,33 @@ function couponItem(c) {
     { 'data-coupon-id': c.id, 'data-status': c.status },
     el(
       'a',
-      { href: `#/coupon/${encodeURIComponent(c.id)}` },
+      { href: couponPath(c.id), 'data-link': '' },
       el('strong', { text: c.title }),
       el('span', { class: 'discount', text: c.discount || '' }),
       el('span', { class: 'muted', text: `by ${c.merchant}` }),
-      el('span', { class: 'rem', 'data-testid': 'list-remaining', text: `${c.remaining} left` }),
+      el('span', { class: 'rem', 'data-testid': 'list-remaining', text: `${c.remaining} of ${c.quantity} left` }),
       el('span', { class: `status s-${c.status}`, text: c.status.replace('_', ' ') }),
     ),
   );
+}
+
+/** Watches coupons live while they are on screen (anonymous sessions may). */
+function watch(ids) {
+  const fresh = ids.filter((id) => !app.client.subscriptions.has(id));
+  for (const id of fresh) app.watching.add(id);
+  if (fresh.length) app.client.subscribe(fresh).catch(() => {});
+}
+
+/** Stops watching what is no longer on screen (followed coupons stay). */
+function unwatch(keep = []) {
+  const drop = [...app.watching].filter((id) => !keep.includes(id) && !app.follows.has(id));
+  for (const id of drop) app.watching.delete(id);
+  if (drop.length) app.client.unsubscribe(drop).catch(() => {});
+}
+
+function showList() {
+  showView('#list-view', '');
+  return loadList(true);
 }
 
 async function loadList(reset) {
@@ -172,7 +282,10 @@ async function loadList(reset) {
     page = await api.browse({ ...app.list.query, after: reset ? undefined : app.list.next });
     if (reset) await cache.set(qkey, page, LIST_TTL);
     app.list.fromCache = false;
-    for (const c of page.coupons) cache.set(`coupon:${c.id}`, c, COUPON_TTL);
+    for (const c of page.coupons) {
+      cache.set(`coupon:${c.id}`, c, COUPON_TTL);
+      app.client.applyCoupon(c);
+    }
   } catch (err) {
     const entry = reset ? await cache.getCacheEntry(qkey) : undefined;
     if (!entry) {
@@ -185,9 +298,14 @@ async function loadList(reset) {
     page = entry.value;
     app.list.fromCache = true;
   }
+  if (app.view !== '#list-view') return;
   const list = $('#coupon-list');
-  if (reset) list.replaceChildren();
+  if (reset) {
+    list.replaceChildren();
+    unwatch();
+  }
   for (const c of page.coupons) list.append(couponItem(app.client.coupon(c.id) || c));
+  watch(page.coupons.map((c) => c.id));
   app.list.next = page.next || '';
   show($('#more-btn'), !!app.list.next);
   show($('#list-empty'), list.children.length === 0);
@@ -204,14 +322,32 @@ function renderCoupon(c) {
   $('#claimed').textContent = String(c.claimed);
   $('#remaining').textContent = String(c.remaining);
   $('#coupon-status').textContent = c.status.replace('_', ' ');
+  $('#remaining-text').textContent = `${c.remaining} of ${c.quantity} left`;
+  const bar = $('#remaining-bar');
+  bar.max = Math.max(1, c.quantity);
+  bar.value = c.remaining;
   $('#coupon-view').dataset.version = String(c.version);
   $('#coupon-view').dataset.status = c.status;
+  document.title = `${c.title} · couponmesh`;
+  renderClock();
   renderClaimButton();
+}
+
+function renderClock() {
+  const c = app.current && app.client.coupon(app.current);
+  const clock = couponClock(c, Date.now());
+  const out = $('#countdown');
+  show(out, !!clock);
+  if (clock) {
+    out.textContent = clock.text;
+    out.dataset.ended = String(clock.ended);
+  }
 }
 
 function renderClaimButton() {
   const id = app.current;
-  const c = id && app.client.coupon(id);
+  if (!id) return;
+  const c = app.client.coupon(id);
   const mine = app.wallet.find((x) => x.coupon === id);
   const queued = app.pending.find((x) => x.coupon === id);
   const btn = $('#claim-btn');
@@ -219,8 +355,20 @@ function renderClaimButton() {
   btn.textContent = mine ? 'Claimed' : queued ? 'Claim queued' : 'Claim';
   const f = $('#follow-btn');
   const following = app.follows.has(id);
+  f.setAttribute('aria-pressed', String(following));
   f.dataset.following = String(following);
-  f.textContent = following ? 'Unfollow' : 'Follow';
+  f.textContent = following ? 'Following' : 'Follow';
+  renderTicket(mine);
+}
+
+function renderTicket(claim) {
+  const t = $('#claim-ticket');
+  show(t, !!claim);
+  if (!claim) return;
+  if ($('#claim-code').textContent !== claim.code) {
+    $('#claim-code').textContent = claim.code;
+    $('#claim-qr').replaceChildren(qrSvg(claim.code, `QR code of your claim code ${claim.code}`));
+  }
 }
 
 function claimResult(text, state) {
@@ -229,21 +377,33 @@ function claimResult(text, state) {
   r.dataset.state = state;
 }
 
-async function showCoupon(id) {
-  const prev = app.current;
+function leaveCoupon() {
+  if (!app.current) return;
+  app.current = null;
+  clearInterval(app.clockTimer);
+  app.clockTimer = null;
+}
+
+async function showCoupon([id]) {
+  const same = app.current === id;
+  showView('#coupon-view', 'Coupon');
   app.current = id;
-  if (prev && prev !== id && !app.follows.has(prev)) app.client.unsubscribe([prev]).catch(() => {});
-  show($('#list-view'), false);
-  show($('#coupon-view'), true);
+  unwatch([id]);
   show($('#coupon-error'), false);
-  claimResult('', '');
-  for (const s of ['#coupon-title', '#coupon-meta', '#coupon-description']) $(s).textContent = '';
-  for (const s of ['#claimed', '#remaining', '#coupon-status']) $(s).textContent = '–';
+  if (!same) {
+    claimResult('', '');
+    $('#share-result').textContent = '';
+    for (const s of ['#coupon-title', '#coupon-meta', '#coupon-description', '#remaining-text']) $(s).textContent = '';
+    for (const s of ['#claimed', '#remaining', '#coupon-status']) $(s).textContent = '–';
+    $('#claim-code').textContent = '';
+  }
   const mine = app.wallet.find((x) => x.coupon === id);
   if (mine) claimResult(`Your code: ${mine.code}`, 'ok');
   else if (app.pending.some((x) => x.coupon === id)) claimResult(QUEUED_TEXT, 'queued'); // e.g. after a reload offline
   renderClaimButton();
   renderStale();
+  clearInterval(app.clockTimer);
+  app.clockTimer = setInterval(renderClock, 1000);
 
   if (!app.client.coupon(id)) {
     const entry = await cache.getCacheEntry(`coupon:${id}`);
@@ -261,12 +421,7 @@ async function showCoupon(id) {
       }
     }
   }
-  app.client.subscribe([id]).catch((err) => {
-    if (err.code !== 'disconnected') {
-      $('#coupon-error').textContent = `Live updates failed (${errText(err)}).`;
-      show($('#coupon-error'), true);
-    }
-  });
+  watch([id]);
 }
 
 function onCoupon(c) {
@@ -274,6 +429,28 @@ function onCoupon(c) {
   if (app.current === c.id) renderCoupon(c);
   const li = document.querySelector(`#coupon-list [data-coupon-id="${CSS.escape(c.id)}"]`);
   if (li) li.replaceWith(couponItem(c));
+  document.dispatchEvent(new CustomEvent('coupon', { detail: c }));
+}
+
+async function share() {
+  const c = app.client.coupon(app.current);
+  const url = new URL(couponPath(app.current), location.origin).href;
+  const out = $('#share-result');
+  if (navigator.share) {
+    try {
+      await navigator.share({ title: c ? c.title : 'couponmesh', text: c ? `${c.title} ${c.discount || ''}`.trim() : '', url });
+      out.textContent = 'Shared.';
+      return;
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+    }
+  }
+  try {
+    await navigator.clipboard.writeText(url);
+    out.textContent = `Link copied: ${url}`;
+  } catch {
+    out.textContent = `Copy this link: ${url}`;
+  }
 }
 
 // ---- claims and wallet ----
@@ -283,6 +460,10 @@ const QUEUED_TEXT = 'Offline: your claim is queued and will be sent when you are
 async function claim() {
   const id = app.current;
   if (!id) return;
+  if (!signedIn()) {
+    await requireSignIn('claim');
+    return;
+  }
   $('#claim-btn').disabled = true;
   claimResult('Claiming…', 'pending');
   try {
@@ -318,6 +499,7 @@ function addToWallet(cl) {
 }
 
 async function refreshWallet() {
+  if (!signedIn()) return;
   try {
     app.wallet = await app.client.wallet();
     await cache.set(key('wallet'), app.wallet, WALLET_TTL);
@@ -329,24 +511,54 @@ async function refreshWallet() {
   renderClaimButton();
 }
 
+function couponTitle(id) {
+  const c = app.client && app.client.coupon(id);
+  return c ? c.title : id;
+}
+
 function renderWallet() {
   const ul = $('#wallet');
   ul.replaceChildren();
   for (const p of app.pending) {
-    ul.append(el('li', { 'data-pending-rid': p.rid, class: 'pending' }, el('a', { href: `#/coupon/${encodeURIComponent(p.coupon)}`, text: p.coupon }), el('span', { text: 'queued' })));
+    ul.append(el('li', { 'data-pending-rid': p.rid, 'data-coupon': p.coupon, class: 'pending ticket' }, el('a', { href: couponPath(p.coupon), 'data-link': '', text: couponTitle(p.coupon) }), el('span', { text: 'queued: sent when back online' })));
   }
   for (const cl of [...app.wallet].reverse()) {
     ul.append(
-      el('li', { 'data-claim-code': cl.code, 'data-coupon': cl.coupon }, el('a', { href: `#/coupon/${encodeURIComponent(cl.coupon)}`, text: cl.coupon }), el('code', { text: cl.code })),
+      el(
+        'li',
+        { 'data-claim-code': cl.code, 'data-coupon': cl.coupon, class: 'ticket' },
+        el('a', { href: couponPath(cl.coupon), 'data-link': '', text: couponTitle(cl.coupon) }),
+        el('span', {}, 'Code ', el('code', { text: cl.code })),
+        el('div', { class: 'qr' }, qrSvg(cl.code, `QR code of claim code ${cl.code}`)),
+      ),
     );
   }
   show($('#wallet-empty'), ul.children.length === 0);
+}
+
+function showWallet() {
+  if (!signedIn()) return requireSignIn('wallet', '/wallet', { replace: true });
+  showView('#wallet-view', 'Wallet');
+  renderWallet();
+  renderFeed();
+  renderStale();
+  refreshWallet();
+  // Titles of claimed coupons from the cache, when not at hand.
+  for (const cl of [...app.wallet, ...app.pending]) {
+    if (!app.client.coupon(cl.coupon)) {
+      cache.getCacheEntry(`coupon:${cl.coupon}`).then((e) => e && app.client.applyCoupon(e.value) && renderWallet());
+    }
+  }
 }
 
 // ---- follow and feed ----
 
 async function toggleFollow() {
   const id = app.current;
+  if (!signedIn()) {
+    await requireSignIn('follow');
+    return;
+  }
   const btn = $('#follow-btn');
   btn.disabled = true;
   try {
@@ -360,7 +572,7 @@ async function toggleFollow() {
     cache.set(key('follows'), [...app.follows]);
     show($('#coupon-error'), false);
   } catch (err) {
-    $('#coupon-error').textContent = err.code === 'disconnected' ? 'Offline: follow needs a connection.' : `Failed: ${errText(err)}`;
+    $('#coupon-error').textContent = err.code === 'disconnected' ? 'Offline: following needs a connection.' : `Failed: ${errText(err)}`;
     show($('#coupon-error'), true);
   }
   btn.disabled = false;
@@ -377,6 +589,7 @@ function onFeed(e) {
   if (app.feed.length > FEED_KEEP) app.feed.length = FEED_KEEP;
   clearTimeout(feedSaveTimer);
   feedSaveTimer = setTimeout(() => {
+    if (!app.session) return;
     cache.set(key('feed'), { entries: app.feed, lastSeq: app.client.lastSeq });
     cache.set(key('follows'), [...app.follows]);
   }, 200);
@@ -397,7 +610,7 @@ function renderFeed() {
         el('span', { class: 'muted', text: `#${e.seq}` }),
         ' ',
         el('span', { text: `${FEED_TEXT[e.type] || e.type} ` }),
-        el('a', { href: `#/coupon/${encodeURIComponent(e.coupon)}`, text: e.coupon }),
+        el('a', { href: couponPath(e.coupon), 'data-link': '', text: couponTitle(e.coupon) }),
         e.claim ? el('code', { text: ` ${e.claim.code}` }) : null,
       ),
     ),
@@ -405,44 +618,11 @@ function renderFeed() {
   show($('#feed-empty'), app.feed.length === 0);
 }
 
-// ---- routing ----
-
-function route() {
-  if (!app.client) return;
-  const m = /^#\/coupon\/(.+)$/.exec(location.hash);
-  if (m) {
-    showCoupon(decodeURIComponent(m[1]));
-    return;
-  }
-  if (app.current && !app.follows.has(app.current)) app.client.unsubscribe([app.current]).catch(() => {});
-  app.current = null;
-  show($('#coupon-view'), false);
-  show($('#list-view'), true);
-  loadList(true);
-}
-
 // ---- boot ----
 
 function wire() {
-  $('#login-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    show($('#login-error'), false);
-    $('#login-btn').disabled = true;
-    try {
-      await login($('#login-user').value.trim(), $('#login-role').value);
-      await startSession();
-    } catch (err) {
-      $('#login-error').textContent = `Sign-in failed: ${errText(err)}`;
-      show($('#login-error'), true);
-    }
-    $('#login-btn').disabled = false;
-  });
-  $('#logout-btn').addEventListener('click', async () => {
-    await cache.remove('session');
-    if (app.client) app.client.destroy();
-    location.hash = '#/';
-    location.reload();
-  });
+  $('#login-form').addEventListener('submit', submitSignIn);
+  $('#logout-btn').addEventListener('click', signOut);
   $('#filters').addEventListener('submit', (ev) => {
     ev.preventDefault();
     loadList(true);
@@ -451,37 +631,33 @@ function wire() {
   $('#more-btn').addEventListener('click', () => loadList(false));
   $('#claim-btn').addEventListener('click', claim);
   $('#follow-btn').addEventListener('click', toggleFollow);
-  $('#create-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const out = $('#create-result');
-    try {
-      const c = await api.createCoupon(await tokenProvider(), {
-        title: $('#create-title').value,
-        discount: $('#create-discount').value,
-        description: $('#create-description').value,
-        quantity: Number($('#create-quantity').value),
-      });
-      out.textContent = `Created ${c.id}.`;
-      $('#create-form').reset();
-      loadList(true);
-    } catch (err) {
-      out.textContent = `Failed: ${errText(err)}`;
-    }
-  });
-  window.addEventListener('hashchange', route);
+  $('#share-btn').addEventListener('click', share);
 }
 
 async function boot() {
   wire();
+  setupInstall();
   if ('serviceWorker' in navigator && import.meta.env.PROD) {
     navigator.serviceWorker.register('/sw.js').catch(() => {});
   }
-  app.session = await cache.get('session').catch(() => undefined);
-  if (app.session && app.session.token) {
-    await startSession();
-  } else {
-    show($('#login-view'), true);
-  }
+  // Links of the hash routes of earlier versions still work.
+  const old = /^#\/coupon\/(.+)$/.exec(location.hash);
+  if (old) history.replaceState(null, '', `/c/${old[1]}`);
+
+  route(/^\/$/, showList);
+  route(/^\/c\/([^/]+)$/, showCoupon);
+  route(/^\/wallet$/, showWallet);
+  route(/^\/signin$/, showSignIn);
+  setupMerchant({ app, route, showView, requireSignIn, signedIn, renderStale, watch, unwatch, token: tokenProvider });
+  startRouter(markTab);
+
+  app.session = (await cache.get('session').catch(() => undefined)) || null;
+  const client = createClient();
+  renderWho();
+  if (signedIn()) await startUser();
+  onState(client.state);
+  client.connect();
+  await render();
 }
 
 boot();

@@ -47,10 +47,14 @@ export function normalizeAddress(addr, like) {
  * Parses the reason of a 1012 close (node draining) leniently: addresses
  * separated by commas, semicolons or white space; each host:port or a
  * ws/wss/http/https URL. Unparseable items are skipped; duplicates dropped.
+ * A bare word without a port is prose, not an address: a node with no other
+ * node to name closes with "node draining", and dialling ws://node/ws would
+ * only waste a reconnect attempt (and break the page's connect-src policy).
  */
 export function parseAddresses(reason, like) {
   const out = [];
   for (const item of String(reason || '').split(/[\s,;]+/)) {
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(item) && !/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d{1,5}(\/|$)/i.test(item)) continue;
     const u = normalizeAddress(item, like);
     if (u && !out.includes(u)) out.push(u);
   }

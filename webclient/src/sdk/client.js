@@ -14,6 +14,8 @@ export const STATES = Object.freeze({ ONLINE: 'online', RECONNECTING: 'reconnect
 const FATAL_CLOSE = new Set([1002]);
 // Claim errors that settle a claim for good (no retry).
 const FEED_PAGE = 100;
+/** The ops a visitor's (anonymous) session may use (docs/PROTOCOL.md). */
+export const ANONYMOUS_OPS = Object.freeze(new Set(['subscribe', 'unsubscribe', 'get', 'ping']));
 const SUBSCRIBE_CHUNK = 100;
 
 function newRid() {
@@ -37,6 +39,12 @@ function newRid() {
  *   urls / url       node WebSocket URLs (ws:// or wss://, or host:port) tried in turn
  *   token            a string or a (possibly async) function returning one; sent in
  *                    `auth` as the first frame of every connection, never in the URL
+ *   anonymous        when true, a connection without a token (token empty, or the
+ *                    function returns nothing) is a visitor's session: subscribe,
+ *                    unsubscribe and get work, pushes arrive, the state is 'online'
+ *                    and `anonymous` is true; other requests reject with
+ *                    `unauthorized`. signIn() authenticates on the same connection.
+ *                    When false (default), a missing token is fatal.
  *   WebSocket        the WebSocket class (default globalThis.WebSocket), for tests
  *   requestTimeoutMs per-request timeout (default 10000); request(op, f, {timeoutMs})
  *   backoff          {baseMs, capMs} (default 250 / 10000): full jitter,
@@ -57,6 +65,8 @@ export class CouponmeshClient {
     for (const u of urls) this._addUrl(normalizeAddress(u) || u);
     if (this.urls.length === 0) throw new Error('couponmesh: at least one node URL is required');
     this.token = opts.token;
+    this.allowAnonymous = !!opts.anonymous;
+    this.anonymous = false; // the open connection is a visitor's (no auth)
     this.WebSocket = opts.WebSocket || globalThis.WebSocket;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 10000;
     this.backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
@@ -245,6 +255,10 @@ export class CouponmeshClient {
     }
     if (conn !== this._connSeq) return;
     if (!token) {
+      if (this.allowAnonymous && !this._authed) {
+        this._beAnonymous(conn);
+        return;
+      }
       this._fatal(new CouponmeshError('unauthorized', 'no token'));
       return;
     }
@@ -263,7 +277,12 @@ export class CouponmeshClient {
       return;
     }
     if (conn !== this._connSeq) return;
+    this._onAuthed(conn, ok);
+  }
+
+  _onAuthed(conn, ok) {
     this._authed = true;
+    this.anonymous = false;
     this._attempt = 0;
     this.user = ok;
     this._emit('auth', ok);
@@ -273,10 +292,51 @@ export class CouponmeshClient {
     this._resync(conn);
   }
 
+  /** A visitor's connection: online without auth, the allowed ops only. */
+  _beAnonymous(conn) {
+    this.anonymous = true;
+    this.user = undefined;
+    this._attempt = 0;
+    this._emit('anonymous');
+    this._setState(STATES.ONLINE);
+    this._startPing(conn);
+    this._pump();
+    this._resync(conn);
+  }
+
+  /**
+   * Signs in: token (a string or function, as in the options) replaces the
+   * token, and a visitor's open connection authenticates on the spot (the
+   * server keeps its subscriptions), then fetches the feed if wanted and
+   * sends queued claims. Resolves with the auth reply, or undefined when
+   * not connected (the next connection authenticates). Rejects with the
+   * server's error when the token is refused.
+   */
+  async signIn(token) {
+    this.token = token;
+    if (!this._ws || this._authed || !this.anonymous) return undefined;
+    const conn = this._connSeq;
+    const t = typeof token === 'function' ? await token() : token;
+    if (!t) throw new CouponmeshError('unauthorized', 'no token');
+    // A refusal leaves the visitor's session as it was.
+    const ok = await this._send({ op: 'auth', token: t }, { direct: true });
+    if (conn !== this._connSeq) return undefined; // reconnected meanwhile: that connection authenticates
+    this._onAuthed(conn, ok);
+    return ok;
+  }
+
+  /** Signs out: forgets the token and reconnects as a visitor (or not at all without `anonymous`). */
+  signOut() {
+    this.token = undefined;
+    this.user = undefined;
+    this.feedWanted = false;
+    if (this._started) this.reconnect();
+  }
+
   async _resync(conn) {
     try {
       if (this.subscriptions.size) await this._subscribeIds([...this.subscriptions]);
-      if (conn !== this._connSeq) return;
+      if (conn !== this._connSeq || !this._authed) return;
       if (this.feedWanted) await this._fetchFeed();
       if (conn !== this._connSeq) return;
       await this.flushClaims();
@@ -298,6 +358,7 @@ export class CouponmeshClient {
   _onClose(code, reason) {
     this._ws = null;
     this._authed = false;
+    this.anonymous = false;
     this._stopPing();
     this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`));
     this._emit('close', { code, reason });
@@ -339,6 +400,7 @@ export class CouponmeshClient {
     this._connSeq++; // ignore whatever the old socket still reports
     this._ws = null;
     this._authed = false;
+    this.anonymous = false;
     this._stopPing();
     this._failPending(new CouponmeshError('disconnected', reason));
     if (ws) {
@@ -440,11 +502,16 @@ export class CouponmeshClient {
     return this._send({ ...fields, op }, { timeoutMs });
   }
 
+  /** Whether a request of op can go out on the current connection now. */
+  _ready(op) {
+    return !!this._ws && (this._authed || (this.anonymous && ANONYMOUS_OPS.has(op)));
+  }
+
   _send(body, { timeoutMs, direct = false } = {}) {
     return new Promise((resolve, reject) => {
-      const ready = this._ws && (direct || this._authed);
-      if (!ready) {
-        reject(new CouponmeshError('disconnected', `not connected (${body.op})`));
+      if (!(direct ? this._ws : this._ready(body.op))) {
+        if (this._ws && this.anonymous) reject(new CouponmeshError('unauthorized', `sign in to ${body.op}`));
+        else reject(new CouponmeshError('disconnected', `not connected (${body.op})`));
         return;
       }
       const id = this._nextId++;
@@ -463,7 +530,7 @@ export class CouponmeshClient {
       }, ms);
       const frame = JSON.stringify({ id, ...body });
       if (direct || this._inFlight < this.maxInFlight) this._transmit(id, frame, entry, !direct);
-      else this._waiting.push({ id, frame, entry });
+      else this._waiting.push({ id, op: body.op, frame, entry });
     });
   }
 
@@ -489,7 +556,7 @@ export class CouponmeshClient {
   }
 
   _pump() {
-    while (this._waiting.length && this._inFlight < this.maxInFlight && this._ws && this._authed) {
+    while (this._waiting.length && this._inFlight < this.maxInFlight && this._ready(this._waiting[0].op)) {
       const w = this._waiting.shift();
       this._transmit(w.id, w.frame, w.entry, true);
     }
@@ -539,7 +606,7 @@ export class CouponmeshClient {
       if (!this.subscriptions.has(id)) fresh.push(id);
       this.subscriptions.add(id);
     }
-    if (!this._authed) return { coupons: [], offline: true };
+    if (!this._ready('subscribe')) return { coupons: [], offline: true };
     return this._subscribeIds(ids);
   }
 
@@ -566,7 +633,7 @@ export class CouponmeshClient {
   /** Unsubscribes (forgotten for later reconnects too). */
   async unsubscribe(ids) {
     for (const id of ids) this.subscriptions.delete(id);
-    if (!this._authed) return {};
+    if (!this._ready('unsubscribe')) return {};
     return this.request('unsubscribe', { coupons: ids });
   }
 
@@ -611,6 +678,7 @@ export class CouponmeshClient {
    * Every outcome is also emitted as a 'claim' event.
    */
   async claim(coupon, { rid } = {}) {
+    if (this.anonymous) throw new CouponmeshError('unauthorized', 'sign in to claim');
     const entry = { rid: rid || newRid(), coupon, at: Date.now() };
     await this.claimQueue.add(entry);
     if (!this._authed) {

@@ -1,6 +1,6 @@
 // couponmesh JS SDK: protocol v1 over WebSocket, a TTL cache over
 // localforage and a persisted queue of offline claims. No framework.
-export { CouponmeshClient, SUBPROTOCOL, STATES } from './client.js';
+export { CouponmeshClient, SUBPROTOCOL, STATES, ANONYMOUS_OPS } from './client.js';
 export { CouponmeshError, RETRYABLE_CODES } from './errors.js';
 export { createCache } from './cache.js';
 export { ClaimQueue } from './claimqueue.js';

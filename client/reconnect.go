@@ -142,18 +142,26 @@ func nodeURL(addr, like string) (string, bool) {
 	return u.String(), true
 }
 
-// hostPort matches host, host:port and [v6]:port.
-var hostPort = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$`)
+// hostPort matches host, host:port and [v6]:port; withPort, an address
+// with a port (and maybe a path).
+var (
+	hostPort = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$`)
+	withPort = regexp.MustCompile(`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}(/|$)`)
+)
 
 // handoverURLs parses the reason of a 1012 close (node draining): addresses
 // separated by commas (semicolons and white space are accepted too), each
 // turned into a URL by nodeURL. Unreadable items are skipped, duplicates
-// dropped.
+// dropped. An item must be a URL or name a port: a node with no other node
+// to name closes with "node draining", which is prose, not two hosts.
 func handoverURLs(reason, like string) []string {
 	var out []string
 	for _, item := range strings.FieldsFunc(reason, func(r rune) bool {
 		return r == ',' || r == ';' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
 	}) {
+		if !strings.Contains(item, "://") && !withPort.MatchString(item) {
+			continue
+		}
 		if u, ok := nodeURL(item, like); ok && !contains(out, u) {
 			out = append(out, u)
 		}

@@ -40,4 +40,11 @@ func TestHandoverURLs(t *testing.T) {
 	if got := handoverURLs("", "ws://a/ws"); got != nil {
 		t.Fatalf("empty reason: %q", got)
 	}
+	// A node with no other node to name says so in prose.
+	if got := handoverURLs("node draining", "ws://a/ws"); got != nil {
+		t.Fatalf("\"node draining\": %q, want no address", got)
+	}
+	if got, want := handoverURLs("wss://b.example/ws, c.example:9000/x", "ws://a/ws"), []string{"wss://b.example/ws", "ws://c.example:9000/x"}; !slices.Equal(got, want) {
+		t.Fatalf("URL and host:port with a path: %q, want %q", got, want)
+	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +22,7 @@ import (
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/cluster/placement"
+	"github.com/couponmesh/couponmesh/internal/history"
 )
 
 // Multi-node tests run every node as its own process (protoactor's cluster
@@ -107,7 +111,7 @@ func (c *tcluster) add(env ...string) *proc {
 		"COUPONMESH_DATA_DIR="+p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
 		"COUPONMESH_LOG_LEVEL="+nodeLogLevel())
 	p.cmd.Env = append(append(p.cmd.Env, c.env...), env...)
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
+	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, &p.out)
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -361,21 +365,24 @@ func ctl(t *testing.T, p *proc, args ...string) string {
 }
 
 // load runs shoppers spread over nodes: each claims the coupons in order
-// (once each), then keeps reading them, until stop. Every error a shopper
-// sees is recorded.
+// (once each), then keeps reading them, until stop. Every claim and its
+// answer is recorded in hist; every error a shopper sees, other than
+// sold_out, is kept in errs. The sessions do not retry: an error is seen
+// where it happens.
 type load struct {
-	mu     sync.Mutex
-	errs   []error
-	acked  map[string][]couponmesh.Claim // user → claims acknowledged
-	calls  int
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	hist    history.Recorder
+	mu      sync.Mutex
+	errs    []error
+	calls   int
+	claimed atomic.Int32 // shoppers done claiming
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
 func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace time.Duration) *load {
 	t.Helper()
-	l := &load{acked: make(map[string][]couponmesh.Claim), stop: make(chan struct{})}
+	l := &load{stop: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	for i := range shoppers {
@@ -393,12 +400,9 @@ func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace
 				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 				var err error
 				if k < len(coupons) {
-					var cl couponmesh.Claim
-					cl, err = s.Claim(cctx, coupons[k], fmt.Sprintf("%s-%d", user, k))
-					if err == nil {
-						l.mu.Lock()
-						l.acked[user] = append(l.acked[user], cl)
-						l.mu.Unlock()
+					_, err = l.hist.Claim(cctx, s, p.name, user, coupons[k], fmt.Sprintf("%s-%d", user, k))
+					if k == len(coupons)-1 {
+						l.claimed.Add(1)
 					}
 				} else {
 					_, err = s.Get(cctx, coupons[k%len(coupons)])
@@ -407,7 +411,7 @@ func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace
 				k++
 				l.mu.Lock()
 				l.calls++
-				if err != nil && ctx.Err() == nil {
+				if err != nil && ctx.Err() == nil && couponmesh.ErrorCode(err) != couponmesh.CodeSoldOut {
 					l.errs = append(l.errs, fmt.Errorf("%s on %s: %w", user, p.name, err))
 				}
 				l.mu.Unlock()
@@ -415,6 +419,17 @@ func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace
 		})
 	}
 	return l
+}
+
+// waitClaimed waits until every shopper has sent its claims.
+func (l *load) waitClaimed(t *testing.T, shoppers int, d time.Duration) {
+	t.Helper()
+	checkFor(t, d, "every shopper claimed every coupon", func() error {
+		if n := int(l.claimed.Load()); n < shoppers {
+			return fmt.Errorf("%d of %d shoppers done", n, shoppers)
+		}
+		return nil
+	})
 }
 
 // end stops the shoppers and returns the calls made and the errors seen.
@@ -425,6 +440,34 @@ func (l *load) end() (int, []error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.calls, l.errs
+}
+
+// checkHistory reads the claims of coupons (and of the users in hist)
+// straight from the database at uri, not through the grains, and checks
+// what the clients were told against them (internal/history): no coupon
+// over its quantity, no n granted twice, every acknowledged claim in the
+// journals with the same n and code, no claim where a client was told a
+// definite failure. soldOut says demand exceeded supply: every coupon must
+// then have sold out, or the over-claim check proved nothing.
+func checkHistory(t testing.TB, uri string, coupons []string, hist *history.Recorder, soldOut bool) history.Report {
+	t.Helper()
+	s, err := history.Open(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	r, err := history.Check(t.Context(), s, coupons, hist.Attempts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("history: %s", r)
+	if err := r.Err(); err != nil {
+		t.Errorf("the journal contradicts what clients were told:\n%v", err)
+	}
+	if left := r.NotSoldOut(); soldOut && len(left) > 0 {
+		t.Errorf("%d coupons not sold out although demand exceeded supply: %v", len(left), left)
+	}
+	return r
 }
 
 func createCoupons(t testing.TB, p *proc, prefix string, n, quantity int) []string {
@@ -452,17 +495,24 @@ func duplicates(owners map[string][]string) map[string][]string {
 }
 
 // A fourth node joins while shoppers claim and read on three: no shopper
-// sees an error, some identities move to the new node, and none stays
-// activated on two nodes.
+// sees an error, some identities move to the new node, none stays
+// activated on two nodes, and the journal holds exactly what the shoppers
+// were told. Demand exceeds supply (9 shoppers, 6 units a coupon), and the
+// claims flow through the join.
 func TestClusterJoinUnderLoad(t *testing.T) {
 	c := startCluster(t, 3)
-	coupons := createCoupons(t, c.nodes[0], "j", 40, 1000)
-	l := startLoad(t, c.nodes, 9, coupons, 20*time.Millisecond)
+	const shoppers = 9
+	coupons := createCouponsVia(t, merchantAPI(t, c.nodes[0]), "j", 80, 6)
+	// 80 claims 60 ms apart: about 5 s, within a user's write burst (100).
+	l := startLoad(t, c.nodes, shoppers, coupons, 60*time.Millisecond)
 	time.Sleep(time.Second)
 	before := c.owners("coupon")
+	joining := time.Now()
 	n4 := c.add()
 	c.waitMembers(4)
-	time.Sleep(3 * time.Second)
+	joined := time.Now()
+	l.waitClaimed(t, shoppers, 60*time.Second)
+	time.Sleep(time.Until(joined.Add(3 * time.Second))) // reads after the join
 	calls, errs := l.end()
 	after := c.owners("coupon")
 
@@ -482,16 +532,96 @@ func TestClusterJoinUnderLoad(t *testing.T) {
 	if d := duplicates(after); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}
+	during := 0
+	for _, a := range l.hist.Attempts() {
+		if a.Outcome == history.OK && a.Start.After(joining) && a.Start.Before(joined) {
+			during++
+		}
+	}
+	t.Logf("%d claims acknowledged while %s joined (%s)", during, n4.name, joined.Sub(joining).Round(time.Millisecond))
+	if during == 0 {
+		t.Error("no claim was acknowledged while the node joined: the test did not claim through the join")
+	}
+	checkHistory(t, c.db, coupons, &l.hist, true)
+}
+
+// ownerInView returns the member that owns kind/id in p's own view of the
+// cluster (the admin API with local=1 answers without forwarding).
+func (p *proc) ownerInView(kind, id string) (string, error) {
+	resp, err := http.Get("http://" + p.admin + "/admin/api/actors/" + kind + "/" + id + "?local=1")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Owner string `json:"owner"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return "", fmt.Errorf("%s: owner of %s/%s: %d %w", p.name, kind, id, resp.StatusCode, err)
+	}
+	return res.Owner, nil
+}
+
+// staleWatch compares, until stopped, the owners the late node names with
+// those an up-to-date node names for a sample of identities, and keeps
+// when the late node named an old owner for one the other had moved to the
+// new node.
+type staleWatch struct {
+	mu          sync.Mutex
+	first, last time.Time
+	example     string
+	stop        chan struct{}
+	done        chan struct{}
+}
+
+func watchStale(current, late *proc, newNode string, ids []string) *staleWatch {
+	w := &staleWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, id := range ids {
+				want, err1 := current.ownerInView("coupon", id)
+				got, err2 := late.ownerInView("coupon", id)
+				if err1 != nil || err2 != nil || want != newNode || got == newNode {
+					continue
+				}
+				now := time.Now()
+				w.mu.Lock()
+				if w.first.IsZero() {
+					w.first = now
+					w.example = fmt.Sprintf("coupon/%s: %s names %s, %s names %s", id, current.name, want, late.name, got)
+				}
+				w.last = now
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+// end stops the watch and returns how long the late node was seen stale.
+func (w *staleWatch) end() (time.Duration, string) {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last.Sub(w.first), w.example
 }
 
 // One node applies membership changes 3 s late (a stale view) while a
-// fourth node joins under reads: once views agree, no identity is active on
-// two nodes.
+// fourth node joins under reads: the late node is seen naming old owners
+// for identities the others moved to the new node, and once views agree,
+// no identity is active on two nodes.
 func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
 	// The readers send back to back, over a session's request rate: they
 	// are load, not clients (rate_limited replies would end their sessions).
 	c := startCluster(t, 2, "COUPONMESH_WS_REQUEST_RATE=-1")
-	c.add("COUPONMESH_CLUSTER_TOPOLOGY_DELAY=3s")
+	late := c.add("COUPONMESH_CLUSTER_TOPOLOGY_DELAY=3s")
 	c.waitMembers(3)
 	time.Sleep(4 * time.Second) // the late node applies the 3-member view
 	var ids []string
@@ -523,11 +653,24 @@ func TestClusterStaleViewLeavesNoDuplicate(t *testing.T) {
 		})
 	}
 	time.Sleep(time.Second)
+	watch := watchStale(c.nodes[0], late, "n4", ids[:40])
 	c.add()
 	c.waitMembers(4)
 	time.Sleep(5 * time.Second) // past the late node's delay and a re-publish
+	stale, example := watch.end()
 	close(stop)
 	wg.Wait()
+	t.Logf("the late node was seen with a stale view for %s (%s)", stale.Round(time.Millisecond), example)
+	if stale < time.Second {
+		t.Errorf("the late node was seen stale for %s, want most of its 3 s delay: the test did not run with a stale view", stale)
+	}
+	for _, id := range ids[:40] {
+		want, err1 := c.nodes[0].ownerInView("coupon", id)
+		got, err2 := late.ownerInView("coupon", id)
+		if err1 != nil || err2 != nil || want != got {
+			t.Errorf("coupon/%s after the delay: %s names %s (%v), %s names %s (%v)", id, c.nodes[0].name, want, err1, late.name, got, err2)
+		}
+	}
 	time.Sleep(time.Second)
 	owners := c.owners("coupon")
 	t.Logf("%d identities active, %d read errors during the churn", len(owners), errs)
@@ -575,15 +718,48 @@ func verifyAcked(t testing.TB, p *proc, acked map[string][]couponmesh.Claim, cou
 }
 
 // A node paused (SIGSTOP) past failure detection and then resumed is told
-// by the others that it was declared dead, and exits instead of serving its
-// old activations; the claims acknowledged meanwhile are all kept.
+// by the others that it was declared dead, and exits (status 1, saying it
+// was evicted) instead of serving its old activations. Its own shoppers
+// send claims during the pause on the coupons it held, while shoppers on
+// the survivors claim the same coupons there: whatever the zombie answers
+// must be what the journal holds (its stale activations are fenced by the
+// journal's unique keys), no unit is granted twice, every acknowledged
+// claim is kept, and demand exceeds supply so that every coupon sells out.
 func TestClusterPausedNodeIsEvicted(t *testing.T) {
 	c := startCluster(t, 3)
-	coupons := createCoupons(t, c.nodes[0], "p", 30, 1000)
+	const survivors = 6
+	// 6 shoppers on the survivors (and 3 on the zombie) for 4 units each.
+	coupons := createCoupons(t, c.nodes[0], "p", 30, 4)
 	victim := c.nodes[2]
-	l := startLoad(t, c.nodes[:2], 6, coupons, 30*time.Millisecond)
+	zombies := make([]*client.Client, 3)
+	for i := range zombies {
+		zombies[i] = victim.session(t, fmt.Sprintf("zombie%d", i))
+	}
+	// 30 claims 200 ms apart: the survivors' claims go on through the pause.
+	l := startLoad(t, c.nodes[:2], survivors, coupons, 200*time.Millisecond)
 	time.Sleep(time.Second)
+	var held []string
+	for _, ident := range victim.actors(t, "coupon") {
+		held = append(held, strings.TrimPrefix(ident, "coupon/"))
+	}
+	held = held[:min(len(held), 16)] // a session's requests in flight (ws.max_inflight)
+	if len(held) == 0 {
+		t.Fatalf("%s holds no coupon", victim.name)
+	}
 	victim.signal(t, syscall.SIGSTOP)
+	// The zombie's shoppers claim what it held: their frames wait in its
+	// socket until SIGCONT, then meet its stale activations.
+	var zwg sync.WaitGroup
+	for i, z := range zombies {
+		user := fmt.Sprintf("zombie%d", i)
+		for k, id := range held {
+			zwg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				_, _ = l.hist.Claim(ctx, z, victim.name, user, id, fmt.Sprintf("%s-%d", user, k))
+			})
+		}
+	}
 	checkFor(t, 20*time.Second, "survivors drop the paused node", func() error {
 		ms, err := c.nodes[0].members()
 		if err != nil {
@@ -604,19 +780,32 @@ func TestClusterPausedNodeIsEvicted(t *testing.T) {
 	select {
 	case err := <-exited:
 		t.Logf("paused node exited %s after SIGCONT: %v", time.Since(resumed).Round(time.Millisecond), err)
-		if err == nil {
-			t.Error("the evicted node exited with status 0; want non-zero so its supervisor restarts it")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(victim.out.String(), "evicted by the cluster") {
+			t.Errorf("the evicted node ended with %v; want exit status 1 after saying it was evicted by the cluster (its supervisor restarts it)", err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the paused node kept running 20 s after SIGCONT")
 	}
-	time.Sleep(time.Second)
+	zwg.Wait()
+	l.waitClaimed(t, survivors, 60*time.Second)
 	calls, errs := l.end()
 	t.Logf("%d calls on the survivors, %d errors", calls, len(errs))
 	for _, err := range errs {
 		t.Logf("error: %v", err)
 	}
-	verifyAcked(t, c.nodes[0], l.acked, coupons)
+	zombie := map[history.Outcome]int{}
+	for _, a := range l.hist.Attempts() {
+		if a.Via == victim.name {
+			zombie[a.Outcome]++
+		}
+	}
+	t.Logf("claims sent to the zombie during its pause, by outcome: %v", zombie)
+	if len(zombie) == 0 {
+		t.Error("no claim was sent to the zombie")
+	}
+	verifyAcked(t, c.nodes[0], l.hist.Acked(), coupons)
+	checkHistory(t, c.db, coupons, &l.hist, true)
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}

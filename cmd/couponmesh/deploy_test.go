@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/ecdsa"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/history"
 )
 
 // Deployment tests (issue 9): nodes as real processes behind a real HAProxy
@@ -101,16 +101,9 @@ func (k *testPKI) client() *http.Client {
 // haproxy is HAProxy running configs/haproxy/haproxy.cfg as a child process.
 type haproxy struct {
 	cmd  *exec.Cmd
-	addr string // where clients connect (TLS)
-	sock string // stats socket
-	mu   sync.Mutex
-	out  bytes.Buffer // its log
-}
-
-func (h *haproxy) Write(b []byte) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.out.Write(b)
+	addr string     // where clients connect (TLS)
+	sock string     // stats socket
+	out  syncBuffer // its log
 }
 
 func (h *haproxy) wss() string   { return "wss://" + h.addr + "/ws" }
@@ -143,7 +136,7 @@ func startHAProxy(t testing.TB, pki *testPKI, addr string, nodes [3]string) *hap
 	h.cmd = exec.Command(bin, "-db", "-f", "../../configs/haproxy/haproxy.cfg")
 	h.cmd.Env = append(os.Environ(), "CM_LB_BIND="+h.addr, "CM_LB_CERT="+pki.bundle, "CM_LB_STATS="+h.sock,
 		"CM_N1="+nodes[0], "CM_N2="+nodes[1], "CM_N3="+nodes[2])
-	h.cmd.Stdout, h.cmd.Stderr = h, h
+	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +144,7 @@ func startHAProxy(t testing.TB, pki *testPKI, addr string, nodes [3]string) *hap
 		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		_ = h.cmd.Wait()
 		if t.Failed() || testing.Verbose() {
-			h.mu.Lock()
 			t.Logf("haproxy log:\n%s", h.out.String())
-			h.mu.Unlock()
 		}
 	})
 	checkFor(t, 20*time.Second, "haproxy sees every node UP", func() error {
@@ -360,7 +351,9 @@ func lbShoppers(list []*lbShopper) []*shopper {
 // does not trust the CA is refused by HAProxy.
 func TestDeployHAProxyKillNode(t *testing.T) {
 	c := startLBCluster(t)
+	// 12 shoppers claim each coupon of 8 units: all sell out.
 	coupons := createCouponsVia(t, lbMerchant(t, c), "h", 40, 8)
+	var hist history.Recorder
 	victim := c.nodes[1]
 	var shoppers []*lbShopper
 	for i := range 12 {
@@ -375,7 +368,7 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, s := range shoppers {
-		wg.Go(func() { s.claimAll(coupons, 40*time.Millisecond, stop) })
+		wg.Go(func() { s.claimAll(&hist, coupons, 40*time.Millisecond, stop) })
 	}
 	probeTok := login(t, c.nodes[0].base(), "prober", couponmesh.RoleShopper)
 	time.Sleep(1500 * time.Millisecond)
@@ -427,6 +420,7 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	}
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
+	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[2].session(t, "auditor")
 	for _, s := range shoppers {
 		s.checkFinal(t, auditor)
@@ -453,10 +447,13 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 // with the same configuration (a new member ID; it joins through the
 // others, its seeds), and put back by HAProxy once ready. Shoppers see
 // reconnects and no error; no acknowledged claim is lost, and every shopper
-// ends with the newest state.
+// ends with the newest state. The journal holds exactly what the shoppers
+// were told, and demand exceeds supply (9 shoppers, 6 units a coupon):
+// every coupon that all of them reached sold out.
 func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 	c := startLBCluster(t)
-	coupons := createCouponsVia(t, lbMerchant(t, c), "r", 150, 1000)
+	coupons := createCouponsVia(t, lbMerchant(t, c), "r", 150, 6)
+	var hist history.Recorder
 	var shoppers []*lbShopper
 	for i := range 9 {
 		shoppers = append(shoppers, newLBShopper(t, c, i, []string{coupons[i%40], coupons[(i+7)%40]}))
@@ -465,7 +462,7 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, s := range shoppers {
-		wg.Go(func() { s.claimAll(coupons, 200*time.Millisecond, stop) })
+		wg.Go(func() { s.claimAll(&hist, coupons, 200*time.Millisecond, stop) })
 	}
 	time.Sleep(time.Second)
 	began := time.Now()
@@ -521,6 +518,28 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 		t.Errorf("%d reconnects for %d shoppers: every shopper was on a restarted node at some point", reconnects, len(shoppers))
 	}
 	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
+	r := checkHistory(t, c.db, coupons, &hist, false)
+	reached := map[string]map[string]bool{} // coupon → shoppers that claimed it
+	for _, a := range hist.Attempts() {
+		if reached[a.Coupon] == nil {
+			reached[a.Coupon] = map[string]bool{}
+		}
+		reached[a.Coupon][a.User] = true
+	}
+	full := 0
+	for _, id := range coupons {
+		if len(reached[id]) < len(shoppers) {
+			continue
+		}
+		full++
+		if st := r.Coupons[id]; !st.SoldOut() {
+			t.Errorf("coupon %s: all %d shoppers claimed it, yet %d of %d units went", id, len(shoppers), st.Claims, st.Quantity)
+		}
+	}
+	t.Logf("%d coupons claimed by every shopper, each sold out", full)
+	if full < 20 {
+		t.Errorf("only %d coupons were claimed by every shopper: too few to check over-claiming", full)
+	}
 	auditor := c.nodes[1].session(t, "auditor")
 	for _, s := range shoppers {
 		s.checkFinal(t, auditor)

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/history"
 )
 
 // shopper is a reconnecting client that follows a few coupons, reads its
@@ -127,9 +131,14 @@ func (s *shopper) outages(since time.Time) []time.Duration {
 	return out
 }
 
-// claimAll claims each coupon once, pacing the claims, until stop. Errors
-// carry when the claim was sent, to place them in the node logs.
-func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan struct{}) {
+// claimAll claims each coupon once, pacing the claims, until stop, and
+// records every attempt in hist. Errors carry when the claim was sent, to
+// place them in the node logs.
+func (s *shopper) claimAll(hist *history.Recorder, coupons []string, pace time.Duration, stop <-chan struct{}) {
+	via := "balancer"
+	if s.home != nil {
+		via = s.home.name
+	}
 	for k, id := range coupons {
 		select {
 		case <-stop:
@@ -140,7 +149,7 @@ func (s *shopper) claimAll(coupons []string, pace time.Duration, stop <-chan str
 		for {
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			cl, err := s.c.Claim(ctx, id, rid)
+			cl, err := hist.Claim(ctx, s.c, via, s.user, id, rid)
 			cancel()
 			code := couponmesh.ErrorCode(err)
 			s.mu.Lock()
@@ -216,12 +225,15 @@ func ackedByUser(shoppers []*shopper) map[string][]couponmesh.Claim {
 }
 
 // Kill -9 of one of three nodes while shoppers on every node claim: every
-// acknowledged claim is kept, no coupon is over-claimed, the shoppers of the
+// acknowledged claim is kept (read from the journal itself, and through
+// the grains), no coupon is over-claimed and no unit granted twice (12
+// shoppers claim each coupon of 8 units: all sell out), the shoppers of the
 // dead node reconnect to the others and end with the newest state of the
 // coupons they follow and a gap-free feed.
 func TestClusterKillNodeUnderClaims(t *testing.T) {
 	c := startCluster(t, 3)
 	coupons := createCoupons(t, c.nodes[0], "k", 40, 8)
+	var hist history.Recorder
 	victim := c.nodes[1]
 	var shoppers []*shopper
 	for i := range 12 {
@@ -230,7 +242,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, s := range shoppers {
-		wg.Go(func() { s.claimAll(coupons, 40*time.Millisecond, stop) })
+		wg.Go(func() { s.claimAll(&hist, coupons, 40*time.Millisecond, stop) })
 	}
 	// Kill when about a third of the 320 claims the coupons allow are in:
 	// the shoppers go through the coupons in the same order, so the dead
@@ -293,6 +305,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	}
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
+	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[2].session(t, "auditor2")
 	for _, s := range shoppers {
 		s.checkFinal(t, auditor)
@@ -302,21 +315,112 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	}
 }
 
+// rawShopper claims over a session without the SDK's retries (no
+// Reconnect), so that every error and every reply lost with a connection
+// is seen where it happens. On a 1012 close it moves to the first node the
+// close reason names, as a client without the SDK would, and sends the
+// claim again with the same rid.
+type rawShopper struct {
+	user string
+	node *proc
+	c    *client.Client
+
+	mu      sync.Mutex
+	reasons []string // of the 1012 closes received
+	errs    []error  // error replies (but sold_out)
+	lost    []error  // claims in flight when the connection closed
+}
+
+func (s *rawShopper) claimAll(t *testing.T, c *tcluster, hist *history.Recorder, coupons []string, pace time.Duration) {
+	for k, id := range coupons {
+		time.Sleep(pace)
+		rid := fmt.Sprintf("%s-%d", s.user, k)
+		for {
+			select {
+			case <-s.c.Done(): // closed between two claims: no claim was in flight
+				if !s.move(t, c) {
+					return
+				}
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := hist.Claim(ctx, s.c, s.node.name, s.user, id, rid)
+			cancel()
+			if err == nil || couponmesh.ErrorCode(err) == couponmesh.CodeSoldOut {
+				break
+			}
+			// An error reply, or a claim in flight when the connection
+			// closed (its reply lost): the same rid again.
+			err = fmt.Errorf("claim %s (rid %s) on %s: %w", id, rid, s.node.name, err)
+			s.mu.Lock()
+			if errors.Is(err, client.ErrClosed) {
+				s.lost = append(s.lost, err)
+			} else {
+				s.errs = append(s.errs, err)
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.c.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// move follows the 1012 close that ended the session to the first node its
+// reason names; it reports false (and fails t) on any other end.
+func (s *rawShopper) move(t *testing.T, c *tcluster) bool {
+	var ce websocket.CloseError
+	if s.c.CloseStatus() != websocket.StatusServiceRestart || !errors.As(s.c.Err(), &ce) {
+		t.Errorf("%s: the session on %s ended with %v, want a 1012 close", s.user, s.node.name, s.c.Err())
+		return false
+	}
+	s.mu.Lock()
+	s.reasons = append(s.reasons, ce.Reason)
+	s.mu.Unlock()
+	next, _, _ := strings.Cut(ce.Reason, ",")
+	i := slices.IndexFunc(c.nodes, func(p *proc) bool { return p.http == next })
+	if i < 0 {
+		t.Errorf("%s: 1012 reason %q names no node", s.user, ce.Reason)
+		return false
+	}
+	s.node = c.nodes[i]
+	s.c = s.node.session(t, s.user)
+	return true
+}
+
 // Drain of a node under load (ctl drain through another node's admin
 // API): no shopper sees an error, the drained node's shoppers end up on the
-// other nodes, and the node exits 0.
+// other nodes, and the node exits 0. Errors are counted twice: at the
+// reconnecting SDK shoppers (which retry unavailable and lost replies, so a
+// short error is invisible to them) and at shoppers without the SDK's
+// retries, which see every error reply and every reply lost with a
+// connection, and get the 1012 close with the other nodes' addresses.
+// Demand exceeds supply (12 shoppers, 6 units a coupon): every coupon sells
+// out, and the journal holds exactly what the shoppers were told.
 func TestClusterDrainUnderLoad(t *testing.T) {
 	c := startCluster(t, 3)
-	coupons := createCoupons(t, c.nodes[0], "d", 40, 1000)
+	coupons := createCouponsVia(t, merchantAPI(t, c.nodes[0]), "d", 80, 6)
 	victim := c.nodes[2]
+	var hist history.Recorder
 	var shoppers []*shopper
 	for i := range 9 {
 		shoppers = append(shoppers, newShopper(t, c, i, []string{coupons[i%40]}))
 	}
+	var raws []*rawShopper
+	for i := range 3 {
+		user := fmt.Sprintf("raw%d", i)
+		raws = append(raws, &rawShopper{user: user, node: victim, c: victim.session(t, user)})
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// 80 claims 60 ms apart: about 5 s, through the drain, within a user's
+	// write burst (100).
 	for _, s := range shoppers {
-		wg.Go(func() { s.claimAll(coupons, 50*time.Millisecond, stop) })
+		wg.Go(func() { s.claimAll(&hist, coupons, 60*time.Millisecond, stop) })
+	}
+	for _, s := range raws {
+		wg.Go(func() { s.claimAll(t, c, &hist, coupons, 60*time.Millisecond) })
 	}
 	time.Sleep(time.Second)
 	start := time.Now()
@@ -344,6 +448,31 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 		}
 		s.mu.Unlock()
 	}
+	others := []string{c.nodes[0].http, c.nodes[1].http}
+	for _, s := range raws {
+		s.mu.Lock()
+		for _, err := range s.errs {
+			t.Errorf("%s (no SDK retries): client-visible error: %v", s.user, err)
+		}
+		// A known bug loses the reply of a request in flight at the 1012
+		// close (TestDrainAnswersRequestsInFlight): counted, not failed,
+		// until it is fixed.
+		for _, err := range s.lost {
+			t.Logf("%s (no SDK retries): reply lost at the drain (known bug): %v", s.user, err)
+		}
+		if len(s.reasons) != 1 {
+			t.Errorf("%s got %d 1012 closes, want 1", s.user, len(s.reasons))
+		}
+		for _, r := range s.reasons {
+			for _, o := range others {
+				if !strings.Contains(r, o) {
+					t.Errorf("%s: 1012 reason %q does not name %s", s.user, r, o)
+				}
+			}
+		}
+		t.Logf("%s: 1012 reasons %q, ended on %s", s.user, s.reasons, s.node.name)
+		s.mu.Unlock()
+	}
 	var moved int
 	for _, s := range shoppers {
 		if s.home == victim {
@@ -367,10 +496,11 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d shoppers moved off %s; %d sessions on the remaining nodes", moved, victim.name, sessions)
-	if sessions < len(shoppers) {
-		t.Errorf("%d sessions on the remaining nodes, want at least %d", sessions, len(shoppers))
+	if sessions < len(shoppers)+len(raws) {
+		t.Errorf("%d sessions on the remaining nodes, want at least %d", sessions, len(shoppers)+len(raws))
 	}
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
+	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[1].session(t, "auditor3")
 	for _, s := range shoppers {
 		s.checkFinal(t, auditor)

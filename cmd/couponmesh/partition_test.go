@@ -15,6 +15,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/history"
 	"github.com/couponmesh/couponmesh/internal/netlab"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -58,7 +59,7 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	}
 
 	ids := createCoupons(t, n2, "p", coupons, quantity)
-	h := newHistory()
+	var h history.Recorder
 	// Twelve shoppers, eight on n1: some of them have their user grain on
 	// n2 or n3, where it stays active through the cut.
 	var shoppers []*partitionShopper
@@ -83,7 +84,7 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 			t.Errorf("%s follow: %v", s.user, err)
 		}
 		for _, id := range ids[:5] {
-			h.claim(ctx, s, id)
+			_, _ = h.Claim(ctx, s.c, s.node.name, s.user, id, s.user+"-"+id)
 		}
 	})
 	onMajority := map[string]bool{}
@@ -111,17 +112,22 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 		defer cancel()
 		for _, id := range ids[5:] {
 			if s.node == n1 || !slices.Contains(ids[coupons-minority:], id) {
-				h.claim(ctx, s, id)
+				_, _ = h.Claim(ctx, s.c, s.node.name, s.user, id, s.user+"-"+id)
 			}
 		}
 	})
 	// The writes that make a majority grain stale: acknowledged through n1
 	// for users whose grain stayed active on n2 or n3.
-	stale := h.okVia(n1.name, func(user string) bool { return onMajority["user/"+user] })
+	stale := 0
+	for _, a := range h.Attempts() {
+		if a.Outcome == history.OK && a.Via == n1.name && onMajority["user/"+a.User] {
+			stale++
+		}
+	}
 	if stale == 0 {
 		t.Fatal("no claim was acknowledged through n1 for a user whose grain is on n2 or n3: the test would prove nothing")
 	}
-	t.Logf("claims during the cut: %d acknowledged in all, %d through n1 for users active on the majority side", h.okCount(), stale)
+	t.Logf("claims during the cut: %d through n1 acknowledged for users active on the majority side", stale)
 
 	// The heal: n1 is evicted by the majority and exits; n2 and n3 stay.
 	lab.Heal(hosts[0], hosts[1])
@@ -151,8 +157,20 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	}
 	defer store.Close(context.Background())
 	journal := readJournals(t, ctx, store, shoppers, ids)
-	journal.checkCoupons(t, ids, quantity)
-	h.checkAcked(t, journal)
+	// The claims: no coupon over its quantity, no n twice, every
+	// acknowledged claim in the journal, no refused one in it.
+	report, err := history.Check(ctx, store, ids, h.Attempts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(report)
+	if err := report.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if left := report.NotSoldOut(); len(left) > 0 {
+		t.Fatalf("coupons not sold out although demand was 2-3x the supply: %v", left)
+	}
+	journal.checkWallets(t)
 	readers := map[string]*client.Client{}
 	for _, s := range shoppers {
 		for _, p := range []*proc{n2, n3} {
@@ -284,82 +302,6 @@ func runShoppers(shoppers []*partitionShopper, f func(*partitionShopper)) {
 	wg.Wait()
 }
 
-// history records every claim request and the answer the client saw (no
-// SDK retries: the sessions have no Reconnect).
-type history struct {
-	mu    sync.Mutex
-	calls []claimCall
-}
-
-type claimCall struct {
-	user, coupon, node string
-	claim              couponmesh.Claim // when ok
-	code               couponmesh.Code  // "" when ok
-	err                error
-}
-
-func newHistory() *history { return &history{} }
-
-func (h *history) claim(ctx context.Context, s *partitionShopper, coupon string) {
-	cl, err := s.c.Claim(ctx, coupon, s.user+"-"+coupon)
-	call := claimCall{user: s.user, coupon: coupon, node: s.node.name, claim: cl, err: err}
-	if err != nil {
-		call.code = couponmesh.ErrorCode(err)
-	}
-	h.mu.Lock()
-	h.calls = append(h.calls, call)
-	h.mu.Unlock()
-}
-
-// okVia counts the claims acknowledged through node for users that match.
-func (h *history) okVia(node string, match func(user string) bool) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, c := range h.calls {
-		if c.err == nil && c.node == node && match(c.user) {
-			n++
-		}
-	}
-	return n
-}
-
-func (h *history) okCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, c := range h.calls {
-		if c.err == nil {
-			n++
-		}
-	}
-	return n
-}
-
-// checkAcked: every acknowledged claim is in its coupon's journal with the
-// same n and code, and in its user's journal; no claim refused with a
-// definite error (sold_out, already_claimed) is in the journal.
-func (h *history) checkAcked(t *testing.T, j *journals) {
-	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range h.calls {
-		got, inCoupon := j.coupons[c.coupon].claims[c.user]
-		switch {
-		case c.err == nil:
-			if !inCoupon || got.N != c.claim.N || got.Code != c.claim.Code {
-				t.Errorf("acknowledged claim %s of %s (n %d, code %s, via %s) is not in the journal as such (%+v, found %v)",
-					c.coupon, c.user, c.claim.N, c.claim.Code, c.node, got, inCoupon)
-			}
-			if !slices.ContainsFunc(j.wallets[c.user], func(x couponmesh.Claim) bool { return x.Coupon == c.coupon && x.N == c.claim.N }) {
-				t.Errorf("acknowledged claim %s of %s is not in the user's journal", c.coupon, c.user)
-			}
-		case c.code == couponmesh.CodeSoldOut && inCoupon:
-			t.Errorf("claim %s of %s was answered sold_out but is in the journal", c.coupon, c.user)
-		}
-	}
-}
-
 // journals is what the database holds, read straight from it.
 type journals struct {
 	coupons map[string]couponJournal
@@ -428,20 +370,10 @@ func readJournals(t *testing.T, ctx context.Context, store *mongodb.Store, shopp
 	return j
 }
 
-// checkCoupons: no coupon over its quantity, every coupon sold out (demand
-// was above supply), and every user's claims in the user journals are the
-// coupons' claims.
-func (j *journals) checkCoupons(t *testing.T, ids []string, quantity int) {
+// checkWallets: every claim in a user's journal is its coupon's claim
+// (same n and code).
+func (j *journals) checkWallets(t *testing.T) {
 	t.Helper()
-	for _, id := range ids {
-		cj := j.coupons[id]
-		if len(cj.claims) > quantity {
-			t.Errorf("coupon %s over-claimed: %d claims of %d", id, len(cj.claims), quantity)
-		}
-		if len(cj.order) != quantity {
-			t.Errorf("coupon %s: %d claims in the journal, want it sold out at %d (demand was 2-3x)", id, len(cj.order), quantity)
-		}
-	}
 	for user, wallet := range j.wallets {
 		for _, cl := range wallet {
 			got, ok := j.coupons[cl.Coupon].claims[user]

@@ -10,7 +10,8 @@
 // fails; namespaces and bridges left by a process that died (kill -9 of a
 // test binary) are removed by the next New.
 //
-// Addresses are 10.<a>.<b>.0/24 with a and b taken from the process ID,
+// Addresses are 10.<a>.<b>.0/24 with a and b taken from the process ID
+// and the Lab's number,
 // checked free against the machine's own addresses: traffic stays on the
 // bridge and in the namespaces the Lab made.
 //
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -51,6 +53,8 @@ func lookTool(name string) (string, error) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+var labs atomic.Int64 // Labs made by this process
 
 // Lab is a bridge in the root namespace and the hosts attached to it.
 type Lab struct {
@@ -88,9 +92,12 @@ func New(t testing.TB) *Lab {
 	}
 	removeOrphans(t)
 	pid := os.Getpid()
-	l := &Lab{t: t, id: "cm" + strconv.Itoa(pid), cuts: map[[2]string]bool{}}
+	// A letter per Lab of this process: a removed namespace's veth pair
+	// can outlive the Lab for a moment, and its names must not be taken.
+	seq := int(labs.Add(1) - 1)
+	l := &Lab{t: t, id: "cm" + strconv.Itoa(pid) + string(rune('a'+seq%26)), cuts: map[[2]string]bool{}}
 	l.bridge = l.id + "br"
-	l.subnet = freeSubnet(t, pid)
+	l.subnet = freeSubnet(t, pid+seq*104729)
 	t.Cleanup(l.close)
 	l.run(ipPath, "link", "add", l.bridge, "type", "bridge")
 	l.run(ipPath, "addr", "add", l.subnet+"1/24", "dev", l.bridge)
@@ -156,6 +163,19 @@ func (l *Lab) setCut(a, b *Host, on bool) {
 		p[0].run(iptablesPath, op, "OUTPUT", "-d", p[1].IP, "-j", "DROP")
 	}
 	l.cuts[key] = on
+}
+
+// Loss drops percent % of the packets of proto (udp, tcp) that h receives
+// on port, at random, until NoLoss with the same arguments.
+func (l *Lab) Loss(h *Host, proto string, port, percent int) { l.loss(h, "-I", proto, port, percent) }
+
+// NoLoss ends a Loss.
+func (l *Lab) NoLoss(h *Host, proto string, port, percent int) { l.loss(h, "-D", proto, port, percent) }
+
+func (l *Lab) loss(h *Host, op, proto string, port, percent int) {
+	l.t.Helper()
+	h.run(iptablesPath, op, "INPUT", "-p", proto, "--dport", strconv.Itoa(port),
+		"-m", "statistic", "--mode", "random", "--probability", fmt.Sprintf("%.4f", float64(percent)/100), "-j", "DROP")
 }
 
 func (h *Host) run(args ...string) {

@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-micro bench-persistence
+.PHONY: chaos run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-micro bench-persistence
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -40,6 +40,16 @@ test-go:
 test-browser:
 	cd webclient && npm ci --no-audit --no-fund
 	$(GO) test $(TESTFLAGS) -run Browser -v ./cmd/couponmesh
+
+## chaos: the fault-injection suite (internal/chaos; root, iproute2, iptables):
+## three nodes and the database in network namespaces under a claim load,
+## one real fault per scenario, every invariant checked against the journal;
+## the table goes to docs/RELIABILITY.md's latest run (about 8 minutes)
+chaos:
+	@mkdir -p bench-results
+	CHAOS_REPORT=$(CURDIR)/bench-results/chaos.md $(GO) test -tags chaos -race -count=1 -timeout 30m -v -run TestChaos ./internal/chaos > bench-results/chaos.log 2>&1; \
+		status=$$?; grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|chaos_test.go:[0-9]+: [^n]' bench-results/chaos.log | cut -c1-400; \
+		cat bench-results/chaos.md 2>/dev/null; exit $$status
 
 ## fuzz: a short run of every fuzz target (corpus seeds also run in `make test`)
 fuzz:

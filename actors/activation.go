@@ -40,6 +40,10 @@ type Activation[M State] struct {
 	// OnLeave, when set, runs when the grain starts to leave and when it
 	// stops (so at least once).
 	OnLeave func()
+	// Busy, when set, reports whether requests wait on a journal write in
+	// flight: a leaving grain stops only once it is false, so that their
+	// answers are not lost with the mailbox.
+	Busy func() bool
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -75,6 +79,8 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
 	case *actor.ReceiveTimeout:
 		switch {
+		case a.leaving && a.Busy != nil && a.Busy():
+			ctx.SetReceiveTimeout(leaveQuiet) // look again after the write
 		case a.leaving:
 			ctx.Stop(ctx.Self()) // the mailbox is quiet: nothing is dropped
 		case a.Hubs.Len() == 0:

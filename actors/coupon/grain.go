@@ -27,6 +27,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		if cfg.Local != nil {
 			g.OnLeave = func() { cfg.Local.Delete(g, g.ID) }
 		}
+		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		return g
 	}))
 }
@@ -44,9 +45,28 @@ func (g *grain) Receive(ctx actor.Context) {
 	}
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
+	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
+		g.settle(ctx, r)
+	}
+	if g.M != nil {
+		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.publishLocal()
 	g.After(ctx)
+}
+
+// settle takes the outcome of a journal write: the requests whose entries
+// are durable are answered (their callbacks), and the new version is
+// published once for the whole batch.
+func (g *grain) settle(ctx actor.Context, r *actors.BatchResult) {
+	m := g.M
+	opCtx, cancel := g.OpContext()
+	defer cancel()
+	before := m.Coupon()
+	m.Journal().Settle(opCtx, r)
+	if after := m.Coupon(); after.Version != before.Version {
+		g.changed(ctx, before, after)
+	}
 }
 
 // respond publishes the state for local reads, then replies: a read that
@@ -54,6 +74,24 @@ func (g *grain) Receive(ctx actor.Context) {
 func (g *grain) respond(ctx actor.Context, v any, err error) {
 	g.publishLocal()
 	actors.Respond(ctx, v, err)
+}
+
+// answerer returns how to answer the request being handled: like respond
+// while it is, through its saved sender once handled has been called (the
+// answer comes when its entry is durable, in a later message).
+func answerer[T any](g *grain, ctx actor.Context) (answer func(T, error), handled func()) {
+	r := actors.Later(ctx)
+	done := false
+	return func(v T, err error) {
+			if !done {
+				g.respond(ctx, v, err)
+				return
+			}
+			g.publishLocal()
+			r.Respond(v, err)
+		}, func() {
+			done = true
+		}
 }
 
 // publishLocal gives Cfg.Local the state this activation committed last.
@@ -74,8 +112,9 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		}
 		return
 	}
-	opCtx, cancel := g.OpContext()
-	defer cancel()
+	// Requests are decided now and answered once durable (in a later
+	// message): the database work is bounded by the store's own timeouts
+	// and Cfg.OpTimeout of each write, not by this message.
 	start := time.Now()
 	defer func() {
 		if d := time.Since(start); d > 200*time.Millisecond {
@@ -93,22 +132,25 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		c, err := m.Create(opCtx, p.Principal, p.Spec, p.RID)
-		g.respond(ctx, c, err)
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		m.StartCreate(context.Background(), p.Principal, p.Spec, p.RID, answer)
+		handled()
 	case actors.CouponUpdate:
 		var p actors.UpdateCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		c, err := m.Update(opCtx, p.Principal, p.Spec)
-		g.respond(ctx, c, err)
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		m.StartUpdate(context.Background(), p.Principal, p.Spec, answer)
+		handled()
 	case actors.CouponWithdraw:
 		var p actors.WithdrawCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		c, err := m.Withdraw(opCtx, p.Principal)
-		g.respond(ctx, c, err)
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		m.StartWithdraw(context.Background(), p.Principal, answer)
+		handled()
 	case actors.CouponFollower:
 		var p actors.FollowerChange
 		if !actors.Unpack(ctx, req, &p) {
@@ -126,13 +168,18 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		cl, err := m.Claim(opCtx, p.User, p.RID)
-		result := "ok"
-		if err != nil {
-			result = string(couponmesh.ErrorCode(err))
-		}
-		g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
-		g.respond(ctx, cl, err)
+		answer, handled := answerer[couponmesh.Claim](g, ctx)
+		// Answered from memory at once when it can be, else once the
+		// claim's entry is durable (the pipeline: actors.Journal).
+		m.StartClaim(context.Background(), p.User, p.RID, func(cl couponmesh.Claim, err error) {
+			result := "ok"
+			if err != nil {
+				result = string(couponmesh.ErrorCode(err))
+			}
+			g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
+			answer(cl, err)
+		})
+		handled()
 	default:
 		actors.Unknown(ctx, req)
 		return

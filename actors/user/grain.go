@@ -25,6 +25,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			}
 			return m, err
 		})
+		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		return g
 	}))
 }
@@ -55,8 +56,32 @@ func (g *grain) Receive(ctx actor.Context) {
 	defer func() { g.ctx = nil }()
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
+	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
+		opCtx, cancel := g.OpContext()
+		g.M.Journal().Settle(opCtx, r)
+		cancel()
+	}
+	if g.M != nil {
+		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.After(ctx)
+}
+
+// answerer returns how to answer the request being handled: through ctx
+// while it is (the outcome is recorded), through its saved sender once
+// handled has been called (the answer comes when its entry is durable).
+func answerer(ctx actor.Context) (answer func(error), handled func()) {
+	r := actors.Later(ctx)
+	done := false
+	return func(err error) {
+			if !done {
+				actors.Respond(ctx, actors.Empty{}, err)
+				return
+			}
+			r.Respond(actors.Empty{}, err)
+		}, func() {
+			done = true
+		}
 }
 
 // published pushes a new feed entry to the hubs of the user's sessions and
@@ -101,8 +126,9 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	case actors.UserRecordClaim:
 		var p actors.RecordClaim
 		if actors.Unpack(ctx, req, &p) {
-			_, err := m.RecordClaim(opCtx, p.Claim)
-			actors.Respond(ctx, actors.Empty{}, err)
+			answer, handled := answerer(ctx)
+			m.StartRecordClaim(context.Background(), p.Claim, answer)
+			handled()
 		}
 	case actors.UserFollow, actors.UserUnfollow:
 		var p actors.CouponRef
@@ -113,17 +139,21 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			actors.Respond(ctx, nil, err)
 			return
 		}
-		var err error
+		answer, handled := answerer(ctx)
+		// The index write after the entry is bounded by the store's own
+		// operation timeout.
 		if req.MessageTypeName == actors.UserFollow {
-			err = m.Follow(opCtx, p.Coupon)
+			m.StartFollow(context.Background(), p.Coupon, answer)
 		} else {
-			err = m.Unfollow(opCtx, p.Coupon)
+			m.StartUnfollow(context.Background(), p.Coupon, answer)
 		}
-		actors.Respond(ctx, actors.Empty{}, err)
+		handled()
 	case actors.UserCouponChanged:
 		var c couponmesh.Coupon
 		if actors.Unpack(ctx, req, &c) {
-			actors.Respond(ctx, actors.Empty{}, m.CouponChanged(opCtx, c))
+			answer, handled := answerer(ctx)
+			m.StartCouponChanged(context.Background(), c, answer)
+			handled()
 		}
 	case actors.UserFollowing:
 		actors.Respond(ctx, m.Following(), nil)

@@ -547,14 +547,18 @@ func (c *committer) failed(ctx context.Context, op *appendOp, we *mongo.BulkWrit
 		c.answer(op, couponmesh.ErrDuplicate)
 		return failAnswered
 	}
-	op.n++
-	// Our attempts wrote a prefix of the op's documents: if the last is
-	// ours, so are all.
-	if last := len(op.docs) - 1; op.n <= last {
-		if ours, err := c.readBack(ctx, op, op.docs[last]); err == nil && ours {
-			op.n = len(op.docs)
+	// Our attempts wrote a prefix of the op's documents: find its end by
+	// bisection (docs[lo] is ours, docs[hi] is not known to be).
+	lo, hi := op.n, len(op.docs)
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		if ours, err := c.readBack(ctx, op, op.docs[mid]); err == nil && ours {
+			lo = mid
+		} else {
+			hi = mid
 		}
 	}
+	op.n = lo + 1
 	if op.n == len(op.docs) {
 		c.answer(op, nil)
 		return failAnswered

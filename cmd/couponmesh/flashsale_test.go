@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/persistence/faultproxy"
+	"github.com/couponmesh/couponmesh/persistence/mongodb"
+)
+
+// TestHotCouponBatchUnknownOutcome: 500 shoppers claim one coupon of 300
+// units at once, so that its grain writes its claims in pipelined batches,
+// while every connection to the database is cut after the server got a
+// request and before its answer came back (faultproxy.CutNextReply), for
+// 1.5 s. Shoppers retry unavailable answers with the same rid, as the SDKs
+// do. Read straight from the database afterwards: exactly 300 claims with
+// n 1..300, no user twice, every ok answer is in the journal with the code
+// its shopper was told, and no shopper told sold_out holds a claim (a retried
+// rid gets its first answer, not a second decision).
+func TestHotCouponBatchUnknownOutcome(t *testing.T) {
+	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
+	p, err := faultproxy.Start(db.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() }) // after the node stops
+	a := startApp(t, func(c *Config) {
+		c.MongoURI = "mongodb://" + p.Addr() + "/"
+		c.Actors.RequestTimeout = Duration(30 * time.Second)
+		c.Mongo.OpTimeout, c.Mongo.WriteTimeout = Duration(time.Second), Duration(time.Second)
+	})
+	const shoppers, quantity = 500, 300
+	id := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "hot", Title: ptr("Drop"), Quantity: ptr(quantity)}).ID
+
+	type answer struct {
+		claim   couponmesh.Claim
+		code    couponmesh.Code
+		retries int
+	}
+	answers := make([]answer, shoppers)
+	// Activate every grain first, so that the database's next replies are
+	// those of the claims' writes.
+	for i := range shoppers {
+		if _, err := a.svc.Wallet(t.Context(), fmt.Sprintf("s%03d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.svc.Coupon(t.Context(), id); err != nil {
+		t.Fatal(err)
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range shoppers {
+		wg.Go(func() {
+			<-start
+			user, rid := fmt.Sprintf("s%03d", i), fmt.Sprintf("rid-%03d", i)
+			for attempt := 0; ; attempt++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				cl, err := a.svc.Claim(ctx, user, id, rid)
+				cancel()
+				code := couponmesh.ErrorCode(err)
+				if code != couponmesh.CodeUnavailable || attempt == 40 {
+					answers[i] = answer{claim: cl, code: code, retries: attempt}
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+	before := a.mongo.CommitStats()
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); close(allDone) }()
+	// Cut every reply for a while once the claims are being written: each
+	// connection loses the answer to what it sent next, and is closed.
+	// Writes reach the server, their outcome is unknown, the retries are
+	// cut too until the write deadline, and the catch-up reads fail as well:
+	// the grain answers unavailable and shoppers retry.
+	close(start)
+	cutUntil := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(cutUntil) {
+		p.CutNextReply()
+		time.Sleep(5 * time.Millisecond)
+	}
+	<-allDone
+	st := a.mongo.CommitStats()
+	t.Logf("commit stats during the claims: %d BulkWrites, %d ops, %d retries, %d read-backs",
+		st.BulkWrites-before.BulkWrites, st.Ops-before.Ops, st.Retries-before.Retries, st.ReadBacks-before.ReadBacks)
+
+	ok, soldOut, retried := 0, 0, 0
+	acked := map[string]couponmesh.Claim{}
+	for i, an := range answers {
+		if an.retries > 0 {
+			retried++
+		}
+		switch an.code {
+		case "":
+			ok++
+			acked[fmt.Sprintf("s%03d", i)] = an.claim
+		case couponmesh.CodeSoldOut:
+			soldOut++
+		default:
+			t.Errorf("shopper %d: %s after %d retries", i, an.code, an.retries)
+		}
+	}
+	t.Logf("%d ok, %d sold out, %d shoppers retried after unavailable", ok, soldOut, retried)
+	if st.Retries == before.Retries || retried == 0 {
+		t.Error("no write had an unknown outcome, or no shopper saw it: the test did not test it")
+	}
+	if ok != quantity || soldOut != shoppers-quantity {
+		t.Errorf("%d ok and %d sold out, want %d and %d", ok, soldOut, quantity, shoppers-quantity)
+	}
+	checkClaimsJournal(t, db.uri(), id, quantity, acked)
+}
+
+// checkClaimsJournal reads coupon id's journal straight from the database
+// (a store of its own) and checks it holds exactly want claims, n 1..want
+// in order, no user twice, and that acked (user → claim told ok) matches it
+// both ways.
+func checkClaimsJournal(t *testing.T, uri, id string, want int, acked map[string]couponmesh.Claim) {
+	t.Helper()
+	cfg := mongodb.DefaultConfig()
+	cfg.URI = uri
+	s, err := mongodb.Open(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	entries, err := s.Entries(t.Context(), coupon.Entity(id), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]bool{}
+	n := 0
+	for _, e := range entries {
+		if e.Type != coupon.EntryClaimed {
+			continue
+		}
+		n++
+		var d struct {
+			User string `json:"user"`
+			Code string `json:"code"`
+			N    int    `json:"n"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.N != n {
+			t.Errorf("claim %d (seq %d) carries n=%d", n, e.Seq, d.N)
+		}
+		if users[d.User] {
+			t.Errorf("%s claimed %s twice", d.User, id)
+		}
+		users[d.User] = true
+		cl, ok := acked[d.User]
+		switch {
+		case !ok:
+			t.Errorf("the journal holds a claim by %s, who was not told ok", d.User)
+		case cl.Code != d.Code || cl.N != d.N:
+			t.Errorf("%s was told %s/%d, the journal holds %s/%d", d.User, cl.Code, cl.N, d.Code, d.N)
+		}
+	}
+	if n != want {
+		t.Errorf("the journal holds %d claims of %s, want %d", n, id, want)
+	}
+	for u := range acked {
+		if !users[u] {
+			t.Errorf("%s was told ok, the journal has no claim of theirs", u)
+		}
+	}
+}

@@ -1,0 +1,199 @@
+package coupon_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/actors/coupon"
+)
+
+// activation runs a Machine as its grain does: one goroutine owns it,
+// requests and write outcomes arrive as messages in its inbox, and the
+// journal's writes run off it (actors.WriteBatch), one at a time, while
+// new requests keep being decided.
+type activation struct {
+	m       *coupon.Machine
+	inbox   chan func()
+	batches int // writes started (owned by the loop)
+}
+
+func startActivation(t *testing.T, id string) *activation {
+	t.Helper()
+	m, err := coupon.Load(t.Context(), store, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small batches, so that the two activations' writes interleave many
+	// times.
+	m.Journal().MaxBatch = 7
+	a := &activation{m: m, inbox: make(chan func(), 4096)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case f := <-a.inbox:
+				f()
+				a.flush(ctx)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *activation) flush(ctx context.Context) {
+	j := a.m.Journal()
+	es := j.Next()
+	if es == nil {
+		return
+	}
+	a.batches++
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		r := actors.WriteBatch(wctx, store, es)
+		cancel()
+		select {
+		case a.inbox <- func() { j.Settle(ctx, r) }:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+func (a *activation) claim(user, rid string) (couponmesh.Claim, error) {
+	type result struct {
+		c   couponmesh.Claim
+		err error
+	}
+	done := make(chan result, 1)
+	a.inbox <- func() {
+		a.m.StartClaim(context.Background(), user, rid, func(c couponmesh.Claim, err error) { done <- result{c, err} })
+	}
+	r := <-done
+	return r.c, r.err
+}
+
+// Two activations of one coupon pipeline at once over one journal (as
+// during churn), and every user claims on both at the same moment, half of
+// them with the same rid (a client retrying through another node), half
+// with two rids (two devices). The journal, read from the database, must
+// hold exactly quantity claims with n 1..quantity and no user twice; every
+// ok answer must be the journal's claim of that user; a user told sold_out
+// must hold none; a user who got ok on both with one rid got the same claim.
+func TestTwoActivationsPipelining(t *testing.T) {
+	const quantity, users = 120, 400
+	id := uniq("pipe2")
+	newCoupon(t, id, quantity)
+	acts := [2]*activation{startActivation(t, id), startActivation(t, id)}
+	type answer struct {
+		c    couponmesh.Claim
+		code couponmesh.Code
+	}
+	answers := make([][2]answer, users)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for u := range users {
+		for i, a := range acts {
+			wg.Go(func() {
+				<-start
+				// Users arrive over 0.8 s, each on both at once: both
+				// activations keep pipelining while the other writes.
+				time.Sleep(time.Duration(u) * 2 * time.Millisecond)
+				user, rid := fmt.Sprintf("u%03d", u), "rid"
+				if u%2 == 1 {
+					rid = fmt.Sprintf("rid-%d", i)
+				}
+				c, err := a.claim(user, rid)
+				// Unavailable: lost to the other activation too often, or
+				// the claim key taken by a claim not visible yet: retry,
+				// as a client does.
+				for retry := 0; couponmesh.ErrorCode(err) == couponmesh.CodeUnavailable && retry < 50; retry++ {
+					time.Sleep(time.Duration(retry) * time.Millisecond)
+					c, err = a.claim(user, rid)
+				}
+				answers[u][i] = answer{c, couponmesh.ErrorCode(err)}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+
+	entries, err := store.Entries(t.Context(), coupon.Entity(id), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	journal := map[string]couponmesh.Claim{}
+	n := 0
+	for _, e := range entries {
+		if e.Type != coupon.EntryClaimed {
+			continue
+		}
+		n++
+		var d struct {
+			User, Code string
+			N          int
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.N != n {
+			t.Errorf("claim %d carries n=%d", n, d.N)
+		}
+		if _, twice := journal[d.User]; twice {
+			t.Errorf("%s claimed twice", d.User)
+		}
+		journal[d.User] = couponmesh.Claim{User: d.User, Code: d.Code, N: d.N}
+	}
+	if n != quantity {
+		t.Fatalf("the journal holds %d claims, want %d", n, quantity)
+	}
+	oks := 0
+	for u, as := range answers {
+		user := fmt.Sprintf("u%03d", u)
+		jc, claimed := journal[user]
+		gotOK := false
+		for i, a := range as {
+			switch a.code {
+			case "":
+				gotOK = true
+				if !claimed || a.c.Code != jc.Code || a.c.N != jc.N {
+					t.Errorf("%s told ok %s/%d by activation %d; journal: %+v (%v)", user, a.c.Code, a.c.N, i, jc, claimed)
+				}
+			case couponmesh.CodeSoldOut:
+				if claimed {
+					t.Errorf("%s told sold_out by activation %d but holds claim %+v", user, i, jc)
+				}
+			case couponmesh.CodeAlreadyClaimed:
+				if !claimed {
+					t.Errorf("%s told already_claimed by activation %d without a claim", user, i)
+				}
+			default:
+				t.Errorf("%s on activation %d: %s", user, i, a.code)
+			}
+		}
+		if claimed && !gotOK {
+			t.Errorf("%s holds claim %+v but was never told ok", user, jc)
+		}
+		if gotOK {
+			oks++
+		}
+	}
+	if oks != quantity {
+		t.Errorf("%d users told ok, want %d", oks, quantity)
+	}
+	for i, a := range acts {
+		done := make(chan couponmesh.Coupon, 1)
+		a.inbox <- func() { done <- a.m.Coupon() }
+		c := <-done
+		t.Logf("activation %d: %d writes, sees %d claimed", i, a.batches, c.Claimed)
+	}
+}

@@ -3,6 +3,7 @@ package coupon_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -195,5 +196,50 @@ func TestTwoActivationsPipelining(t *testing.T) {
 		a.inbox <- func() { done <- a.m.Coupon() }
 		c := <-done
 		t.Logf("activation %d: %d writes, sees %d claimed", i, a.batches, c.Claimed)
+	}
+}
+
+// CatchUp keeps its meaning on an idle journal and refuses, without
+// reading, while entries are pending or in flight (they could be read back
+// as another activation's and applied twice); nothing is answered before
+// its entry is durable.
+func TestCatchUpOnlyWhenIdle(t *testing.T) {
+	ctx := t.Context()
+	id := uniq("idle")
+	newCoupon(t, id, 5)
+	m, err := coupon.Load(ctx, store, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := m.Journal()
+	answered := false
+	m.StartClaim(ctx, "ann", "r", func(couponmesh.Claim, error) { answered = true })
+	if _, err := j.CatchUp(ctx); !errors.Is(err, actors.ErrBusy) {
+		t.Fatalf("CatchUp with a claim pending: %v, want ErrBusy", err)
+	}
+	es := j.Next()
+	if len(es) != 1 || answered {
+		t.Fatalf("in flight: %d entries, answered %v", len(es), answered)
+	}
+	if _, err := j.CatchUp(ctx); !errors.Is(err, actors.ErrBusy) {
+		t.Fatalf("CatchUp with a write in flight: %v, want ErrBusy", err)
+	}
+	j.Settle(ctx, actors.WriteBatch(ctx, store, es))
+	if !answered || !j.Idle() {
+		t.Fatalf("after the write: answered %v, idle %v", answered, j.Idle())
+	}
+	// Another activation claims; an idle journal catches up with it.
+	other, err := coupon.Load(ctx, store, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Claim(ctx, "bob", "r"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := j.CatchUp(ctx); n != 1 || err != nil {
+		t.Fatalf("CatchUp when idle: %d, %v; want 1 entry", n, err)
+	}
+	if c := m.Coupon(); c.Claimed != 2 {
+		t.Fatalf("claimed %d after catching up, want 2", c.Claimed)
 	}
 }

@@ -26,11 +26,47 @@ func Entity(id string) string { return "coupon/" + id }
 // ClaimKey is the unique key of user's claim of coupon: one claim per user.
 func ClaimKey(coupon, user string) string { return "claim/" + coupon + "/" + user }
 
-type claimData struct {
+// ClaimData is the payload of a claimed entry.
+type ClaimData struct {
 	User string `json:"user"`
 	RID  string `json:"rid"`
 	Code string `json:"code"`
-	N    int    `json:"n"`
+	N    int    `json:"n"` // the claim's number, 1..quantity
+}
+
+// Claims returns the claims among a coupon's journal entries (in seq order,
+// from seq 1), by user. It checks what every journal must hold: claim n is
+// the n-th claim, and no user claims twice.
+func Claims(entries []couponmesh.Entry) (map[string]ClaimData, error) {
+	out := make(map[string]ClaimData)
+	for _, e := range entries {
+		if e.Type != EntryClaimed {
+			continue
+		}
+		d, err := DecodeClaim(e)
+		if err != nil {
+			return out, err
+		}
+		if d.N != len(out)+1 {
+			return out, fmt.Errorf("%s: claim %d carries n=%d", e.Key(), len(out)+1, d.N)
+		}
+		if _, twice := out[d.User]; twice {
+			return out, fmt.Errorf("%s: %s claims twice", e.Key(), d.User)
+		}
+		out[d.User] = d
+	}
+	return out, nil
+}
+
+// DecodeClaim returns the payload of a claimed entry (for tools and tests
+// that read the journal).
+func DecodeClaim(e couponmesh.Entry) (ClaimData, error) {
+	var d ClaimData
+	if e.Type != EntryClaimed {
+		return d, fmt.Errorf("entry %s is %q, not %q", e.Key(), e.Type, EntryClaimed)
+	}
+	err := json.Unmarshal(e.Data, &d)
+	return d, err
 }
 
 type couponData struct {
@@ -124,7 +160,7 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 	case EntryWithdrawn:
 		m.c.Withdrawn = true
 	case EntryClaimed:
-		var d claimData
+		var d ClaimData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return err
 		}
@@ -362,7 +398,7 @@ func (m *Machine) StartClaim(ctx context.Context, user, rid string, done func(co
 			return couponmesh.Entry{}, actors.ErrWait
 		}
 		claim = couponmesh.Claim{Coupon: m.id, User: user, N: m.c.Claimed + m.pendingClaims + 1, Code: newCode()}
-		return entry(EntryClaimed, ClaimKey(m.id, user), user, claimData{User: user, RID: rid, Code: claim.Code, N: claim.N}), nil
+		return entry(EntryClaimed, ClaimKey(m.id, user), user, ClaimData{User: user, RID: rid, Code: claim.Code, N: claim.N}), nil
 	}, Done: func(e couponmesh.Entry, err error) {
 		var existing *existingClaim
 		switch {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -124,53 +123,44 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 // both ways.
 func checkClaimsJournal(t *testing.T, uri, id string, want int, acked map[string]couponmesh.Claim) {
 	t.Helper()
+	s := openStoreAt(t, uri)
+	entries, err := s.Entries(t.Context(), coupon.Entity(id), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := coupon.Claims(entries)
+	if err != nil {
+		t.Error(err)
+	}
+	for u, d := range claims {
+		cl, ok := acked[u]
+		switch {
+		case !ok:
+			t.Errorf("the journal holds a claim by %s, who was not told ok", u)
+		case cl.Code != d.Code || cl.N != d.N:
+			t.Errorf("%s was told %s/%d, the journal holds %s/%d", u, cl.Code, cl.N, d.Code, d.N)
+		}
+	}
+	if len(claims) != want {
+		t.Errorf("the journal holds %d claims of %s, want %d", len(claims), id, want)
+	}
+	for u := range acked {
+		if _, ok := claims[u]; !ok {
+			t.Errorf("%s was told ok, the journal has no claim of theirs", u)
+		}
+	}
+}
+
+// openStoreAt opens a store of its own on uri (to read what the database
+// holds, past any node's memory), closed when the test ends.
+func openStoreAt(t *testing.T, uri string) *mongodb.Store {
+	t.Helper()
 	cfg := mongodb.DefaultConfig()
 	cfg.URI = uri
 	s, err := mongodb.Open(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close(context.Background())
-	entries, err := s.Entries(t.Context(), coupon.Entity(id), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := map[string]bool{}
-	n := 0
-	for _, e := range entries {
-		if e.Type != coupon.EntryClaimed {
-			continue
-		}
-		n++
-		var d struct {
-			User string `json:"user"`
-			Code string `json:"code"`
-			N    int    `json:"n"`
-		}
-		if err := json.Unmarshal(e.Data, &d); err != nil {
-			t.Fatal(err)
-		}
-		if d.N != n {
-			t.Errorf("claim %d (seq %d) carries n=%d", n, e.Seq, d.N)
-		}
-		if users[d.User] {
-			t.Errorf("%s claimed %s twice", d.User, id)
-		}
-		users[d.User] = true
-		cl, ok := acked[d.User]
-		switch {
-		case !ok:
-			t.Errorf("the journal holds a claim by %s, who was not told ok", d.User)
-		case cl.Code != d.Code || cl.N != d.N:
-			t.Errorf("%s was told %s/%d, the journal holds %s/%d", d.User, cl.Code, cl.N, d.Code, d.N)
-		}
-	}
-	if n != want {
-		t.Errorf("the journal holds %d claims of %s, want %d", n, id, want)
-	}
-	for u := range acked {
-		if !users[u] {
-			t.Errorf("%s was told ok, the journal has no claim of theirs", u)
-		}
-	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
 }

@@ -1,7 +1,6 @@
 package ws_test
 
 import (
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +19,7 @@ func TestConflationSlowReader(t *testing.T) {
 	cfg := ws.LocalConfig()
 	cfg.SendQueue = 32
 	cfg.PingInterval = time.Minute
-	e := newEnv(t, cfg)
-	e.srv.Close()
-	e.srv = httptest.NewUnstartedServer(e.h)
-	e.srv.Listener = smallBuffers{e.srv.Listener}
-	e.srv.Start()
-	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	e := newSmallBufferEnv(t, cfg)
 
 	desc := strings.Repeat("d", 2000) // a few pushes fill the socket buffers
 	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1000, Description: desc, Version: 1})

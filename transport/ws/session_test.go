@@ -99,6 +99,19 @@ func TestTokenExpiryCloses1008(t *testing.T) {
 // session's queue after a few hundred kilobytes, not tens of megabytes.
 type smallBuffers struct{ net.Listener }
 
+// newSmallBufferEnv is newEnv with small server socket send buffers, so
+// that a client that stops reading blocks the server's writes soon.
+func newSmallBufferEnv(t *testing.T, cfg ws.Config) *env {
+	t.Helper()
+	e := newEnv(t, cfg)
+	e.srv.Close()
+	e.srv = httptest.NewUnstartedServer(e.h)
+	e.srv.Listener = smallBuffers{e.srv.Listener}
+	e.srv.Start()
+	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	return e
+}
+
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -118,12 +131,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	cfg.SendQueue = 64
 	cfg.PingInterval = time.Minute // no ping may end the slow session first
 	cfg.CloseGrace = 10 * time.Second
-	e := newEnv(t, cfg)
-	e.srv.Close()
-	e.srv = httptest.NewUnstartedServer(e.h)
-	e.srv.Listener = smallBuffers{e.srv.Listener}
-	e.srv.Start()
-	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	e := newSmallBufferEnv(t, cfg)
 
 	desc := strings.Repeat("d", 2000)
 	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc})
@@ -274,12 +282,7 @@ func TestStuckClientsDoNotHoldBackOthers(t *testing.T) {
 	cfg := ws.LocalConfig()
 	cfg.SendQueue = 1 << 20 // never dropped during the test: they stay stuck
 	cfg.PingInterval = time.Minute
-	e := newEnv(t, cfg)
-	e.srv.Close()
-	e.srv = httptest.NewUnstartedServer(e.h)
-	e.srv.Listener = smallBuffers{e.srv.Listener}
-	e.srv.Start()
-	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	e := newSmallBufferEnv(t, cfg)
 
 	desc := strings.Repeat("d", 4000)
 	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc})

@@ -51,8 +51,12 @@ type flashRun struct {
 	JournalClaims  int64 `json:"journalClaims"`
 
 	// Watchers: the lag from the last ok answer (the last claim's commit
-	// happened before it) to each watcher's push of the final state.
+	// happened before it) to each watcher's push of the final state
+	// (clamped at 0: the push leaves at the commit, the answer after the
+	// user grain's write). FinalSpreadMs: from the first watcher holding
+	// the final state (the closest observable to the commit) to the last.
 	WatchersFinal    int     `json:"watchersAtFinalState"`
+	FinalSpreadMs    float64 `json:"finalStateFirstToLastWatcherMs"`
 	LagP50ms         float64 `json:"watcherLagP50ms"`
 	LagP99ms         float64 `json:"watcherLagP99ms"`
 	LagMaxms         float64 `json:"watcherLagMaxMs"`
@@ -124,8 +128,8 @@ func benchFlashsale(ctx context.Context, args []string) (err error) {
 		}
 	}
 	o := res.One
-	lag := atMost("one hot coupon: watchers at the final state after the last claim", o.LagMaxms, "ms", 1000)
-	lag.Note = fmt.Sprintf("max over %d watchers (p50 %.0f ms, p99 %.0f ms), from the last ok answer", o.Watchers, o.LagP50ms, o.LagP99ms)
+	lag := atMost("one hot coupon: watchers at the final state after the last claim", max(o.LagMaxms, o.FinalSpreadMs), "ms", 1000)
+	lag.Note = fmt.Sprintf("%d watchers: the larger of the last watcher's lag after the last ok answer (p50 %.0f, p99 %.0f, max %.0f ms) and the time from the first watcher holding the final state to the last (%.0f ms)", o.Watchers, o.LagP50ms, o.LagP99ms, o.LagMaxms, o.FinalSpreadMs)
 	pct := atLeast("one hot coupon: claims/s until sold out, % of the same units over 200 coupons", o.HotPctSpread, "%", 80)
 	pct.Note = fmt.Sprintf("%d shoppers, %d units: %.0f claims/s hot vs %.0f claims/s over %d coupons, same node, same run", o.Shoppers, o.Units, o.ClaimsPerSec, o.SpreadClaimsPerSec, o.SpreadCoupons)
 	p99 := atMost("one hot coupon: every answer p99 (ok and sold_out)", o.AllP99ms, "ms", 3000)
@@ -169,9 +173,9 @@ func flashWrong(r flashRun) int {
 func abs(n int) int { return max(n, -n) }
 
 func printFlashRun(r flashRun) {
-	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag p50 %.0f p99 %.0f max %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms\n",
+	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag after the last ok p50 %.0f p99 %.0f max %.0f ms, first to last watcher %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms\n",
 		r.Nodes, r.Shoppers, r.Watchers, r.Units, r.OK, r.SoldOut, fmtCodes(r.Errors), r.RetriedOK, r.RetriedSoldOut, r.StillFailing, r.SoldOutSeconds, r.ClaimsPerSec, r.SpreadClaimsPerSec, r.SpreadCoupons, r.HotPctSpread,
-		r.AllP99ms, r.OKP50ms, r.OKP99ms, r.SoldOutP50ms, r.SoldOutP99ms, r.AllMaxms, r.WatchersFinal, r.Watchers, r.LagP50ms, r.LagP99ms, r.LagMaxms,
+		r.AllP99ms, r.OKP50ms, r.OKP99ms, r.SoldOutP50ms, r.SoldOutP99ms, r.AllMaxms, r.WatchersFinal, r.Watchers, r.LagP50ms, r.LagP99ms, r.LagMaxms, r.FinalSpreadMs,
 		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs)
 }
 
@@ -358,7 +362,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		time.Sleep(20 * time.Millisecond)
 	}
 	var lags []time.Duration
-	var lastFinal time.Time
+	var firstFinal, lastFinal time.Time
 	for i := range final {
 		if at := final[i].Load(); at != 0 {
 			t := time.Unix(0, at)
@@ -366,10 +370,14 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 			if t.After(lastFinal) {
 				lastFinal = t
 			}
+			if firstFinal.IsZero() || t.Before(firstFinal) {
+				firstFinal = t
+			}
 		}
 	}
 	slices.Sort(lags)
 	r.WatchersFinal = len(lags)
+	r.FinalSpreadMs = ms(lastFinal.Sub(firstFinal))
 	r.LagP50ms, r.LagP99ms, r.LagMaxms = ms(quantile(lags, 0.5)), ms(quantile(lags, 0.99)), ms(quantile(lags, 1))
 	if r.WatchersFinal < watchers {
 		r.LagMaxms = 10000 // some never got there within the wait: over the target for sure

@@ -225,3 +225,55 @@ func TestCatchUpOnlyWhenIdle(t *testing.T) {
 		t.Fatalf("claimed %d after catching up, want 2", c.Claimed)
 	}
 }
+
+// Answers that memory holds never wait on the database or on a write in
+// flight: a same-rid retry of a durable claim, another rid of its user
+// (already_claimed), and any claim of a coupon durably sold out. A claim
+// while the last unit is pending waits for that write (never sold_out
+// before it), and gets sold_out once it is durable.
+func TestAnswersFromMemoryDoNotWait(t *testing.T) {
+	ctx := t.Context()
+	m := newCoupon(t, uniq("mem"), 2)
+	first, err := m.Claim(ctx, "ann", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := m.Journal()
+	type answer struct {
+		done bool
+		c    couponmesh.Claim
+		err  error
+	}
+	start := func(user, rid string) *answer {
+		a := &answer{}
+		m.StartClaim(ctx, user, rid, func(c couponmesh.Claim, err error) { *a = answer{true, c, err} })
+		return a
+	}
+	// bob takes the last unit; his write is in flight, not settled.
+	bob := start("bob", "r1")
+	es := j.Next()
+	if bob.done || len(es) != 1 {
+		t.Fatalf("bob answered %v before his write, or %d entries in flight", bob, len(es))
+	}
+	if a := start("ann", "r1"); !a.done || a.err != nil || a.c.Code != first.Code || a.c.N != first.N {
+		t.Fatalf("same-rid retry while a write is in flight: %+v, want %+v at once", a, first)
+	}
+	if a := start("ann", "r2"); !a.done || couponmesh.ErrorCode(a.err) != couponmesh.CodeAlreadyClaimed {
+		t.Fatalf("another rid of ann while a write is in flight: %+v, want already_claimed at once", a)
+	}
+	cid := start("cid", "r1")
+	if cid.done {
+		t.Fatalf("cid answered %+v while bob's claim of the last unit could still fail", cid)
+	}
+	j.Settle(ctx, actors.WriteBatch(ctx, store, es))
+	if !bob.done || bob.err != nil || bob.c.N != 2 {
+		t.Fatalf("bob after his write: %+v", bob)
+	}
+	if !cid.done || couponmesh.ErrorCode(cid.err) != couponmesh.CodeSoldOut {
+		t.Fatalf("cid after bob's write: %+v, want sold_out", cid)
+	}
+	// Durably sold out: answered at once, nothing proposed.
+	if a := start("dan", "r1"); !a.done || couponmesh.ErrorCode(a.err) != couponmesh.CodeSoldOut || !j.Idle() {
+		t.Fatalf("claim of a coupon durably sold out: %+v (idle %v), want sold_out at once", a, j.Idle())
+	}
+}

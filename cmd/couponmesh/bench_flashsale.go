@@ -74,6 +74,10 @@ type flashRun struct {
 	BulkWrites  int64   `json:"bulkWrites"`
 	BulkDocs    int64   `json:"bulkWriteDocs"`
 	BulkWriteMs float64 `json:"bulkWriteMeanMs"`
+	// The same during the spread reference.
+	SpreadBulkWrites  int64   `json:"spreadBulkWrites"`
+	SpreadBulkDocs    int64   `json:"spreadBulkWriteDocs"`
+	SpreadBulkWriteMs float64 `json:"spreadBulkWriteMeanMs"`
 }
 
 // flashsaleResult is the JSON of the flashsale scenario.
@@ -173,10 +177,10 @@ func flashWrong(r flashRun) int {
 func abs(n int) int { return max(n, -n) }
 
 func printFlashRun(r flashRun) {
-	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag after the last ok p50 %.0f p99 %.0f max %.0f ms, first to last watcher %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms\n",
+	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag after the last ok p50 %.0f p99 %.0f max %.0f ms, first to last watcher %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms (spread: %d of %d, mean %.1f ms)\n",
 		r.Nodes, r.Shoppers, r.Watchers, r.Units, r.OK, r.SoldOut, fmtCodes(r.Errors), r.RetriedOK, r.RetriedSoldOut, r.StillFailing, r.SoldOutSeconds, r.ClaimsPerSec, r.SpreadClaimsPerSec, r.SpreadCoupons, r.HotPctSpread,
 		r.AllP99ms, r.OKP50ms, r.OKP99ms, r.SoldOutP50ms, r.SoldOutP99ms, r.AllMaxms, r.WatchersFinal, r.Watchers, r.LagP50ms, r.LagP99ms, r.LagMaxms, r.FinalSpreadMs,
-		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs)
+		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs, r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs)
 }
 
 // flashsaleOn runs one flash sale and its spread reference on n fresh nodes
@@ -302,11 +306,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	pwg.Wait()
 	r.Dropped = dropped() - d0
 	if m1, err := scrapeNodeMetrics(nodes[0]); err == nil {
-		r.BulkWrites = int64(m1.get("couponmesh_store_batch_size_count") - m0.get("couponmesh_store_batch_size_count"))
-		r.BulkDocs = int64(m1.get("couponmesh_store_batch_size_sum") - m0.get("couponmesh_store_batch_size_sum"))
-		if r.BulkWrites > 0 {
-			r.BulkWriteMs = 1000 * (m1.get("couponmesh_store_bulk_write_seconds_sum") - m0.get("couponmesh_store_bulk_write_seconds_sum")) / float64(r.BulkWrites)
-		}
+		r.BulkWrites, r.BulkDocs, r.BulkWriteMs = bulkStats(m0, m1)
 	}
 	var okLat, soldLat, allLat []time.Duration
 	var lastOK time.Time
@@ -445,7 +445,14 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	if err := e.settle(ctx); err != nil {
 		return r, err
 	}
+	s0, err := scrapeNodeMetrics(nodes[0])
+	if err != nil {
+		return r, err
+	}
 	sr := claimAll(ctx, clients, func(i int) string { return spreadIDs[i%spread] }, "s")
+	if s1, err := scrapeNodeMetrics(nodes[0]); err == nil {
+		r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs = bulkStats(s0, s1)
+	}
 	var lastSpread time.Time
 	for _, a := range sr.answers {
 		if a.err == nil {
@@ -463,6 +470,17 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		r.HotPctSpread = 100 * r.ClaimsPerSec / r.SpreadClaimsPerSec
 	}
 	return r, nil
+}
+
+// bulkStats returns the BulkWrites of a node's group commit between two
+// scrapes, their documents and their mean duration.
+func bulkStats(m0, m1 nodeMetrics) (n, docs int64, meanMs float64) {
+	n = int64(m1.get("couponmesh_store_batch_size_count") - m0.get("couponmesh_store_batch_size_count"))
+	docs = int64(m1.get("couponmesh_store_batch_size_sum") - m0.get("couponmesh_store_batch_size_sum"))
+	if n > 0 {
+		meanMs = 1000 * (m1.get("couponmesh_store_bulk_write_seconds_sum") - m0.get("couponmesh_store_bulk_write_seconds_sum")) / float64(n)
+	}
+	return n, docs, meanMs
 }
 
 // share is the part k of n of total: its first index and its size.

@@ -58,6 +58,27 @@ func (r Replier) Respond(v any, err error) {
 	r.root.Send(r.sender, Reply(v, err))
 }
 
+// Answerer returns how to answer the request being handled: with Respond
+// while it is being handled, through its saved sender (Later) once handled
+// has been called, e.g. when its journal entry is durable, in a later
+// message. before, if set, runs before every answer. Answer once.
+func Answerer(ctx actor.Context, before func()) (answer func(v any, err error), handled func()) {
+	r := Later(ctx)
+	done := false
+	return func(v any, err error) {
+			if before != nil {
+				before()
+			}
+			if !done {
+				Respond(ctx, v, err)
+				return
+			}
+			r.Respond(v, err)
+		}, func() {
+			done = true
+		}
+}
+
 // Reply builds the protobuf reply for v or err.
 func Reply(v any, err error) any {
 	if err != nil {

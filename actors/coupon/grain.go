@@ -76,22 +76,11 @@ func (g *grain) respond(ctx actor.Context, v any, err error) {
 	actors.Respond(ctx, v, err)
 }
 
-// answerer returns how to answer the request being handled: like respond
-// while it is, through its saved sender once handled has been called (the
-// answer comes when its entry is durable, in a later message).
+// answerer is actors.Answerer publishing the state for local reads before
+// each answer (as respond does), typed for T.
 func answerer[T any](g *grain, ctx actor.Context) (answer func(T, error), handled func()) {
-	r := actors.Later(ctx)
-	done := false
-	return func(v T, err error) {
-			if !done {
-				g.respond(ctx, v, err)
-				return
-			}
-			g.publishLocal()
-			r.Respond(v, err)
-		}, func() {
-			done = true
-		}
+	a, handled := actors.Answerer(ctx, g.publishLocal)
+	return func(v T, err error) { a(v, err) }, handled
 }
 
 // publishLocal gives Cfg.Local the state this activation committed last.

@@ -67,21 +67,11 @@ func (g *grain) Receive(ctx actor.Context) {
 	g.After(ctx)
 }
 
-// answerer returns how to answer the request being handled: through ctx
-// while it is (the outcome is recorded), through its saved sender once
-// handled has been called (the answer comes when its entry is durable).
+// answerer is actors.Answerer for requests answered with Empty or an
+// error.
 func answerer(ctx actor.Context) (answer func(error), handled func()) {
-	r := actors.Later(ctx)
-	done := false
-	return func(err error) {
-			if !done {
-				actors.Respond(ctx, actors.Empty{}, err)
-				return
-			}
-			r.Respond(actors.Empty{}, err)
-		}, func() {
-			done = true
-		}
+	a, handled := actors.Answerer(ctx, nil)
+	return func(err error) { a(actors.Empty{}, err) }, handled
 }
 
 // published pushes a new feed entry to the hubs of the user's sessions and

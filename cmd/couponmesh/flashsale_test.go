@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 )
 
 // TestHotCouponBatchUnknownOutcome: 500 shoppers claim one coupon of 300
-// units at once, so that its grain writes its claims in pipelined batches,
-// while every connection to the database is cut after the server got a
-// request and before its answer came back (faultproxy.CutNextReply), for
-// 1.5 s. Shoppers retry unavailable answers with the same rid, as the SDKs
+// units at once, so that its grain writes its claims in pipelined batches.
+// The reply to the first write is cut after the server applied it
+// (faultproxy.CutNextReply), then the database goes down until the grain
+// has answered unavailable: the write's outcome stays unknown to the node,
+// and its grain cannot catch up either. Shoppers retry unavailable answers with the same rid, as the SDKs
 // do. Read straight from the database afterwards: exactly 300 claims with
 // n 1..300, no user twice, every ok answer is in the journal with the code
 // its shopper was told, and no shopper told sold_out holds a claim (a retried
@@ -53,6 +55,8 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	if _, err := a.svc.Coupon(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
+	direct := openStoreAt(t, db.uri()) // the database, not through the proxy
+	var unavailable atomic.Int64
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range shoppers {
@@ -68,6 +72,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 					answers[i] = answer{claim: cl, code: code, retries: attempt}
 					return
 				}
+				unavailable.Add(1)
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
@@ -75,17 +80,29 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	before := a.mongo.CommitStats()
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
-	// Cut every reply for a while once the claims are being written: each
-	// connection loses the answer to what it sent next, and is closed.
-	// Writes reach the server, their outcome is unknown, the retries are
-	// cut too until the write deadline, and the catch-up reads fail as well:
-	// the grain answers unavailable and shoppers retry.
+	// The first write of the claims reaches the server and its reply is
+	// cut (the outcome is unknown to the node); as soon as its entry is in
+	// the database, the database goes down (every connection closed, new
+	// ones too) until the grain has answered unavailable, so that the
+	// retries of that write and the grain's catch-up fail as well.
+	p.CutNextReply()
 	close(start)
-	cutUntil := time.Now().Add(1500 * time.Millisecond)
-	for time.Now().Before(cutUntil) {
-		p.CutNextReply()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		es, err := direct.Entries(t.Context(), coupon.Entity(id), 1, 1)
+		if err == nil && len(es) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no claim reached the database: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.SetMode(faultproxy.Down)
+	for unavailable.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
+	p.SetMode(faultproxy.Forward)
 	<-allDone
 	st := a.mongo.CommitStats()
 	t.Logf("commit stats during the claims: %d BulkWrites, %d ops, %d retries, %d read-backs",

@@ -75,6 +75,7 @@ bench: build
 	$(LOAD) fanout --followers $(BENCH_FOLLOWERS) --rates $(BENCH_RATES) --duration 5s --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/fanout-latency.svg
 	$(LOAD) coupons --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)
+	$(LOAD) flashsale --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench failover
 	$(BIN) bench drain

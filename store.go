@@ -78,6 +78,16 @@ type Store interface {
 	// Append writes e durably (write concern from the connection settings).
 	// ErrDuplicate when e.Key() or e.Unique exists already.
 	Append(ctx context.Context, e Entry) error
+	// AppendOrdered writes entries durably in their order (one round trip
+	// where the store can) and stops at the first one that fails: a
+	// pipelining actor sends consecutive seqs of its entity, and an entry
+	// must never be written after one that was not. It returns n, how many
+	// entries (a prefix) are known durable, and when n < len(entries) the
+	// error of entries[n]: ErrDuplicate (entries[n] was refused, the later
+	// ones were not written) or an unavailable error (the outcome of
+	// entries[n:] is unknown: some may be written). n is never more than
+	// what is durable; it may be less only with an error.
+	AppendOrdered(ctx context.Context, entries []Entry) (int, error)
 	// Entries returns up to limit entries of entity with Seq > after, in seq
 	// order (limit <= 0: all). Seqs are contiguous by construction, so it
 	// stops at the first missing seq.

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -50,6 +51,10 @@ type Activation[M State] struct {
 	// OnCaughtUp, when set, runs after a validation applied changes that
 	// another activation made: the grain publishes its new state.
 	OnCaughtUp func(ctx actor.Context)
+	// Busy, when set, reports whether requests wait on a journal write in
+	// flight: a leaving grain stops only once it is false, so that their
+	// answers are not lost with the mailbox.
+	Busy func() bool
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -85,6 +90,8 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
 	case *actor.ReceiveTimeout:
 		switch {
+		case a.leaving && a.Busy != nil && a.Busy():
+			ctx.SetReceiveTimeout(leaveQuiet) // look again after the write
 		case a.leaving:
 			ctx.Stop(ctx.Self()) // the mailbox is quiet: nothing is dropped
 		case a.Hubs.Len() == 0:
@@ -179,6 +186,11 @@ func (a *Activation[M]) validate(ctx actor.Context) bool {
 	defer cancel()
 	n, err := a.M.Validate(opCtx)
 	switch {
+	case errors.Is(err, ErrBusy):
+		// A journal write is in flight: its outcome proves the state
+		// current (it succeeds) or makes the grain catch up (it fails).
+		// The validation happens at the next request that finds it idle.
+		return true
 	case err != nil:
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "failed").Inc()
 		a.Log.Warn("validation after cluster churn failed", "err", err)

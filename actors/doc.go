@@ -19,6 +19,15 @@
 // recording a request costs two clock reads and one 16-byte ring slot.
 // The debug console and `couponmesh ctl actors` use them.
 //
+// Journal writes are pipelined (Journal, Flush): a grain decides each request
+// at once on its state plus its entries not yet durable, writes the entries
+// of many requests (consecutive seqs) in one ordered Store.AppendOrdered off
+// its mailbox, keeps receiving meanwhile, and answers each request (through
+// the sender it saved, Replier) when the write reports back to it with a
+// BatchResult message and the request's own entry is durable. A failed write
+// makes the grain catch up from the journal and decide the rest again.
+// Journal.CatchUp may be called only while the journal is Idle (see there).
+//
 // It may import the domain package, protoactor-go and the standard library;
 // never transport/ or a persistence implementation (grains see
 // couponmesh.Store).

@@ -37,6 +37,49 @@ func Respond(ctx actor.Context, v any, err error) {
 	ctx.Respond(Reply(v, err))
 }
 
+// Replier answers a request after the message that carried it was handled,
+// e.g. once the request's journal entry is durable: it keeps the sender
+// (ctx.Sender(), the caller's future) that ctx.Respond would have used.
+// Safe to use from any goroutine; answer once.
+type Replier struct {
+	root   *actor.RootContext
+	sender *actor.PID
+}
+
+// Later returns the Replier of the request being handled.
+func Later(ctx actor.Context) Replier {
+	return Replier{root: ctx.ActorSystem().Root, sender: ctx.Sender()}
+}
+
+// Respond answers with v (JSON) or err, as Respond does.
+func (r Replier) Respond(v any, err error) {
+	if r.sender == nil || r.root == nil {
+		return
+	}
+	r.root.Send(r.sender, Reply(v, err))
+}
+
+// Answerer returns how to answer the request being handled: with Respond
+// while it is being handled, through its saved sender (Later) once handled
+// has been called, e.g. when its journal entry is durable, in a later
+// message. before, if set, runs before every answer. Answer once.
+func Answerer(ctx actor.Context, before func()) (answer func(v any, err error), handled func()) {
+	r := Later(ctx)
+	done := false
+	return func(v any, err error) {
+			if before != nil {
+				before()
+			}
+			if !done {
+				Respond(ctx, v, err)
+				return
+			}
+			r.Respond(v, err)
+		}, func() {
+			done = true
+		}
+}
+
 // Reply builds the protobuf reply for v or err.
 func Reply(v any, err error) any {
 	if err != nil {

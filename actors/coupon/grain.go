@@ -27,6 +27,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		if cfg.Local != nil {
 			g.OnLeave = func() { cfg.Local.Delete(g, g.ID) }
 		}
+		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		g.OnCaughtUp = g.caughtUp
 		return g
 	}))
@@ -46,9 +47,28 @@ func (g *grain) Receive(ctx actor.Context) {
 	}
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
+	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
+		g.settle(ctx, r)
+	}
+	if g.M != nil {
+		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.publishLocal()
 	g.After(ctx)
+}
+
+// settle takes the outcome of a journal write: the requests whose entries
+// are durable are answered (their callbacks), and the new version is
+// published once for the whole batch.
+func (g *grain) settle(ctx actor.Context, r *actors.BatchResult) {
+	m := g.M
+	opCtx, cancel := g.OpContext()
+	defer cancel()
+	before, marks := m.Coupon(), m.marks()
+	m.Journal().Settle(opCtx, r)
+	if after := m.Coupon(); after.Version != before.Version {
+		g.changed(ctx, before, after, marks != m.marks())
+	}
 }
 
 // respond publishes the state for local reads, then replies: a read that
@@ -56,6 +76,13 @@ func (g *grain) Receive(ctx actor.Context) {
 func (g *grain) respond(ctx actor.Context, v any, err error) {
 	g.publishLocal()
 	actors.Respond(ctx, v, err)
+}
+
+// answerer is actors.Answerer publishing the state for local reads before
+// each answer (as respond does), typed for T.
+func answerer[T any](g *grain, ctx actor.Context) (answer func(T, error), handled func()) {
+	a, handled := actors.Answerer(ctx, g.publishLocal)
+	return func(v T, err error) { a(v, err) }, handled
 }
 
 // publishLocal gives Cfg.Local the state this activation committed last.
@@ -87,15 +114,16 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		}
 		return
 	}
-	opCtx, cancel := g.OpContext()
-	defer cancel()
+	// Requests are decided now and answered once durable (in a later
+	// message): the database work is bounded by the store's own timeouts
+	// and Cfg.OpTimeout of each write, not by this message.
 	start := time.Now()
 	defer func() {
 		if d := time.Since(start); d > 200*time.Millisecond {
 			g.Log.Warn("slow message", "method", req.MessageTypeName, "took", d)
 		}
 	}()
-	before := m.Coupon()
+	before, marks := m.Coupon(), m.marks()
 	switch req.MessageTypeName {
 	case actors.CouponGet:
 		c, err := m.Get()
@@ -106,36 +134,41 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		if err := g.setReminders(opCtx, p.Spec, p.Principal.CanCreateCoupons() && p.Spec.Validate(true, time.Now()) == nil); err != nil {
-			g.respond(ctx, nil, err)
-			return
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		if err := g.setReminders(p.Spec, p.Principal.CanCreateCoupons() && p.Spec.Validate(true, time.Now()) == nil); err != nil {
+			answer(couponmesh.Coupon{}, err)
+		} else {
+			m.StartCreate(context.Background(), p.Principal, p.Spec, p.RID, answer)
 		}
-		c, err := m.Create(opCtx, p.Principal, p.Spec, p.RID)
-		g.respond(ctx, c, err)
+		handled()
 	case actors.CouponUpdate:
 		var p actors.UpdateCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		if err := g.setReminders(opCtx, p.Spec, m.Exists() && p.Principal.CanEdit(m.Coupon()) && p.Spec.Validate(false, time.Now()) == nil); err != nil {
-			g.respond(ctx, nil, err)
-			return
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		if err := g.setReminders(p.Spec, m.Exists() && p.Principal.CanEdit(m.Coupon()) && p.Spec.Validate(false, time.Now()) == nil); err != nil {
+			answer(couponmesh.Coupon{}, err)
+		} else {
+			m.StartUpdate(context.Background(), p.Principal, p.Spec, answer)
 		}
-		c, err := m.Update(opCtx, p.Principal, p.Spec)
-		g.respond(ctx, c, err)
+		handled()
 	case actors.CouponWithdraw:
 		var p actors.WithdrawCoupon
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		c, err := m.Withdraw(opCtx, p.Principal)
-		g.respond(ctx, c, err)
+		answer, handled := answerer[couponmesh.Coupon](g, ctx)
+		m.StartWithdraw(context.Background(), p.Principal, answer)
+		handled()
 	case actors.RemindMethod:
 		var r couponmesh.Reminder
 		if !actors.Unpack(ctx, req, &r) {
 			return
 		}
-		g.respond(ctx, actors.Empty{}, m.Wake(opCtx, r))
+		answer, handled := answerer[actors.Empty](g, ctx)
+		m.StartWake(context.Background(), r, func(err error) { answer(actors.Empty{}, err) })
+		handled()
 	case actors.CouponFollower:
 		var p actors.FollowerChange
 		if !actors.Unpack(ctx, req, &p) {
@@ -153,30 +186,37 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 		if !actors.Unpack(ctx, req, &p) {
 			return
 		}
-		cl, err := m.Claim(opCtx, p.User, p.RID)
-		result := "ok"
-		if err != nil {
-			result = string(couponmesh.ErrorCode(err))
-		}
-		g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
-		g.respond(ctx, cl, err)
+		answer, handled := answerer[couponmesh.Claim](g, ctx)
+		// Answered from memory at once when it can be, else once the
+		// claim's entry is durable (the pipeline: actors.Journal).
+		m.StartClaim(context.Background(), p.User, p.RID, func(cl couponmesh.Claim, err error) {
+			result := "ok"
+			if err != nil {
+				result = string(couponmesh.ErrorCode(err))
+			}
+			g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
+			answer(cl, err)
+		})
+		handled()
 	default:
 		actors.Unknown(ctx, req)
 		return
 	}
 	if after := m.Coupon(); after.Version != before.Version {
-		g.changed(ctx, before, after)
+		g.changed(ctx, before, after, marks != m.marks())
 	}
 }
 
 // setReminders makes the reminders of spec's start and expiry durable
 // before the change that needs them is committed (when allowed: the change
 // may be made; else the machine refuses it and no reminder is needed).
-func (g *grain) setReminders(ctx context.Context, spec couponmesh.CouponSpec, allowed bool) error {
+func (g *grain) setReminders(spec couponmesh.CouponSpec, allowed bool) error {
 	rs := Reminders(g.ID, spec)
 	if len(rs) == 0 || !allowed {
 		return nil
 	}
+	ctx, cancel := g.OpContext()
+	defer cancel()
 	if err := actors.SetReminders(ctx, g.cluster, g.Cfg, rs...); err != nil {
 		g.Log.Warn("reminders not set", "err", err)
 		return couponmesh.Errorf(couponmesh.CodeUnavailable, "coupon %s: its start and expiry timers cannot be stored now, retry", g.ID)
@@ -185,11 +225,12 @@ func (g *grain) setReminders(ctx context.Context, spec couponmesh.CouponSpec, al
 }
 
 // changed publishes a new version: one push per subscribed hub, a snapshot,
-// and feed notices to followers when more than the claimed count changed.
-func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon) {
+// and feed notices to followers when more than the claimed count changed
+// (transition: a started or expired entry was applied).
+func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon, transition bool) {
 	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.CouponPush(after))
-	onlyClaims := before.Version > 0 && before.Claimed != after.Claimed && before.Title == after.Title &&
-		before.Description == after.Description && before.Discount == after.Discount && before.Quantity == after.Quantity &&
+	onlyClaims := before.Version > 0 && !transition && before.Title == after.Title && before.Description == after.Description &&
+		before.Discount == after.Discount && before.Quantity == after.Quantity &&
 		before.StartsAt.Equal(after.StartsAt) && before.ExpiresAt.Equal(after.ExpiresAt) && before.Status == after.Status
 	if onlyClaims {
 		g.ScheduleSnapshot(ctx)

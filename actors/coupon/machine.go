@@ -40,11 +40,47 @@ func Entity(id string) string { return "coupon/" + id }
 // ClaimKey is the unique key of user's claim of coupon: one claim per user.
 func ClaimKey(coupon, user string) string { return "claim/" + coupon + "/" + user }
 
-type claimData struct {
+// ClaimData is the payload of a claimed entry.
+type ClaimData struct {
 	User string `json:"user"`
 	RID  string `json:"rid"`
 	Code string `json:"code"`
-	N    int    `json:"n"`
+	N    int    `json:"n"` // the claim's number, 1..quantity
+}
+
+// Claims returns the claims among a coupon's journal entries (in seq order,
+// from seq 1), by user. It checks what every journal must hold: claim n is
+// the n-th claim, and no user claims twice.
+func Claims(entries []couponmesh.Entry) (map[string]ClaimData, error) {
+	out := make(map[string]ClaimData)
+	for _, e := range entries {
+		if e.Type != EntryClaimed {
+			continue
+		}
+		d, err := DecodeClaim(e)
+		if err != nil {
+			return out, err
+		}
+		if d.N != len(out)+1 {
+			return out, fmt.Errorf("%s: claim %d carries n=%d", e.Key(), len(out)+1, d.N)
+		}
+		if _, twice := out[d.User]; twice {
+			return out, fmt.Errorf("%s: %s claims twice", e.Key(), d.User)
+		}
+		out[d.User] = d
+	}
+	return out, nil
+}
+
+// DecodeClaim returns the payload of a claimed entry (for tools and tests
+// that read the journal).
+func DecodeClaim(e couponmesh.Entry) (ClaimData, error) {
+	var d ClaimData
+	if e.Type != EntryClaimed {
+		return d, fmt.Errorf("entry %s is %q, not %q", e.Key(), e.Type, EntryClaimed)
+	}
+	err := json.Unmarshal(e.Data, &d)
+	return d, err
 }
 
 type couponData struct {
@@ -72,6 +108,13 @@ type claimRecord struct {
 // Machine is the state and rules of one coupon activation, apart from the
 // actor plumbing so that tests can run two activations over one journal. It
 // is not safe for concurrent use.
+//
+// Its state (c, claims) is the durable one: what the journal holds up to
+// its Seq. Requests are decided on it plus the pending entries of the
+// journal's pipeline (pendingClaims, pendingOther), so that many claims are
+// in one write; the Start* methods answer through a callback once the
+// request's own entry is durable, the others (Claim, Create, …) run the
+// pipeline inline for callers without a mailbox.
 type Machine struct {
 	id        string
 	store     couponmesh.Store
@@ -84,6 +127,11 @@ type Machine struct {
 	snapSeq   int64                  // seq of the last snapshot written
 	started   time.Time              // due of the last started entry
 	expired   time.Time              // due of the last expired entry
+
+	pendingClaims int                 // claim entries decided, not yet durable
+	pendingOther  int                 // other entries decided, not yet durable
+	pendingUsers  map[string]bool     // users with a claim entry pending
+	afterUser     map[string][]func() // requests of users with a pending claim, run again once it is answered
 }
 
 // Load restores coupon id from its snapshot and journal.
@@ -91,8 +139,9 @@ func Load(ctx context.Context, store couponmesh.Store, id string, now func() tim
 	if now == nil {
 		now = time.Now
 	}
-	m := &Machine{id: id, store: store, now: now, claims: make(map[string]claimRecord)}
-	m.journal = actors.Journal{Store: store, Entity: Entity(id), Apply: m.apply}
+	m := &Machine{id: id, store: store, now: now, claims: make(map[string]claimRecord),
+		pendingUsers: make(map[string]bool), afterUser: make(map[string][]func())}
+	m.journal = actors.Journal{Store: store, Entity: Entity(id), Apply: m.apply, Pend: m.pend, Unpend: m.unpend}
 	err := m.journal.Load(ctx, func(s couponmesh.Snapshot) error {
 		var d snapshotData
 		if err := json.Unmarshal(s.Data, &d); err != nil {
@@ -140,7 +189,7 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 			m.expired = d.Due
 		}
 	case EntryClaimed:
-		var d claimData
+		var d ClaimData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return err
 		}
@@ -155,6 +204,36 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 	return nil
 }
 
+// pend and unpend keep the counts of pending entries (Journal.Pend).
+func (m *Machine) pend(e couponmesh.Entry) {
+	if e.Type == EntryClaimed {
+		m.pendingClaims++
+		m.pendingUsers[e.User] = true
+		return
+	}
+	m.pendingOther++
+}
+
+func (m *Machine) unpend(e couponmesh.Entry) {
+	if e.Type == EntryClaimed {
+		m.pendingClaims--
+		delete(m.pendingUsers, e.User)
+		return
+	}
+	m.pendingOther--
+}
+
+// marks returns the due times of the last started and expired entries.
+func (m *Machine) marks() [2]time.Time { return [2]time.Time{m.started, m.expired} }
+
+// Validate implements actors.State: it applies the entries another
+// activation appended (Journal.Validate; ErrBusy while a write is pending).
+func (m *Machine) Validate(ctx context.Context) (int, error) { return m.journal.Validate(ctx) }
+
+// Journal returns the coupon's journal: its pipeline is driven by the grain
+// (Next, Settle) or by Run.
+func (m *Machine) Journal() *actors.Journal { return &m.journal }
+
 // Exists reports whether the coupon was created.
 func (m *Machine) Exists() bool { return m.exists }
 
@@ -168,10 +247,6 @@ func (m *Machine) Coupon() couponmesh.Coupon {
 // Seq returns the journal seq applied.
 func (m *Machine) Seq() int64 { return m.journal.Seq }
 
-// Validate implements actors.State: it applies the entries another
-// activation appended (Journal.Validate).
-func (m *Machine) Validate(ctx context.Context) (int, error) { return m.journal.Validate(ctx) }
-
 // Get returns the coupon or not_found.
 func (m *Machine) Get() (couponmesh.Coupon, error) {
 	if !m.exists {
@@ -184,16 +259,65 @@ func (m *Machine) notFound() error {
 	return couponmesh.Errorf(couponmesh.CodeNotFound, "coupon %s not found", m.id)
 }
 
+// inline runs start's request through the pipeline inline and returns its
+// answer.
+func inline[T any](ctx context.Context, m *Machine, start func(done func(T, error))) (T, error) {
+	var (
+		out      T
+		err      error
+		answered bool
+	)
+	start(func(v T, e error) { out, err, answered = v, e, true })
+	m.journal.Run(ctx)
+	if !answered {
+		var zero T
+		return zero, fmt.Errorf("coupon %s: still pending: %w", m.id, couponmesh.ErrUnavailable)
+	}
+	return out, err
+}
+
+// waitIfPending makes a change of the coupon itself (create, update,
+// withdraw) wait until no entry is pending: claims pending were decided on
+// the terms before it.
+func (m *Machine) waitIfPending() error {
+	if m.pendingClaims > 0 || m.pendingOther > 0 {
+		return actors.ErrWait
+	}
+	return nil
+}
+
+// couponDone answers done with the coupon once a change is durable;
+// errDone (nothing to write) is a success.
+func (m *Machine) couponDone(done func(couponmesh.Coupon, error)) func(couponmesh.Entry, error) {
+	return func(_ couponmesh.Entry, err error) {
+		if err != nil && !errors.Is(err, errDone) {
+			done(couponmesh.Coupon{}, err)
+			return
+		}
+		done(m.Coupon(), nil)
+	}
+}
+
 // Create makes the coupon exist. A retry with the same rid returns the
 // coupon; any other create of an existing id is refused.
 func (m *Machine) Create(ctx context.Context, p couponmesh.Principal, spec couponmesh.CouponSpec, rid string) (couponmesh.Coupon, error) {
+	return inline(ctx, m, func(done func(couponmesh.Coupon, error)) { m.StartCreate(ctx, p, spec, rid, done) })
+}
+
+// StartCreate is Create answering done once the entry is durable.
+func (m *Machine) StartCreate(ctx context.Context, p couponmesh.Principal, spec couponmesh.CouponSpec, rid string, done func(couponmesh.Coupon, error)) {
 	if !p.CanCreateCoupons() {
-		return couponmesh.Coupon{}, couponmesh.Errorf(couponmesh.CodeForbidden, "only merchants create coupons")
+		done(couponmesh.Coupon{}, couponmesh.Errorf(couponmesh.CodeForbidden, "only merchants create coupons"))
+		return
 	}
 	if err := spec.Validate(true, m.now()); err != nil {
-		return couponmesh.Coupon{}, err
+		done(couponmesh.Coupon{}, err)
+		return
 	}
-	_, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if err := m.waitIfPending(); err != nil {
+			return couponmesh.Entry{}, err
+		}
 		if m.exists {
 			if rid != "" && rid == m.createRID {
 				return couponmesh.Entry{}, errDone
@@ -203,11 +327,7 @@ func (m *Machine) Create(ctx context.Context, p couponmesh.Principal, spec coupo
 		c := couponmesh.Coupon{ID: m.id, Merchant: p.User}
 		_ = spec.Apply(&c)
 		return entry(EntryCreated, "", "", couponData{Coupon: c, RID: rid}), nil
-	})
-	if err != nil && !errors.Is(err, errDone) {
-		return couponmesh.Coupon{}, err
-	}
-	return m.Coupon(), nil
+	}, Done: m.couponDone(done)})
 }
 
 // errDone stops a commit whose effect is already in the journal.
@@ -215,11 +335,20 @@ var errDone = errors.New("already done")
 
 // Update changes the fields spec sets.
 func (m *Machine) Update(ctx context.Context, p couponmesh.Principal, spec couponmesh.CouponSpec) (couponmesh.Coupon, error) {
+	return inline(ctx, m, func(done func(couponmesh.Coupon, error)) { m.StartUpdate(ctx, p, spec, done) })
+}
+
+// StartUpdate is Update answering done once the entry is durable.
+func (m *Machine) StartUpdate(ctx context.Context, p couponmesh.Principal, spec couponmesh.CouponSpec, done func(couponmesh.Coupon, error)) {
 	if err := spec.Validate(false, m.now()); err != nil {
-		return couponmesh.Coupon{}, err
+		done(couponmesh.Coupon{}, err)
+		return
 	}
 	spec.ID = ""
-	_, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if err := m.waitIfPending(); err != nil {
+			return couponmesh.Entry{}, err
+		}
 		if err := m.editable(p); err != nil {
 			return couponmesh.Entry{}, err
 		}
@@ -228,16 +357,20 @@ func (m *Machine) Update(ctx context.Context, p couponmesh.Principal, spec coupo
 			return couponmesh.Entry{}, err
 		}
 		return entry(EntryUpdated, "", "", couponData{Coupon: c}), nil
-	})
-	if err != nil {
-		return couponmesh.Coupon{}, err
-	}
-	return m.Coupon(), nil
+	}, Done: m.couponDone(done)})
 }
 
 // Withdraw ends the coupon; withdrawing twice is a no-op.
 func (m *Machine) Withdraw(ctx context.Context, p couponmesh.Principal) (couponmesh.Coupon, error) {
-	_, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+	return inline(ctx, m, func(done func(couponmesh.Coupon, error)) { m.StartWithdraw(ctx, p, done) })
+}
+
+// StartWithdraw is Withdraw answering done once the entry is durable.
+func (m *Machine) StartWithdraw(ctx context.Context, p couponmesh.Principal, done func(couponmesh.Coupon, error)) {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if err := m.waitIfPending(); err != nil {
+			return couponmesh.Entry{}, err
+		}
 		if err := m.editable(p); err != nil {
 			return couponmesh.Entry{}, err
 		}
@@ -245,11 +378,7 @@ func (m *Machine) Withdraw(ctx context.Context, p couponmesh.Principal) (couponm
 			return couponmesh.Entry{}, errDone
 		}
 		return entry(EntryWithdrawn, "", "", struct{}{}), nil
-	})
-	if err != nil && !errors.Is(err, errDone) {
-		return couponmesh.Coupon{}, err
-	}
-	return m.Coupon(), nil
+	}, Done: m.couponDone(done)})
 }
 
 func (m *Machine) editable(p couponmesh.Principal) error {
@@ -268,34 +397,91 @@ func (m *Machine) editable(p couponmesh.Principal) error {
 // Claim claims one unit for user. The same rid gets the first successful
 // answer again, another rid of the same user gets already_claimed.
 func (m *Machine) Claim(ctx context.Context, user, rid string) (couponmesh.Claim, error) {
-	if !m.exists {
-		return couponmesh.Claim{}, m.notFound()
+	return inline(ctx, m, func(done func(couponmesh.Claim, error)) { m.StartClaim(ctx, user, rid, done) })
+}
+
+// errUserPending: the user's claim is pending; the request runs again once
+// that claim is answered.
+var errUserPending = errors.New("the user's claim is pending")
+
+// StartClaim is Claim answering done: at once from memory when the answer
+// is known (the user's durable claim: the same rid's first answer or
+// already_claimed; a coupon durably sold out, expired or withdrawn), after
+// the user's pending claim when there is one, else once the claim's entry
+// is durable. While pending claims hold the last units, a claim waits for
+// them rather than being refused sold_out (they could still fail).
+func (m *Machine) StartClaim(ctx context.Context, user, rid string, done func(couponmesh.Claim, error)) {
+	if cl, err, ok := m.claimFromMemory(user, rid); ok {
+		done(cl, err)
+		return
+	}
+	if m.pendingUsers[user] {
+		m.afterUser[user] = append(m.afterUser[user], func() { m.StartClaim(ctx, user, rid, done) })
+		return
 	}
 	var claim couponmesh.Claim
-	e, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
-		if r, ok := m.claims[user]; ok {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if r, ok := m.claims[user]; ok { // caught up with the journal meanwhile
 			return couponmesh.Entry{}, answerExisting(r, rid)
+		}
+		if m.pendingUsers[user] {
+			return couponmesh.Entry{}, errUserPending
 		}
 		if err := m.c.CheckClaim(m.now()); err != nil {
 			return couponmesh.Entry{}, err
 		}
-		claim = couponmesh.Claim{Coupon: m.id, User: user, N: m.c.Claimed + 1, Code: newCode()}
-		e := entry(EntryClaimed, ClaimKey(m.id, user), user, claimData{User: user, RID: rid, Code: claim.Code, N: claim.N})
-		return e, nil
-	})
-	var existing *existingClaim
-	switch {
-	case errors.As(err, &existing):
-		return existing.claim, existing.err
-	case errors.Is(err, actors.ErrFenced):
-		// Up to date, yet the user's claim key is taken: another activation
-		// is making that claim right now and its seq is not visible yet.
-		return couponmesh.Claim{}, fmt.Errorf("claim %s/%s is being made elsewhere: %w", m.id, user, couponmesh.ErrUnavailable)
-	case err != nil:
-		return couponmesh.Claim{}, err
+		if m.pendingOther > 0 || m.c.Claimed+m.pendingClaims >= m.c.Quantity {
+			return couponmesh.Entry{}, actors.ErrWait
+		}
+		claim = couponmesh.Claim{Coupon: m.id, User: user, N: m.c.Claimed + m.pendingClaims + 1, Code: newCode()}
+		return entry(EntryClaimed, ClaimKey(m.id, user), user, ClaimData{User: user, RID: rid, Code: claim.Code, N: claim.N}), nil
+	}, Done: func(e couponmesh.Entry, err error) {
+		var existing *existingClaim
+		switch {
+		case errors.Is(err, errUserPending):
+			m.afterUser[user] = append(m.afterUser[user], func() { m.StartClaim(ctx, user, rid, done) })
+			return
+		case errors.As(err, &existing):
+			done(existing.claim, existing.err)
+		case errors.Is(err, actors.ErrFenced):
+			// Up to date, yet the user's claim key is taken: another
+			// activation is making that claim right now and its seq is
+			// not visible yet.
+			done(couponmesh.Claim{}, fmt.Errorf("claim %s/%s is being made elsewhere: %w", m.id, user, couponmesh.ErrUnavailable))
+		case err != nil:
+			done(couponmesh.Claim{}, err)
+		default:
+			claim.At = e.At
+			if r, ok := m.claims[user]; ok {
+				claim = r.Claim // as applied
+			}
+			done(claim, nil)
+		}
+		if next := m.afterUser[user]; len(next) > 0 {
+			delete(m.afterUser, user)
+			for _, f := range next {
+				f()
+			}
+		}
+	}})
+}
+
+// claimFromMemory answers a claim that needs no write: the user's durable
+// claim (same rid: its first answer; another: already_claimed), or a coupon
+// that is missing, or durably sold out, expired or withdrawn.
+func (m *Machine) claimFromMemory(user, rid string) (couponmesh.Claim, error, bool) {
+	if !m.exists {
+		return couponmesh.Claim{}, m.notFound(), true
 	}
-	claim.At = e.At
-	return claim, nil
+	if r, ok := m.claims[user]; ok {
+		var existing *existingClaim
+		errors.As(answerExisting(r, rid), &existing)
+		return existing.claim, existing.err, true
+	}
+	if err := m.c.CheckClaim(m.now()); err != nil {
+		return couponmesh.Claim{}, err, true
+	}
+	return couponmesh.Claim{}, nil, false
 }
 
 type existingClaim struct {
@@ -330,16 +516,29 @@ func Reminders(id string, spec couponmesh.CouponSpec) []couponmesh.Reminder {
 // node's clock: the shard tries again.
 var ErrEarly = errors.New("reminder not due yet")
 
-// Wake handles a due reminder: at the coupon's startsAt it appends a
-// started entry, at its expiresAt an expired entry, each once per due time.
-// A reminder for a time the coupon no longer has (moved, withdrawn, never
-// created) does nothing. Claims are refused by time from expiresAt on, so
-// no claim entry follows the expired entry.
+// Wake handles a due reminder (inline, for callers without a mailbox).
 func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
+	_, err := inline(ctx, m, func(done func(struct{}, error)) {
+		m.StartWake(ctx, r, func(err error) { done(struct{}{}, err) })
+	})
+	return err
+}
+
+// StartWake handles a due reminder: at the coupon's startsAt it appends a
+// started entry, at its expiresAt an expired entry, each once per due time,
+// after the claims pending (decided before it); done is called once that is
+// durable. A reminder for a time the coupon no longer has (moved, withdrawn,
+// never created) does nothing. Claims are refused by time from expiresAt
+// on, so no claim entry follows the expired entry.
+func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, done func(error)) {
 	if m.now().Before(r.Due) {
-		return fmt.Errorf("coupon %s %s at %s: %w", m.id, r.Name, r.Due.Format(time.RFC3339Nano), ErrEarly)
+		done(fmt.Errorf("coupon %s %s at %s: %w", m.id, r.Name, r.Due.Format(time.RFC3339Nano), ErrEarly))
+		return
 	}
-	_, err := m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if err := m.waitIfPending(); err != nil {
+			return couponmesh.Entry{}, err
+		}
 		if !m.exists || m.c.Withdrawn {
 			return couponmesh.Entry{}, errDone
 		}
@@ -356,11 +555,12 @@ func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
 			return entry(EntryExpired, "", "", transitionData{Due: r.Due}), nil
 		}
 		return couponmesh.Entry{}, errDone // a reminder of another kind: nothing to do
-	})
-	if errors.Is(err, errDone) {
-		return nil
-	}
-	return err
+	}, Done: func(_ couponmesh.Entry, err error) {
+		if errors.Is(err, errDone) {
+			err = nil
+		}
+		done(err)
+	}})
 }
 
 // SnapshotDue reports whether entries were applied since the last snapshot.

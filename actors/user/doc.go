@@ -13,6 +13,11 @@
 // if that fails the client is told unavailable and its retry (same request
 // id, idempotent) records it.
 //
+// Writes are pipelined through actors.Journal: record_claim and
+// coupon_changed entries of a busy feed go out many per write (each answered
+// once its own entry is durable); follow and unfollow wait until nothing is
+// pending, since they decide on the follows.
+//
 // Write rate: each activation holds a token bucket (GrainConfig.UserWrites)
 // that admit, follow and unfollow take from; without a token they answer
 // rate_limited and change nothing. Since a user has one activation in the

@@ -25,6 +25,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			}
 			return m, err
 		})
+		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		return g
 	}))
 }
@@ -55,8 +56,22 @@ func (g *grain) Receive(ctx actor.Context) {
 	defer func() { g.ctx = nil }()
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
+	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
+		opCtx, cancel := g.OpContext()
+		g.M.Journal().Settle(opCtx, r)
+		cancel()
+	}
+	if g.M != nil {
+		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.After(ctx)
+}
+
+// answerer is actors.Answerer for requests answered with Empty or an
+// error.
+func answerer(ctx actor.Context) (answer func(error), handled func()) {
+	a, handled := actors.Answerer(ctx, nil)
+	return func(err error) { a(actors.Empty{}, err) }, handled
 }
 
 // published pushes a new feed entry to the hubs of the user's sessions and
@@ -101,8 +116,9 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	case actors.UserRecordClaim:
 		var p actors.RecordClaim
 		if actors.Unpack(ctx, req, &p) {
-			_, err := m.RecordClaim(opCtx, p.Claim)
-			actors.Respond(ctx, actors.Empty{}, err)
+			answer, handled := answerer(ctx)
+			m.StartRecordClaim(context.Background(), p.Claim, answer)
+			handled()
 		}
 	case actors.UserFollow, actors.UserUnfollow:
 		var p actors.CouponRef
@@ -113,17 +129,21 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			actors.Respond(ctx, nil, err)
 			return
 		}
-		var err error
+		answer, handled := answerer(ctx)
+		// The index write after the entry is bounded by the store's own
+		// operation timeout.
 		if req.MessageTypeName == actors.UserFollow {
-			err = m.Follow(opCtx, p.Coupon)
+			m.StartFollow(context.Background(), p.Coupon, answer)
 		} else {
-			err = m.Unfollow(opCtx, p.Coupon)
+			m.StartUnfollow(context.Background(), p.Coupon, answer)
 		}
-		actors.Respond(ctx, actors.Empty{}, err)
+		handled()
 	case actors.UserCouponChanged:
 		var c couponmesh.Coupon
 		if actors.Unpack(ctx, req, &c) {
-			actors.Respond(ctx, actors.Empty{}, m.CouponChanged(opCtx, c))
+			answer, handled := answerer(ctx)
+			m.StartCouponChanged(context.Background(), c, answer)
+			handled()
 		}
 	case actors.UserFollowing:
 		actors.Respond(ctx, m.Following(), nil)

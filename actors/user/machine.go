@@ -85,73 +85,157 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 	return nil
 }
 
-func (m *Machine) commit(ctx context.Context, typ, unique string, data any) error {
+// Journal returns the user's journal: its pipeline is driven by the grain
+// (Next, Settle) or by Run.
+func (m *Machine) Journal() *actors.Journal { return &m.journal }
+
+// errDone: the entry's effect is in the journal already.
+var errDone = errors.New("already done")
+
+// propose queues an entry of typ on the pipeline; done gets nil once it is
+// durable (or when skip says it is not needed, or its Unique key is taken:
+// the same entry was written before, e.g. a retried notice). barrier makes
+// it wait until nothing is pending (its decision reads state that pending
+// entries change).
+func (m *Machine) propose(ctx context.Context, typ, unique string, data any, barrier bool, skip func() bool, done func(error)) {
 	b, err := json.Marshal(data)
 	if err != nil {
-		return err
+		done(err)
+		return
 	}
-	_, err = m.journal.Commit(ctx, func(int64) (couponmesh.Entry, error) {
+	m.journal.Propose(ctx, &actors.Proposal{Decide: func(int64) (couponmesh.Entry, error) {
+		if barrier && len(m.journal.Pending()) > 0 {
+			return couponmesh.Entry{}, actors.ErrWait
+		}
+		if skip != nil && skip() {
+			return couponmesh.Entry{}, errDone
+		}
 		return couponmesh.Entry{Type: typ, Unique: unique, Data: b}, nil
-	})
-	if errors.Is(err, actors.ErrFenced) {
-		return nil // the same entry was written before (a retried notice)
-	}
-	if err == nil && m.OnEntry != nil {
-		m.OnEntry(m.recent[len(m.recent)-1])
+	}, Done: func(e couponmesh.Entry, err error) {
+		if errors.Is(err, actors.ErrFenced) || errors.Is(err, errDone) {
+			done(nil)
+			return
+		}
+		if err == nil && m.OnEntry != nil {
+			if fe, ferr := toFeed(e); ferr == nil {
+				m.OnEntry(fe)
+			}
+		}
+		done(err)
+	}})
+}
+
+// inline runs start's request through the pipeline inline.
+func (m *Machine) inline(ctx context.Context, start func(done func(error))) error {
+	var (
+		err      error
+		answered bool
+	)
+	start(func(e error) { err, answered = e, true })
+	m.journal.Run(ctx)
+	if !answered {
+		return fmt.Errorf("user %s: still pending: %w", m.id, couponmesh.ErrUnavailable)
 	}
 	return err
 }
 
+// pendingUnique reports whether an entry with Unique key is pending.
+func (m *Machine) pendingUnique(key string) bool {
+	return slices.ContainsFunc(m.journal.Pending(), func(e couponmesh.Entry) bool { return e.Unique == key })
+}
+
 // RecordClaim adds a claim to the wallet and feed (once per coupon).
-func (m *Machine) RecordClaim(ctx context.Context, c couponmesh.Claim) (bool, error) {
-	if slices.ContainsFunc(m.wallet, func(w couponmesh.Claim) bool { return w.Coupon == c.Coupon }) {
-		return false, nil
+func (m *Machine) RecordClaim(ctx context.Context, c couponmesh.Claim) error {
+	return m.inline(ctx, func(done func(error)) { m.StartRecordClaim(ctx, c, done) })
+}
+
+// StartRecordClaim is RecordClaim answering done once the entry is durable
+// (at once when the wallet holds the claim).
+func (m *Machine) StartRecordClaim(ctx context.Context, c couponmesh.Claim, done func(error)) {
+	inWallet := func() bool {
+		return slices.ContainsFunc(m.wallet, func(w couponmesh.Claim) bool { return w.Coupon == c.Coupon })
+	}
+	if inWallet() {
+		done(nil)
+		return
 	}
 	type claimed struct {
 		Coupon string            `json:"coupon"`
 		Claim  *couponmesh.Claim `json:"claim"`
 	}
-	return true, m.commit(ctx, couponmesh.FeedClaimed, "feed/"+m.id+"/claim/"+c.Coupon, claimed{Coupon: c.Coupon, Claim: &c})
+	key := "feed/" + m.id + "/claim/" + c.Coupon
+	m.propose(ctx, couponmesh.FeedClaimed, key, claimed{Coupon: c.Coupon, Claim: &c}, false,
+		func() bool { return inWallet() || m.pendingUnique(key) }, done)
 }
 
 // Follow records that the user follows coupon and keeps the followers index
 // in step (idempotent).
 func (m *Machine) Follow(ctx context.Context, c string) error {
-	if !slices.Contains(m.following, c) {
-		if err := m.commit(ctx, couponmesh.FeedFollowed, "", actors.CouponRef{Coupon: c}); err != nil {
-			return err
-		}
-	}
-	if err := m.store.AddFollower(ctx, c, m.id); err != nil {
-		return fmt.Errorf("follow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
-	}
-	return nil
+	return m.inline(ctx, func(done func(error)) { m.StartFollow(ctx, c, done) })
+}
+
+// StartFollow is Follow answering done once the entry is durable and the
+// index written. It waits for the entries pending before it.
+func (m *Machine) StartFollow(ctx context.Context, c string, done func(error)) {
+	m.propose(ctx, couponmesh.FeedFollowed, "", actors.CouponRef{Coupon: c}, true,
+		func() bool { return slices.Contains(m.following, c) }, func(err error) {
+			if err == nil {
+				if err = m.store.AddFollower(ctx, c, m.id); err != nil {
+					err = fmt.Errorf("follow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
+				}
+			}
+			done(err)
+		})
 }
 
 // Unfollow is the reverse of Follow (idempotent).
 func (m *Machine) Unfollow(ctx context.Context, c string) error {
-	if slices.Contains(m.following, c) {
-		if err := m.commit(ctx, couponmesh.FeedUnfollowed, "", actors.CouponRef{Coupon: c}); err != nil {
-			return err
-		}
-	}
-	if err := m.store.RemoveFollower(ctx, c, m.id); err != nil {
-		return fmt.Errorf("unfollow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
-	}
-	return nil
+	return m.inline(ctx, func(done func(error)) { m.StartUnfollow(ctx, c, done) })
+}
+
+// StartUnfollow is Unfollow answering done once the entry is durable and
+// the index written.
+func (m *Machine) StartUnfollow(ctx context.Context, c string, done func(error)) {
+	m.propose(ctx, couponmesh.FeedUnfollowed, "", actors.CouponRef{Coupon: c}, true,
+		func() bool { return !slices.Contains(m.following, c) }, func(err error) {
+			if err == nil {
+				if err = m.store.RemoveFollower(ctx, c, m.id); err != nil {
+					err = fmt.Errorf("unfollow %s: %w: %w", c, couponmesh.ErrUnavailable, err)
+				}
+			}
+			done(err)
+		})
 }
 
 // CouponChanged adds a coupon_changed entry when the user follows c (once
 // per coupon version).
 func (m *Machine) CouponChanged(ctx context.Context, c couponmesh.Coupon) error {
-	if !slices.Contains(m.following, c.ID) {
-		return nil
+	return m.inline(ctx, func(done func(error)) { m.StartCouponChanged(ctx, c, done) })
+}
+
+// StartCouponChanged is CouponChanged answering done once the entry is
+// durable (at once when the user does not follow c).
+func (m *Machine) StartCouponChanged(ctx context.Context, c couponmesh.Coupon, done func(error)) {
+	pendingFollow := m.followPending()
+	if !slices.Contains(m.following, c.ID) && !pendingFollow {
+		done(nil)
+		return
 	}
 	type changed struct {
 		Coupon string             `json:"coupon"`
 		Change *couponmesh.Coupon `json:"change"`
 	}
-	return m.commit(ctx, couponmesh.FeedCouponChanged, "feed/"+m.id+"/change/"+c.ID+"@"+strconv.FormatInt(c.Version, 10), changed{Coupon: c.ID, Change: &c})
+	key := "feed/" + m.id + "/change/" + c.ID + "@" + strconv.FormatInt(c.Version, 10)
+	m.propose(ctx, couponmesh.FeedCouponChanged, key, changed{Coupon: c.ID, Change: &c}, pendingFollow,
+		func() bool { return !slices.Contains(m.following, c.ID) || m.pendingUnique(key) }, done)
+}
+
+// followPending reports whether a follow or unfollow is pending: a notice
+// is then decided after it.
+func (m *Machine) followPending() bool {
+	return slices.ContainsFunc(m.journal.Pending(), func(e couponmesh.Entry) bool {
+		return e.Type == couponmesh.FeedFollowed || e.Type == couponmesh.FeedUnfollowed
+	})
 }
 
 // Following returns the coupons followed, in the order followed.

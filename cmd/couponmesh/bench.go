@@ -36,7 +36,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|reads|failover|drain [flags] (--help for the flags), or bench report")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain [flags] (--help for the flags), or bench report")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -47,6 +47,8 @@ func runBench(args []string) error {
 		return benchFanout(ctx, args[1:])
 	case "claims":
 		return benchClaims(ctx, args[1:])
+	case "flashsale":
+		return benchFlashsale(ctx, args[1:])
 	case "reads":
 		return benchReads(ctx, args[1:])
 	case "failover":
@@ -58,7 +60,7 @@ func runBench(args []string) error {
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, reads, failover, drain, report)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, report)", args[0])
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
-	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
 
 // outageEnv sets deadlines short enough for a test, as a node process's
@@ -208,13 +207,7 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 // is nothing else.
 func checkJournal(t *testing.T, uri string, ids []string, acked map[[2]string]couponmesh.Claim, perCoupon int) {
 	t.Helper()
-	cfg := mongodb.DefaultConfig()
-	cfg.URI = uri
-	s, err := mongodb.Open(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := openStoreAt(t, uri)
 	for _, id := range ids {
 		entries, err := s.Entries(t.Context(), coupon.Entity(id), 0, 0)
 		if err != nil {

@@ -97,7 +97,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Store is a couponmesh.Store that caches snapshots and browse pages of the
-// store it wraps.
+// store it wraps. Journal writes (Append, AppendOrdered) and reads pass
+// through to it unchanged: a cached snapshot is validated against the
+// journal's tail when it is read, so writes need not touch the cache.
 type Store struct {
 	couponmesh.Store // the database; methods not overridden pass through
 

@@ -36,9 +36,7 @@ func claimEntries(n int) []couponmesh.Entry {
 func newOps(ctx context.Context, es []couponmesh.Entry) []*appendOp {
 	ops := make([]*appendOp, len(es))
 	for i, e := range es {
-		doc := toEntryDoc(e)
-		doc.Tok = newToken()
-		ops[i] = &appendOp{ctx: ctx, doc: doc, done: make(chan error, 1), enqueued: time.Now()}
+		ops[i] = newOp(ctx, []couponmesh.Entry{e})
 	}
 	return ops
 }
@@ -69,7 +67,7 @@ func BenchmarkBatchAssembly(b *testing.B) {
 		b.ReportAllocs()
 		n := 0
 		for b.Loop() {
-			insertModels(ops)
+			insertModels(ops, 0)
 			n++
 		}
 		perAppend(b, n)
@@ -80,7 +78,7 @@ func BenchmarkBatchAssembly(b *testing.B) {
 		for b.Loop() {
 			bytes = 0
 			for _, op := range ops {
-				raw, err := bson.Marshal(op.doc)
+				raw, err := bson.Marshal(op.docs[0])
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,25 +21,56 @@ import (
 	"github.com/couponmesh/couponmesh"
 )
 
-// Group commit. Append puts its document on a bounded queue and waits; a
-// few flushers take what is queued (up to BatchMaxOps, lingering at most
-// BatchMaxDelay for more) and write it with one unordered BulkWrite of
-// inserts. Each op gets its own result back: nil, duplicate key (fenced out),
-// or unavailable.
+// Group commit. Append and AppendOrdered put their documents (one op) on a
+// bounded queue and wait; a few flushers take what is queued (up to
+// BatchMaxOps ops, lingering at most BatchMaxDelay for more) and write it
+// with one ordered BulkWrite of inserts. Each op gets its own result back:
+// how many of its documents are written, and for the first one that is
+// not: duplicate key (fenced out) or unavailable.
+//
+// Ordered, because an op of AppendOrdered holds consecutive seqs of one
+// entity, and an unordered write could store seq k+1 after seq k lost to
+// another activation (a decision made on state that never was). An ordered
+// BulkWrite stops at its first write error: the documents before it are
+// written, the op that failed is answered, and the ops after it are sent
+// again at once in the next BulkWrite of the same attempt. On FerretDB an
+// ordered insert costs what an unordered one does (one transaction for the
+// batch, then one by one only after an error); duplicates are rare (churn,
+// retried notices), so the extra round trip is too.
 //
 // A batch whose outcome is unknown (timeout, connection lost, write concern
-// not satisfied) is retried with backoff, same _id and same per-write token
+// not satisfied) is retried with backoff, same _id and same per-op token
 // tk. A retry that hits a duplicate key may be our own earlier attempt: the
 // document is read back by _id, and only a document carrying this op's token
-// counts as success. Nothing whose outcome is unknown is ever answered nil.
+// counts as success. Every attempt writes a prefix of an op's remaining
+// documents, so when the op's last document is ours, all of them are. Nothing
+// whose outcome is unknown is ever answered as written.
 
-// appendOp is one Append waiting for its result.
+// appendOp is one Append or AppendOrdered waiting for its result.
 type appendOp struct {
 	ctx      context.Context // the caller's, bounded by WriteTimeout
-	doc      entryDoc
-	unknown  bool       // sent at least once without a known outcome
-	done     chan error // buffered 1: the flusher never blocks on it
+	docs     []entryDoc      // in order; docs[:n] are known written
+	n        int             // owned by the flusher or retrier holding the op
+	tok      int64           // the write token of every doc
+	unknown  bool            // docs[n:] were sent at least once without a known outcome
+	done     chan opResult   // buffered 1: the flusher never blocks on it
 	enqueued time.Time
+}
+
+// opResult is an op's answer: n documents written, err about docs[n].
+type opResult struct {
+	n   int
+	err error
+}
+
+// newOp builds the op that AppendOrdered queues for entries.
+func newOp(ctx context.Context, entries []couponmesh.Entry) *appendOp {
+	op := &appendOp{ctx: ctx, docs: make([]entryDoc, len(entries)), tok: newToken(), done: make(chan opResult, 1), enqueued: time.Now()}
+	for i, e := range entries {
+		op.docs[i] = toEntryDoc(e)
+		op.docs[i].Tok = op.tok
+	}
+	return op
 }
 
 // committer runs the flushers of one Store.
@@ -115,46 +147,62 @@ func (s *Store) CommitStats() CommitStats {
 // namespace with entry keys. Append blocks until then; it is safe for
 // concurrent use.
 func (s *Store) Append(ctx context.Context, e couponmesh.Entry) error {
-	key := e.Key()
+	_, err := s.AppendOrdered(ctx, []couponmesh.Entry{e})
+	return err
+}
+
+// AppendOrdered inserts entries durably and in order through the group
+// commit (one op of the batch: usually one round trip for all of them), as
+// couponmesh.Store specifies: it returns how many are known written, and
+// the error of the first that is not (wrapping couponmesh.ErrDuplicate or
+// couponmesh.ErrUnavailable, as for Append). When the caller's deadline
+// ends first it returns 0 with an unavailable error. Safe for concurrent
+// use.
+func (s *Store) AppendOrdered(ctx context.Context, entries []couponmesh.Entry) (int, error) {
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	key := entries[0].Key()
+	if len(entries) > 1 {
+		key += ".." + strconv.FormatInt(entries[len(entries)-1].Seq, 10)
+	}
 	c := s.commit
 	if c.closed.Load() {
-		return fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
+		return 0, fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
 	}
 	if err := s.failFast("append " + key); err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
-	doc := toEntryDoc(e)
-	doc.Tok = newToken()
-	op := &appendOp{ctx: ctx, doc: doc, done: make(chan error, 1), enqueued: time.Now()}
+	op := newOp(ctx, entries)
 	select {
 	case c.queue <- op:
 	case <-ctx.Done():
 		s.metrics.QueueTimeouts.Inc()
-		return fmt.Errorf("append %s: write queue full: %w: %w", key, couponmesh.ErrUnavailable, ctx.Err())
+		return 0, fmt.Errorf("append %s: write queue full: %w: %w", key, couponmesh.ErrUnavailable, ctx.Err())
 	case <-c.quit:
-		return fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
+		return 0, fmt.Errorf("append %s: store closed: %w", key, couponmesh.ErrUnavailable)
+	}
+	result := func(r opResult) (int, error) {
+		if r.err != nil {
+			return r.n, fmt.Errorf("append %s: %w", op.docs[r.n].ID, r.err)
+		}
+		return r.n, nil
 	}
 	select {
-	case err := <-op.done:
-		if err != nil {
-			return fmt.Errorf("append %s: %w", key, err)
-		}
-		return nil
+	case r := <-op.done:
+		return result(r)
 	case <-ctx.Done():
-		return fmt.Errorf("append %s: outcome unknown: %w: %w", key, couponmesh.ErrUnavailable, ctx.Err())
+		return 0, fmt.Errorf("append %s: outcome unknown: %w: %w", key, couponmesh.ErrUnavailable, ctx.Err())
 	case <-c.exited:
 		// The flushers may have answered just before exiting.
 		select {
-		case err := <-op.done:
-			if err != nil {
-				return fmt.Errorf("append %s: %w", key, err)
-			}
-			return nil
+		case r := <-op.done:
+			return result(r)
 		default:
 		}
-		return fmt.Errorf("append %s: store closed, outcome unknown: %w", key, couponmesh.ErrUnavailable)
+		return 0, fmt.Errorf("append %s: store closed, outcome unknown: %w", key, couponmesh.ErrUnavailable)
 	}
 }
 
@@ -313,126 +361,235 @@ func latestDeadline(batch []*appendOp) time.Time {
 	return latest
 }
 
-// insertModels is the BulkWrite of batch: one insert per op, in order (a
-// write error's index is the op's index in batch).
-func insertModels(batch []*appendOp) []mongo.WriteModel {
-	models := make([]mongo.WriteModel, len(batch))
-	for i, op := range batch {
-		models[i] = mongo.NewInsertOneModel().SetDocument(op.doc)
+// orderedChunk bounds the documents of one ordered BulkWrite. FerretDB
+// 1.24 inserts in chunks of 100 documents and, in ordered mode, goes on
+// with the next chunk after a chunk stopped at an error (msg_insert.go): a
+// seq after a refused one could be written. Within one chunk it stops.
+const orderedChunk = 100
+
+// insertModels is the BulkWrite of batch: the documents of every op not
+// yet known written, op after op, in order, at most limit (0: all).
+// owner[i] is the index in batch of the op that models[i] belongs to.
+func insertModels(batch []*appendOp, limit int) (models []mongo.WriteModel, owner []int) {
+	for bi, op := range batch {
+		for _, d := range op.docs[op.n:] {
+			if limit > 0 && len(models) == limit {
+				return models, owner
+			}
+			models = append(models, mongo.NewInsertOneModel().SetDocument(d))
+			owner = append(owner, bi)
+		}
 	}
-	return models
+	return models, owner
 }
 
-// attempt sends one BulkWrite of batch, answers the ops whose result is
-// known and returns the others (outcome unknown).
+// attempt writes batch once (the ops with one document left in one
+// unordered BulkWrite, the runs of several in ordered ones), answers the
+// ops whose result is known and returns the others (outcome unknown).
 func (c *committer) attempt(batch []*appendOp, attempt int) []*appendOp {
-	s, m := c.s, c.s.metrics
 	// One attempt lasts OpTimeout at most, and no longer than the
 	// latest-waiting op.
 	ctx, cancel := context.WithDeadline(context.Background(), latestDeadline(batch))
 	defer cancel()
-	ctx, cancel2 := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	ctx, cancel2 := context.WithTimeout(ctx, c.s.cfg.OpTimeout)
 	defer cancel2()
-
-	models := insertModels(batch)
-	c.bulkWrites.Add(1)
-	m.BulkWrites.Inc()
-	m.BatchSize.Observe(float64(len(batch)))
-	start := time.Now()
-	_, err := s.journal.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	m.BulkSeconds.Observe(time.Since(start).Seconds())
-	if err == nil {
-		c.setDown(false)
-		for _, op := range batch {
-			c.answer(op, nil)
-		}
-		return nil
-	}
-
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) {
-		c.suspect()
-		// Network error, timeout, server selection: nothing is known.
-		level := slog.LevelWarn
-		if attempt > 0 {
-			level = slog.LevelDebug // one warning per batch, not per retry
-		}
-		s.log.Log(ctx, level, "group commit: batch outcome unknown, retrying", "ops", len(batch), "attempt", attempt, "err", err)
-		for _, op := range batch {
-			op.unknown = true
-		}
-		return batch
-	}
-	c.setDown(false) // the database answered
-	perOp := make([]*mongo.BulkWriteError, len(batch))
-	for i := range bwe.WriteErrors {
-		we := &bwe.WriteErrors[i]
-		if we.Index >= 0 && we.Index < len(batch) {
-			perOp[we.Index] = we
+	var singles, runs []*appendOp
+	for _, op := range batch {
+		if len(op.docs)-op.n == 1 {
+			singles = append(singles, op)
+		} else {
+			runs = append(runs, op)
 		}
 	}
 	var unknown []*appendOp
-	for i, op := range batch {
-		we := perOp[i]
-		switch {
-		case we == nil && bwe.WriteConcernError != nil:
-			// Written on the primary but not acknowledged by the write
-			// concern: not durable as asked. Retrying resolves it.
-			op.unknown = true
-			unknown = append(unknown, op)
-		case we == nil:
-			c.answer(op, nil)
-		case mongo.IsDuplicateKeyError(we.WriteError):
-			if !op.unknown {
-				c.answer(op, couponmesh.ErrDuplicate)
-				continue
-			}
-			// Maybe our own earlier attempt: read it back.
-			ours, err := c.readBack(ctx, op)
-			switch {
-			case err != nil:
-				unknown = append(unknown, op)
-			case ours:
-				c.answer(op, nil)
-			default:
-				c.answer(op, couponmesh.ErrDuplicate)
-			}
-		default:
-			// Refused by the server for this document: not written.
-			s.log.Error("group commit: write refused", "key", op.doc.ID, "code", we.Code, "err", we.Message)
-			c.answer(op, fmt.Errorf("write refused (code %d): %w", we.Code, couponmesh.ErrUnavailable))
-		}
+	if len(singles) > 0 {
+		unknown = c.bulk(ctx, singles, false, attempt)
 	}
-	if bwe.WriteConcernError != nil {
-		s.log.Warn("group commit: write concern error, retrying", "ops", len(unknown), "err", bwe.WriteConcernError.Message)
+	if len(runs) > 0 && ctx.Err() == nil {
+		unknown = append(unknown, c.bulk(ctx, runs, true, attempt)...)
+	} else {
+		unknown = append(unknown, runs...)
 	}
 	return unknown
+}
+
+// bulk writes the ops of batch with BulkWrites until each is answered or
+// its outcome is unknown, and returns the unknown ones. Unordered (every
+// op has one document left): one BulkWrite, each error is its op's.
+// Ordered: the documents before the first error are written, those after
+// it were not tried and go again in the next BulkWrite, as do those past
+// orderedChunk.
+func (c *committer) bulk(ctx context.Context, batch []*appendOp, ordered bool, attempt int) []*appendOp {
+	s, m := c.s, c.s.metrics
+	limit := 0
+	if ordered {
+		limit = orderedChunk
+	}
+	var unknown []*appendOp
+	for len(batch) > 0 {
+		if ctx.Err() != nil {
+			return append(unknown, batch...)
+		}
+		models, owner := insertModels(batch, limit)
+		c.bulkWrites.Add(1)
+		m.BulkWrites.Inc()
+		m.BatchSize.Observe(float64(len(models)))
+		start := time.Now()
+		_, err := s.journal.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(ordered))
+		m.BulkSeconds.Observe(time.Since(start).Seconds())
+		var bwe mongo.BulkWriteException
+		switch {
+		case err == nil:
+			c.setDown(false)
+		case !errors.As(err, &bwe):
+			c.suspect()
+			// Network error, timeout, server selection: nothing is known.
+			level := slog.LevelWarn
+			if attempt > 0 {
+				level = slog.LevelDebug // one warning per batch, not per retry
+			}
+			s.log.Log(ctx, level, "group commit: batch outcome unknown, retrying", "ops", len(batch), "attempt", attempt, "err", err)
+			for _, op := range batch {
+				op.unknown = true
+			}
+			return append(unknown, batch...)
+		case bwe.WriteConcernError != nil:
+			c.setDown(false) // the database answered
+			// Written on the primary (up to the first write error, if
+			// ordered) but not acknowledged by the write concern: not
+			// durable as asked. Retrying resolves it, reading back what
+			// it meets.
+			s.log.Warn("group commit: write concern error, retrying", "ops", len(batch), "err", bwe.WriteConcernError.Message)
+			for _, op := range batch {
+				op.unknown = true
+			}
+			return append(unknown, batch...)
+		default:
+			c.setDown(false) // the database answered
+		}
+		// Which models failed; ordered: only the first, and nothing after
+		// it was tried.
+		stop := len(models)
+		failed := make(map[int]*mongo.BulkWriteError)
+		for i := range bwe.WriteErrors {
+			we := &bwe.WriteErrors[i]
+			if we.Index < 0 || we.Index >= len(models) {
+				continue
+			}
+			if ordered {
+				if we.Index < stop {
+					stop = we.Index
+					clear(failed)
+					failed[we.Index] = we
+				}
+				continue
+			}
+			failed[we.Index] = we
+		}
+		errOf := make(map[int]*mongo.BulkWriteError, len(failed)) // by op
+		for i := range stop {
+			if we, ok := failed[i]; ok {
+				errOf[owner[i]] = we
+				continue
+			}
+			batch[owner[i]].n++
+		}
+		if we, ok := failed[stop]; ok {
+			errOf[owner[stop]] = we
+		}
+		var rest []*appendOp
+		for bi, op := range batch {
+			if we, ok := errOf[bi]; ok {
+				switch c.failed(ctx, op, we) {
+				case failUnknown:
+					unknown = append(unknown, op)
+				case failAgain:
+					rest = append(rest, op)
+				}
+				continue
+			}
+			if op.n == len(op.docs) {
+				c.answer(op, nil)
+				continue
+			}
+			rest = append(rest, op) // after the error or the chunk: not tried
+		}
+		batch = rest
+	}
+	return unknown
+}
+
+// What became of an op whose document a write error stopped.
+const (
+	failAnswered = iota // answered (duplicate, refused, or all written)
+	failAgain           // the document was ours: send the rest again
+	failUnknown         // could not tell: retry later
+)
+
+// failed handles the write error we of op's next document (docs[op.n]).
+func (c *committer) failed(ctx context.Context, op *appendOp, we *mongo.BulkWriteError) int {
+	if !mongo.IsDuplicateKeyError(we.WriteError) {
+		// Refused by the server for this document: not written.
+		c.s.log.Error("group commit: write refused", "key", op.docs[op.n].ID, "code", we.Code, "err", we.Message)
+		c.answer(op, fmt.Errorf("write refused (code %d): %w", we.Code, couponmesh.ErrUnavailable))
+		return failAnswered
+	}
+	if !op.unknown {
+		c.answer(op, couponmesh.ErrDuplicate)
+		return failAnswered
+	}
+	// Maybe our own earlier attempt: read it back.
+	ours, err := c.readBack(ctx, op, op.docs[op.n])
+	switch {
+	case err != nil:
+		return failUnknown
+	case !ours:
+		c.answer(op, couponmesh.ErrDuplicate)
+		return failAnswered
+	}
+	// Our attempts wrote a prefix of the op's documents: find its end by
+	// bisection (docs[lo] is ours, docs[hi] is not known to be).
+	lo, hi := op.n, len(op.docs)
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		if ours, err := c.readBack(ctx, op, op.docs[mid]); err == nil && ours {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	op.n = lo + 1
+	if op.n == len(op.docs) {
+		c.answer(op, nil)
+		return failAnswered
+	}
+	return failAgain
 }
 
 // errNotYetMajority: our document is on the primary but not yet
 // majority-committed; the outcome stays unknown.
 var errNotYetMajority = errors.New("written, not yet majority-committed")
 
-// readBack reports whether the journal document with op's _id is op's own
+// readBack reports whether the journal document with doc's _id is op's own
 // (same token). No such document means the duplicate was the Unique key of
 // another document: not ours. With write concern majority, only a
 // majority-committed document counts as ours; one visible on the primary
 // only leaves the outcome unknown (an error).
-func (c *committer) readBack(ctx context.Context, op *appendOp) (bool, error) {
+func (c *committer) readBack(ctx context.Context, op *appendOp, doc entryDoc) (bool, error) {
 	c.readBacks.Add(1)
 	// read reports whether a document with op's _id exists and is op's.
 	read := func(coll *mongo.Collection) (found, ours bool, err error) {
 		var d struct {
 			Tok int64 `bson:"tk"`
 		}
-		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: op.doc.ID}}).Decode(&d)
+		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}).Decode(&d)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return false, false, nil
 		}
 		if err != nil {
 			return false, false, err
 		}
-		return true, d.Tok == op.doc.Tok, nil
+		return true, d.Tok == op.tok, nil
 	}
 	if maj := c.s.journalMajority; maj != nil {
 		found, ours, err := read(maj)
@@ -507,5 +664,5 @@ func (c *committer) suspect() {
 
 func (c *committer) answer(op *appendOp, err error) {
 	c.ops.Add(1)
-	op.done <- err
+	op.done <- opResult{n: op.n, err: err}
 }

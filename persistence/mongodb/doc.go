@@ -14,9 +14,11 @@
 // It imports the standard library, the domain package and the driver; only
 // cmd/ and tests import it (actors see couponmesh.Store).
 //
-// Appends go through a group commit (commit.go): a bounded queue, unordered
-// BulkWrites of up to BatchMaxOps inserts, each caller answered with its own
-// op's result; outcomes that are unknown are retried with the same _id and
+// Appends go through a group commit (commit.go): a bounded queue, BulkWrites
+// of up to BatchMaxOps ops (single appends unordered in one BulkWrite; runs
+// of AppendOrdered ordered, at most 100 documents per BulkWrite because
+// FerretDB 1.24 does not stop an ordered insert beyond its 100-document
+// chunks), each caller answered with its own op's result; outcomes that are unknown are retried with the same _id and
 // resolved by reading the document back (a per-write token), never reported
 // as success. While the database is known to be unreachable (no answer, and
 // a ping fails too), every operation fails fast as unavailable until a ping

@@ -29,6 +29,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"AppendRoundTrip", testAppendRoundTrip},
 		{"AppendDuplicate", testAppendDuplicate},
 		{"AppendRace", testAppendRace},
+		{"AppendOrdered", testAppendOrdered},
+		{"AppendOrderedRace", testAppendOrderedRace},
 		{"Entries", testEntries},
 		{"Snapshots", testSnapshots},
 		{"Browse", testBrowse},
@@ -235,6 +237,111 @@ func testAppendRace(t *testing.T, s couponmesh.Store) {
 			checkEntries(t, got, []couponmesh.Entry{want})
 		})
 	}
+}
+
+// run returns entries seq from..to of entity, tagged tag in Data.
+func run(entity string, from, to int64, tag string) []couponmesh.Entry {
+	var es []couponmesh.Entry
+	for seq := from; seq <= to; seq++ {
+		es = append(es, couponmesh.Entry{Entity: entity, Seq: seq, Type: "claimed", Unique: fmt.Sprintf("%s/%s/%d", entity, tag, seq),
+			At: base.Add(time.Duration(seq) * time.Millisecond), Data: []byte(tag)})
+	}
+	return es
+}
+
+// testAppendOrdered: a run of entries is written in order and stops at the
+// first that fails; nothing after it is written.
+func testAppendOrdered(t *testing.T, s couponmesh.Store) {
+	tests := []struct {
+		name    string
+		before  []couponmesh.Entry // appended first
+		entries []couponmesh.Entry
+		wantN   int
+		wantDup bool
+	}{
+		{"all written", nil, run("coupon/o1", 1, 5, "a"), 5, false},
+		{"empty", nil, nil, 0, false},
+		{"first seq taken", run("coupon/o2", 1, 1, "x"), run("coupon/o2", 1, 4, "a"), 0, true},
+		{"middle seq taken", run("coupon/o3", 3, 3, "x"), run("coupon/o3", 1, 5, "a"), 2, true},
+		{"middle unique taken", []couponmesh.Entry{{Entity: "coupon/other", Seq: 1, Type: "x", Unique: "coupon/o4/a/2", At: base}},
+			run("coupon/o4", 1, 4, "a"), 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mustAppend(t, s, tt.before...)
+			n, err := s.AppendOrdered(ctx(t), tt.entries)
+			if n != tt.wantN || tt.wantDup != errors.Is(err, couponmesh.ErrDuplicate) || (!tt.wantDup && err != nil) {
+				t.Fatalf("AppendOrdered = %d, %v; want %d, duplicate %v", n, err, tt.wantN, tt.wantDup)
+			}
+			if errors.Is(err, couponmesh.ErrUnavailable) {
+				t.Fatalf("duplicate reported as unavailable too: %v", err)
+			}
+			if len(tt.entries) == 0 {
+				return
+			}
+			// The journal holds the written prefix, then what was there.
+			ent := tt.entries[0].Entity
+			got, err := s.Entries(ctx(t), ent, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := slices.Clone(tt.entries[:n])
+			for _, b := range tt.before {
+				if b.Entity == ent && b.Seq == int64(n+1) {
+					want = append(want, b)
+				}
+			}
+			checkEntries(t, got, want)
+			// Nothing after the failed entry was written, not even past a gap.
+			for _, e := range tt.entries[n:] {
+				es, err := s.Entries(ctx(t), ent, e.Seq-1, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(es) == 1 && string(es[0].Data) == "a" {
+					t.Fatalf("%s written after the run stopped", e.Key())
+				}
+			}
+		})
+	}
+}
+
+// testAppendOrderedRace: activations write runs of the same seqs at once;
+// exactly one run is written whole, every other writes nothing (no entry
+// of a loser after a winner's: DESIGN's fencing for pipelined commits).
+func testAppendOrderedRace(t *testing.T, s couponmesh.Store) {
+	const racers, length = 8, 10
+	ns := make([]int, racers)
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			ns[i], errs[i] = s.AppendOrdered(ctx(t), run("coupon/orace", 1, length, strconv.Itoa(i)))
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i := range racers {
+		switch {
+		case errs[i] == nil && ns[i] == length && winner < 0:
+			winner = i
+		case errs[i] == nil:
+			t.Errorf("racer %d wrote %d entries, and racer %d won too", i, ns[i], winner)
+		case ns[i] != 0 || !errors.Is(errs[i], couponmesh.ErrDuplicate):
+			t.Errorf("racer %d: %d, %v; want 0 and duplicate", i, ns[i], errs[i])
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no run was written")
+	}
+	got, err := s.Entries(ctx(t), "coupon/orace", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEntries(t, got, run("coupon/orace", 1, length, strconv.Itoa(winner)))
 }
 
 func testEntries(t *testing.T, s couponmesh.Store) {

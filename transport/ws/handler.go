@@ -36,6 +36,8 @@ type Handler struct {
 	ips     *ipLimits
 	users   userLimits
 	writers *writers
+	// lastPush is the coupon push frame parsed last (conflate.go).
+	lastPush atomic.Pointer[pushInfo]
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

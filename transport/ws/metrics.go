@@ -31,6 +31,7 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	limited     prometheus.Counter
+	conflated   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -67,6 +68,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "couponmesh_ws_frames_rate_limited_total",
 			Help: "Client frames refused with rate_limited because their session exceeded its request rate.",
 		}),
+		conflated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_ws_pushes_conflated_total",
+			Help: "Coupon pushes not written because a newer state of the same coupon was queued for the session (or written already).",
+		}),
 	}
 	if reg != nil {
 		m.sessions = register(reg, m.sessions)
@@ -77,6 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.dropped = register(reg, m.dropped)
 		m.refused = register(reg, m.refused)
 		m.limited = register(reg, m.limited)
+		m.conflated = register(reg, m.conflated)
 	}
 	return m
 }

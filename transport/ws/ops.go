@@ -360,6 +360,7 @@ func (s *session) release(ids ...string) {
 		delete(s.subs, id)
 	}
 	s.mu.Unlock()
+	s.forgetPushes(ids)
 }
 
 // forEach calls fn(0..n-1), at most par at a time, and returns when all

@@ -41,10 +41,12 @@ type session struct {
 	ended       bool     // the reader has returned
 	closeCode   websocket.StatusCode
 	closeReason string
-	principal   couponmesh.Principal // zero until a successful auth
-	anonymous   bool                 // no auth yet, and subscribe, unsubscribe or get used (counted in h.ips)
-	deadline    time.Time            // token expiry plus leeway
-	subs        map[string]struct{}  // coupons subscribed (or being subscribed)
+	principal   couponmesh.Principal  // zero until a successful auth
+	anonymous   bool                  // no auth yet, and subscribe, unsubscribe or get used (counted in h.ips)
+	deadline    time.Time             // token expiry plus leeway
+	subs        map[string]struct{}   // coupons subscribed (or being subscribed)
+	pushes      map[string]queuedPush // coupon → its last push queued (conflate.go); nil until one is
+	qgen        uint64                // incremented each time the writer takes the queue
 
 	attachMu sync.Mutex // serializes hub.Attach; guards attached
 	attached bool       // hub.Attach done for the feed
@@ -114,13 +116,20 @@ func (s *session) serve() {
 
 // Send enqueues a frame for the writer and never blocks. It reports false
 // when the session is closing or its queue is full; in the latter case the
-// session is dropped with 1013 and detached from the hub. frame is shared
-// and not modified.
+// session is dropped with 1013 and detached from the hub. A coupon push
+// replaces a queued older push of the same coupon, and one older than what
+// was queued before is dropped (conflate.go). frame is shared and not
+// modified.
 func (s *session) Send(frame []byte) bool {
+	coupon, version, isPush := s.h.couponPush(frame)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return false
+	}
+	if isPush && s.conflateLocked(coupon, version, frame) {
+		s.mu.Unlock()
+		return true
 	}
 	if len(s.queue) >= s.h.cfg.SendQueue {
 		s.closeLocked(websocket.StatusTryAgainLater, "slow consumer", dropSlowConsumer)
@@ -130,6 +139,9 @@ func (s *session) Send(frame []byte) bool {
 		return false
 	}
 	s.queue = append(s.queue, frame)
+	if isPush {
+		s.recordPushLocked(coupon, version)
+	}
 	start := s.wakeLocked()
 	s.mu.Unlock()
 	if start {
@@ -206,6 +218,7 @@ func (s *session) writeTurn() (again bool) {
 	s.mu.Lock()
 	q := s.queue
 	s.queue = nil
+	s.qgen++ // the pushes queued are on their way: none can be replaced
 	closing, code, reason := s.closing && !s.ended, s.closeCode, s.closeReason
 	if len(q) == 0 && !closing {
 		s.writing = false

@@ -99,6 +99,19 @@ func TestTokenExpiryCloses1008(t *testing.T) {
 // session's queue after a few hundred kilobytes, not tens of megabytes.
 type smallBuffers struct{ net.Listener }
 
+// newSmallBufferEnv is newEnv with small server socket send buffers, so
+// that a client that stops reading blocks the server's writes soon.
+func newSmallBufferEnv(t *testing.T, cfg ws.Config) *env {
+	t.Helper()
+	e := newEnv(t, cfg)
+	e.srv.Close()
+	e.srv = httptest.NewUnstartedServer(e.h)
+	e.srv.Listener = smallBuffers{e.srv.Listener}
+	e.srv.Start()
+	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	return e
+}
+
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -109,7 +122,7 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 
 // TestSlowConsumerDropped: a session that stops reading is dropped with
 // 1013 and detached from the hub, while the publisher never blocks and a
-// healthy session receives every push in order. If Send blocked, the
+// healthy session receives growing versions to the last. If Send blocked, the
 // publishing loop (which holds the hub's lock while it calls Send) would
 // stall and the healthy session would miss pushes; if the queue were
 // unbounded, no drop would happen.
@@ -118,12 +131,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	cfg.SendQueue = 64
 	cfg.PingInterval = time.Minute // no ping may end the slow session first
 	cfg.CloseGrace = 10 * time.Second
-	e := newEnv(t, cfg)
-	e.srv.Close()
-	e.srv = httptest.NewUnstartedServer(e.h)
-	e.srv.Listener = smallBuffers{e.srv.Listener}
-	e.srv.Start()
-	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	e := newSmallBufferEnv(t, cfg)
 
 	desc := strings.Repeat("d", 2000)
 	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc})
@@ -184,13 +192,17 @@ func TestSlowConsumerDropped(t *testing.T) {
 	go func() {
 		defer close(publisherDone)
 		for v := int64(2); v < max; v++ {
-			e.hub.PublishCoupon(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc, Version: v})
+			c := couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc, Version: v}
+			e.hub.PublishCoupon(c)
+			// Coupon pushes are conflated (one queued per coupon); the
+			// slow session's feed is not, and fills its queue.
+			e.hub.PublishFeed("slow", couponmesh.FeedEntry{Seq: v, Type: couponmesh.FeedCouponChanged, Coupon: "hot", Change: &c})
 			published++
 			if e.hub.Subscribers("hot") == 1 && published > 10 {
 				return
 			}
 			mu.Lock()
-			behind := int64(len(got)) < v-1-int64(cfg.SendQueue/2)
+			behind := lastOf(got) < v-int64(cfg.SendQueue/2)
 			mu.Unlock()
 			for behind {
 				select {
@@ -199,7 +211,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				behind = int64(len(got)) < v-1-int64(cfg.SendQueue/2)
+				behind = lastOf(got) < v-int64(cfg.SendQueue/2)
 				mu.Unlock()
 			}
 		}
@@ -222,7 +234,8 @@ func TestSlowConsumerDropped(t *testing.T) {
 		t.Fatalf("%d sessions; the slow one should still be flushing", e.h.Sessions())
 	}
 
-	// The healthy session got every push, in order.
+	// The healthy session got growing versions up to the last (it may
+	// skip one that a newer replaced while queued: conflation).
 	last := int64(published + 1)
 	checkFor(t, 10*time.Second, "healthy session to catch up", func() bool {
 		mu.Lock()
@@ -230,10 +243,10 @@ func TestSlowConsumerDropped(t *testing.T) {
 		return len(got) > 0 && got[len(got)-1] == last
 	})
 	mu.Lock()
-	for i, v := range got {
-		if v != int64(i+2) {
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
 			mu.Unlock()
-			t.Fatalf("healthy session: push %d has version %d, want %d", i, v, i+2)
+			t.Fatalf("healthy session: push %d has version %d after %d", i, got[i], got[i-1])
 		}
 	}
 	mu.Unlock()
@@ -253,6 +266,14 @@ func TestSlowConsumerDropped(t *testing.T) {
 	checkFor(t, 5*time.Second, "session count 1", func() bool { return e.h.Sessions() == 1 })
 }
 
+// lastOf returns the last version in got (0: none).
+func lastOf(got []int64) int64 {
+	if len(got) == 0 {
+		return 0
+	}
+	return got[len(got)-1]
+}
+
 // TestStuckClientsDoNotHoldBackOthers: more clients than the node has
 // writers stop reading while their queues are allowed to grow; the writes to
 // them block in the kernel. A healthy session still receives every push
@@ -261,12 +282,7 @@ func TestStuckClientsDoNotHoldBackOthers(t *testing.T) {
 	cfg := ws.LocalConfig()
 	cfg.SendQueue = 1 << 20 // never dropped during the test: they stay stuck
 	cfg.PingInterval = time.Minute
-	e := newEnv(t, cfg)
-	e.srv.Close()
-	e.srv = httptest.NewUnstartedServer(e.h)
-	e.srv.Listener = smallBuffers{e.srv.Listener}
-	e.srv.Start()
-	e.url = "ws" + strings.TrimPrefix(e.srv.URL, "http")
+	e := newSmallBufferEnv(t, cfg)
 
 	desc := strings.Repeat("d", 4000)
 	e.svc.Put(couponmesh.Coupon{ID: "hot", Merchant: "m", Title: "t", Quantity: 1, Description: desc})

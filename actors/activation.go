@@ -41,9 +41,11 @@ type Activation[M State] struct {
 	activatedAt time.Time
 	recent      recentRing // the last requests handled, for ActorInspect
 	snapTimer   *time.Timer
-	superseded  bool   // another activation wrote to the journal: step aside
-	leaving     bool   // passivating: requests are turned away until the mailbox is quiet
-	validated   uint64 // the Churn epoch the state was last loaded or validated at
+	superseded  bool        // another activation wrote to the journal: step aside
+	leaving     bool        // passivating: requests are turned away until the mailbox is quiet
+	validated   uint64      // the Churn epoch the state was last loaded or validated at
+	revalidate  *time.Timer // set while a stale state waits to read the journal again
+	staleFor    int         // revalidations in a row (backoff)
 
 	// OnLeave, when set, runs when the grain starts to leave and when it
 	// stops (so at least once).
@@ -73,6 +75,20 @@ func NewActivation[M State](cfg *GrainConfig, kind string, load func(ctx context
 }
 
 type snapshotTick struct{}
+
+// revalidateTick makes a grain whose state is Stale read its journal again.
+type revalidateTick struct{}
+
+// Stale is what a State may also offer: true while entries after its seq
+// may be durable without being applied (a write whose outcome was unknown
+// and a journal that could not be read then). The Activation then validates
+// it again, with a backoff, until it is current: the grain's subscribers get
+// its final state without waiting for another request.
+type Stale interface{ Stale() bool }
+
+// revalidateAfter is the first delay before a stale state reads its journal
+// again (doubling up to 8 times as much while the database does not answer).
+const revalidateAfter = 250 * time.Millisecond
 
 // Receive handles the lifecycle messages and the methods every grain has
 // (ActorInspect, ActorPassivate, ActorPing). For any other grain request it
@@ -104,10 +120,18 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		if a.snapTimer != nil {
 			a.snapTimer.Stop()
 		}
+		if a.revalidate != nil {
+			a.revalidate.Stop()
+		}
 		a.snapshot()
 	case snapshotTick:
 		a.snapTimer = nil
 		a.snapshot()
+	case revalidateTick:
+		a.revalidate = nil
+		if a.Serving() {
+			a.validateNow(ctx, "stale")
+		}
 	case *cluster.ClusterTopology:
 		// Sent by the placement actor when members left: their hubs are gone.
 		for _, m := range msg.Left {
@@ -181,7 +205,13 @@ func (a *Activation[M]) validate(ctx actor.Context) bool {
 	if !churn.Stale(a.validated) {
 		return true
 	}
-	epoch := churn.Epoch()
+	return a.validateNow(ctx, "churn")
+}
+
+// validateNow reads the journal after the state's seq and applies what
+// another activation (or a write of unknown outcome) left there.
+func (a *Activation[M]) validateNow(ctx actor.Context, why string) bool {
+	epoch := a.Cfg.Churn.Epoch()
 	opCtx, cancel := a.OpContext()
 	defer cancel()
 	n, err := a.M.Validate(opCtx)
@@ -193,7 +223,7 @@ func (a *Activation[M]) validate(ctx actor.Context) bool {
 		return true
 	case err != nil:
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "failed").Inc()
-		a.Log.Warn("validation after cluster churn failed", "err", err)
+		a.Log.Warn("validation against the journal failed", "why", why, "err", err)
 		return false
 	case n > 0:
 		a.validated = epoch
@@ -223,12 +253,21 @@ func (a *Activation[M]) Serving() bool { return a.loaded && !a.leaving }
 // as the journal's Superseded hook.
 func (a *Activation[M]) Supersede() { a.superseded = true }
 
-// After ends every message: it records the request handled, and
-// passivates a superseded activation.
+// After ends every message: it records the request handled, passivates a
+// superseded activation, and has a Stale state read its journal again soon.
 func (a *Activation[M]) After(ctx actor.Context) {
 	a.recent.end()
 	if a.superseded {
 		a.Leave(ctx, "another activation wrote to the journal")
+		return
+	}
+	if st, ok := any(a.M).(Stale); ok && a.revalidate == nil && a.Serving() && st.Stale() {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.staleFor++
+		d := revalidateAfter << min(a.staleFor-1, 3)
+		a.revalidate = time.AfterFunc(d, func() { root.Send(self, revalidateTick{}) })
+	} else if a.revalidate == nil {
+		a.staleFor = 0
 	}
 }
 

@@ -195,6 +195,7 @@ func (j *Journal) Validate(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("validate %s: %w", j.Entity, unavailable(err))
 	}
 	if len(next) == 0 {
+		j.stale = false // nothing after Seq: the state is the journal's
 		return 0, nil
 	}
 	n, err := j.CatchUp(ctx)
@@ -203,6 +204,11 @@ func (j *Journal) Validate(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// Stale reports whether a write failed and the journal could not be read
+// since: entries after Seq may be durable (an unknown outcome), and the
+// state may lag behind them until Validate or the next proposal.
+func (j *Journal) Stale() bool { return j.stale }
 
 // Propose decides p now (or queues it behind waiting proposals). ctx
 // bounds the catch-up a stale journal does first.

@@ -244,6 +244,10 @@ func (m *Machine) Coupon() couponmesh.Coupon {
 	return c
 }
 
+// Stale implements actors.Stale: a write's outcome was unknown and the
+// journal could not be read since.
+func (m *Machine) Stale() bool { return m.journal.Stale() }
+
 // Seq returns the journal seq applied.
 func (m *Machine) Seq() int64 { return m.journal.Seq }
 

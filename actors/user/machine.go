@@ -318,6 +318,10 @@ func (m *Machine) Validate(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// Stale implements actors.Stale: a write's outcome was unknown and the
+// journal could not be read since.
+func (m *Machine) Stale() bool { return m.journal.Stale() }
+
 // Seq returns the last feed seq.
 func (m *Machine) Seq() int64 { return m.journal.Seq }
 

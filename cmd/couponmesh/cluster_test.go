@@ -495,7 +495,8 @@ func duplicates(owners map[string][]string) map[string][]string {
 }
 
 // A fourth node joins while shoppers claim and read on three: no shopper
-// sees an error, some identities move to the new node, none stays
+// sees an error (their sessions do not retry: every error counts), some
+// identities move to the new node, none stays
 // activated on two nodes, and the journal holds exactly what the shoppers
 // were told. Demand exceeds supply (9 shoppers, 6 units a coupon), and the
 // claims flow through the join.

@@ -442,6 +442,18 @@ func (l *load) end() (int, []error) {
 	return l.calls, l.errs
 }
 
+// openJournal opens the database at uri to read journals from (closed when
+// the test ends).
+func openJournal(t testing.TB, uri string) history.Journal {
+	t.Helper()
+	s, err := history.Open(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
 // checkHistory reads the claims of coupons (and of the users in hist)
 // straight from the database at uri, not through the grains, and checks
 // what the clients were told against them (internal/history): no coupon
@@ -451,12 +463,7 @@ func (l *load) end() (int, []error) {
 // then have sold out, or the over-claim check proved nothing.
 func checkHistory(t testing.TB, uri string, coupons []string, hist *history.Recorder, soldOut bool) history.Report {
 	t.Helper()
-	s, err := history.Open(t.Context(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
-	r, err := history.Check(t.Context(), s, coupons, hist.Attempts())
+	r, err := history.Check(t.Context(), openJournal(t, uri), coupons, hist.Attempts())
 	if err != nil {
 		t.Fatal(err)
 	}

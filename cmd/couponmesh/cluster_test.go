@@ -606,6 +606,7 @@ func watchStale(current, late *proc, newNode string, ids []string) *staleWatch {
 				}
 				w.last = now
 				w.mu.Unlock()
+				break // one stale identity a round: short rounds while the view is stale
 			}
 		}
 	}()

@@ -422,8 +422,9 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[2].session(t, "auditor")
+	journal := openJournal(t, c.db)
 	for _, s := range shoppers {
-		s.checkFinal(t, auditor)
+		s.checkFinal(t, auditor, journal)
 	}
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
@@ -541,8 +542,9 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 		t.Errorf("only %d coupons were claimed by every shopper: too few to check over-claiming", full)
 	}
 	auditor := c.nodes[1].session(t, "auditor")
+	journal := openJournal(t, c.db)
 	for _, s := range shoppers {
-		s.checkFinal(t, auditor)
+		s.checkFinal(t, auditor, journal)
 	}
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)

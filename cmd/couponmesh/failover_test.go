@@ -171,23 +171,25 @@ func (s *shopper) claimAll(hist *history.Recorder, coupons []string, pace time.D
 	}
 }
 
-// checkFeed reports a gap or a repeat in the feed the shopper received.
-func (s *shopper) checkFeed() error {
+// checkFeed reports a gap or a repeat in the feed the shopper received, or
+// that it does not end at last (the user's last seq in the database; 0:
+// not checked).
+func (s *shopper) checkFeed(last int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := 1; i < len(s.feed); i++ {
-		if s.feed[i] != s.feed[i-1]+1 {
-			return fmt.Errorf("%s feed: seq %d after %d", s.user, s.feed[i], s.feed[i-1])
-		}
+	if err := history.CheckFeed(s.feed, last); err != nil {
+		return fmt.Errorf("%s: %w", s.user, err)
 	}
 	return nil
 }
 
 // checkFinal waits until the shopper has the newest state of every coupon
-// it follows and its feed holds every entry of its user.
-func (s *shopper) checkFinal(t *testing.T, auditor *client.Client) {
+// it follows and its feed holds every entry of its user's journal, read
+// from the database through j; the feed it received must have no gap.
+func (s *shopper) checkFinal(t *testing.T, auditor *client.Client, j history.Journal) {
 	t.Helper()
 	ctx := context.Background()
+	var end int64
 	checkFor(t, 10*time.Second, s.user+" has the final state", func() error {
 		for _, id := range s.follow {
 			want, err := auditor.Get(ctx, id)
@@ -198,18 +200,18 @@ func (s *shopper) checkFinal(t *testing.T, auditor *client.Client) {
 				return fmt.Errorf("%s: version %d, newest %d", id, got.Version, want.Version)
 			}
 		}
-		entries, err := s.c.Feed(ctx, 0, 500)
-		if err != nil {
+		var err error
+		if end, err = history.FeedEnd(ctx, j, s.user); err != nil {
 			return err
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if len(entries) > 0 && (len(s.feed) == 0 || s.feed[len(s.feed)-1] != entries[len(entries)-1].Seq) {
-			return fmt.Errorf("feed ends at %v, the user's at %d", s.feed[max(len(s.feed)-1, 0):], entries[len(entries)-1].Seq)
+		if end > 0 && (len(s.feed) == 0 || s.feed[len(s.feed)-1] != end) {
+			return fmt.Errorf("feed ends at %v, the user's journal at %d", s.feed[max(len(s.feed)-1, 0):], end)
 		}
 		return nil
 	})
-	if err := s.checkFeed(); err != nil {
+	if err := s.checkFeed(end); err != nil {
 		t.Error(err)
 	}
 }
@@ -307,8 +309,9 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[2].session(t, "auditor2")
+	journal := openJournal(t, c.db)
 	for _, s := range shoppers {
-		s.checkFinal(t, auditor)
+		s.checkFinal(t, auditor, journal)
 	}
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
@@ -502,7 +505,8 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
 	auditor := c.nodes[1].session(t, "auditor3")
+	journal := openJournal(t, c.db)
 	for _, s := range shoppers {
-		s.checkFinal(t, auditor)
+		s.checkFinal(t, auditor, journal)
 	}
 }

@@ -170,7 +170,7 @@ func checkClaimsJournal(t *testing.T, uri, id string, want int, acked map[string
 
 // openStoreAt opens a store of its own on uri (to read what the database
 // holds, past any node's memory), closed when the test ends.
-func openStoreAt(t *testing.T, uri string) *mongodb.Store {
+func openStoreAt(t testing.TB, uri string) *mongodb.Store {
 	t.Helper()
 	cfg := mongodb.DefaultConfig()
 	cfg.URI = uri

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -151,11 +150,7 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	// Reads through the majority equal the journal.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	store, err := mongodb.Open(ctx, mongodb.Config{URI: db.uri()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(context.Background())
+	store := openStoreAt(t, db.uri())
 	journal := readJournals(t, ctx, store, shoppers, ids)
 	// The claims: no coupon over its quantity, no n twice, every
 	// acknowledged claim in the journal, no refused one in it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
-	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
 
 // Durable timers (issue 18, DESIGN.md invariant 9). Lateness is measured
@@ -280,7 +278,7 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 	// queue that holds them all (the default drops it with 1013, by design).
 	c := startCluster(t, 1, "COUPONMESH_WS_SEND_QUEUE=4096")
 	node := c.nodes[0]
-	store := openStore(t, c.db)
+	store := openStoreAt(t, c.db)
 	const n = 1000
 	base := time.Now().Add(15 * time.Second).Truncate(time.Second)
 	api := merchantAPI(t, node)
@@ -351,25 +349,13 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 	}
 }
 
-// openStore opens the database at uri as the tests' own reader of the
-// journal.
-func openStore(t *testing.T, uri string) *mongodb.Store {
-	t.Helper()
-	store, err := mongodb.Open(t.Context(), mongodb.Config{URI: uri}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close(context.Background()) })
-	return store
-}
-
 // Three nodes; the node that holds a coupon and its reminder shard is
 // killed (kill -9) one second before the coupon's expiry: a watcher on
 // another node gets the expired push once the shard is up again on its new
 // owner, and the journal has one expired entry.
 func TestExpiryWhenTheOwnerDies(t *testing.T) {
 	c := startCluster(t, 3)
-	store := openStore(t, c.db)
+	store := openStoreAt(t, c.db)
 	due := time.Now().Add(12 * time.Second).Truncate(time.Millisecond)
 	ids := createCouponsWith(t, c.nodes[0], "k", 40, couponmesh.CouponSpec{Title: ptr("Kill"), Quantity: ptr(5), ExpiresAt: &due})
 	// Which node holds each coupon grain and each shard (both active by now:

@@ -14,6 +14,11 @@
 //     a definite failure (sold_out, already_claimed, …);
 //   - one claim per user and coupon.
 //
+// FeedEnd and CheckFeed check a feed a client received against its user's
+// journal: no gap, no repeat, ending at the journal's last seq. Report also
+// gives what a fault scenario prints: outcomes, error codes as clients saw
+// them, and the longest time without an acknowledged claim.
+//
 // Test support only: it is imported by _test files and by nothing the
 // binary ships. It imports the domain package, actors/coupon and
 // actors/user (for their journal formats) and persistence/mongodb. A

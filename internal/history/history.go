@@ -165,6 +165,34 @@ type Report struct {
 	// acknowledged claims (by when their answers came), and between the
 	// first attempt and the first acknowledgement.
 	LongestWithoutOK time.Duration
+	// FeedSeq is the last seq of each user's journal (its feed), for
+	// CheckFeed.
+	FeedSeq map[string]int64
+}
+
+// FeedEnd returns the last seq of user u's journal (its feed) in j; 0 when
+// it has none.
+func FeedEnd(ctx context.Context, j Journal, u string) (int64, error) {
+	entries, err := j.Entries(ctx, user.Entity(u), 0, 0)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	return entries[len(entries)-1].Seq, nil
+}
+
+// CheckFeed checks the feed seqs a client received, in order: no gap, no
+// repeat, and (when last > 0) ending at last, the user's last seq in the
+// database (Report.FeedSeq).
+func CheckFeed(seqs []int64, last int64) error {
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			return fmt.Errorf("feed: seq %d after %d", seqs[i], seqs[i-1])
+		}
+	}
+	if last > 0 && (len(seqs) == 0 || seqs[len(seqs)-1] != last) {
+		return fmt.Errorf("feed ends at %v, the user's journal at %d", seqs[max(len(seqs)-1, 0):], last)
+	}
+	return nil
 }
 
 // Err returns the violations as one error, or nil.
@@ -225,7 +253,7 @@ type journalClaim struct {
 // the package comment). It returns an error only when the journal cannot
 // be read or decoded.
 func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt) (Report, error) {
-	r := Report{Coupons: map[string]CouponState{}, Outcomes: map[Outcome]int{}, Codes: map[couponmesh.Code]int{}}
+	r := Report{Coupons: map[string]CouponState{}, Outcomes: map[Outcome]int{}, Codes: map[couponmesh.Code]int{}, FeedSeq: map[string]int64{}}
 	var bad []string
 	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 
@@ -332,6 +360,9 @@ func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt)
 		entries, err := j.Entries(ctx, user.Entity(u), 0, 0)
 		if err != nil {
 			return r, fmt.Errorf("read the journal of user %s: %w", u, err)
+		}
+		if len(entries) > 0 {
+			r.FeedSeq[u] = entries[len(entries)-1].Seq
 		}
 		wallet := map[string]couponmesh.Claim{}
 		for _, e := range entries {

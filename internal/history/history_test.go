@@ -136,6 +136,31 @@ func TestCheckSoundHistory(t *testing.T) {
 	if r.Outcomes[history.OK] != 2 || r.Codes[couponmesh.CodeSoldOut] != 1 {
 		t.Errorf("outcomes %v codes %v", r.Outcomes, r.Codes)
 	}
+	if r.FeedSeq["alice"] != 1 || r.FeedSeq["bob"] != 1 {
+		t.Errorf("feed seqs %v, want alice and bob at 1", r.FeedSeq)
+	}
+}
+
+func TestCheckFeed(t *testing.T) {
+	cases := []struct {
+		name string
+		seqs []int64
+		last int64
+		ok   bool
+	}{
+		{"complete", []int64{1, 2, 3}, 3, true},
+		{"resumed after seq 4", []int64{5, 6}, 6, true},
+		{"no database figure", []int64{1, 2}, 0, true},
+		{"gap", []int64{1, 3}, 3, false},
+		{"repeat", []int64{1, 2, 2, 3}, 3, false},
+		{"behind the journal", []int64{1, 2}, 3, false},
+		{"nothing received", nil, 2, false},
+	}
+	for _, c := range cases {
+		if err := history.CheckFeed(c.seqs, c.last); (err == nil) != c.ok {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
 }
 
 // Each broken invariant is reported: the checker can fail.

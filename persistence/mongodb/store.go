@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -269,14 +271,35 @@ func (s *Store) createIndexes(ctx context.Context) error {
 	// One index per command: FerretDB v1.24 panics (and drops the
 	// connection) when one createIndexes command names two or more indexes
 	// that exist already, i.e. on every restart with CreateMany.
+	//
+	// The embedded database (SQLite under FerretDB) may answer SQLITE_BUSY
+	// when another writer holds a database file for longer than its busy
+	// timeout, as seen on a loaded machine (issue 15); creating an index is
+	// idempotent, so such an answer is retried with backoff until ctx ends.
 	for coll, models := range idx {
 		for _, m := range models {
-			if _, err := coll.Indexes().CreateOne(ctx, m); err != nil {
+			_, err := backoff.Retry(ctx, func() (struct{}, error) {
+				_, err := coll.Indexes().CreateOne(ctx, m)
+				if err != nil && !sqliteBusy(err) {
+					return struct{}{}, backoff.Permanent(err)
+				}
+				return struct{}{}, err
+			}, backoff.WithBackOff(&backoff.ExponentialBackOff{
+				InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: time.Second,
+			}))
+			if err != nil {
 				return unavailable("mongodb: create index on "+coll.Name(), err)
 			}
 		}
 	}
 	return nil
+}
+
+// sqliteBusy reports whether err is the embedded database's SQLite "database
+// is locked" (SQLITE_BUSY), which FerretDB passes on in its error message.
+func sqliteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked")
 }
 
 // Close stops the group commit (appends queued already are written, new

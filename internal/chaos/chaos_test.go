@@ -51,16 +51,18 @@ type env struct {
 	sdk     history.Recorder // claims of shoppers whose SDK reconnects and retries
 	watch   []*watcher
 	users   []string
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	faultAt time.Time // when the fault ended (time to full service is counted from it)
+	stop    chan struct{}  // closed to stop the shoppers
+	wg      sync.WaitGroup // the shoppers
+	unwatch chan struct{}  // closed to stop the watchers, once checked
+	watchWG sync.WaitGroup // the watchers
+	faultAt time.Time      // when the fault ended (time to full service is counted from it)
 	dbDir   string
 }
 
 // newEnv starts the database and three nodes, each in its own namespace,
 // creates the coupons and starts the load and the watchers.
 func newEnv(t *testing.T, dbDir string, nodeEnv ...string) *env {
-	e := &env{t: t, lab: netlab.New(t), stop: make(chan struct{}), dbDir: dbDir}
+	e := &env{t: t, lab: netlab.New(t), stop: make(chan struct{}), unwatch: make(chan struct{}), dbDir: dbDir}
 	e.dbHost = e.lab.Host("db")
 	if e.dbDir == "" {
 		e.dbDir = t.TempDir()
@@ -105,7 +107,7 @@ func newEnv(t *testing.T, dbDir string, nodeEnv ...string) *env {
 		e.users = append(e.users, user)
 		e.wg.Go(func() { e.shop(user, i, i >= rawShoppers) })
 	}
-	t.Cleanup(e.halt)
+	t.Cleanup(func() { e.halt(); e.stopWatching() })
 	return e
 }
 
@@ -258,7 +260,7 @@ type watcher struct {
 func (e *env) newWatcher(k int) *watcher {
 	w := &watcher{e: e, k: k, v: map[string]int64{}}
 	w.connect()
-	e.wg.Go(w.keep)
+	e.watchWG.Go(w.keep)
 	return w
 }
 
@@ -298,7 +300,7 @@ func (w *watcher) connect() bool {
 func (w *watcher) keep() {
 	for {
 		select {
-		case <-w.e.stop:
+		case <-w.e.unwatch:
 			w.mu.Lock()
 			if w.c != nil {
 				w.c.Close()
@@ -334,7 +336,7 @@ func (w *watcher) version(id string) int64 {
 	return w.v[id]
 }
 
-// halt stops the load (idempotent).
+// halt stops the load (idempotent); the watchers go on until unwatched.
 func (e *env) halt() {
 	select {
 	case <-e.stop:
@@ -342,6 +344,16 @@ func (e *env) halt() {
 		close(e.stop)
 	}
 	e.wg.Wait()
+}
+
+// stopWatching stops the watchers (idempotent).
+func (e *env) stopWatching() {
+	select {
+	case <-e.unwatch:
+	default:
+		close(e.unwatch)
+	}
+	e.watchWG.Wait()
 }
 
 // result is one scenario's line of the table.
@@ -407,8 +419,8 @@ func (e *env) finish(name string) {
 		}
 		last[id] = entries[len(entries)-1].Seq
 	}
+	deadline := time.Now().Add(30 * time.Second) // three hub renewals
 	for i, w := range e.watch {
-		deadline := time.Now().Add(30 * time.Second)
 		for {
 			var behind []string
 			for _, id := range e.coupons {
@@ -426,6 +438,8 @@ func (e *env) finish(name string) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+
+	e.stopWatching()
 
 	// Every user's feed, read through a node, equals the user's journal.
 	for _, u := range e.users {

@@ -302,10 +302,11 @@ func (w *watcher) keep() {
 		select {
 		case <-w.e.unwatch:
 			w.mu.Lock()
-			if w.c != nil {
-				w.c.Close()
-			}
+			c := w.c
 			w.mu.Unlock()
+			if c != nil {
+				c.Close() // not under w.mu: its read loop may be in onCoupon
+			}
 			return
 		case <-time.After(100 * time.Millisecond):
 		}

@@ -59,6 +59,13 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// RemoveBinary deletes what Binary built (a TestMain calls it last).
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 func moduleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/cluster/placement"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/internal/history"
 )
 
@@ -29,40 +29,15 @@ import (
 // trips -race when several members share one process), against one
 // embedded database process started by the test.
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
 // nodeBinary builds the couponmesh binary once per test run.
-func nodeBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "couponmesh-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "couponmesh")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func nodeBinary(t testing.TB) string { return clustertest.Binary(t) }
 
 func TestMain(m *testing.M) {
 	if floodProcess() {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	clustertest.RemoveBinary()
 	os.Exit(code)
 }
 

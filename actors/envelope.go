@@ -66,6 +66,11 @@ func (r Replier) Respond(v any, err error) {
 func Answerer(ctx actor.Context, before func()) (answer func(v any, err error), handled func()) {
 	r := Later(ctx)
 	done := false
+	rec, _ := ctx.Actor().(outcomeRecorder)
+	var id uint64
+	if rec != nil {
+		id = rec.current() // the ring's number of the request being handled
+	}
 	return func(v any, err error) {
 			if before != nil {
 				before()
@@ -75,6 +80,9 @@ func Answerer(ctx actor.Context, before func()) (answer func(v any, err error), 
 				return
 			}
 			r.Respond(v, err)
+			if rec != nil {
+				rec.recordLate(id, outcomeCode(err)) // on the grain's goroutine: answers run in its messages
+			}
 		}, func() {
 			done = true
 		}

@@ -171,23 +171,43 @@ var (
 )
 
 // outcomeRecorder is implemented by every grain embedding *Activation:
-// Respond tells it what the request being handled was answered.
+// Respond tells it what the request being handled was answered; a request
+// answered in a later message (a pipelined write) is found again by the
+// number it had in the ring (current).
 type outcomeRecorder interface {
 	recordOutcome(code string)
+	current() uint64
+	recordLate(id uint64, code string)
 }
 
 func (a *Activation[M]) recordOutcome(code string) { a.recent.answered(code) }
+func (a *Activation[M]) current() uint64           { return a.recent.total }
+func (a *Activation[M]) recordLate(id uint64, code string) {
+	a.recent.answeredLate(id, code)
+}
+
+// answeredLate records the outcome of request id (its number in the ring)
+// if the ring still holds it.
+func (r *recentRing) answeredLate(id uint64, code string) {
+	if id >= r.total || r.total-id > uint64(len(r.entries)) {
+		return
+	}
+	if e := &r.entries[id%RecentSize]; e.outcome == 0 {
+		e.outcome = outcomeNames.index(code)
+	}
+}
+
+func outcomeCode(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return string(couponmesh.ErrorCode(err))
+}
 
 func recordOutcome(ctx actor.Context, err error) {
-	r, ok := ctx.Actor().(outcomeRecorder)
-	if !ok {
-		return
+	if r, ok := ctx.Actor().(outcomeRecorder); ok {
+		r.recordOutcome(outcomeCode(err))
 	}
-	if err == nil {
-		r.recordOutcome("ok")
-		return
-	}
-	r.recordOutcome(string(couponmesh.ErrorCode(err)))
 }
 
 // inspect builds the answer to ActorInspect.

@@ -43,6 +43,12 @@ type Options struct {
 	// with gaps filled by the client and, after a reconnect, the entries
 	// missed meanwhile.
 	OnFeed func(couponmesh.FeedEntry)
+	// OnPresence receives presence pushes: the number of signed-in
+	// shoppers watching a subscribed coupon, over the cluster, when it
+	// changed (at most once a second per coupon). Calls come one at a
+	// time, in the order the server sent them. The replies to Subscribe
+	// and Get carry the count of the moment in Coupon.Watching.
+	OnPresence func(coupon string, watching int)
 	// OnError receives error replies that match no pending request, such as
 	// the answer to a frame the server could not read.
 	OnError func(*couponmesh.Error)

@@ -115,6 +115,10 @@ type AuthInfo struct {
 type SubscribeResult struct {
 	Coupons []couponmesh.Coupon `json:"coupons"`
 	Missing []string            `json:"missing"`
+	// Watching is the presence count (> 0) of the coupons subscribed that
+	// are not in Coupons (the client held their version); those in
+	// Coupons carry theirs in Coupon.Watching.
+	Watching map[string]int `json:"watching"`
 }
 
 // Client is a protocol v1 session over one connection at a time. Safe for

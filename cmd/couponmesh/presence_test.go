@@ -153,6 +153,22 @@ func TestPresenceCluster(t *testing.T) {
 		}
 		presenceSettles(t, ws, 30, presenceWithin, "30 watchers on 3 nodes")
 		checkFor(t, presenceWithin, "reads say 30", func() error { return readsSay(t, c.nodes, ws[0].cl, a, 30) })
+		// The console's view of the coupon: 10 watchers through each node.
+		var d ActorDetail
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := adminCall(ctx, c.nodes[2].admin, "GET", "/admin/api/actors/coupon/"+a, nil, &d)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Watchers) != 3 {
+			t.Fatalf("console watchers %+v, want 10 on each of 3 nodes", d.Watchers)
+		}
+		for _, w := range d.Watchers {
+			if w.Watching != 10 || w.Node == "" {
+				t.Fatalf("console watchers %+v, want 10 on each of 3 named nodes", d.Watchers)
+			}
+		}
 		for _, w := range ws[:10] {
 			w.cl.Close()
 		}

@@ -15,6 +15,13 @@ import (
 // {"push":"presence",…} to its hubs at most once per PresenceInterval and
 // only when the sum changed since the last push; reads carry the sum of
 // the moment (Coupon.Watching).
+//
+// A crowd (presenceCrowd watchers or more) costs a frame per watcher per
+// push, and while it gathers its count changes all the time: then the
+// grain pushes at most once per PresenceInterval for every presenceCrowd
+// watchers (at most presenceMaxInterval apart), and the exact count as
+// soon as it stood still for presenceQuiet (still PresenceInterval after
+// the push before).
 const (
 	// PresenceInterval is the shortest time between two presence pushes
 	// of one coupon.
@@ -24,6 +31,12 @@ const (
 	// renew topologySettle after a topology change), so that it does not
 	// push the count of the first hub that happened to renew.
 	presenceSettle = time.Second
+	// presenceCrowd, presenceQuiet, presenceMaxInterval: the pushes of a
+	// crowd (see above). presenceQuiet exceeds the hubs' report debounce
+	// (500 ms), so that a stream of reports does not look still.
+	presenceCrowd       = 1000
+	presenceQuiet       = 750 * time.Millisecond
+	presenceMaxInterval = 10 * time.Second
 )
 
 // presence is a coupon grain's presence state. Owned by the grain.
@@ -32,6 +45,8 @@ type presence struct {
 	pushed   int       // the count last pushed (a new activation: 0, what no push announced)
 	pushedAt time.Time
 	local    int       // the count last given to LocalCoupons
+	seen     int       // the count at the last message
+	movedAt  time.Time // when it last changed
 	due      time.Time // when the pending presenceTick fires (zero: none)
 	timer    *time.Timer
 }
@@ -62,9 +77,20 @@ func (g *grain) presenceAfter(ctx actor.Context) {
 	if w != p.local && (g.Cfg.Local == nil || g.Cfg.Local.SetWatching(g, g.ID, w)) {
 		p.local = w
 	}
+	if w != p.seen {
+		p.seen, p.movedAt = w, now
+	}
 	var next time.Time
 	if w != p.pushed {
 		at := maxTime(p.pushedAt.Add(PresenceInterval), p.started.Add(presenceSettle))
+		if crowd := max(w, p.pushed); crowd >= presenceCrowd {
+			storm := p.pushedAt.Add(min(time.Duration(crowd/presenceCrowd)*PresenceInterval, presenceMaxInterval))
+			still := p.movedAt.Add(presenceQuiet)
+			if still.Before(storm) {
+				storm = still
+			}
+			at = maxTime(at, storm)
+		}
 		serving := g.Serving() && g.M.Exists()
 		if !now.Before(at) && serving {
 			g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.PresencePush(g.ID, w))

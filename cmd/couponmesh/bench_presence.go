@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,8 @@ func benchPresence(ctx context.Context, args []string) (err error) {
 	watchers := fs.Int("watchers", 10_000, "fanout: sessions watching one coupon")
 	coupons := fs.Int("coupons", 50_000, "many: coupons, one watcher each")
 	perSession := fs.Int("per-session", 100, "many: coupons per session")
+	repeat := fs.Int("repeat", 1, "on/off pairs per load (the figures are their medians: this machine is shared)")
+	only := fs.String("only", "", "run only this load (fanout or many)")
 	tail := fs.Duration("tail", 3*time.Second, "measurement after the last join (presence off), or after the count is exact (on)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -110,8 +113,10 @@ func benchPresence(ctx context.Context, args []string) (err error) {
 	for i := range many {
 		many[i] = "w" + strconv.Itoa(i)
 	}
-	if err := createCouponsRetry(ctx, api, many, 1000); err != nil {
-		return err
+	if *only == "" || *only == "many" {
+		if err := createCouponsRetry(ctx, api, many, 1000); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "bench presence: %d coupons created in %v\n", len(many)+1, time.Since(start).Round(time.Millisecond))
 	if err := stopBenchNode(setup); err != nil {
@@ -129,62 +134,77 @@ func benchPresence(ctx context.Context, args []string) (err error) {
 		{"many", *coupons / *perSession, func(i int) []string { return many[i**perSession : (i+1)**perSession] }, many},
 	}
 	for _, l := range loads {
-		onAt := -1 // index of the presence-on phase in res.Phases
-		hold := time.Duration(0)
-		for _, on := range []bool{true, false} {
-			e.nodeEnv = []string{"COUPONMESH_ACTORS_PRESENCE_OFF=" + strconv.FormatBool(!on)}
-			node, err := e.startNode(ctx, fmt.Sprintf("%s-%v", l.name, on))
-			if err != nil {
-				return err
-			}
-			if err := activate(ctx, e, node, f, l.ids); err != nil {
-				return err
-			}
-			if err := e.settle(ctx); err != nil {
-				return err
-			}
-			p, err := presenceRun(ctx, e, node, f, l.name, on, l.sessions, l.coupons, hold, *tail)
-			if err != nil {
-				return err
-			}
-			res.Phases = append(res.Phases, p)
-			if on {
-				onAt = len(res.Phases) - 1
-				// The run without presence is measured as long after its
-				// last join as this one waited for the exact count.
-				hold = time.Duration(max(p.ExactAfterSeconds, 0) * float64(time.Second))
-			} else if onAt >= 0 {
-				o := &res.Phases[onAt]
-				o.ExtraCPUSeconds = o.NodeCPUSeconds - p.NodeCPUSeconds
-				if p.NodeCPUSeconds > 0 {
-					o.ExtraCPUPercent = 100 * o.ExtraCPUSeconds / p.NodeCPUSeconds
+		if *only != "" && *only != l.name {
+			continue
+		}
+		for range max(*repeat, 1) {
+			onAt := -1 // index of the presence-on phase in res.Phases
+			hold := time.Duration(0)
+			for _, on := range []bool{true, false} {
+				e.nodeEnv = []string{"COUPONMESH_ACTORS_PRESENCE_OFF=" + strconv.FormatBool(!on)}
+				node, err := e.startNode(ctx, fmt.Sprintf("%s-%v", l.name, on))
+				if err != nil {
+					return err
 				}
-				o.ExtraCPUPerJoinU = 1e6 * o.ExtraCPUSeconds / float64(max(o.Watchers, 1))
-				fmt.Printf("presence %-6s extra node CPU with presence: %.2fs (%.1f%%, %.1f µs per watcher)\n", o.Name, o.ExtraCPUSeconds, o.ExtraCPUPercent, o.ExtraCPUPerJoinU)
-			}
-			fmt.Printf("presence %-6s on=%-5v sessions=%d watchers=%d join=%.2fs exact_after=%.2fs window=%.2fs node_cpu=%.2fs presence_msgs/s=%.0f hub_refs=%.0f (reports %.0f) grain_received=%.0f pushes=%.0f frames=%d failed=%d\n",
-				p.Name, p.Presence, p.Sessions, p.Watchers, p.JoinSeconds, p.ExactAfterSeconds, p.WindowSeconds, p.NodeCPUSeconds,
-				p.MessagesPerSec, p.HubRefs, p.HubReports, p.GrainReceived, p.PresencePushes, p.PresenceFrames, p.Failed)
-			if err := stopBenchNode(node); err != nil {
-				return err
-			}
-			if err := e.settle(ctx); err != nil {
-				return err
+				if err := activate(ctx, e, node, f, l.ids); err != nil {
+					return err
+				}
+				if err := e.settle(ctx); err != nil {
+					return err
+				}
+				p, err := presenceRun(ctx, e, node, f, l.name, on, l.sessions, l.coupons, hold, *tail)
+				if err != nil {
+					return err
+				}
+				res.Phases = append(res.Phases, p)
+				if on {
+					onAt = len(res.Phases) - 1
+					// The run without presence is measured as long after its
+					// last join as this one waited for the exact count.
+					hold = time.Duration(max(p.ExactAfterSeconds, 0) * float64(time.Second))
+				} else if onAt >= 0 {
+					o := &res.Phases[onAt]
+					o.ExtraCPUSeconds = o.NodeCPUSeconds - p.NodeCPUSeconds
+					if p.NodeCPUSeconds > 0 {
+						o.ExtraCPUPercent = 100 * o.ExtraCPUSeconds / p.NodeCPUSeconds
+					}
+					o.ExtraCPUPerJoinU = 1e6 * o.ExtraCPUSeconds / float64(max(o.Watchers, 1))
+					fmt.Printf("presence %-6s extra node CPU with presence: %.2fs (%.1f%%, %.1f µs per watcher)\n", o.Name, o.ExtraCPUSeconds, o.ExtraCPUPercent, o.ExtraCPUPerJoinU)
+				}
+				fmt.Printf("presence %-6s on=%-5v sessions=%d watchers=%d join=%.2fs exact_after=%.2fs window=%.2fs node_cpu=%.2fs presence_msgs/s=%.0f hub_refs=%.0f (reports %.0f) grain_received=%.0f pushes=%.0f frames=%d failed=%d\n",
+					p.Name, p.Presence, p.Sessions, p.Watchers, p.JoinSeconds, p.ExactAfterSeconds, p.WindowSeconds, p.NodeCPUSeconds,
+					p.MessagesPerSec, p.HubRefs, p.HubReports, p.GrainReceived, p.PresencePushes, p.PresenceFrames, p.Failed)
+				if err := stopBenchNode(node); err != nil {
+					return err
+				}
+				if err := e.settle(ctx); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	for _, p := range res.Phases {
-		if !p.Presence {
+	// The medians over the on/off pairs of each load.
+	for _, l := range loads {
+		var exact, msgs, extra []float64
+		for _, p := range res.Phases {
+			if p.Presence && p.Name == l.name {
+				exact, msgs, extra = append(exact, p.ExactAfterSeconds), append(msgs, p.MessagesPerSec), append(extra, p.ExtraCPUPercent)
+			}
+		}
+		if len(exact) == 0 {
 			continue
 		}
 		res.Figures = append(res.Figures,
-			atMost("presence exact after the last join, "+p.Name, p.ExactAfterSeconds, "s", 2),
-			benchFigure{What: "presence messages between hub and grains, " + p.Name, Value: p.MessagesPerSec, Unit: "msgs/s"})
-		if p.Name == "fanout" {
-			res.Figures = append(res.Figures, atMost("presence extra node CPU, fanout", p.ExtraCPUPercent, "%", 5))
+			atMost("presence exact after the last join, "+l.name, median(exact), "s", 2),
+			benchFigure{What: "presence messages (reports + pushes), " + l.name, Value: median(msgs), Unit: "msgs/s"})
+		if l.name == "fanout" {
+			res.Figures = append(res.Figures, atMost("presence extra node CPU, fanout", median(extra), "%", 5))
 		} else {
-			res.Figures = append(res.Figures, benchFigure{What: "presence extra node CPU, " + p.Name, Value: p.ExtraCPUPercent, Unit: "%"})
+			res.Figures = append(res.Figures, benchFigure{What: "presence extra node CPU, " + l.name, Value: median(extra), Unit: "%"})
 		}
+	}
+	for _, fig := range res.Figures {
+		fmt.Printf("presence median: %s = %.2f %s\n", fig.What, fig.Value, fig.Unit)
 	}
 	path, err := e.writeResult("presence", res)
 	if err != nil {
@@ -347,4 +367,16 @@ func presenceRun(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags
 	p.MessagesPerSec = (p.HubReports + p.PresencePushes) / p.WindowSeconds
 	p.PresenceFrames = frames.Load()
 	return p, nil
+}
+
+// median of vs (0 for none); vs is reordered.
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	slices.Sort(vs)
+	if len(vs)%2 == 1 {
+		return vs[len(vs)/2]
+	}
+	return (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
 }

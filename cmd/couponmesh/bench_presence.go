@@ -142,9 +142,9 @@ func benchPresence(ctx context.Context, args []string) (err error) {
 			hold := time.Duration(0)
 			for _, on := range []bool{true, false} {
 				// Lease renewals (every 10 s by default) are the same with and
-			// without presence: keep their passes out of the measurement.
-			e.nodeEnv = []string{"COUPONMESH_ACTORS_PRESENCE_OFF=" + strconv.FormatBool(!on),
-				"COUPONMESH_ACTORS_HUB_REFRESH=60s", "COUPONMESH_ACTORS_HUB_LEASE=180s"}
+				// without presence: keep their passes out of the measurement.
+				e.nodeEnv = []string{"COUPONMESH_ACTORS_PRESENCE_OFF=" + strconv.FormatBool(!on),
+					"COUPONMESH_ACTORS_HUB_REFRESH=60s", "COUPONMESH_ACTORS_HUB_LEASE=180s"}
 				node, err := e.startNode(ctx, fmt.Sprintf("%s-%v", l.name, on))
 				if err != nil {
 					return err

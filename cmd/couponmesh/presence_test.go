@@ -333,5 +333,33 @@ func TestPresenceCluster(t *testing.T) {
 		if err := readsSay(t, alive, live[0].cl, b, 20); err != nil {
 			t.Fatal(err)
 		}
+
+		// Now kill the node hosting b's grain: b activates on the last
+		// node, whose hub registers again with its count; after its
+		// settle the new activation pushes the 10 watchers left.
+		var host *proc
+		for _, p := range alive {
+			if slices.Contains(p.actors(t, "coupon"), "coupon/"+b) {
+				host = p
+			}
+		}
+		if host == nil {
+			t.Fatalf("b's grain on none of %s, %s", alive[0].name, alive[1].name)
+		}
+		var last []*watcher
+		for _, w := range live {
+			if w.node != host {
+				last = append(last, w)
+			}
+		}
+		t.Logf("killing %s, b's host", host.name)
+		killed = time.Now()
+		host.signal(t, syscall.SIGKILL)
+		presenceSettles(t, last, 10, lease+presenceWithin, "kill -9 of the node hosting b's grain")
+		for i, w := range last {
+			if heard := w.since(killed); slices.Min(heard) < 10 {
+				t.Fatalf("watcher %d heard %v after b's host died: fewer than the 10 left", i, heard)
+			}
+		}
 	})
 }

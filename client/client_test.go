@@ -30,7 +30,7 @@ func ctxT(t *testing.T) context.Context {
 
 // scripted is a protocol server that answers each request frame with the
 // frame script returns for it (with "ID" replaced by the request's id).
-func scripted(t *testing.T, script func(req string) string) string {
+func scripted(t testing.TB, script func(req string) string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{client.Subprotocol}})

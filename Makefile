@@ -4,7 +4,7 @@ BIN     := bin/couponmesh
 CONFIG  ?= configs/node.yaml
 TESTFLAGS ?= -race -timeout 15m
 
-.PHONY: chaos run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-micro bench-persistence
+.PHONY: chaos run cluster cluster-lb build test test-go test-js test-browser web lint tidy clean fuzz bench bench-micro bench-persistence bench-presence
 
 ## run: one node with the embedded database, web client at http://localhost:8080
 run:
@@ -81,6 +81,13 @@ bench: build
 	$(BIN) bench drain
 	$(BIN) bench report --micro bench-results/micro.txt > /dev/null
 	@echo "report written into docs/BENCHMARKS.md"
+
+## bench-presence: presence (issue 19) on one node, on against off: 10,000
+## watchers of one coupon, 50,000 coupons with one watcher each (about 8
+## minutes, so not part of `make bench`; its JSON result joins the report).
+bench-presence: build
+	@mkdir -p bench-results
+	$(LOAD) presence --node-cpus $(BENCH_NODE_CPUS)
 
 ## bench-persistence: Go benchmarks of the persistence layer (group commit vs
 ## raw BulkWrite, cache vs database, reactivation, durable claims and reads

@@ -46,7 +46,13 @@ type Coupon struct {
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"createdAt,omitzero"`
 	UpdatedAt   time.Time `json:"updatedAt,omitzero"` // when the change of Version was journaled
-	Withdrawn   bool      `json:"-"`
+	// Watching is the number of signed-in shoppers with a live session
+	// subscribed to the coupon, over the whole cluster (presence). Reads of
+	// one coupon (get, subscribe, GET /api/coupons/{id}) carry it; it is
+	// omitted when 0 and in coupon pushes, browse pages and snapshots,
+	// which do not count it. It is not part of the coupon's Version.
+	Watching  int  `json:"watching,omitempty"`
+	Withdrawn bool `json:"-"`
 }
 
 // Refresh recomputes the derived fields (Remaining, Status) at time now.

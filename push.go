@@ -21,3 +21,14 @@ func FeedPush(e FeedEntry) []byte {
 	}{"feed", e})
 	return b
 }
+
+// PresencePush encodes the push frame of a coupon's presence count:
+// {"push":"presence","coupon":"c42","watching":1234}.
+func PresencePush(coupon string, watching int) []byte {
+	b, _ := json.Marshal(struct {
+		Push     string `json:"push"`
+		Coupon   string `json:"coupon"`
+		Watching int    `json:"watching"`
+	}{"presence", coupon, watching})
+	return b
+}

@@ -55,6 +55,21 @@ type Sink interface {
 	Send(frame []byte) bool
 }
 
+// Viewer is implemented by a Sink that belongs to a session: Viewer
+// returns the signed-in user it serves, or "" for an anonymous session. A
+// hub that counts presence counts distinct viewers per coupon; sinks that
+// are not Viewers, and anonymous ones, are not counted.
+type Viewer interface {
+	Viewer() string
+}
+
+// Identifier is implemented by a Hub that counts presence: Identify tells
+// it that sink s now serves user (an anonymous session signed in; its
+// subscriptions are kept). Safe for concurrent use.
+type Identifier interface {
+	Identify(s Sink, user string)
+}
+
 // Hub is the node-local fan-out: actors send one push per node, the hub hands
 // the same encoded frame to every local sink that wants it. Safe for
 // concurrent use.

@@ -187,6 +187,12 @@ type Metrics struct {
 	Activations   *prometheus.CounterVec
 	RateLimited   *prometheus.CounterVec
 	Validations   *prometheus.CounterVec
+	// PresenceReceived counts the hub refs (registrations, renewals and
+	// presence reports, each carrying the hub's count) coupon grains on
+	// this node received; PresencePushes the presence frames they sent to
+	// hubs (one per hub per change pushed).
+	PresenceReceived prometheus.Counter
+	PresencePushes   prometheus.Counter
 
 	messages atomic.Uint64 // grain requests handled on this node
 }
@@ -215,9 +221,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "couponmesh_grain_validations_total",
 			Help: "Validations of active grains against the journal after cluster churn, by kind and result (current, caught_up: another activation had written, failed: the database did not answer).",
 		}, []string{"kind", "result"}),
+		PresenceReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_presence_received_total", Help: "Hub registrations, renewals and presence reports (each with the hub's watcher count) received by coupon grains on this node.",
+		}),
+		PresencePushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "couponmesh_presence_pushes_total", Help: "Presence frames sent by coupon grains on this node to node hubs (one per hub per change pushed).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, m.Validations, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
 		}, func() float64 { return float64(m.messages.Load()) }))
 	}

@@ -25,6 +25,9 @@ type Inspection struct {
 	Hubs      int             `json:"hubs"`    // node hubs subscribed to its pushes
 	Handled   uint64          `json:"handled"` // requests handled by this activation
 	Recent    []HandledRecord `json:"recent"`  // the last ones, newest first (at most RecentSize)
+	// Watchers is each subscribed hub's presence count (distinct signed-in
+	// shoppers on that node), by hub address; only hubs counting someone.
+	Watchers map[string]int `json:"watchers,omitempty"`
 }
 
 // HandledRecord is one request a grain handled.
@@ -217,6 +220,7 @@ func (a *Activation[M]) inspect() Inspection {
 		ActivatedAt: a.activatedAt,
 		Loaded:      a.loaded,
 		Hubs:        a.Hubs.Len(),
+		Watchers:    a.Hubs.Watchers(),
 		Handled:     a.recent.total,
 		Recent:      a.recent.records(),
 		Validated:   a.validated,

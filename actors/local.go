@@ -29,13 +29,17 @@ type localCoupon struct {
 	owner any                           // the activation that set it
 	epoch uint64                        // the Churn epoch owner validated c at
 	json  atomic.Pointer[encodedCoupon] // c's encoding, made by the first JSON read
+	// watching is the coupon's presence count (Coupon.Watching), set by
+	// the owner apart from c: it changes without a new version.
+	watching atomic.Int64
 }
 
 // encodedCoupon is a coupon's JSON with the status it was refreshed to
 // (the only derived field that changes with time alone).
 type encodedCoupon struct {
-	status couponmesh.Status
-	b      []byte
+	status   couponmesh.Status
+	watching int
+	b        []byte
 }
 
 // NewLocalCoupons returns an empty set whose entries are served while
@@ -51,7 +55,8 @@ func (l *LocalCoupons) Get(id string) (couponmesh.Coupon, bool) {
 	return c, ok
 }
 
-// GetJSON is Get encoded as JSON, once per version and status (a read
+// GetJSON is Get encoded as JSON, once per version, status and presence
+// count (a read
 // of a coupon that did not change since the last one costs no encoding),
 // and the coupon's version. The bytes are shared and must not be modified.
 func (l *LocalCoupons) GetJSON(id string) ([]byte, int64, bool) {
@@ -59,14 +64,14 @@ func (l *LocalCoupons) GetJSON(id string) ([]byte, int64, bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	if enc := e.json.Load(); enc != nil && enc.status == c.Status {
+	if enc := e.json.Load(); enc != nil && enc.status == c.Status && enc.watching == c.Watching {
 		return enc.b, c.Version, true
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, 0, false // the caller reads through the grain, which reports it
 	}
-	e.json.Store(&encodedCoupon{status: c.Status, b: b})
+	e.json.Store(&encodedCoupon{status: c.Status, watching: c.Watching, b: b})
 	return b, c.Version, true
 }
 
@@ -84,15 +89,34 @@ func (l *LocalCoupons) get(id string) (e *localCoupon, c couponmesh.Coupon, ok b
 	}
 	c = e.c
 	c.Refresh(time.Now())
+	c.Watching = int(e.watching.Load())
 	return e, c, true
 }
 
 // Set records c, validated at Churn epoch epoch, as the state of owner's
-// coupon.
+// coupon. The presence count set before (SetWatching) is kept.
 func (l *LocalCoupons) Set(owner any, c couponmesh.Coupon, epoch uint64) {
+	e := &localCoupon{c: c, owner: owner, epoch: epoch}
 	l.mu.Lock()
-	l.m[c.ID] = &localCoupon{c: c, owner: owner, epoch: epoch}
+	if old, ok := l.m[c.ID]; ok && old.owner == owner {
+		e.watching.Store(old.watching.Load())
+	}
+	l.m[c.ID] = e
 	l.mu.Unlock()
+}
+
+// SetWatching records the presence count of owner's coupon id and reports
+// whether owner has an entry to record it in. It costs a map read and an
+// atomic store.
+func (l *LocalCoupons) SetWatching(owner any, id string, watching int) bool {
+	l.mu.RLock()
+	e, ok := l.m[id]
+	l.mu.RUnlock()
+	if !ok || e.owner != owner {
+		return false
+	}
+	e.watching.Store(int64(watching))
+	return true
 }
 
 // Delete removes id's entry if owner set it (a newer activation on this

@@ -68,9 +68,19 @@ type ClaimCoupon struct {
 // HubRef names a node's hub (its protoactor address). Refresh marks a lease
 // renewal: a grain that did not know the hub sends it the current state,
 // since the hub may have missed changes while the grain moved.
+//
+// Presence rides on the same messages: Watching is the hub's count of
+// distinct signed-in shoppers with a session subscribed to the coupon on
+// its node (0 for user grains and when presence is off), and Seq orders a
+// hub's refs to one grain (hubs stamp it from a clock that only grows): a
+// ref older than the last one the grain applied from that hub leaves the
+// lease and the count alone, so a late registration cannot resurrect a hub
+// that unregistered after it. Seq 0 is unordered (always applied).
 type HubRef struct {
-	Address string `json:"address"`
-	Refresh bool   `json:"refresh,omitempty"`
+	Address  string `json:"address"`
+	Refresh  bool   `json:"refresh,omitempty"`
+	Watching int    `json:"watching,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
 }
 
 // FollowerChange tells a coupon grain that User follows it (or no longer

@@ -9,24 +9,68 @@ import (
 
 // Subscribers is a grain's set of node hubs that want its pushes, each held
 // on a lease that the hub renews; a hub of a dead node simply stops renewing
-// and is dropped. Owned by one grain; not safe for concurrent use.
+// and is dropped. With each lease it keeps the hub's last presence count
+// (HubRef.Watching), so a dropped hub stops counting with its lease. Owned
+// by one grain; not safe for concurrent use.
 type Subscribers struct {
 	Lease time.Duration
-	hubs  map[string]time.Time // hub address → last renewal
+	hubs  map[string]hubLease // hub address → lease
+	gone  map[string]hubLease // hubs that unregistered: their Seq, until a lease from then has run out
+}
+
+type hubLease struct {
+	at       time.Time // last renewal (gone: when it unregistered)
+	watching int
+	seq      uint64
 }
 
 // Renew adds or renews hub addr and reports whether it was known.
 func (s *Subscribers) Renew(addr string) (known bool) {
+	return s.apply(HubRef{Address: addr})
+}
+
+// apply renews the lease of p.Address with p's count, unless p is older
+// than what the grain applied from that hub (then it changes nothing and
+// reports known).
+func (s *Subscribers) apply(p HubRef) (known bool) {
 	if s.hubs == nil {
-		s.hubs = make(map[string]time.Time)
+		s.hubs = make(map[string]hubLease)
 	}
-	_, known = s.hubs[addr]
-	s.hubs[addr] = time.Now()
+	cur, known := s.hubs[p.Address]
+	if p.Seq != 0 {
+		if g, ok := s.gone[p.Address]; ok {
+			if p.Seq < g.seq && time.Since(g.at) < s.Lease {
+				return true // sent before the hub unregistered
+			}
+			delete(s.gone, p.Address)
+		}
+		if known && p.Seq < cur.seq {
+			cur.at = time.Now() // the hub is alive; its newer count stands
+			s.hubs[p.Address] = cur
+			return true
+		}
+	}
+	s.hubs[p.Address] = hubLease{at: time.Now(), watching: max(p.Watching, 0), seq: p.Seq}
 	return known
 }
 
 // Remove drops hub addr.
 func (s *Subscribers) Remove(addr string) { delete(s.hubs, addr) }
+
+// unregister drops hub p.Address unless a newer ref of it was applied, and
+// remembers p.Seq so that older refs still on their way are ignored.
+func (s *Subscribers) unregister(p HubRef) {
+	if cur, ok := s.hubs[p.Address]; ok && p.Seq != 0 && p.Seq < cur.seq {
+		return // the hub registered again after sending this
+	}
+	delete(s.hubs, p.Address)
+	if p.Seq != 0 {
+		if s.gone == nil {
+			s.gone = make(map[string]hubLease)
+		}
+		s.gone[p.Address] = hubLease{at: time.Now(), seq: p.Seq}
+	}
+}
 
 // Len returns the number of hubs whose lease holds.
 func (s *Subscribers) Len() int {
@@ -34,11 +78,58 @@ func (s *Subscribers) Len() int {
 	return len(s.hubs)
 }
 
+// Watching returns the sum of the presence counts of the hubs whose lease
+// holds.
+func (s *Subscribers) Watching() int {
+	s.expire()
+	n := 0
+	for _, l := range s.hubs {
+		n += l.watching
+	}
+	return n
+}
+
+// Watchers returns the presence count of each hub whose lease holds and
+// that counts someone, by hub address.
+func (s *Subscribers) Watchers() map[string]int {
+	s.expire()
+	var out map[string]int
+	for addr, l := range s.hubs {
+		if l.watching > 0 {
+			if out == nil {
+				out = make(map[string]int)
+			}
+			out[addr] = l.watching
+		}
+	}
+	return out
+}
+
+// NextCountExpiry returns when the earliest lease of a hub that counts
+// someone runs out (zero: none counts), so that the grain can notice the
+// count dropping without a message.
+func (s *Subscribers) NextCountExpiry() time.Time {
+	var next time.Time
+	for _, l := range s.hubs {
+		if l.watching > 0 {
+			if at := l.at.Add(s.Lease); next.IsZero() || at.Before(next) {
+				next = at
+			}
+		}
+	}
+	return next
+}
+
 func (s *Subscribers) expire() {
 	cutoff := time.Now().Add(-s.Lease)
-	for addr, t := range s.hubs {
-		if t.Before(cutoff) {
+	for addr, l := range s.hubs {
+		if l.at.Before(cutoff) {
 			delete(s.hubs, addr)
+		}
+	}
+	for addr, l := range s.gone {
+		if l.at.Before(cutoff) {
+			delete(s.gone, addr)
 		}
 	}
 }
@@ -77,11 +168,11 @@ func (s *Subscribers) HandleHubRef(ctx actor.Context, req *cluster.GrainRequest,
 		return true, ""
 	}
 	if req.MessageTypeName == unsubscribe {
-		s.Remove(p.Address)
+		s.unregister(p)
 		Respond(ctx, Empty{}, nil)
 		return true, ""
 	}
-	known := s.Renew(p.Address)
+	known := s.apply(p)
 	Respond(ctx, Empty{}, nil)
 	if p.Refresh && !known {
 		return true, p.Address

@@ -43,6 +43,12 @@ type Options struct {
 	// with gaps filled by the client and, after a reconnect, the entries
 	// missed meanwhile.
 	OnFeed func(couponmesh.FeedEntry)
+	// OnPresence receives presence pushes: the number of signed-in
+	// shoppers watching a subscribed coupon, over the cluster, when it
+	// changed (at most once a second per coupon). Calls come one at a
+	// time, in the order the server sent them. The replies to Subscribe
+	// and Get carry the count of the moment in Coupon.Watching.
+	OnPresence func(coupon string, watching int)
 	// OnError receives error replies that match no pending request, such as
 	// the answer to a frame the server could not read.
 	OnError func(*couponmesh.Error)
@@ -109,6 +115,10 @@ type AuthInfo struct {
 type SubscribeResult struct {
 	Coupons []couponmesh.Coupon `json:"coupons"`
 	Missing []string            `json:"missing"`
+	// Watching is the presence count (> 0) of the coupons subscribed that
+	// are not in Coupons (the client held their version); those in
+	// Coupons carry theirs in Coupon.Watching.
+	Watching map[string]int `json:"watching"`
 }
 
 // Client is a protocol v1 session over one connection at a time. Safe for

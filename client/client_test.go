@@ -30,7 +30,7 @@ func ctxT(t *testing.T) context.Context {
 
 // scripted is a protocol server that answers each request frame with the
 // frame script returns for it (with "ID" replaced by the request's id).
-func scripted(t *testing.T, script func(req string) string) string {
+func scripted(t testing.TB, script func(req string) string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{client.Subprotocol}})
@@ -57,12 +57,14 @@ func scripted(t *testing.T, script func(req string) string) string {
 
 // TestBatchedFramesAreSplit: one frame holding pushes and a reply,
 // separated by '\n', yields each message, in order, pushes to the callbacks
-// and the reply to its call.
+// and the reply to its call; a presence push reaches OnPresence in its
+// place, and an unknown push type is ignored.
 func TestBatchedFramesAreSplit(t *testing.T) {
 	url := scripted(t, func(string) string {
 		return `{"push":"coupon","coupon":{"id":"a","version":1}}` + "\n" +
 			`{"push":"feed","entry":{"seq":7,"type":"claimed","coupon":"a"}}` + "\n" +
 			`{"id":ID,"ok":{"coupon":{"id":"a","version":2}}}` + "\n" +
+			`{"push":"presence","coupon":"a","watching":12}` + "\n" +
 			`{"push":"coupon","coupon":{"id":"a","version":3}}` + "\n" +
 			`{"push":"future","x":1}` + "\n"
 	})
@@ -78,6 +80,10 @@ func TestBatchedFramesAreSplit(t *testing.T) {
 	c, err := client.Dial(ctxT(t), url, client.Options{
 		OnCoupon: func(c couponmesh.Coupon) { record("coupon " + c.ID + " v" + itoa(c.Version)) },
 		OnFeed:   func(e couponmesh.FeedEntry) { record("feed " + itoa(e.Seq)) },
+		OnPresence: func(coupon string, watching int) {
+			record("presence " + coupon + " " + itoa(int64(watching)))
+		},
+		OnError: func(e *couponmesh.Error) { record("error " + e.Message) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +93,7 @@ func TestBatchedFramesAreSplit(t *testing.T) {
 	if err != nil || cp.Version != 2 {
 		t.Fatalf("get: %+v %v", cp, err)
 	}
-	want := []string{"coupon a v1", "feed 7", "coupon a v3"}
+	want := []string{"coupon a v1", "feed 7", "presence a 12", "coupon a v3"}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()

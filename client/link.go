@@ -125,8 +125,10 @@ type envelope struct {
 	OK     json.RawMessage       `json:"ok"`
 	Error  *couponmesh.Error     `json:"error"`
 	Push   string                `json:"push"`
-	Coupon *couponmesh.Coupon    `json:"coupon"`
+	Coupon json.RawMessage       `json:"coupon"` // a coupon object, or a coupon id (presence)
 	Entry  *couponmesh.FeedEntry `json:"entry"`
+	// Watching is the count of a presence push.
+	Watching int `json:"watching"`
 }
 
 func (l *link) dispatch(msg []byte) {
@@ -139,8 +141,20 @@ func (l *link) dispatch(msg []byte) {
 		return
 	}
 	switch {
-	case env.Push == "coupon" && env.Coupon != nil:
-		c.pushCoupon(*env.Coupon)
+	case env.Push == "coupon" && len(env.Coupon) > 0:
+		var cp couponmesh.Coupon
+		if err := json.Unmarshal(env.Coupon, &cp); err != nil {
+			if c.opts.OnError != nil {
+				c.opts.OnError(couponmesh.Errorf(couponmesh.CodeInternal, "client: unreadable coupon push: %v", err))
+			}
+			return
+		}
+		c.pushCoupon(cp)
+	case env.Push == "presence":
+		var id string
+		if json.Unmarshal(env.Coupon, &id) == nil && id != "" {
+			c.pushPresence(id, env.Watching)
+		}
 	case env.Push == "feed" && env.Entry != nil:
 		c.pushFeed(l, *env.Entry)
 	case env.Push != "":

@@ -64,6 +64,16 @@ func (c *Client) deliverCoupon(cp couponmesh.Coupon) {
 
 func (c *Client) pushCoupon(cp couponmesh.Coupon) { c.deliverCoupon(cp) }
 
+// pushPresence hands a presence push to OnPresence.
+func (c *Client) pushPresence(coupon string, watching int) {
+	if c.opts.OnPresence == nil {
+		return
+	}
+	c.deliverMu.Lock()
+	defer c.deliverMu.Unlock()
+	c.opts.OnPresence(coupon, watching)
+}
+
 // subscribed records subscriptions that succeeded.
 func (c *Client) subscribed(subs []Sub, r SubscribeResult) {
 	c.smu.Lock()

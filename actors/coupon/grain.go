@@ -39,6 +39,7 @@ type grain struct {
 	published int64  // the version last set in Cfg.Local (0: none)
 	pubEpoch  uint64 // the Churn epoch it was validated at
 	followers followers
+	presence  presence
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -54,6 +55,7 @@ func (g *grain) Receive(ctx actor.Context) {
 		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.publishLocal()
+	g.presenceAfter(ctx)
 	g.After(ctx)
 }
 
@@ -109,6 +111,7 @@ func (g *grain) caughtUp(ctx actor.Context) {
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	m := g.M
 	if ok, addr := g.Hubs.HandleHubRef(ctx, req, actors.CouponSubscribe, actors.CouponUnsubscribe); ok {
+		g.Cfg.Metrics.PresenceReceived.Inc()
 		if addr != "" && m.Exists() {
 			actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, couponmesh.CouponPush(m.Coupon()))
 		}
@@ -127,6 +130,7 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	switch req.MessageTypeName {
 	case actors.CouponGet:
 		c, err := m.Get()
+		c.Watching = g.Hubs.Watching()
 		g.respond(ctx, c, err)
 		return
 	case actors.CouponCreate:

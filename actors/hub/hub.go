@@ -8,6 +8,16 @@
 // grain which did not know the node (it moved or was reactivated) makes the
 // grain send its current state, so sessions never keep a stale version.
 //
+// Presence: with Config.Presence the hub counts, per coupon, the distinct
+// signed-in shoppers (couponmesh.Viewer; anonymous sessions are not
+// counted) whose sessions on this node subscribe to it, and tells the
+// coupon's grain that count in every registration and renewal
+// (actors.HubRef.Watching) and, when it changed, in a report (a renewal)
+// at most once per Config.PresenceDebounce per coupon. Every ref carries a
+// Seq from a clock that only grows, stamped under the hub's lock together
+// with the count it carries, so the grain applies a hub's refs in the
+// order of the states they describe.
+//
 // Hub is safe for concurrent use; delivery never blocks on a session.
 package hub
 
@@ -17,6 +27,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -31,7 +42,17 @@ type Config struct {
 	Refresh time.Duration // lease renewal period; must be well below the grains' HubLease
 	Call    actors.CallConfig
 	Log     *slog.Logger
+	// Presence turns on the counting of watchers per coupon (see the
+	// package comment); off, refs carry no count and the grains push no
+	// presence.
+	Presence bool
+	// PresenceDebounce is the shortest time between two presence reports
+	// of one coupon (default DefaultPresenceDebounce).
+	PresenceDebounce time.Duration
 }
+
+// DefaultPresenceDebounce is Config.PresenceDebounce's default.
+const DefaultPresenceDebounce = 500 * time.Millisecond
 
 // Hub implements couponmesh.Hub for one node.
 type Hub struct {
@@ -47,6 +68,11 @@ type Hub struct {
 	kick    chan struct{} // topology changed: renew now
 	pushes  prometheus.Counter
 	deliver prometheus.Counter
+
+	dirty    map[string]struct{} // coupons whose count changed since their last ref (guarded by mu)
+	seq      atomic.Uint64       // the last HubRef.Seq stamped
+	reported chan struct{}       // closed when the report loop ends
+	sent     *prometheus.CounterVec
 }
 
 // topologySettle is how long a hub waits after a topology change before
@@ -67,10 +93,20 @@ type topic struct {
 	sinks map[couponmesh.Sink]struct{}
 	ready chan struct{} // closed once the grain answered the first registration
 	err   error
+
+	// Presence (coupons, Config.Presence): the local sinks per signed-in
+	// user, and the count the last ref told the grain, when.
+	users      map[string]int
+	reported   int
+	reportedAt time.Time
 }
 
 // regs is what one sink follows, by kind; a map is made on first use.
-type regs struct{ keys [2]map[string]struct{} }
+// user is the sink's couponmesh.Viewer ("" for none or anonymous).
+type regs struct {
+	keys [2]map[string]struct{}
+	user string
+}
 
 var _ couponmesh.Hub = (*Hub)(nil)
 
@@ -85,16 +121,25 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.PresenceDebounce <= 0 {
+		cfg.PresenceDebounce = DefaultPresenceDebounce
+	}
 	h := &Hub{
 		cfg: cfg, c: c, addr: c.ActorSystem.Address(),
 		topics: [2]map[string]*topic{{}, {}},
 		sinks:  make(map[couponmesh.Sink]*regs),
 		stop:   make(chan struct{}), done: make(chan struct{}), kick: make(chan struct{}, 1),
-		pushes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_pushes_total", Help: "Pushes received by this node's hub from grains."}),
-		deliver: prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_deliveries_total", Help: "Frames handed to local sessions by the hub."}),
+		pushes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_pushes_total", Help: "Pushes received by this node's hub from grains."}),
+		deliver:  prometheus.NewCounter(prometheus.CounterOpts{Name: "couponmesh_hub_deliveries_total", Help: "Frames handed to local sessions by the hub."}),
+		dirty:    make(map[string]struct{}),
+		reported: make(chan struct{}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "couponmesh_presence_sent_total",
+			Help: "Refs with this node's watcher count sent by the hub to coupon grains, by reason (register, renew, report: the count changed, unregister).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(h.pushes, h.deliver)
+		reg.MustRegister(h.pushes, h.deliver, h.sent)
 	}
 	pid, err := c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(h.receive), actors.HubName)
 	if err != nil {
@@ -117,13 +162,15 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 		c.ActorSystem.EventStream.Unsubscribe(sub)
 	}()
 	go h.renew()
+	go h.reportLoop()
 	return h, nil
 }
 
-// Stop ends lease renewal and the hub actor.
+// Stop ends lease renewal, presence reports and the hub actor.
 func (h *Hub) Stop() {
 	close(h.stop)
 	<-h.done
+	<-h.reported
 	h.c.ActorSystem.Root.Stop(h.pid)
 }
 
@@ -154,16 +201,20 @@ func (h *Hub) renewOne(kindID string) {
 	if k == actors.KindUser {
 		kind = users
 	}
-	h.mu.RLock()
-	_, followed := h.topics[kind][id]
-	h.mu.RUnlock()
+	h.mu.Lock()
+	t, followed := h.topics[kind][id]
+	var ref actors.HubRef
+	if followed {
+		ref = h.refLocked(kind, id, t, true)
+	}
+	h.mu.Unlock()
 	if !followed {
 		return
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Call.Timeout)
 		defer cancel()
-		if err := h.register(ctx, kind, id, true); err != nil {
+		if err := h.send(ctx, kind, id, ref, "renew"); err != nil {
 			h.cfg.Log.Warn("renewal after a passivation failed; the periodic one will retry", "kind", k, "id", id, "err", err)
 		}
 	}()
@@ -197,15 +248,20 @@ func (h *Hub) Attach(ctx context.Context, user string, s couponmesh.Sink) error 
 func (h *Hub) Unsubscribe(s couponmesh.Sink, coupon string) {
 	h.mu.Lock()
 	last := h.leaveLocked(coupons, coupon, s)
+	var seq uint64
+	if last {
+		seq = h.nextSeq()
+	}
 	h.mu.Unlock()
 	if last {
-		go h.unregister(coupons, coupon)
+		go h.unregister(coupons, coupon, seq)
 	}
 }
 
 // Detach implements couponmesh.Hub.
 func (h *Hub) Detach(s couponmesh.Sink) {
 	var gone [2][]string
+	var seq uint64
 	h.mu.Lock()
 	if r := h.sinks[s]; r != nil {
 		for kind := range r.keys {
@@ -216,12 +272,86 @@ func (h *Hub) Detach(s couponmesh.Sink) {
 			}
 		}
 	}
+	if len(gone[coupons])+len(gone[users]) > 0 {
+		seq = h.nextSeq()
+	}
 	h.mu.Unlock()
 	for kind, keys := range gone {
 		for _, key := range keys {
-			go h.unregister(kind, key)
+			go h.unregister(kind, key, seq)
 		}
 	}
+}
+
+// Identify implements couponmesh.Identifier: s (anonymous until now)
+// serves user; the coupons it subscribes to count it from now on.
+func (h *Hub) Identify(s couponmesh.Sink, user string) {
+	if !h.cfg.Presence {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.sinks[s]
+	if r == nil || r.user == user {
+		return
+	}
+	for key := range r.keys[coupons] {
+		if t := h.topics[coupons][key]; t != nil {
+			h.uncountLocked(key, t, r.user)
+			h.countLocked(key, t, user)
+		}
+	}
+	r.user = user
+}
+
+// countLocked adds one sink of user to coupon key's topic t.
+func (h *Hub) countLocked(key string, t *topic, user string) {
+	if user == "" || !h.cfg.Presence {
+		return
+	}
+	if t.users == nil {
+		t.users = make(map[string]int, 1)
+	}
+	t.users[user]++
+	if t.users[user] == 1 {
+		h.dirty[key] = struct{}{}
+	}
+}
+
+// uncountLocked removes one sink of user from coupon key's topic t.
+func (h *Hub) uncountLocked(key string, t *topic, user string) {
+	if user == "" || t.users[user] == 0 {
+		return
+	}
+	if t.users[user]--; t.users[user] == 0 {
+		delete(t.users, user)
+		h.dirty[key] = struct{}{}
+	}
+}
+
+// nextSeq stamps a HubRef: larger than every stamp before, from the wall
+// clock so that a restarted node's refs are not taken for old ones.
+func (h *Hub) nextSeq() uint64 {
+	for {
+		last := h.seq.Load()
+		next := max(last+1, uint64(time.Now().UnixNano()))
+		if h.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// refLocked builds the ref of this hub for kind/key with t's count now,
+// stamped, and records the count as reported (h.mu held for writing).
+func (h *Hub) refLocked(kind int, key string, t *topic, refresh bool) actors.HubRef {
+	ref := actors.HubRef{Address: h.addr, Refresh: refresh}
+	if kind != coupons || !h.cfg.Presence {
+		return ref
+	}
+	ref.Watching, ref.Seq = len(t.users), h.nextSeq()
+	t.reported, t.reportedAt = ref.Watching, time.Now()
+	delete(h.dirty, key)
+	return ref
 }
 
 func (h *Hub) join(ctx context.Context, kind int, key string, s couponmesh.Sink) error {
@@ -232,20 +362,30 @@ func (h *Hub) join(ctx context.Context, kind int, key string, s couponmesh.Sink)
 		t = &topic{sinks: make(map[couponmesh.Sink]struct{}), ready: make(chan struct{})}
 		h.topics[kind][key] = t
 	}
-	t.sinks[s] = struct{}{}
 	r := h.sinks[s]
 	if r == nil {
 		r = new(regs)
+		if v, ok := s.(couponmesh.Viewer); ok && h.cfg.Presence {
+			r.user = v.Viewer()
+		}
 		h.sinks[s] = r
 	}
+	if _, dup := t.sinks[s]; !dup && kind == coupons {
+		h.countLocked(key, t, r.user)
+	}
+	t.sinks[s] = struct{}{}
 	if r.keys[kind] == nil {
 		r.keys[kind] = make(map[string]struct{}, 1)
 	}
 	r.keys[kind][key] = struct{}{}
+	var ref actors.HubRef
+	if first {
+		ref = h.refLocked(kind, key, t, false)
+	}
 	h.mu.Unlock()
 
 	if first {
-		err := h.register(ctx, kind, key, false)
+		err := h.send(ctx, kind, key, ref, "register")
 		h.mu.Lock()
 		t.err = err
 		close(t.ready)
@@ -266,7 +406,7 @@ func (h *Hub) join(ctx context.Context, kind int, key string, s couponmesh.Sink)
 	case <-ctx.Done():
 		h.mu.Lock()
 		if h.leaveLocked(kind, key, s) {
-			go h.unregister(kind, key)
+			go h.unregister(kind, key, h.nextSeq())
 		}
 		h.mu.Unlock()
 		return ctx.Err()
@@ -275,7 +415,9 @@ func (h *Hub) join(ctx context.Context, kind int, key string, s couponmesh.Sink)
 
 // leaveLocked removes s from a topic and reports whether it was the last.
 func (h *Hub) leaveLocked(kind int, key string, s couponmesh.Sink) bool {
+	user := ""
 	if r := h.sinks[s]; r != nil {
+		user = r.user
 		delete(r.keys[kind], key)
 		if len(r.keys[coupons]) == 0 && len(r.keys[users]) == 0 {
 			delete(h.sinks, s)
@@ -284,6 +426,9 @@ func (h *Hub) leaveLocked(kind int, key string, s couponmesh.Sink) bool {
 	t := h.topics[kind][key]
 	if t == nil {
 		return false
+	}
+	if _, ok := t.sinks[s]; ok && kind == coupons {
+		h.uncountLocked(key, t, user)
 	}
 	delete(t.sinks, s)
 	if len(t.sinks) > 0 {
@@ -295,15 +440,23 @@ func (h *Hub) leaveLocked(kind int, key string, s couponmesh.Sink) bool {
 		return false // the first registration is still in flight; it keeps the topic
 	}
 	delete(h.topics[kind], key)
+	delete(h.dirty, key)
 	return true
 }
 
-func (h *Hub) register(ctx context.Context, kind int, key string, refresh bool) error {
+// send registers (or renews) with ref at the grain kind/key; reason labels
+// the presence metric.
+func (h *Hub) send(ctx context.Context, kind int, key string, ref actors.HubRef, reason string) error {
 	k := kinds[kind]
-	return actors.Call(ctx, h.c, h.cfg.Call, k.kind, key, k.subscribe, actors.HubRef{Address: h.addr, Refresh: refresh}, nil)
+	if kind == coupons && h.cfg.Presence {
+		h.sent.WithLabelValues(reason).Inc()
+	}
+	return actors.Call(ctx, h.c, h.cfg.Call, k.kind, key, k.subscribe, ref, nil)
 }
 
-func (h *Hub) unregister(kind int, key string) {
+// unregister tells the grain kind/key that this node no longer follows it,
+// with the Seq stamped when its last sink left.
+func (h *Hub) unregister(kind int, key string, seq uint64) {
 	h.mu.RLock()
 	_, again := h.topics[kind][key]
 	h.mu.RUnlock()
@@ -311,9 +464,14 @@ func (h *Hub) unregister(kind int, key string) {
 		return
 	}
 	k := kinds[kind]
+	ref := actors.HubRef{Address: h.addr}
+	if kind == coupons && h.cfg.Presence {
+		ref.Seq = seq
+		h.sent.WithLabelValues("unregister").Inc()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Call.Timeout)
 	defer cancel()
-	if err := actors.Call(ctx, h.c, h.cfg.Call, k.kind, key, k.unsubscribe, actors.HubRef{Address: h.addr}, nil); err != nil {
+	if err := actors.Call(ctx, h.c, h.cfg.Call, k.kind, key, k.unsubscribe, ref, nil); err != nil {
 		h.cfg.Log.Debug("unregister failed; the lease will expire", "kind", k.kind, "id", key, "err", err)
 	}
 }
@@ -338,24 +496,29 @@ func (h *Hub) renew() {
 			case <-time.After(topologySettle):
 			}
 		}
-		var keys [2][]string
-		h.mu.RLock()
+		type renewal struct {
+			key string
+			ref actors.HubRef
+		}
+		var keys [2][]renewal
+		h.mu.Lock()
 		for kind := range h.topics {
-			for key := range h.topics[kind] {
-				keys[kind] = append(keys[kind], key)
+			for key, t := range h.topics[kind] {
+				keys[kind] = append(keys[kind], renewal{key, h.refLocked(kind, key, t, true)})
 			}
 		}
-		h.mu.RUnlock()
+		h.mu.Unlock()
 		sem := make(chan struct{}, 16)
 		var wg sync.WaitGroup
 		for kind := range keys {
-			for _, key := range keys[kind] {
+			for _, rn := range keys[kind] {
+				key := rn.key
 				sem <- struct{}{}
 				wg.Go(func() {
 					defer func() { <-sem }()
 					ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Refresh)
 					defer cancel()
-					if err := h.register(ctx, kind, key, true); err != nil && !errors.Is(err, context.Canceled) {
+					if err := h.send(ctx, kind, key, rn.ref, "renew"); err != nil && !errors.Is(err, context.Canceled) {
 						h.cfg.Log.Warn("lease renewal failed", "kind", kinds[kind].kind, "id", key, "err", err)
 					}
 				})
@@ -370,4 +533,79 @@ func (h *Hub) Counts() (coupons, users int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return len(h.topics[0]), len(h.topics[1])
+}
+
+// reportLoop sends the presence reports: every PresenceDebounce/5 it looks
+// at the coupons whose count changed and reports each whose last ref is at
+// least PresenceDebounce old, a bounded number at a time.
+func (h *Hub) reportLoop() {
+	defer close(h.reported)
+	if !h.cfg.Presence {
+		<-h.stop
+		return
+	}
+	t := time.NewTicker(h.cfg.PresenceDebounce / 5)
+	defer t.Stop()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+		}
+		type report struct {
+			key string
+			ref actors.HubRef
+		}
+		var due []report
+		now := time.Now()
+		h.mu.Lock()
+		for key := range h.dirty {
+			tp := h.topics[coupons][key]
+			switch {
+			case tp == nil:
+				delete(h.dirty, key)
+			case len(tp.users) == tp.reported:
+				delete(h.dirty, key)
+			case now.Sub(tp.reportedAt) < h.cfg.PresenceDebounce || !isClosed(tp.ready) || len(due) >= 4096:
+				// later: too soon, still registering, or enough for this turn
+			default:
+				due = append(due, report{key, h.refLocked(coupons, key, tp, true)})
+			}
+		}
+		h.mu.Unlock()
+		for _, r := range due {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Call.Timeout)
+				defer cancel()
+				if err := h.send(ctx, coupons, r.key, r.ref, "report"); err != nil {
+					h.cfg.Log.Debug("presence report failed; the next renewal carries the count", "id", r.key, "err", err)
+				}
+			})
+		}
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// Watching returns this node's presence count of coupon: the distinct
+// signed-in shoppers with a session here subscribed to it.
+func (h *Hub) Watching(coupon string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if t := h.topics[coupons][coupon]; t != nil {
+		return len(t.users)
+	}
+	return 0
 }

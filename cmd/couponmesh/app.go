@@ -163,7 +163,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	self := a.node.Address()
 	go actors.KeepShards(a.node.Cluster, call, func(kind, id string) bool { return a.node.Lookup.Owner(kind, id) == self },
 		time.Second, log, a.stopRate)
-	if a.hub, err = hub.Start(a.node.Cluster, hub.Config{Refresh: cfg.Actors.HubRefresh.D(), Call: call, Log: log}, reg); err != nil {
+	if a.hub, err = hub.Start(a.node.Cluster, hub.Config{Refresh: cfg.Actors.HubRefresh.D(), Call: call, Log: log, Presence: !cfg.Actors.PresenceOff}, reg); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)

@@ -36,7 +36,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain [flags] (--help for the flags), or bench report")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence [flags] (--help for the flags), or bench report")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -57,10 +57,12 @@ func runBench(args []string) error {
 		return benchCoupons(ctx, args[1:])
 	case "drain":
 		return benchDrain(ctx, args[1:])
+	case "presence":
+		return benchPresence(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, report)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, report)", args[0])
 	}
 }
 
@@ -76,8 +78,9 @@ type benchEnv struct {
 	secret   string
 	tokens   *auth.Tokens
 	procs    []*exec.Cmd
-	db       string // mongodb URI
-	dbPprof  string // the devdb's pprof listener
+	db       string   // mongodb URI
+	dbPprof  string   // the devdb's pprof listener
+	nodeEnv  []string // more environment for the nodes started from now on
 }
 
 func newBenchEnv(out, nodeCPUs string) (*benchEnv, error) {
@@ -224,6 +227,7 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 		"COUPONMESH_LOG_LEVEL="+cmp.Or(e.logLevel, "warn"),
 		"COUPONMESH_WS_SESSIONS_PER_IP=-1", "COUPONMESH_WS_HANDSHAKE_RATE=-1", "COUPONMESH_WS_REQUEST_RATE=-1",
 		"COUPONMESH_WS_SESSIONS_PER_USER=-1", "COUPONMESH_LIMITS_USER_WRITE_RATE=-1")
+	n.cmd.Env = append(n.cmd.Env, e.nodeEnv...)
 	logf, err := e.logFile(name)
 	if err != nil {
 		return nil, err

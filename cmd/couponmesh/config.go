@@ -73,6 +73,8 @@ type Config struct {
 		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
 		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
 		HubRefresh     Duration `yaml:"hub_refresh" env:"HUB_REFRESH"`
+		// PresenceOff turns presence (watcher counts, presence pushes) off.
+		PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
 		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
 	} `yaml:"actors" envPrefix:"ACTORS_"`
 	// Mongo tunes the connection and the group commit. Options written in

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -218,6 +220,18 @@ func printActor(w io.Writer, d ActorDetail) {
 	}
 	fmt.Fprintf(w, "activated %s (%s ago)\nseq       %d\nhubs      %d\nhandled   %d requests\n", in.ActivatedAt.Format(time.RFC3339Nano),
 		time.Since(in.ActivatedAt).Round(time.Second), in.Seq, in.Hubs, in.Handled)
+	if strings.HasPrefix(d.Identity, actors.KindCoupon+"/") {
+		total, per := 0, make([]string, 0, len(d.Watchers))
+		for _, nw := range d.Watchers {
+			total += nw.Watching
+			per = append(per, fmt.Sprintf("%s: %d", cmp.Or(nw.Node, nw.Address), nw.Watching))
+		}
+		fmt.Fprintf(w, "watching  %d", total)
+		if len(per) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(per, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 	if !in.Loaded {
 		fmt.Fprintln(w, "state     not loaded (database unreachable?)")
 	} else {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
@@ -33,6 +35,39 @@ type ActorDetail struct {
 	Mailbox      int                `json:"mailbox"` // messages waiting (-1: unknown)
 	Inspect      *actors.Inspection `json:"inspect,omitempty"`
 	InspectError string             `json:"inspectError,omitempty"` // the grain did not answer (busy?)
+	// Watchers is a coupon's presence count per node (from Inspect's
+	// watchers by hub address), largest first.
+	Watchers []NodeWatchers `json:"watchers,omitempty"`
+}
+
+// NodeWatchers is the number of distinct signed-in shoppers watching a
+// coupon through one node's hub.
+type NodeWatchers struct {
+	Node     string `json:"node"` // the member's name ("" if it is not a member any more)
+	Address  string `json:"address"`
+	Watching int    `json:"watching"`
+}
+
+// nodeWatchers names the hubs of a coupon's inspection by member.
+func (a *App) nodeWatchers(in *actors.Inspection) []NodeWatchers {
+	if in == nil || len(in.Watchers) == 0 {
+		return nil
+	}
+	names := make(map[string]string)
+	for _, m := range a.members.Members() {
+		names[m.Address()] = m.Name
+	}
+	out := make([]NodeWatchers, 0, len(in.Watchers))
+	for addr, n := range in.Watchers {
+		out = append(out, NodeWatchers{Node: names[addr], Address: addr, Watching: n})
+	}
+	slices.SortFunc(out, func(x, y NodeWatchers) int {
+		if x.Watching != y.Watching {
+			return y.Watching - x.Watching
+		}
+		return strings.Compare(x.Node, y.Node)
+	})
+	return out
 }
 
 // ProbeResult answers POST /admin/api/actors/{kind}/{id}/probe.
@@ -174,6 +209,7 @@ func (a *App) handleActorGet(w http.ResponseWriter, r *http.Request) {
 		var in actors.Inspection
 		if err = actors.Decode(res, &in); err == nil {
 			d.Inspect = &in
+			d.Watchers = a.nodeWatchers(&in)
 		}
 	}
 	if err != nil {

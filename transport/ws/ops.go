@@ -57,6 +57,19 @@ type sub struct {
 type subscribeReply struct {
 	Coupons []json.RawMessage `json:"coupons"`
 	Missing []string          `json:"missing,omitempty"`
+	// Watching gives the presence count (> 0) of the coupons subscribed
+	// whose snapshot is not sent (the client holds their version): a
+	// snapshot carries its own.
+	Watching map[string]int `json:"watching,omitempty"`
+}
+
+// watchingOf reads the presence count of a coupon's JSON.
+func watchingOf(coupon json.RawMessage) int {
+	var w struct {
+		Watching int `json:"watching"`
+	}
+	_ = json.Unmarshal(coupon, &w)
+	return w.Watching
 }
 
 func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *request) (any, error) {
@@ -134,6 +147,13 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 			}
 		case r.version > list[i].Version || list[i].Version == 0:
 			out.Coupons = append(out.Coupons, r.coupon)
+		default:
+			if n := watchingOf(r.coupon); n > 0 {
+				if out.Watching == nil {
+					out.Watching = make(map[string]int)
+				}
+				out.Watching[id] = n
+			}
 		}
 	}
 	if firstErr != nil {

@@ -574,11 +574,19 @@ func (s *session) auth(req *request) (_ any, refused string, _ error) {
 		}
 		s.bound = p.User
 	}
+	signedIn := false
+	defer func() {
+		// After s.mu is released: the hub takes its lock, then s.mu.
+		if id, ok := s.h.hub.(couponmesh.Identifier); ok && signedIn {
+			id.Identify(s, p.User) // its subscriptions count it from now on
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.anonymous {
 		// A visitor signed in: a normal session from now on, its
 		// subscriptions kept.
+		signedIn = true
 		s.anonymous = false
 		s.h.ips.releaseAnonymous(s.addr)
 		s.h.m.anonymous.Dec()
@@ -634,6 +642,10 @@ func (s *session) authorized() (couponmesh.Principal, error) {
 	}
 	return p, nil
 }
+
+// Viewer implements couponmesh.Viewer: the signed-in user, "" while the
+// session is anonymous (presence counts signed-in shoppers only).
+func (s *session) Viewer() string { return s.user() }
 
 func (s *session) user() string {
 	s.mu.Lock()

@@ -296,6 +296,41 @@ describe('coupons and resync', () => {
     c.close();
   });
 
+  it('keeps presence counts from pushes and from subscribe and get replies; a push newer than a reply wins', async () => {
+    const c = newClient();
+    c.connect();
+    const ws = await openAndAuth();
+    const heard = [];
+    c.on('presence', (p) => heard.push([p.coupon, p.watching]));
+    const p = c.subscribe(['a', 'b', 'c']);
+    const sub = ws.lastRequest('subscribe');
+    // a's snapshot carries its count; b was not sent (version held) but is
+    // in the watching map; c is watched by nobody
+    ws.reply(sub.id, { coupons: [coupon('a', 1, { watching: 3 })], watching: { b: 7 } });
+    await p;
+    expect([c.watching('a'), c.watching('b'), c.watching('c')]).toEqual([3, 7, 0]);
+    ws.receive(JSON.stringify({ push: 'presence', coupon: 'a', watching: 4 }));
+    expect(c.watching('a')).toBe(4);
+    // a reply read before a push that arrives first does not undo it
+    const g = c.get('a');
+    const get = ws.lastRequest('get');
+    ws.receive(JSON.stringify({ push: 'presence', coupon: 'a', watching: 6 }));
+    ws.reply(get.id, { coupon: coupon('a', 1, { watching: 5 }) });
+    await g;
+    expect(c.watching('a')).toBe(6);
+    // a coupon push carries no count and leaves it alone
+    ws.receive(JSON.stringify({ push: 'coupon', coupon: coupon('a', 2) }));
+    expect(c.watching('a')).toBe(6);
+    expect(heard).toEqual([
+      ['a', 3],
+      ['b', 7],
+      ['c', 0],
+      ['a', 4],
+      ['a', 6],
+    ]);
+    c.close();
+  });
+
   it('after a reconnect: re-auths, resubscribes with the versions held, resumes the feed after its last seq', async () => {
     const c = newClient();
     c.applyCoupon(coupon('cached', 5)); // e.g. from the local cache

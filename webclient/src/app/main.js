@@ -7,6 +7,7 @@ import { CouponmeshClient, ClaimQueue, createCache } from '../sdk/index.js';
 import * as api from './api.js';
 import { $, el, show, errText } from './dom.js';
 import { couponClock } from './time.js';
+import { watchingText } from './presence.js';
 import { qrSvg } from './qr.js';
 import { setupInstall } from './install.js';
 import { route, render, navigate, startRouter, couponPath } from './router.js';
@@ -99,6 +100,7 @@ function createClient() {
   client.on('state', onState);
   client.on('coupon', onCoupon);
   client.on('feed', onFeed);
+  client.on('presence', onPresence);
   client.on('claim', onClaim);
   client.on('resync', refreshWallet);
   let relogins = 0;
@@ -248,6 +250,7 @@ function couponItem(c) {
       el('span', { class: 'discount', text: c.discount || '' }),
       el('span', { class: 'muted', text: `by ${c.merchant}` }),
       el('span', { class: 'rem', 'data-testid': 'list-remaining', text: `${c.remaining} of ${c.quantity} left` }),
+      el('span', { class: 'watching', 'data-testid': 'list-watching', text: watchingText(app.client.watching(c.id)) }),
       el('span', { class: `status s-${c.status}`, text: c.status.replace('_', ' ') }),
     ),
   );
@@ -333,6 +336,20 @@ function renderCoupon(c) {
   renderClaimButton();
 }
 
+/** Shows how many shoppers watch the coupon on screen. */
+function renderWatching() {
+  const out = $('#watching');
+  const text = app.current ? watchingText(app.client.watching(app.current)) : '';
+  out.textContent = text;
+  show(out, !!text);
+}
+
+function onPresence({ coupon, watching }) {
+  if (app.current === coupon) renderWatching();
+  const li = document.querySelector(`#coupon-list [data-coupon-id="${CSS.escape(coupon)}"] .watching`);
+  if (li) li.textContent = watchingText(watching);
+}
+
 function renderClock() {
   const c = app.current && app.client.coupon(app.current);
   const clock = couponClock(c, Date.now());
@@ -401,6 +418,7 @@ async function showCoupon([id]) {
   if (mine) claimResult(`Your code: ${mine.code}`, 'ok');
   else if (app.pending.some((x) => x.coupon === id)) claimResult(QUEUED_TEXT, 'queued'); // e.g. after a reload offline
   renderClaimButton();
+  renderWatching();
   renderStale();
   clearInterval(app.clockTimer);
   app.clockTimer = setInterval(renderClock, 1000);

@@ -30,6 +30,7 @@ function newRid() {
  *   c.on('state', (s) => …);           // 'online' | 'reconnecting' | 'offline'
  *   c.on('coupon', (coupon) => …);     // a newer state of a subscribed coupon
  *   c.on('feed', (entry) => …);        // a new feed entry, in seq order, deduped
+ *   c.on('presence', ({coupon, watching}) => …); // signed-in shoppers watching a subscribed coupon
  *   c.on('claim', ({rid, coupon, claim, error, queued}) => …);
  *   c.connect();
  *   await c.subscribe(['c42']);
@@ -80,6 +81,9 @@ export class CouponmeshClient {
     this.state = STATES.OFFLINE;
     this.user = undefined; // the auth reply: {user, role, expiresAt}
     this.coupons = new Map(); // id -> newest coupon held
+    this.presence = new Map(); // id -> number of signed-in shoppers watching (watching(id))
+    this._presencePushes = 0; // presence pushes received, to order them against replies
+    this._presenceAt = new Map(); // id -> _presencePushes at its last presence push
     this.subscriptions = new Set(); // ids to (re)subscribe on every connection
     this.feedWanted = false;
 
@@ -476,6 +480,10 @@ export class CouponmeshClient {
       this._emit('push', msg);
       if (msg.push === 'coupon' && msg.coupon) this.applyCoupon(msg.coupon);
       else if (msg.push === 'feed' && msg.entry) this._onFeedPush(msg.entry);
+      else if (msg.push === 'presence' && typeof msg.coupon === 'string') {
+        this._presenceAt.set(msg.coupon, ++this._presencePushes);
+        this._notePresence(msg.coupon, msg.watching);
+      }
       return; // unknown pushes are ignored
     }
     if (typeof msg.id === 'number') {
@@ -596,6 +604,32 @@ export class CouponmeshClient {
   }
 
   /**
+   * The number of signed-in shoppers watching a coupon, over the whole
+   * cluster (presence), as last heard from a presence push or from the
+   * reply to subscribe or get; undefined when not known.
+   */
+  watching(id) {
+    return this.presence.get(id);
+  }
+
+  /** Records a presence count; emits 'presence' when it changed. */
+  _notePresence(id, n) {
+    const v = Math.max(0, Number(n) || 0);
+    if (this.presence.get(id) === v) return;
+    this.presence.set(id, v);
+    this._emit('presence', { coupon: id, watching: v });
+  }
+
+  /**
+   * Records the count a reply read, unless a presence push of that coupon
+   * arrived since the request was sent (mark): the push is newer.
+   */
+  _replyPresence(id, n, mark) {
+    if ((this._presenceAt.get(id) || 0) > mark) return;
+    this._notePresence(id, n);
+  }
+
+  /**
    * Subscribes to coupons: remembered for every later reconnect, and sent now
    * with the versions held when online (resolves with the reply; when
    * offline, with {coupons: [], offline: true}).
@@ -617,14 +651,22 @@ export class CouponmeshClient {
         const held = this.coupons.get(id);
         return held ? { id, version: Number(held.version) || 0 } : { id, version: 0 };
       });
+      const mark = this._presencePushes;
       const ok = await this.request('subscribe', { coupons: chunk });
+      const counts = new Map(Object.entries(ok.watching || {}));
       for (const c of ok.coupons || []) {
         this.applyCoupon(c);
         all.coupons.push(c);
+        counts.set(c.id, c.watching);
       }
       for (const id of ok.missing || []) {
         this.subscriptions.delete(id);
         all.missing.push(id);
+      }
+      // A snapshot carries its count, a coupon sent without one is in
+      // ok.watching when anyone watches it.
+      for (const { id } of chunk) {
+        if (!(ok.missing || []).includes(id)) this._replyPresence(id, counts.get(id), mark);
       }
     }
     return all;
@@ -639,8 +681,12 @@ export class CouponmeshClient {
 
   /** Reads a coupon (applied by the version rule). */
   async get(id) {
+    const mark = this._presencePushes;
     const ok = await this.request('get', { coupon: id });
-    if (ok.coupon) this.applyCoupon(ok.coupon);
+    if (ok.coupon) {
+      this.applyCoupon(ok.coupon);
+      this._replyPresence(id, ok.coupon.watching, mark);
+    }
     return ok.coupon;
   }
 

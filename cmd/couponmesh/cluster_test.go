@@ -20,8 +20,8 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
-	"github.com/couponmesh/couponmesh/cluster/placement"
 	"github.com/couponmesh/couponmesh/cluster/clustertest"
+	"github.com/couponmesh/couponmesh/cluster/placement"
 	"github.com/couponmesh/couponmesh/internal/history"
 )
 

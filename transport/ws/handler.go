@@ -239,7 +239,7 @@ func (h *Handler) Drain(ctx context.Context, others []string, spread time.Durati
 				return ctx.Err()
 			}
 		}
-		s.close(websocket.StatusServiceRestart, reason, dropDrain)
+		go s.closeWhenAnswered(websocket.StatusServiceRestart, reason, dropDrain)
 	}
 	h.mu.Lock()
 	left := len(h.sessions)

@@ -171,6 +171,22 @@ func (s *session) close(code websocket.StatusCode, reason, metric string) {
 	s.mu.Unlock()
 }
 
+// closeWhenAnswered closes the session once none of its requests is in
+// flight (their replies are queued before the close frame), or after
+// RequestTimeout: a client that sent a request before the close comes gets
+// its answer. A drain closes this way.
+func (s *session) closeWhenAnswered(code websocket.StatusCode, reason, metric string) {
+	deadline := time.Now().Add(s.h.cfg.RequestTimeout)
+	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-s.ctx.Done():
+			return // the session ended meanwhile
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	s.close(code, reason, metric)
+}
+
 func (s *session) closeLocked(code websocket.StatusCode, reason, metric string) {
 	if s.closing {
 		return

@@ -84,16 +84,31 @@ func TestSlowConsumerGets1013(t *testing.T) {
 	}
 
 	// Updates with long descriptions (about 4 KB a push) fill the socket
-	// buffers, then the session queues.
+	// buffers, then the session queues. They go out 8 coupons at a time,
+	// each batch once the healthy subscriber has the last one: its queue
+	// never holds more than 8 pushes (conflated per coupon), however slowly
+	// a busy machine runs it, while the slow sessions' queues collect all 24.
 	api := client.NewAPI(baseURL(a), login(t, baseURL(a), "acme", couponmesh.RoleMerchant))
 	n := 0
 	checkFor(t, 60*time.Second, "both slow sessions dropped", func() error {
-		for _, sub := range subs {
-			n++
-			desc := strings.Repeat(string(rune('a'+n%26)), couponmesh.MaxDescriptionLen)
-			if _, err := api.UpdateCoupon(ctx, sub.ID, couponmesh.CouponSpec{Description: &desc}); err != nil {
-				return err
+		for i := 0; i < len(subs); i += 8 {
+			batch := subs[i:min(i+8, len(subs))]
+			var last couponmesh.Coupon
+			for _, sub := range batch {
+				n++
+				desc := strings.Repeat(string(rune('a'+n%26)), couponmesh.MaxDescriptionLen)
+				c, err := api.UpdateCoupon(ctx, sub.ID, couponmesh.CouponSpec{Description: &desc})
+				if err != nil {
+					return err
+				}
+				last = c
 			}
+			checkFor(t, 40*time.Second, "the healthy subscriber keeps up", func() error {
+				if got := healthy.get(last.ID); got.Version < last.Version {
+					return fmt.Errorf("%s at version %d, want %d", last.ID, got.Version, last.Version)
+				}
+				return nil
+			})
 		}
 		if dropped := metricValue(t, a, `couponmesh_ws_sessions_dropped_total{reason="slow_consumer"}`); dropped < 2 {
 			return fmt.Errorf("%d updates, %v slow sessions dropped", n, dropped)

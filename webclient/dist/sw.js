@@ -1,15 +1,15 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-6c5ada5b33b04a5f';
+const CACHE = 'couponmesh-shell-df15b3599041fab8';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
-  "/assets/index-CI6Pr7F_.css",
-  "/assets/index-Cp8P5pnF.js"
+  "/assets/index-BUFIYHh_.js",
+  "/assets/index-CAaEvUYc.css"
 ];
 
 self.addEventListener('install', (event) => {

@@ -56,8 +56,8 @@ func (a *App) actorRoutes(mux *http.ServeMux) {
 // identity checks the {kind}/{id} of the path; it answers 400 itself.
 func identity(w http.ResponseWriter, r *http.Request) (kind, id string, ok bool) {
 	kind, id = r.PathValue("kind"), r.PathValue("id")
-	if kind != actors.KindCoupon && kind != actors.KindUser {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown kind %q: want coupon or user", kind)})
+	if kind != actors.KindCoupon && kind != actors.KindUser && kind != actors.KindReminders {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown kind %q: want coupon, user or reminders", kind)})
 		return "", "", false
 	}
 	if !couponmesh.ValidID(id) {

@@ -68,6 +68,7 @@ bench: build
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench failover
 	$(BIN) bench drain
+	$(LOAD) timers --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench report --micro bench-results/micro.txt > /dev/null
 	@echo "report written into docs/BENCHMARKS.md"
 

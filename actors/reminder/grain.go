@@ -24,6 +24,7 @@ const (
 	// database's time (at the 5 s this was, the database did little else).
 	reloadEvery = 30 * time.Second
 	retryAfter  = 250 * time.Millisecond // a failed wake-up is tried again after this (doubling up to 5 s)
+	reloadRetry = 5 * time.Second        // a failed re-read of the store is tried again after this
 )
 
 // Kind returns the cluster kind hosting the reminder shards.
@@ -56,6 +57,7 @@ type Shard struct {
 	pending  []couponmesh.Reminder // earliest first, at most window
 	more     bool                  // the store may hold reminders after pending
 	loadedAt time.Time
+	notUntil time.Time // a re-read failed: none before this
 	firing   map[string]bool       // keys being fired or deleted
 	retry    map[string]retry      // keys whose last wake-up failed
 	woken    []couponmesh.Reminder // answered by their targets, to delete
@@ -70,10 +72,17 @@ type retry struct {
 
 // reloadDue reports whether a keep-alive tick at now should re-read the
 // store: every reloadEvery, or at once when the window in memory is used up
-// and the store holds more.
+// and the store holds more; after a failed re-read, not for reloadRetry.
 func (s *Shard) reloadDue(now time.Time) bool {
+	if now.Before(s.notUntil) {
+		return false
+	}
 	return now.Sub(s.loadedAt) >= reloadEvery || (len(s.pending) == 0 && s.more)
 }
+
+// reloadFailed backs the re-reads off: at every tick they would keep a busy
+// database busier.
+func (s *Shard) reloadFailed(now time.Time) { s.notUntil = now.Add(reloadRetry) }
 
 func (s *Shard) reload(ctx context.Context) error {
 	rs, err := s.store.DueReminders(ctx, s.n, window)
@@ -253,7 +262,8 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			err := s.reload(opCtx)
 			cancel()
 			if err != nil {
-				g.Log.Warn("reminders not reloaded", "err", err)
+				s.reloadFailed(time.Now())
+				g.Log.Warn("reminders not reloaded; trying again later", "after", reloadRetry, "err", err)
 			}
 		}
 		actors.Respond(ctx, actors.Empty{}, nil)

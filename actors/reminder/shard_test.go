@@ -30,3 +30,22 @@ func TestShardReloadsRarely(t *testing.T) {
 		t.Fatal("a shard whose window is used up does not read the rest")
 	}
 }
+
+// A failed re-read is not tried again at every tick: on a busy database
+// the re-reads of 16 shards each second, each timing out, kept it busy.
+func TestShardBacksOffAFailedReload(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{loadedAt: t0.Add(-reloadEvery)}
+	if !s.reloadDue(t0) {
+		t.Fatal("no re-read due")
+	}
+	s.reloadFailed(t0)
+	for tick := time.Second; tick < reloadRetry; tick += time.Second {
+		if s.reloadDue(t0.Add(tick)) {
+			t.Fatalf("tried again %s after a failed re-read", tick)
+		}
+	}
+	if !s.reloadDue(t0.Add(reloadRetry)) {
+		t.Fatal("not tried again after reloadRetry")
+	}
+}

@@ -731,7 +731,7 @@ func createCouponSpecs(ctx context.Context, api *client.API, ids []string, worke
 				_, err = api.CreateCoupon(ctx, sp)
 				if try > 0 && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest {
 					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == *sp.Title && c.Quantity == *sp.Quantity &&
-						(sp.ExpiresAt == nil || c.ExpiresAt.Equal(*sp.ExpiresAt)) {
+						(sp.ExpiresAt == nil || c.ExpiresAt.Equal(couponmesh.ReminderTime(*sp.ExpiresAt))) {
 						err = nil
 					}
 				}

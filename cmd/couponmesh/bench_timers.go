@@ -256,7 +256,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 	due := make(map[string]time.Time, f.coupons)
 	for i := range ids {
 		ids[i] = "tm" + strconv.Itoa(i)
-		due[ids[i]] = first.Add(time.Duration(int64(f.spread) * int64(i) / int64(f.coupons)))
+		due[ids[i]] = couponmesh.ReminderTime(first.Add(time.Duration(int64(f.spread) * int64(i) / int64(f.coupons)))) // as the node keeps it
 	}
 	created := time.Now()
 	if err := timersCreate(ctx, api, ids, f.createWorkers, due, first); err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,7 +213,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		// The nodes on every core, also when the bench itself runs
 		// pinned (make bench), as in failover and drain.
 		p.Name = fmt.Sprintf("%d nodes, one killed", n)
-		pin = "0-" + strconv.Itoa(runtime.NumCPU()-1)
+		pin = "0-" + strconv.Itoa(max(describeMachine("").CPUs, 1)-1) // not runtime.NumCPU: that is the bench's own affinity
 		p.Placement = "the three nodes on all cores (taskset -c " + pin + "), the devdb and the load wherever the bench runs"
 	}
 	e, err := newBenchEnv(f.out, pin)
@@ -577,6 +576,8 @@ func timersWatch(ctx context.Context, e *benchEnv, nodes []*benchNode, ids []str
 // timersJournal reads every expired entry from the database: the At of
 // each, by coupon entity, in seq order.
 func timersJournal(ctx context.Context, uri string) (map[string][]time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // the database may still be busy with the burst
+	defer cancel()
 	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {
 		return nil, err

@@ -147,6 +147,7 @@ func benchTimers(ctx context.Context, args []string) error {
 		}
 		note := fmt.Sprintf("%d coupons due within %s, %d watcher sessions (Go SDK); push p50 %.0f ms, max %.0f ms; journal entry p50 %.0f / p99 %.0f / max %.0f ms; node CPU %.0f%% of a core over %.1f s",
 			p.Coupons, time.Duration(p.SpreadSeconds*float64(time.Second)), p.Watchers, p.Push.P50, p.Push.Max, p.Journal.P50, p.Journal.P99, p.Journal.Max, cpu, p.WindowSeconds)
+		note += "; " + p.Placement
 		if p.Killed != "" {
 			note += fmt.Sprintf("; %s (%d of %d shards; the grain or shard of %d coupons) killed %.0f ms before the first due time, seen dead after %.1f s, its identities served again after %.1f s",
 				p.Killed, len(p.VictimShards), couponmesh.ReminderShards, p.VictimCoupons, p.KilledBeforeMs, p.DetectedSeconds, p.FailoverSeconds)

@@ -15,8 +15,8 @@ import (
 )
 
 const (
-	window      = 1000                   // reminders a shard keeps in memory
-	maxFiring   = 64                     // wake-ups in flight per shard
+	window    = 1000 // reminders a shard keeps in memory
+	maxFiring = 64   // wake-ups in flight per shard
 	// The shard re-reads the store this often, to find reminders whose
 	// notice was lost (rare: a notice is retried for 5 s). Not more often:
 	// on the embedded database a shard's read scans the whole collection,
@@ -57,7 +57,7 @@ type Shard struct {
 	pending  []couponmesh.Reminder // earliest first, at most window
 	more     bool                  // the store may hold reminders after pending
 	loadedAt time.Time
-	notUntil time.Time // a re-read failed: none before this
+	notUntil time.Time             // a re-read failed: none before this
 	firing   map[string]bool       // keys being fired or deleted
 	retry    map[string]retry      // keys whose last wake-up failed
 	woken    []couponmesh.Reminder // answered by their targets, to delete

@@ -51,7 +51,9 @@ fuzz:
 ## processes it starts and stops (nodes pinned to CPU $(BENCH_NODE_CPUS), the
 ## load on CPU $(BENCH_LOAD_CPUS)); JSON results in bench-results/, plots in
 ## docs/bench/, and the table of figures against targets written into
-## docs/BENCHMARKS.md (`couponmesh bench report`).
+## docs/BENCHMARKS.md (`couponmesh bench report`). `bench timers` adds about
+## 16-18 minutes on its own (two phases, each creating 10,000 coupons and
+## waiting out its --lead, 300 s by default).
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000

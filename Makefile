@@ -61,7 +61,9 @@ fuzz:
 ## processes it starts and stops (nodes pinned to CPU $(BENCH_NODE_CPUS), the
 ## load on CPU $(BENCH_LOAD_CPUS)); JSON results in bench-results/, plots in
 ## docs/bench/, and the table of figures against targets written into
-## docs/BENCHMARKS.md (`couponmesh bench report`).
+## docs/BENCHMARKS.md (`couponmesh bench report`). `bench timers` adds about
+## 16-18 minutes on its own (two phases, each creating 10,000 coupons and
+## waiting out its --lead, 300 s by default).
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000
@@ -79,6 +81,7 @@ bench: build
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench failover
 	$(BIN) bench drain
+	$(LOAD) timers --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench report --micro bench-results/micro.txt > /dev/null
 	@echo "report written into docs/BENCHMARKS.md"
 

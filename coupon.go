@@ -159,18 +159,18 @@ func (s CouponSpec) Validate(create bool, now time.Time) error {
 	return nil
 }
 
-// Apply sets the fields of c that s sets. It does not check them: call
-// Validate first. Lowering the quantity below the claims made is refused.
+// Apply sets the fields of c that s sets, the times to the millisecond
+// (ReminderTime). It does not check them: call Validate first. Lowering the quantity below the claims made is refused.
 func (s CouponSpec) Apply(c *Coupon) error {
 	if s.Quantity != nil && *s.Quantity < c.Claimed {
 		return Errorf(CodeBadRequest, "quantity %d is below the %d claims already made", *s.Quantity, c.Claimed)
 	}
 	starts, expires := c.StartsAt, c.ExpiresAt
 	if s.StartsAt != nil {
-		starts = s.StartsAt.UTC()
+		starts = ReminderTime(*s.StartsAt)
 	}
 	if s.ExpiresAt != nil {
-		expires = s.ExpiresAt.UTC()
+		expires = ReminderTime(*s.ExpiresAt)
 	}
 	if !starts.IsZero() && !expires.IsZero() && !expires.After(starts) {
 		return Errorf(CodeBadRequest, "expiresAt must be after startsAt")
@@ -191,7 +191,7 @@ func (s CouponSpec) Apply(c *Coupon) error {
 		c.Quantity = *s.Quantity
 	}
 	if s.ExpiresAt != nil {
-		c.ExpiresAt = s.ExpiresAt.UTC()
+		c.ExpiresAt = expires
 	}
 	return nil
 }

@@ -76,3 +76,23 @@ func TestSpecStartsBeforeExpiry(t *testing.T) {
 		})
 	}
 }
+
+// Apply keeps a coupon's times to the millisecond, as reminders keep their
+// due times (the store's precision), so that a reminder read back from the
+// store names the coupon's time exactly.
+func TestApplyKeepsTimesToTheMillisecond(t *testing.T) {
+	start := time.Date(2030, 5, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
+	end := start.Add(time.Hour)
+	var c couponmesh.Coupon
+	if err := (couponmesh.CouponSpec{StartsAt: &start, ExpiresAt: &end}).Apply(&c); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2030, 5, 1, 11, 0, 0, 123000000, time.UTC)
+	if c.StartsAt != want || c.ExpiresAt != want.Add(time.Hour) {
+		t.Fatalf("StartsAt %v, ExpiresAt %v; want %v and an hour later, UTC", c.StartsAt, c.ExpiresAt, want)
+	}
+	r := couponmesh.Reminder{Target: "coupon/c1", Name: "expire", Due: couponmesh.ReminderTime(end)}
+	if r.Due != c.ExpiresAt || r.Due.UnixMilli() != end.UnixMilli() {
+		t.Fatalf("reminder due %v, coupon ends %v", r.Due, c.ExpiresAt)
+	}
+}

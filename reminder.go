@@ -19,6 +19,12 @@ type Reminder struct {
 	Due    time.Time `json:"due"`
 }
 
+// ReminderTime is t as a reminder's due time: UTC, to the millisecond (the
+// store keeps due times to the millisecond). Coupon times are kept the same
+// way, so that a reminder read back from the store names exactly the time it
+// was set for.
+func ReminderTime(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
 // ReminderShards is the fixed number of reminder shards: a reminder lives in
 // shard Shard(), owned by the cluster's grain reminders/<shard>.
 const ReminderShards = 16

@@ -508,12 +508,19 @@ func answerExisting(r claimRecord, rid string) error {
 func Reminders(id string, spec couponmesh.CouponSpec) []couponmesh.Reminder {
 	var rs []couponmesh.Reminder
 	if spec.StartsAt != nil && !spec.StartsAt.IsZero() {
-		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindStart, Due: spec.StartsAt.UTC()})
+		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindStart, Due: couponmesh.ReminderTime(*spec.StartsAt)})
 	}
 	if spec.ExpiresAt != nil && !spec.ExpiresAt.IsZero() {
-		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindExpire, Due: spec.ExpiresAt.UTC()})
+		rs = append(rs, couponmesh.Reminder{Target: Entity(id), Name: RemindExpire, Due: couponmesh.ReminderTime(*spec.ExpiresAt)})
 	}
 	return rs
+}
+
+// sameMilli reports whether a and b are the same time to the millisecond: a
+// reminder read back from the store has its due time to the millisecond,
+// and a coupon stored before its times were kept that way may have more.
+func sameMilli(a, b time.Time) bool {
+	return a.IsZero() == b.IsZero() && a.UnixMilli() == b.UnixMilli()
 }
 
 // ErrEarly is returned by Wake for a reminder that is not due yet by this
@@ -535,7 +542,14 @@ func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
 // never created) does nothing. Claims are refused by time from expiresAt
 // on, so no claim entry follows the expired entry.
 func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, done func(error)) {
-	if m.now().Before(r.Due) {
+	due := r.Due // the coupon's own time when it has more than milliseconds
+	if t := m.c.ExpiresAt; r.Name == RemindExpire && sameMilli(t, due) && t.After(due) {
+		due = t
+	}
+	if t := m.c.StartsAt; r.Name == RemindStart && sameMilli(t, due) && t.After(due) {
+		due = t
+	}
+	if m.now().Before(due) {
 		done(fmt.Errorf("coupon %s %s at %s: %w", m.id, r.Name, r.Due.Format(time.RFC3339Nano), ErrEarly))
 		return
 	}
@@ -548,12 +562,12 @@ func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, done fun
 		}
 		switch r.Name {
 		case RemindStart:
-			if !m.c.StartsAt.Equal(r.Due) || m.started.Equal(r.Due) {
+			if !sameMilli(m.c.StartsAt, r.Due) || sameMilli(m.started, r.Due) {
 				return couponmesh.Entry{}, errDone
 			}
 			return entry(EntryStarted, "", "", transitionData{Due: r.Due}), nil
 		case RemindExpire:
-			if !m.c.ExpiresAt.Equal(r.Due) || m.expired.Equal(r.Due) {
+			if !sameMilli(m.c.ExpiresAt, r.Due) || sameMilli(m.expired, r.Due) {
 				return couponmesh.Entry{}, errDone
 			}
 			return entry(EntryExpired, "", "", transitionData{Due: r.Due}), nil
@@ -623,10 +637,10 @@ func (m *Machine) Inspect() any {
 	}
 	v := view{Exists: m.exists, Claims: len(m.claims), SnapshotSeq: m.snapSeq}
 	if m.exists && !m.c.Withdrawn {
-		if !m.c.StartsAt.IsZero() && !m.started.Equal(m.c.StartsAt) {
+		if !m.c.StartsAt.IsZero() && !sameMilli(m.started, m.c.StartsAt) {
 			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindStart, Due: m.c.StartsAt})
 		}
-		if !m.c.ExpiresAt.IsZero() && !m.expired.Equal(m.c.ExpiresAt) {
+		if !m.c.ExpiresAt.IsZero() && !sameMilli(m.expired, m.c.ExpiresAt) {
 			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindExpire, Due: m.c.ExpiresAt})
 		}
 	}

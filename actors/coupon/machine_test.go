@@ -199,3 +199,65 @@ func TestExpiryWithdrawAndOwnership(t *testing.T) {
 		t.Fatalf("create over existing: %v", err)
 	}
 }
+
+// A reminder read back from the store has its due time to the millisecond:
+// waking the coupon with it must still journal the expiry, once, even when
+// the time was given with more precision than that.
+func TestWakeWithADueTimeFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	id := uniq("wake")
+	m, err := coupon.Load(ctx, store, id, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := now.Add(time.Hour).Truncate(time.Millisecond).Add(123456 * time.Nanosecond) // sub-millisecond
+	spec := couponmesh.CouponSpec{Title: ptr("Ends"), Quantity: ptr(3), ExpiresAt: &exp}
+	rs := coupon.Reminders(id, spec)
+	if len(rs) != 1 {
+		t.Fatalf("reminders %+v, want the expiry", rs)
+	}
+	if err := store.PutReminder(ctx, rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Create(ctx, merchant, spec, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := store.DueReminders(ctx, rs[0].Shard(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r couponmesh.Reminder
+	for _, x := range stored {
+		if x.Key() == rs[0].Key() {
+			r = x
+		}
+	}
+	if r.Target == "" {
+		t.Fatalf("reminder %s not in the store: %+v", rs[0].Key(), stored)
+	}
+	mu.Lock()
+	now = exp.Add(time.Millisecond)
+	mu.Unlock()
+	for range 2 { // fired twice: one entry
+		if err := m.Wake(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := store.Entries(ctx, coupon.Entity(id), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := 0
+	for _, e := range entries {
+		if e.Type == coupon.EntryExpired {
+			expired++
+		}
+	}
+	if expired != 1 || m.Coupon().Status != couponmesh.StatusExpired {
+		t.Fatalf("%d expired entries, status %s; want 1, expired (reminder due %s, coupon ends %s)", expired, m.Coupon().Status,
+			r.Due.Format(time.RFC3339Nano), m.Coupon().ExpiresAt.Format(time.RFC3339Nano))
+	}
+}

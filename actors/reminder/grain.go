@@ -15,10 +15,16 @@ import (
 )
 
 const (
-	window      = 1000                   // reminders a shard keeps in memory
-	maxFiring   = 64                     // wake-ups in flight per shard
-	reloadEvery = 5 * time.Second        // the shard re-reads the store this often
+	window    = 1000 // reminders a shard keeps in memory
+	maxFiring = 64   // wake-ups in flight per shard
+	// The shard re-reads the store this often, to find reminders whose
+	// notice was lost (rare: a notice is retried for 5 s). Not more often:
+	// on the embedded database a shard's read scans the whole collection,
+	// and with 10,000 reminders one read of the 16 shards took 5.5 s of the
+	// database's time (at the 5 s this was, the database did little else).
+	reloadEvery = 30 * time.Second
 	retryAfter  = 250 * time.Millisecond // a failed wake-up is tried again after this (doubling up to 5 s)
+	reloadRetry = 5 * time.Second        // a failed re-read of the store is tried again after this
 )
 
 // Kind returns the cluster kind hosting the reminder shards.
@@ -32,7 +38,12 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 				return nil, fmt.Errorf("no reminder shard %q", id)
 			}
 			s := &Shard{store: cfg.Store, n: n, firing: map[string]bool{}, retry: map[string]retry{}}
-			return s, s.reload(ctx)
+			if err := s.reload(ctx); err != nil {
+				return nil, err
+			}
+			// Shards activated together reload at different times.
+			s.loadedAt = s.loadedAt.Add(-time.Duration(n) * reloadEvery / couponmesh.ReminderShards)
+			return s, nil
 		})
 		return g
 	}))
@@ -46,6 +57,7 @@ type Shard struct {
 	pending  []couponmesh.Reminder // earliest first, at most window
 	more     bool                  // the store may hold reminders after pending
 	loadedAt time.Time
+	notUntil time.Time             // a re-read failed: none before this
 	firing   map[string]bool       // keys being fired or deleted
 	retry    map[string]retry      // keys whose last wake-up failed
 	woken    []couponmesh.Reminder // answered by their targets, to delete
@@ -57,6 +69,20 @@ type retry struct {
 	at    time.Time
 	delay time.Duration
 }
+
+// reloadDue reports whether a keep-alive tick at now should re-read the
+// store: every reloadEvery, or at once when the window in memory is used up
+// and the store holds more; after a failed re-read, not for reloadRetry.
+func (s *Shard) reloadDue(now time.Time) bool {
+	if now.Before(s.notUntil) {
+		return false
+	}
+	return now.Sub(s.loadedAt) >= reloadEvery || (len(s.pending) == 0 && s.more)
+}
+
+// reloadFailed backs the re-reads off: at every tick they would keep a busy
+// database busier.
+func (s *Shard) reloadFailed(now time.Time) { s.notUntil = now.Add(reloadRetry) }
 
 func (s *Shard) reload(ctx context.Context) error {
 	rs, err := s.store.DueReminders(ctx, s.n, window)
@@ -231,12 +257,13 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 			actors.Respond(ctx, actors.Empty{}, nil)
 		}
 	case actors.ReminderTick:
-		if time.Since(s.loadedAt) >= reloadEvery || (len(s.pending) == 0 && s.more) {
+		if s.reloadDue(time.Now()) {
 			opCtx, cancel := g.OpContext()
 			err := s.reload(opCtx)
 			cancel()
 			if err != nil {
-				g.Log.Warn("reminders not reloaded", "err", err)
+				s.reloadFailed(time.Now())
+				g.Log.Warn("reminders not reloaded; trying again later", "after", reloadRetry, "err", err)
 			}
 		}
 		actors.Respond(ctx, actors.Empty{}, nil)

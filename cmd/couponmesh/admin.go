@@ -64,6 +64,7 @@ func (a *App) adminAPI(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/api/drain", a.handleDrain)
 	mux.HandleFunc("GET /admin/api/sessions", a.handleSessions)
 	mux.HandleFunc("GET /admin/api/events", a.handleEvents)
+	mux.HandleFunc("GET /admin/api/reminders", a.handleReminders)
 	a.actorRoutes(mux)
 	mux.HandleFunc("GET /debug", serveConsole)
 	mux.HandleFunc("GET /debug/{$}", serveConsole)

@@ -36,7 +36,7 @@ import (
 
 func runBench(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence [flags] (--help for the flags), or bench report")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), or bench report")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -59,10 +59,12 @@ func runBench(args []string) error {
 		return benchDrain(ctx, args[1:])
 	case "presence":
 		return benchPresence(ctx, args[1:])
+	case "timers":
+		return benchTimers(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, report)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, timers, report)", args[0])
 	}
 }
 

@@ -684,29 +684,54 @@ func closeFoShoppers(ss []*foShopper) {
 }
 
 // createCouponsRetry creates the coupons ids with quantity qty as the API's
-// merchant, 32 at a time. A create whose outcome is unknown (unavailable)
-// is tried again, up to 5 times; a retry that finds the id taken finds the
-// coupon the earlier try created.
+// merchant (createCouponSpecs).
 func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty int) error {
+	return createCouponSpecs(ctx, api, ids, 32, func(id string) couponmesh.CouponSpec {
+		title := "Bench coupon " + id
+		return couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty}
+	}, nil)
+}
+
+// createCouponSpecs creates the coupons spec(id) (title and quantity set)
+// of ids as the API's merchant, workers at a time. A create whose outcome is
+// unknown (unavailable) is tried again, up to 5 times; a retry that finds
+// the id taken finds the coupon the earlier try created. before, when not
+// nil, is called with each index before its create; its error stops the
+// create.
+func createCouponSpecs(ctx context.Context, api *client.API, ids []string, workers int, spec func(id string) couponmesh.CouponSpec, before func(i int) error) error {
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
-		sem   = make(chan struct{}, 32)
+		sem   = make(chan struct{}, workers)
 	)
-	for _, id := range ids {
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	for i, id := range ids {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			title := "Bench coupon " + id
+			if before != nil {
+				if err := before(i); err != nil {
+					fail(err)
+					return
+				}
+			}
+			sp := spec(id)
 			var err error
 			for try := range 5 {
 				if try > 0 {
 					time.Sleep(time.Duration(try) * 200 * time.Millisecond)
 				}
-				_, err = api.CreateCoupon(ctx, couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty})
+				_, err = api.CreateCoupon(ctx, sp)
 				if try > 0 && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest {
-					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == title && c.Quantity == qty {
+					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == *sp.Title && c.Quantity == *sp.Quantity &&
+						(sp.ExpiresAt == nil || c.ExpiresAt.Equal(couponmesh.ReminderTime(*sp.ExpiresAt))) {
 						err = nil
 					}
 				}
@@ -715,11 +740,7 @@ func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty 
 				}
 			}
 			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("create coupon %s: %w", id, err)
-				}
-				mu.Unlock()
+				fail(fmt.Errorf("create coupon %s: %w", id, err))
 			}
 		})
 	}

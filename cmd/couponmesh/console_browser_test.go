@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 func TestBrowserDebugConsole(t *testing.T) {
 	chromiumPath(t)
 	a := startApp(t, nil)
-	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "c42", Title: ptr("Half price coffee"), Quantity: ptr(10)})
+	ends := time.Now().Add(time.Hour)
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "c42", Title: ptr("Half price coffee"), Quantity: ptr(10), ExpiresAt: &ends})
 	c := dial(t, a, "alice", client.Options{})
 	if _, err := c.Claim(context.Background(), cp.ID, "r1"); err != nil {
 		t.Fatal(err)
@@ -34,6 +36,10 @@ func TestBrowserDebugConsole(t *testing.T) {
 	p.waitJS(5*time.Second, "chart bar", shown(`#chart .row[data-node="test"] .bar`))
 
 	p.waitJS(5*time.Second, "first page of actors", `[...document.querySelectorAll('#actors tbody a.ident')].map(a => a.textContent).filter(s => !s.startsWith('reminders/')).join() === 'coupon/c42,user/alice'`)
+	// Every reminder shard answers, the coupon's holding its expiry next.
+	shard := couponmesh.Reminder{Target: "coupon/c42"}.Shard()
+	p.waitJS(10*time.Second, "the reminder shards", fmt.Sprintf(`document.querySelectorAll('#reminders tbody tr').length === %d && !document.querySelector('#reminders td.err')`+
+		` && document.querySelector('#reminders tr[data-shard="%d"]').textContent.includes('expire coupon/c42')`, couponmesh.ReminderShards, shard))
 
 	p.do(10*time.Second, "search coupon/c42",
 		chromedp.SetValue(chromedp.ID("identity"), "coupon/c42"),
@@ -41,6 +47,7 @@ func TestBrowserDebugConsole(t *testing.T) {
 	p.waitJS(10*time.Second, "detail shown", textIs("#d-identity", "coupon/c42"))
 	p.waitJS(5*time.Second, "owner", textIs("#d-node", "test"))
 	p.waitJS(5*time.Second, "state", `document.querySelector('#d-state').textContent.includes('"claimed": 1')`)
+	p.waitJS(5*time.Second, "the pending expiry", `/^expire coupon\/c42 at .* \(in /.test(document.querySelector('#d-reminders [data-reminder="expire"]').textContent)`)
 	p.waitJS(5*time.Second, "recent claim", `[...document.querySelectorAll('#d-recent tbody tr')].some(tr => tr.textContent.includes('coupon.claim') && tr.textContent.includes('ok'))`)
 	p.screenshot("detail")
 

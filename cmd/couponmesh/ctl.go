@@ -33,6 +33,8 @@ const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (fl
   actors probe kind/id       send it a ping through the cluster (activates it) and print the round trip
   sessions [--limit N] [--after ID] [--node NODE]
                      the WebSocket sessions on the node: user, subscriptions, send queue
+  reminders          each reminder shard (durable timers): its node, reminders held, wake-ups in
+                     flight and next due time
 The admin token, when the node requires one, comes from COUPONMESH_ADMIN_TOKEN.`
 
 // runCtl talks to a node's admin API.
@@ -123,6 +125,19 @@ func runCtl(args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "; next page: --after %s", res.Next)
 		}
 		fmt.Fprintln(stdout)
+		return nil
+	case "reminders":
+		if len(rest) != 1 {
+			return errors.New("usage: couponmesh ctl reminders")
+		}
+		var res RemindersInfo
+		if err := adminCall(ctx, *admin, http.MethodGet, "/admin/api/reminders", nil, &res); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, res)
+		}
+		printReminders(stdout, res)
 		return nil
 	default:
 		return fmt.Errorf("unknown ctl command %q\n%s", rest[0], ctlUsage)
@@ -392,4 +407,32 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// printReminders prints the reminder shards as a table, due times relative
+// to the asked node's clock.
+func printReminders(w io.Writer, res RemindersInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHARD\tNODE\tHELD\tFIRING\tNEXT DUE\tNEXT")
+	for _, s := range res.Shards {
+		next, due := "-", "-"
+		if s.Error != "" {
+			next = "error: " + s.Error
+		} else if s.NextDue != nil {
+			due = s.NextDue.UTC().Format("2006-01-02T15:04:05.000Z")
+			next = s.Next[0].Target + " " + s.Next[0].Name
+			if d := s.NextDue.Sub(res.At); d >= 0 {
+				next += " in " + d.Round(time.Millisecond).String()
+			} else {
+				next += " overdue by " + (-d).Round(time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%s\t%s\n", s.Shard, s.Node, s.Pending, s.Firing, due, next)
+	}
+	_ = tw.Flush()
+	if res.NextDue != nil {
+		fmt.Fprintf(w, "next due %s (asked %s)\n", res.NextDue.UTC().Format(time.RFC3339Nano), res.Node)
+	} else {
+		fmt.Fprintf(w, "no reminder held (asked %s)\n", res.Node)
+	}
 }

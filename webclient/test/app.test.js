@@ -25,6 +25,9 @@ describe('countdown', () => {
     const drop = { status: 'scheduled', startsAt: '2030-01-01T00:10:00Z', expiresAt: '2030-01-01T01:00:00Z' };
     expect(couponClock(drop, now).text).toBe('Starts in 00:10:00');
     expect(couponClock({ ...drop, status: 'active' }, Date.parse('2030-01-01T00:30:00Z')).text).toBe('Ends in 00:30:00');
+    expect(couponClock(drop, Date.parse('2030-01-01T00:10:00Z'))).toEqual({ text: 'Starting…', ended: false, starting: true }); // until the push
+    expect(couponClock({ status: 'scheduled', startsAt: '2030-01-01T00:00:05Z' }, now).text).toBe('Starts in 00:00:05'); // no end
+    expect(couponClock({ ...drop, status: 'expired' }, now).text).toBe('Ended');
   });
 
   it('round-trips the end time through a datetime-local field', () => {

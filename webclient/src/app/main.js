@@ -6,7 +6,7 @@ import './style.css';
 import { CouponmeshClient, ClaimQueue, createCache } from '../sdk/index.js';
 import * as api from './api.js';
 import { $, el, show, errText } from './dom.js';
-import { couponClock } from './time.js';
+import { couponClock, formatWhen } from './time.js';
 import { watchingText } from './presence.js';
 import { qrSvg } from './qr.js';
 import { setupInstall } from './install.js';
@@ -320,7 +320,7 @@ async function loadList(reset) {
 function renderCoupon(c) {
   if (!c) return;
   $('#coupon-title').textContent = c.title;
-  $('#coupon-meta').textContent = `${c.discount ? c.discount + ' · ' : ''}by ${c.merchant}${c.expiresAt ? ' · until ' + new Date(c.expiresAt).toLocaleString() : ''}`;
+  $('#coupon-meta').textContent = `${c.discount ? c.discount + ' · ' : ''}by ${c.merchant}${c.startsAt ? ' · from ' + new Date(c.startsAt).toLocaleString() : ''}${c.expiresAt ? ' · until ' + new Date(c.expiresAt).toLocaleString() : ''}`;
   $('#coupon-description').textContent = c.description || '';
   $('#claimed').textContent = String(c.claimed);
   $('#remaining').textContent = String(c.remaining);
@@ -370,6 +370,11 @@ function renderClaimButton() {
   const btn = $('#claim-btn');
   btn.disabled = !c || !!mine || !!queued || c.status !== 'active';
   btn.textContent = mine ? 'Claimed' : queued ? 'Claim queued' : 'Claim';
+  // A scheduled drop says when claims open; the push at its start enables the button.
+  const hint = $('#claim-hint');
+  const notYet = !!c && c.status === 'scheduled' && !mine && !queued;
+  show(hint, notYet);
+  hint.textContent = notYet ? `Claims open at ${formatWhen(c.startsAt)}.` : '';
   const f = $('#follow-btn');
   const following = app.follows.has(id);
   f.setAttribute('aria-pressed', String(following));
@@ -493,9 +498,24 @@ async function claim() {
     }
     // an answered claim is shown by onClaim
   } catch (err) {
-    claimResult(err.code === 'already_claimed' ? 'You claimed this coupon already.' : `Not claimed: ${errText(err)}`, 'error');
+    claimResult(claimErrorText(err, id), 'error');
   }
   renderClaimButton();
+}
+
+/** What a refused claim says: the refusals a shopper can meet in plain words. */
+function claimErrorText(err, id) {
+  const c = app.client.coupon(id);
+  switch (err && err.code) {
+    case 'already_claimed':
+      return 'You claimed this coupon already.';
+    case 'not_started':
+      return c && c.startsAt ? `Not yet: claims open at ${formatWhen(c.startsAt)}.` : 'Not yet: this coupon has not started.';
+    case 'expired':
+      return 'Too late: this coupon has ended.';
+    default:
+      return `Not claimed: ${errText(err)}`;
+  }
 }
 
 async function onClaim(res) {
@@ -503,7 +523,7 @@ async function onClaim(res) {
   if (res.claim) addToWallet(res.claim);
   if (app.current === res.coupon) {
     if (res.claim) claimResult(`Claimed! Your code: ${res.claim.code}`, 'ok');
-    else if (res.error) claimResult(res.error.code === 'already_claimed' ? 'You claimed this coupon already.' : `Not claimed: ${errText(res.error)}`, 'error');
+    else if (res.error) claimResult(claimErrorText(res.error, res.coupon), 'error');
   }
   if (res.error && res.error.code === 'already_claimed') refreshWallet();
   renderWallet();

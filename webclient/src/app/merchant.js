@@ -1,5 +1,5 @@
-// Merchant screens: my coupons, create and edit (every field, the end time
-// included), a live view of one coupon (claimed over time, remaining, the
+// Merchant screens: my coupons, create and edit (every field, the start
+// and end times included), a live view of one coupon (claimed over time, remaining, the
 // latest claims as they happen) and withdrawal with a confirmation.
 import * as api from './api.js';
 import { $, el, show, errText } from './dom.js';
@@ -109,6 +109,7 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
       $('#f-description').value = editing.description || '';
       $('#f-quantity').value = String(editing.quantity);
       $('#f-quantity').min = String(Math.max(1, editing.claimed));
+      $('#f-starts').value = toLocalInput(editing.startsAt);
       $('#f-expires').value = toLocalInput(editing.expiresAt);
     } else {
       showView('#edit-view', 'New coupon');
@@ -128,14 +129,19 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
       quantity: Number($('#f-quantity').value),
     };
     const exp = fromLocalInput($('#f-expires').value);
+    const starts = fromLocalInput($('#f-starts').value);
     if (!editing) {
       const id = $('#f-id').value.trim();
       if (id) spec.id = id;
+      if (starts) spec.startsAt = starts;
       if (exp) spec.expiresAt = exp;
       return spec;
     }
     const changed = {};
     for (const [k, v] of Object.entries(spec)) if (v !== (editing[k] ?? '')) changed[k] = v;
+    if (starts && toLocalInput(starts) !== toLocalInput(editing.startsAt)) changed.startsAt = starts;
+    // A start cleared before it came: the drop starts now.
+    if (!starts && editing.status === 'scheduled') changed.startsAt = new Date().toISOString();
     if (exp && toLocalInput(exp) !== toLocalInput(editing.expiresAt)) changed.expiresAt = exp;
     return changed;
   }
@@ -172,7 +178,8 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
   function renderLive(c) {
     if (!c) return;
     $('#live-title').textContent = c.title;
-    $('#live-meta').textContent = `${c.discount ? c.discount + ' · ' : ''}${c.expiresAt ? 'until ' + new Date(c.expiresAt).toLocaleString() : 'no end'} · id ${c.id}`;
+    const from = c.startsAt ? `from ${new Date(c.startsAt).toLocaleString()} ` : '';
+    $('#live-meta').textContent = `${c.discount ? c.discount + ' · ' : ''}${from}${c.expiresAt ? 'until ' + new Date(c.expiresAt).toLocaleString() : 'no end'} · id ${c.id}`;
     $('#live-claimed').textContent = String(c.claimed);
     $('#live-remaining').textContent = String(c.remaining);
     $('#live-status').textContent = c.status.replace('_', ' ');

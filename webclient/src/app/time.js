@@ -12,22 +12,32 @@ export function formatCountdown(ms) {
 }
 
 /**
- * What a coupon page says about time: {text, ended} for a coupon with an
- * end (expiresAt) at `now`, or undefined without one. A scheduled drop
- * (status scheduled, startsAt: coming with scheduled drops) counts down to
- * its start. Withdrawn, sold-out and expired coupons say so instead of
- * counting.
+ * What a coupon page says about time: {text, ended[, starting]} for a
+ * coupon with a start or an end at `now`, or undefined without either. A
+ * scheduled drop (status scheduled, startsAt) counts down to its start, then
+ * says "Starting…" until the server's push makes it active (the status is
+ * the server's, never guessed from the clock); an active one counts down to
+ * its end. Withdrawn, sold-out and expired coupons say so instead.
  */
 export function couponClock(c, now) {
   if (!c) return undefined;
   if (c.status === 'withdrawn') return { text: 'Withdrawn by the merchant', ended: true };
+  if (c.status === 'expired') return { text: 'Ended', ended: true };
   if (c.status === 'sold_out') return { text: 'Sold out', ended: true };
   const start = Date.parse(c.startsAt || '');
   if (Number.isFinite(start) && start > now) return { text: `Starts in ${formatCountdown(start - now)}`, ended: false, starting: true };
+  if (c.status === 'scheduled') return { text: 'Starting…', ended: false, starting: true };
   const end = Date.parse(c.expiresAt || '');
   if (!Number.isFinite(end)) return undefined;
-  if (c.status === 'expired' || end <= now) return { text: 'Ended', ended: true };
+  if (end <= now) return { text: 'Ended', ended: true };
   return { text: `Ends in ${formatCountdown(end - now)}`, ended: false };
+}
+
+/** A short local date and time for messages ("7 Dec, 14:05:00"). */
+export function formatWhen(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isFinite(t)) return '';
+  return new Date(t).toLocaleString(undefined, { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 /** The value of a datetime-local input for an RFC 3339 time (local time), '' for none. */

@@ -717,7 +717,8 @@ export class CouponmeshClient {
    * Claims a coupon. The claim is first put in the claim queue with its rid
    * (an idempotency key, one per user intent), then sent when online.
    * Resolves with {rid, coupon, claim} once answered ok; rejects with the
-   * server's error for a definitive refusal (sold_out, already_claimed, …);
+   * server's error for a definitive refusal (sold_out, expired,
+   * not_started, already_claimed, …);
    * resolves with {rid, coupon, queued: true} when the answer is not known
    * (offline, connection lost, timeout, unavailable): the claim stays queued
    * and is sent again, with the same rid, after the next (re)connect.

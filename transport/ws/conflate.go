@@ -18,8 +18,19 @@ import (
 // claims included) and feed pushes are never conflated. docs/PROTOCOL.md
 // states the rule for clients.
 
-// couponPushPrefix starts every coupon push frame (couponmesh.CouponPush).
-var couponPushPrefix = []byte(`{"push":"coupon",`)
+// couponPushPrefix starts every coupon push frame (couponmesh.CouponPush),
+// presencePushPrefix every presence push (couponmesh.PresencePush). A
+// presence push carries no version: the newest to arrive is the newest
+// count, so it replaces one still queued for the same coupon (a session
+// watching many coupons whose counts all change at once, e.g. when another
+// node's watchers leave, holds one slot per coupon, not one per change).
+var (
+	couponPushPrefix   = []byte(`{"push":"coupon",`)
+	presencePushPrefix = []byte(`{"push":"presence",`)
+)
+
+// presenceKey is the conflation key of a coupon's presence pushes.
+const presenceKey = "presence/"
 
 // pushInfo is the coupon and version a push frame carries.
 type pushInfo struct {
@@ -41,10 +52,22 @@ type queuedPush struct {
 // push. The hub sends one frame to every watching session: the last frame
 // parsed is remembered (by identity), so a fan-out parses it once.
 func (h *Handler) couponPush(frame []byte) (string, int64, bool) {
-	if !bytes.HasPrefix(frame, couponPushPrefix) {
+	presence := bytes.HasPrefix(frame, presencePushPrefix)
+	if !presence && !bytes.HasPrefix(frame, couponPushPrefix) {
 		return "", 0, false
 	}
 	if p := h.lastPush.Load(); p != nil && len(p.frame) == len(frame) && &p.frame[0] == &frame[0] {
+		return p.coupon, p.version, p.ok
+	}
+	if presence {
+		var d struct {
+			Coupon string `json:"coupon"`
+		}
+		p := &pushInfo{frame: frame}
+		if json.Unmarshal(frame, &d) == nil && d.Coupon != "" {
+			p.coupon, p.version, p.ok = presenceKey+d.Coupon, h.presenceSeq.Add(1), true
+		}
+		h.lastPush.Store(p)
 		return p.coupon, p.version, p.ok
 	}
 	var d struct {
@@ -101,6 +124,7 @@ func (s *session) forgetPushes(ids []string) {
 	s.mu.Lock()
 	for _, id := range ids {
 		delete(s.pushes, id)
+		delete(s.pushes, presenceKey+id)
 	}
 	if len(s.pushes) == 0 {
 		s.pushes = nil

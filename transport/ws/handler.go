@@ -37,7 +37,8 @@ type Handler struct {
 	users   userLimits
 	writers *writers
 	// lastPush is the coupon push frame parsed last (conflate.go).
-	lastPush atomic.Pointer[pushInfo]
+	lastPush    atomic.Pointer[pushInfo]
+	presenceSeq atomic.Int64 // orders presence pushes for conflation (conflate.go)
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}

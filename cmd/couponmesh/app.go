@@ -51,6 +51,7 @@ type App struct {
 	adminLn   net.Listener
 	draining  atomic.Bool
 	svc       *actors.Service
+	churn     *actors.Churn
 	members   *membership.Provider
 	public    string // host:port clients reach this node at
 
@@ -119,6 +120,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// Churn: after membership changes, active grains validate against the
 	// journal before they answer (DESIGN.md invariant 8).
 	churn := actors.NewChurn()
+	a.churn = churn
 	gcfg := actors.GrainConfig{
 		Store:          a.store,
 		PassivateAfter: cfg.Actors.PassivateAfter.D(),

@@ -119,7 +119,12 @@ func (c *tcpWS) closeCode() (websocket.StatusCode, string) {
 // once the fragments add up past it (before the message ends), and the node
 // keeps serving others.
 func TestFragmentedFloodCloses1009(t *testing.T) {
-	e := newEnv(t, ws.LocalConfig())
+	cfg := ws.LocalConfig()
+	// The flooders never authenticate: on a busy machine 32 KiB of 1-byte
+	// frames can take longer than LocalConfig's 1 s auth timeout, which
+	// would close them with 1008 first.
+	cfg.AuthTimeout = time.Minute
+	e := newEnv(t, cfg)
 	other := e.login("bob", client.Options{})
 	for _, tc := range []struct {
 		name string

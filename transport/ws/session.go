@@ -275,8 +275,8 @@ func (s *session) writeTurn() (again bool) {
 func (s *session) onPing() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
-		return
+	if s.closing {
+		return // the close handshake has its own bound (CloseGrace)
 	}
 	s.startPing()
 	s.pinger.Reset(s.h.cfg.PingInterval)
@@ -352,13 +352,17 @@ func (s *session) startPing() {
 			return
 		}
 		s.mu.Lock()
-		first := !s.closing
+		closing := s.closing
 		s.closing = true
 		s.mu.Unlock()
-		if first {
-			s.h.m.dropped.WithLabelValues(dropPingTimeout).Inc()
-			s.logDebug("ws: no pong", slog.Any("err", err))
+		if closing {
+			// The server is closing the session: its close frame is on its
+			// way (CloseGrace bounds it); cutting the connection now would
+			// lose it.
+			return
 		}
+		s.h.m.dropped.WithLabelValues(dropPingTimeout).Inc()
+		s.logDebug("ws: no pong", slog.Any("err", err))
 		s.conn.CloseNow()
 	}()
 }

@@ -10,6 +10,7 @@
 package faultproxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -44,6 +45,8 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 	mode   atomic.Int32
+
+	cutTo atomic.Pointer[[]byte] // CutReplyTo's request bytes, until a request has them
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -87,6 +90,13 @@ func (p *Proxy) CutNextReply() {
 		cut.Store(true)
 	}
 }
+
+// CutReplyTo arms the proxy for one request: the next one whose bytes
+// contain request, on a connection open now or later, reaches the server,
+// and its reply is dropped and its connection closed. Unlike CutNextReply
+// it cannot hit another connection's traffic first (a MongoDB driver's
+// heartbeats, which would make it clear its pool).
+func (p *Proxy) CutReplyTo(request []byte) { p.cutTo.Store(&request) }
 
 // Close stops listening and closes every connection.
 func (p *Proxy) Close() error {
@@ -151,19 +161,25 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 	defer func() { p.mu.Lock(); delete(p.cuts, cut); p.mu.Unlock() }()
 	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(server, client, false, nil); server.Close() })
+	wg.Go(func() { p.pipe(server, client, false, cut); server.Close() })
 	wg.Go(func() { p.pipe(client, server, true, cut); client.Close() })
 	wg.Wait()
 }
 
-// pipe copies src to dst while the mode lets this direction through. When
-// cut is set, the next chunk is dropped and the pipe ends (closing both).
+// pipe copies src to dst while the mode lets this direction through. On
+// the reply side, when cut is set, the next chunk is dropped and the pipe
+// ends (closing both); the request side sets cut for CutReplyTo.
 func (p *Proxy) pipe(dst, src net.Conn, reply bool, cut *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && cut != nil && cut.Swap(false) {
+		if n > 0 && reply && cut.Swap(false) {
 			return
+		}
+		if n > 0 && !reply {
+			if want := p.cutTo.Load(); want != nil && bytes.Contains(buf[:n], *want) && p.cutTo.CompareAndSwap(want, nil) {
+				cut.Store(true)
+			}
 		}
 		if n > 0 {
 			m := Mode(p.mode.Load())

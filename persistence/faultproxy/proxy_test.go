@@ -145,3 +145,34 @@ func TestCutNextReply(t *testing.T) {
 		t.Fatalf("a new connection after the cut: %v", err)
 	}
 }
+
+// CutReplyTo cuts the reply to the first request carrying the bytes, also
+// on a connection opened after the call, and leaves other traffic alone.
+func TestCutReplyTo(t *testing.T) {
+	p, err := faultproxy.Start(echo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.CutReplyTo([]byte("insert"))
+	if err := roundTrip(t, p.Addr(), time.Second); err != nil {
+		t.Fatalf("other traffic: %v", err)
+	}
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("insert b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatalf("got %q after the cut, want the connection closed", line)
+	} else if isTimeout(err) {
+		t.Fatalf("%v: want the connection closed, not silence", err)
+	}
+	if err := roundTrip(t, p.Addr(), time.Second); err != nil {
+		t.Fatalf("a new connection after the cut: %v", err)
+	}
+}

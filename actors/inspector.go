@@ -27,14 +27,14 @@ func NewGrainInspector(c *cluster.Cluster, local func(kind, id string) (*actor.P
 	return &GrainInspector{c: c, local: local}
 }
 
-// defaultWait bounds a direct request when ctx has no deadline.
-const defaultWait = 5 * time.Second
+// inspectWait bounds a direct request when ctx has no deadline.
+const inspectWait = 5 * time.Second
 
-func wait(ctx context.Context) time.Duration {
+func ctxWait(ctx context.Context) time.Duration {
 	if dl, ok := ctx.Deadline(); ok {
 		return max(time.Until(dl), time.Millisecond)
 	}
-	return defaultWait
+	return inspectWait
 }
 
 // InspectActor implements couponmesh.Grains.
@@ -44,7 +44,7 @@ func (g *GrainInspector) InspectActor(ctx context.Context, kind, id string) (cou
 	if !ok {
 		return in, couponmesh.ErrNotActive
 	}
-	res, err := g.c.ActorSystem.Root.RequestFuture(pid, Request(ActorInspect, Empty{}), wait(ctx)).Result()
+	res, err := g.c.ActorSystem.Root.RequestFuture(pid, Request(ActorInspect, Empty{}), ctxWait(ctx)).Result()
 	if err == nil {
 		err = Decode(res, &in)
 	}
@@ -57,7 +57,7 @@ func (g *GrainInspector) PassivateActor(ctx context.Context, kind, id string) (b
 	if !ok {
 		return false, couponmesh.ErrNotActive
 	}
-	res, err := g.c.ActorSystem.Root.RequestFuture(pid, Request(ActorPassivate, Empty{}), wait(ctx)).Result()
+	res, err := g.c.ActorSystem.Root.RequestFuture(pid, Request(ActorPassivate, Empty{}), ctxWait(ctx)).Result()
 	if err == nil {
 		err = Decode(res, nil)
 	}
@@ -87,7 +87,7 @@ func (g *GrainInspector) ProbeActor(ctx context.Context, kind, id string) (coupo
 func (g *GrainInspector) ReminderShard(ctx context.Context, n int) (couponmesh.ShardStatus, error) {
 	var st couponmesh.ShardStatus
 	cfg := DefaultCallConfig()
-	cfg.Timeout = wait(ctx)
+	cfg.Timeout = ctxWait(ctx)
 	err := Call(ctx, g.c, cfg, KindReminders, couponmesh.ReminderShardID(n), ReminderCheck, Empty{}, &st)
 	return st, err
 }

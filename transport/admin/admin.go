@@ -17,7 +17,8 @@ import (
 
 // The admin API. JSON out; errors as {"error": "..."}.
 
-// Config is what a Server needs of its node.
+// Config is what a Server needs of its node; every field but Token and
+// Metrics is required.
 type Config struct {
 	Inspector couponmesh.Inspector
 	Sessions  couponmesh.Sessions

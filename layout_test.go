@@ -16,6 +16,9 @@ func TestLayout(t *testing.T) {
 		{mod, []string{mod + "/", "github.com/", "go.mongodb.org/", "google.golang.org/"}},
 		{mod + "/actors/...", []string{mod + "/transport", mod + "/persistence", mod + "/cluster"}},
 		{mod + "/transport/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", "go.mongodb.org/"}},
+		// The admin API and console see the node through the domain's
+		// interfaces (couponmesh.Inspector, Sessions) only.
+		{mod + "/transport/admin/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", "go.mongodb.org/"}},
 		{mod + "/persistence/...", []string{"github.com/asynkron/", mod + "/transport", mod + "/actors", mod + "/cluster"}},
 		{mod + "/cluster/...", []string{mod + "/transport", mod + "/persistence", mod + "/actors"}},
 		{mod + "/client/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", mod + "/transport/ws"}},
@@ -24,6 +27,9 @@ func TestLayout(t *testing.T) {
 		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, r.pkgs).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", r.pkgs, err, out)
+		}
+		if strings.Contains(string(out), "matched no packages") {
+			t.Fatalf("go list %s: %s", r.pkgs, out) // a rule about nothing keeps nothing true
 		}
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			pkg, deps, _ := strings.Cut(line, ": ")

@@ -165,7 +165,7 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			return nil
 		}
 		if msg.MessageTypeName == ActorPing {
-			Respond(ctx, Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
+			Respond(ctx, couponmesh.Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
 			return nil
 		}
 		if !a.validate(ctx) {

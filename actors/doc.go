@@ -11,13 +11,14 @@
 // between nodes (see shared/notes/protoactor-guide.md).
 //
 // Every grain also answers, through the shared Activation, actor.inspect
-// (an Inspection: identity, activation time, journal seq, its state machine's
+// (a couponmesh.Inspection: identity, activation time, journal seq, its state machine's
 // Inspect view, hubs, and the last RecentSize requests it handled with their
 // duration and outcome), actor.passivate (stop after answering) and
-// actor.ping (load, then answer a Pong). An inspection is answered between
+// actor.ping (load, then answer a couponmesh.Pong). An inspection is answered between
 // two messages, even when the state cannot be loaded, and is not recorded;
 // recording a request costs two clock reads and one 16-byte ring slot.
-// The debug console and `couponmesh ctl actors` use them.
+// The debug console and `couponmesh ctl actors` use them through
+// GrainInspector (couponmesh.Grains).
 //
 // Journal writes are pipelined (Journal, Flush): a grain decides each request
 // at once on its state plus its entries not yet durable, writes the entries

@@ -12,9 +12,9 @@ import (
 
 // Kind names of the grains.
 const (
-	KindCoupon    = "coupon"
-	KindUser      = "user"
-	KindReminders = "reminders" // reminder shards: reminders/0 … reminders/15
+	KindCoupon    = couponmesh.KindCoupon
+	KindUser      = couponmesh.KindUser
+	KindReminders = couponmesh.KindReminders // reminder shards: reminders/0 … reminders/15
 )
 
 // Request wraps a method call for a grain in the protobuf envelope.

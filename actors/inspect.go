@@ -9,43 +9,6 @@ import (
 	"github.com/couponmesh/couponmesh"
 )
 
-// Inspection is what a grain tells about itself (ActorInspect): a snapshot
-// taken between two messages, so it never sees a half-applied change.
-type Inspection struct {
-	Identity    string    `json:"identity"` // kind/id
-	ActivatedAt time.Time `json:"activatedAt"`
-	Loaded      bool      `json:"loaded"` // false: the state could not be loaded yet (database down)
-	Seq         int64     `json:"seq"`    // journal seq of the state
-	// Validated is the cluster churn epoch the state was last loaded or
-	// checked against the journal at; Stale, that churn since asks for a
-	// validation before the next answer (docs/OPERATIONS.md, partitions).
-	Validated uint64          `json:"validatedEpoch"`
-	Stale     bool            `json:"stale,omitempty"`
-	State     json.RawMessage `json:"state,omitempty"`
-	Hubs      int             `json:"hubs"`    // node hubs subscribed to its pushes
-	Handled   uint64          `json:"handled"` // requests handled by this activation
-	Recent    []HandledRecord `json:"recent"`  // the last ones, newest first (at most RecentSize)
-	// Watchers is each subscribed hub's presence count (distinct signed-in
-	// shoppers on that node), by hub address; only hubs counting someone.
-	Watchers map[string]int `json:"watchers,omitempty"`
-}
-
-// HandledRecord is one request a grain handled.
-type HandledRecord struct {
-	At       time.Time `json:"at"`
-	Method   string    `json:"method"`
-	Micros   int64     `json:"micros"`  // time in the grain
-	Outcome  string    `json:"outcome"` // ok or the error code answered
-	Answered bool      `json:"answered"`
-}
-
-// Pong answers ActorPing.
-type Pong struct {
-	Identity    string    `json:"identity"`
-	Address     string    `json:"address"` // protoactor address of the member hosting it
-	ActivatedAt time.Time `json:"activatedAt"`
-}
-
 // Inspector is what a grain's state machine shows of itself: a JSON-ready
 // value of its public state (no secrets, bounded in size).
 type Inspector interface {
@@ -102,8 +65,8 @@ func (r *recentRing) end() {
 }
 
 // records returns the remembered requests, newest first.
-func (r *recentRing) records() []HandledRecord {
-	out := make([]HandledRecord, 0, len(r.entries))
+func (r *recentRing) records() []couponmesh.HandledRecord {
+	out := make([]couponmesh.HandledRecord, 0, len(r.entries))
 	n := len(r.entries)
 	for i := range n {
 		// newest is just before next (or the last appended while growing)
@@ -112,7 +75,7 @@ func (r *recentRing) records() []HandledRecord {
 			j = n - 1 - i
 		}
 		e := r.entries[j]
-		rec := HandledRecord{At: time.Unix(0, e.at), Method: methodNames.name(e.method), Micros: int64(e.micros), Outcome: "-"}
+		rec := couponmesh.HandledRecord{At: time.Unix(0, e.at), Method: methodNames.name(e.method), Micros: int64(e.micros), Outcome: "-"}
 		if e.outcome != 0 {
 			rec.Outcome, rec.Answered = outcomeNames.name(e.outcome), true
 		}
@@ -214,8 +177,8 @@ func recordOutcome(ctx actor.Context, err error) {
 }
 
 // inspect builds the answer to ActorInspect.
-func (a *Activation[M]) inspect() Inspection {
-	in := Inspection{
+func (a *Activation[M]) inspect() couponmesh.Inspection {
+	in := couponmesh.Inspection{
 		Identity:    a.Kind + "/" + a.ID,
 		ActivatedAt: a.activatedAt,
 		Loaded:      a.loaded,

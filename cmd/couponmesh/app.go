@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/actors/hub"
@@ -27,6 +28,7 @@ import (
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
+	"github.com/couponmesh/couponmesh/transport/admin"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/httpapi"
 	"github.com/couponmesh/couponmesh/transport/ws"
@@ -47,6 +49,7 @@ type App struct {
 	ws        *ws.Handler
 	publicSrv *http.Server
 	admin     *http.Server
+	adminAPI  *admin.Server
 	httpLn    net.Listener
 	adminLn   net.Listener
 	draining  atomic.Bool
@@ -55,10 +58,7 @@ type App struct {
 	members   *membership.Provider
 	public    string // host:port clients reach this node at
 
-	grainMetrics *actors.Metrics
-	msgRate      atomic.Uint64 // float64 bits: grain requests per second (sampleRate)
-	stopRate     chan struct{}
-	adminClosing chan struct{} // closed when the admin listener shuts down (ends event streams)
+	stopRate chan struct{} // closed by stop: ends KeepShards
 
 	drainOnce sync.Once
 	drained   chan struct{} // closed when a drain has finished
@@ -67,8 +67,7 @@ type App struct {
 
 // Start brings a node up. On error everything started so far is stopped.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
-	a := &App{cfg: cfg, log: log, drained: make(chan struct{}), evicted: make(chan struct{}),
-		stopRate: make(chan struct{}), adminClosing: make(chan struct{})}
+	a := &App{cfg: cfg, log: log, drained: make(chan struct{}), evicted: make(chan struct{}), stopRate: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.stop(context.Background())
@@ -133,8 +132,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 		Metrics:        actors.NewMetrics(reg),
 		Log:            log,
 	}
-	a.grainMetrics = gcfg.Metrics
-	go a.sampleRate(a.stopRate)
 	var key []byte
 	if cfg.Cluster.GossipKey != "" {
 		key, _ = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey) // validated by LoadConfig
@@ -221,11 +218,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// have their own limits (ws.Config).
 	a.publicSrv = &http.Server{Handler: hideAdmin(api), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: publicMaxHeaderBytes,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	a.adminAPI(mux)
-	a.admin = &http.Server{Handler: adminAuth(cfg.AdminToken, sameOrigin(mux)), ReadHeaderTimeout: 5 * time.Second}
-	a.admin.RegisterOnShutdown(func() { close(a.adminClosing) })
+	a.adminAPI = admin.New(admin.Config{
+		Inspector: struct {
+			couponmesh.Membership
+			couponmesh.Placement
+			couponmesh.Grains
+		}{a.members.View(), a.node.Lookup.View(), actors.NewGrainInspector(a.node.Cluster, a.node.Lookup.PID)},
+		Sessions: a.ws, Token: cfg.AdminToken, Messages: gcfg.Metrics.Messages, Draining: a.draining.Load,
+		Drain:   func() { a.drainOnce.Do(func() { go a.drain() }) },
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+	})
+	a.admin = &http.Server{Handler: a.adminAPI.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	a.admin.RegisterOnShutdown(a.adminAPI.Close)
 	go a.serve(a.publicSrv, a.httpLn, "public")
 	go a.serve(a.admin, a.adminLn, "admin")
 	log.Info("node ready", "http", "http://"+a.httpLn.Addr().String(), "admin", "http://"+a.adminLn.Addr().String(),
@@ -334,6 +338,9 @@ func (a *App) stop(ctx context.Context) {
 	}
 	if a.admin != nil {
 		_ = a.admin.Shutdown(ctx)
+	}
+	if a.adminAPI != nil {
+		a.adminAPI.Close()
 	}
 	if a.store != nil {
 		_ = a.store.Close(ctx) // writes the snapshots still dirty

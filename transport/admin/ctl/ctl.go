@@ -1,4 +1,6 @@
-package main
+// Package ctl is `couponmesh ctl`: the command line over a node's admin API
+// (transport/admin), for operators and scripts (--json).
+package ctl
 
 import (
 	"bytes"
@@ -17,11 +19,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/couponmesh/couponmesh/actors"
-	"github.com/couponmesh/couponmesh/transport/ws"
+	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/transport/admin"
 )
 
-const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (flags may follow the command)
+const usage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (flags may follow the command)
   members            the members this node knows: name, addresses, status, actors, sessions, messages/s
   drain NODE [--wait] drain NODE (name or member ID): sessions move to the other nodes, actors
                      passivate, the node leaves the cluster and exits; --wait until it is gone
@@ -37,33 +39,35 @@ const ctlUsage = `usage: couponmesh ctl [--admin HOST:PORT] [--json] COMMAND (fl
                      flight and next due time
 The admin token, when the node requires one, comes from COUPONMESH_ADMIN_TOKEN.`
 
-// runCtl talks to a node's admin API.
-func runCtl(args []string, stdout io.Writer) error {
+// Run runs `couponmesh ctl args...`, printing to stdout. The admin address
+// defaults to COUPONMESH_ADMIN_ADDR (else 127.0.0.1:8081); the token is
+// COUPONMESH_ADMIN_TOKEN.
+func Run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
-	admin := fs.String("admin", envOr("COUPONMESH_ADMIN_ADDR", "127.0.0.1:8081"), "admin address of any node")
+	addr := fs.String("admin", envOr("COUPONMESH_ADMIN_ADDR", "127.0.0.1:8081"), "admin address of any node")
 	asJSON := fs.Bool("json", false, "print JSON (for scripts)")
 	wait := fs.Bool("wait", false, "drain: wait until the node has left the cluster")
 	kind := fs.String("kind", "", "actors ls: only this kind (coupon, user)")
 	limit := fs.Int("limit", 50, "actors ls, sessions: page size")
 	after := fs.String("after", "", "actors ls: start after this identity (kind/id); sessions: after this session ID")
 	nodeName := fs.String("node", "", "actors ls, sessions: that member (name or ID) instead of the one asked")
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), ctlUsage) }
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), usage) }
 	rest, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) == 0 {
 		//lint:ignore ST1005 a usage text, printed whole
-		return errors.New(ctlUsage)
+		return errors.New(usage)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	switch rest[0] {
 	case "members":
 		var res struct {
-			Members []MemberInfo `json:"members"`
+			Members []admin.MemberInfo `json:"members"`
 		}
-		if err := adminCall(ctx, *admin, http.MethodGet, "/admin/api/members", nil, &res); err != nil {
+		if err := call(ctx, *addr, http.MethodGet, "/admin/api/members", nil, &res); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -77,7 +81,7 @@ func runCtl(args []string, stdout io.Writer) error {
 		}
 		node := rest[1]
 		var res map[string]any
-		if err := adminCall(ctx, *admin, http.MethodPost, "/admin/api/drain", DrainRequest{Node: node}, &res); err != nil {
+		if err := call(ctx, *addr, http.MethodPost, "/admin/api/drain", admin.DrainRequest{Node: node}, &res); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -88,23 +92,23 @@ func runCtl(args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "draining %v (%v)\n", res["node"], res["id"])
 		}
 		if *wait {
-			return waitGone(ctx, *admin, fmt.Sprint(res["id"]), stdout)
+			return waitGone(ctx, *addr, fmt.Sprint(res["id"]), stdout)
 		}
 		return nil
 	case "actors":
-		return ctlActors(ctx, stdout, *admin, *asJSON, rest[1:], *kind, *after, *nodeName, *limit)
+		return ctlActors(ctx, stdout, *addr, *asJSON, rest[1:], *kind, *after, *nodeName, *limit)
 	case "sessions":
 		if len(rest) != 1 {
 			return errors.New("usage: couponmesh ctl sessions [--limit N] [--after ID] [--node NODE]")
 		}
 		q := url.Values{"limit": {fmt.Sprint(*limit)}, "after": {*after}, "node": {*nodeName}}
 		var res struct {
-			Node     string           `json:"node"`
-			Total    int              `json:"total"`
-			Sessions []ws.SessionInfo `json:"sessions"`
-			Next     string           `json:"next"`
+			Node     string                   `json:"node"`
+			Total    int                      `json:"total"`
+			Sessions []couponmesh.SessionInfo `json:"sessions"`
+			Next     string                   `json:"next"`
 		}
-		if err := adminCall(ctx, *admin, http.MethodGet, "/admin/api/sessions?"+q.Encode(), nil, &res); err != nil {
+		if err := call(ctx, *addr, http.MethodGet, "/admin/api/sessions?"+q.Encode(), nil, &res); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -130,8 +134,8 @@ func runCtl(args []string, stdout io.Writer) error {
 		if len(rest) != 1 {
 			return errors.New("usage: couponmesh ctl reminders")
 		}
-		var res RemindersInfo
-		if err := adminCall(ctx, *admin, http.MethodGet, "/admin/api/reminders", nil, &res); err != nil {
+		var res admin.RemindersInfo
+		if err := call(ctx, *addr, http.MethodGet, "/admin/api/reminders", nil, &res); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -140,12 +144,12 @@ func runCtl(args []string, stdout io.Writer) error {
 		printReminders(stdout, res)
 		return nil
 	default:
-		return fmt.Errorf("unknown ctl command %q\n%s", rest[0], ctlUsage)
+		return fmt.Errorf("unknown ctl command %q\n%s", rest[0], usage)
 	}
 }
 
 // ctlActors runs `ctl actors ls|get|passivate|probe`.
-func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool, args []string, kind, after, node string, limit int) error {
+func ctlActors(ctx context.Context, stdout io.Writer, addr string, asJSON bool, args []string, kind, after, node string, limit int) error {
 	if len(args) == 0 {
 		//lint:ignore ST1005 a usage text, printed whole
 		return errors.New("usage: couponmesh ctl actors ls|get|passivate|probe ...")
@@ -156,11 +160,11 @@ func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool,
 		}
 		q := url.Values{"kind": {kind}, "limit": {fmt.Sprint(limit)}, "after": {after}, "node": {node}}
 		var res struct {
-			Node   string      `json:"node"`
-			Actors []ActorInfo `json:"actors"`
-			Next   string      `json:"next"`
+			Node   string            `json:"node"`
+			Actors []admin.ActorInfo `json:"actors"`
+			Next   string            `json:"next"`
 		}
-		if err := adminCall(ctx, admin, http.MethodGet, "/admin/api/actors?"+q.Encode(), nil, &res); err != nil {
+		if err := call(ctx, addr, http.MethodGet, "/admin/api/actors?"+q.Encode(), nil, &res); err != nil {
 			return err
 		}
 		if asJSON {
@@ -189,8 +193,8 @@ func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool,
 	path := "/admin/api/actors/" + url.PathEscape(k) + "/" + url.PathEscape(id)
 	switch args[0] {
 	case "get":
-		var d ActorDetail
-		if err := adminCall(ctx, admin, http.MethodGet, path, nil, &d); err != nil {
+		var d admin.ActorDetail
+		if err := call(ctx, addr, http.MethodGet, path, nil, &d); err != nil {
 			return err
 		}
 		if asJSON {
@@ -200,7 +204,7 @@ func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool,
 		return nil
 	case "passivate":
 		var res map[string]any
-		if err := adminCall(ctx, admin, http.MethodPost, path+"/passivate", nil, &res); err != nil {
+		if err := call(ctx, addr, http.MethodPost, path+"/passivate", nil, &res); err != nil {
 			return err
 		}
 		if asJSON {
@@ -209,8 +213,8 @@ func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool,
 		fmt.Fprintf(stdout, "%s passivated on %v\n", args[1], res["node"])
 		return nil
 	case "probe":
-		var res ProbeResult
-		if err := adminCall(ctx, admin, http.MethodPost, path+"/probe", nil, &res); err != nil {
+		var res admin.ProbeResult
+		if err := call(ctx, addr, http.MethodPost, path+"/probe", nil, &res); err != nil {
 			return err
 		}
 		if asJSON {
@@ -223,7 +227,7 @@ func ctlActors(ctx context.Context, stdout io.Writer, admin string, asJSON bool,
 	}
 }
 
-func printActor(w io.Writer, d ActorDetail) {
+func printActor(w io.Writer, d admin.ActorDetail) {
 	fmt.Fprintf(w, "identity  %s\nnode      %s (owner in its view: %s)\nmailbox   %d waiting\n", d.Identity, d.Node, d.Owner, d.Mailbox)
 	if d.InspectError != "" {
 		fmt.Fprintf(w, "inspect   %s\n", d.InspectError)
@@ -235,7 +239,7 @@ func printActor(w io.Writer, d ActorDetail) {
 	}
 	fmt.Fprintf(w, "activated %s (%s ago)\nseq       %d\nhubs      %d\nhandled   %d requests\n", in.ActivatedAt.Format(time.RFC3339Nano),
 		time.Since(in.ActivatedAt).Round(time.Second), in.Seq, in.Hubs, in.Handled)
-	if strings.HasPrefix(d.Identity, actors.KindCoupon+"/") {
+	if strings.HasPrefix(d.Identity, couponmesh.KindCoupon+"/") {
 		total, per := 0, make([]string, 0, len(d.Watchers))
 		for _, nw := range d.Watchers {
 			total += nw.Watching
@@ -284,12 +288,12 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // waitGone polls the members list until member id has left.
-func waitGone(ctx context.Context, admin, id string, stdout io.Writer) error {
+func waitGone(ctx context.Context, addr, id string, stdout io.Writer) error {
 	for {
 		var res struct {
-			Members []MemberInfo `json:"members"`
+			Members []admin.MemberInfo `json:"members"`
 		}
-		err := adminCall(ctx, admin, http.MethodGet, "/admin/api/members", nil, &res)
+		err := call(ctx, addr, http.MethodGet, "/admin/api/members", nil, &res)
 		if err == nil {
 			gone := true
 			for _, m := range res.Members {
@@ -310,7 +314,7 @@ func waitGone(ctx context.Context, admin, id string, stdout io.Writer) error {
 	}
 }
 
-func printMembers(w io.Writer, ms []MemberInfo) {
+func printMembers(w io.Writer, ms []admin.MemberInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATUS\tHTTP\tADMIN\tREMOTE\tACTORS\tSESSIONS\tMSG/S\tID")
 	for _, m := range ms {
@@ -351,55 +355,10 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// adminCall sends a request to a node's admin API with the token in
+// call sends a request to a node's admin API with the token in
 // COUPONMESH_ADMIN_TOKEN (if set) and decodes the JSON reply.
-func adminCall(ctx context.Context, addr, method, path string, body, out any) error {
-	return adminCallToken(ctx, os.Getenv("COUPONMESH_ADMIN_TOKEN"), addr, method, path, body, out)
-}
-
-// adminCallToken is adminCall with the token given.
-func adminCallToken(ctx context.Context, token, addr, method, path string, body, out any) error {
-	if addr == "" {
-		return errors.New("no admin address")
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("admin %s: %w", addr, err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return fmt.Errorf("admin %s: %s: %s", addr, resp.Status, e.Error)
-		}
-		return fmt.Errorf("admin %s: %s", addr, resp.Status)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+func call(ctx context.Context, addr, method, path string, body, out any) error {
+	return admin.Call(ctx, os.Getenv("COUPONMESH_ADMIN_TOKEN"), addr, method, path, body, out)
 }
 
 func envOr(key, def string) string {
@@ -411,7 +370,7 @@ func envOr(key, def string) string {
 
 // printReminders prints the reminder shards as a table, due times relative
 // to the asked node's clock.
-func printReminders(w io.Writer, res RemindersInfo) {
+func printReminders(w io.Writer, res admin.RemindersInfo) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SHARD\tNODE\tHELD\tFIRING\tNEXT DUE\tNEXT")
 	for _, s := range res.Shards {

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -7,14 +7,13 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors"
 )
 
 // ShardInfo is one reminder shard as GET /admin/api/reminders shows it:
-// what the shard grain holds (actors.ReminderCheck), where it lives, and
-// its next due time. Error says why a shard did not answer.
+// what the shard grain holds, where it lives, and its next due time. Error
+// says why a shard did not answer.
 type ShardInfo struct {
-	actors.ShardStatus
+	couponmesh.ShardStatus
 	Node    string     `json:"node,omitempty"`    // the member owning the shard in the asked node's view
 	NextDue *time.Time `json:"nextDue,omitempty"` // the earliest reminder it holds (nil: none)
 	Error   string     `json:"error,omitempty"`
@@ -34,39 +33,38 @@ const reminderCheckTimeout = 2 * time.Second
 // parallel, for its status. A shard is a kept-active grain, so asking does
 // not change where anything lives; a shard that does not answer within
 // reminderCheckTimeout is reported with its error.
-func (a *App) handleReminders(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.remindersInfo(r.Context()))
+func (s *Server) handleReminders(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.remindersInfo(r.Context()))
 }
 
-func (a *App) remindersInfo(ctx context.Context) RemindersInfo {
-	out := RemindersInfo{Node: a.members.Self().Name, At: time.Now().UTC(), Shards: make([]ShardInfo, couponmesh.ReminderShards)}
-	cfg := actors.DefaultCallConfig()
-	cfg.Timeout = reminderCheckTimeout
+func (s *Server) remindersInfo(ctx context.Context) RemindersInfo {
+	out := RemindersInfo{Node: s.self().Name, At: time.Now().UTC(), Shards: make([]ShardInfo, couponmesh.ReminderShards)}
+	ctx, cancel := context.WithTimeout(ctx, reminderCheckTimeout)
+	defer cancel()
 	var wg sync.WaitGroup
 	for n := range couponmesh.ReminderShards {
-		id := actors.ShardID(n)
-		s := &out.Shards[n]
-		s.Shard = n
-		if m, err := a.ownerOf(actors.KindReminders, id); err == nil {
-			s.Node = m.Name
+		sh := &out.Shards[n]
+		sh.Shard = n
+		if m, err := s.ownerOf(couponmesh.KindReminders, couponmesh.ReminderShardID(n)); err == nil {
+			sh.Node = m.Name
 		}
 		wg.Go(func() {
-			var st actors.ShardStatus
-			if err := actors.Call(ctx, a.node.Cluster, cfg, actors.KindReminders, id, actors.ReminderCheck, actors.Empty{}, &st); err != nil {
-				s.Error = err.Error()
+			st, err := s.cfg.Inspector.ReminderShard(ctx, n)
+			if err != nil {
+				sh.Error = err.Error()
 				return
 			}
-			s.ShardStatus = st
+			sh.ShardStatus = st
 			if len(st.Next) > 0 {
 				due := st.Next[0].Due
-				s.NextDue = &due
+				sh.NextDue = &due
 			}
 		})
 	}
 	wg.Wait()
-	for _, s := range out.Shards {
-		if s.NextDue != nil && (out.NextDue == nil || s.NextDue.Before(*out.NextDue)) {
-			out.NextDue = s.NextDue
+	for _, sh := range out.Shards {
+		if sh.NextDue != nil && (out.NextDue == nil || sh.NextDue.Before(*out.NextDue)) {
+			out.NextDue = sh.NextDue
 		}
 	}
 	return out

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bytes"
@@ -13,28 +13,25 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors"
-	"github.com/couponmesh/couponmesh/cluster/membership"
-	"github.com/couponmesh/couponmesh/cluster/placement"
 )
 
 // The actor endpoints of the admin API. Any node answers for any identity:
 // it forwards the request to the admin API of the member that owns the
 // identity in its view (?local=1 then stops the forwarding), and only that
-// member talks to the grain, directly by PID and only when it has a local
+// member talks to the grain, directly and only when it has a local
 // activation. Inspecting an identity therefore never activates it; only a
 // probe does.
 
 // ActorDetail answers GET /admin/api/actors/{kind}/{id}.
 type ActorDetail struct {
-	Identity     string             `json:"identity"` // kind/id
-	Node         string             `json:"node"`     // the member hosting the activation
-	Owner        string             `json:"owner"`    // the owner in that member's view (the same, unless during churn)
-	Active       bool               `json:"active"`
-	Since        time.Time          `json:"since"`   // when placement spawned it
-	Mailbox      int                `json:"mailbox"` // messages waiting (-1: unknown)
-	Inspect      *actors.Inspection `json:"inspect,omitempty"`
-	InspectError string             `json:"inspectError,omitempty"` // the grain did not answer (busy?)
+	Identity     string                 `json:"identity"` // kind/id
+	Node         string                 `json:"node"`     // the member hosting the activation
+	Owner        string                 `json:"owner"`    // the owner in that member's view (the same, unless during churn)
+	Active       bool                   `json:"active"`
+	Since        time.Time              `json:"since"`   // when placement spawned it
+	Mailbox      int                    `json:"mailbox"` // messages waiting (-1: unknown)
+	Inspect      *couponmesh.Inspection `json:"inspect,omitempty"`
+	InspectError string                 `json:"inspectError,omitempty"` // the grain did not answer (busy?)
 	// Watchers is a coupon's presence count per node (from Inspect's
 	// watchers by hub address), largest first.
 	Watchers []NodeWatchers `json:"watchers,omitempty"`
@@ -49,12 +46,12 @@ type NodeWatchers struct {
 }
 
 // nodeWatchers names the hubs of a coupon's inspection by member.
-func (a *App) nodeWatchers(in *actors.Inspection) []NodeWatchers {
+func (s *Server) nodeWatchers(in *couponmesh.Inspection) []NodeWatchers {
 	if in == nil || len(in.Watchers) == 0 {
 		return nil
 	}
 	names := make(map[string]string)
-	for _, m := range a.members.Members() {
+	for _, m := range s.cfg.Inspector.Members() {
 		names[m.Address()] = m.Name
 	}
 	out := make([]NodeWatchers, 0, len(in.Watchers))
@@ -80,18 +77,16 @@ type ProbeResult struct {
 	ActivatedAt time.Time `json:"activatedAt"`
 }
 
-const inspectTimeout = 2 * time.Second
-
-func (a *App) actorRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /admin/api/actors/{kind}/{id}", a.handleActorGet)
-	mux.HandleFunc("POST /admin/api/actors/{kind}/{id}/passivate", a.handleActorPassivate)
-	mux.HandleFunc("POST /admin/api/actors/{kind}/{id}/probe", a.handleActorProbe)
-}
+const (
+	inspectTimeout   = 2 * time.Second
+	passivateTimeout = 5 * time.Second
+	probeTimeout     = 10 * time.Second
+)
 
 // identity checks the {kind}/{id} of the path; it answers 400 itself.
 func identity(w http.ResponseWriter, r *http.Request) (kind, id string, ok bool) {
 	kind, id = r.PathValue("kind"), r.PathValue("id")
-	if kind != actors.KindCoupon && kind != actors.KindUser && kind != actors.KindReminders {
+	if kind != couponmesh.KindCoupon && kind != couponmesh.KindUser && kind != couponmesh.KindReminders {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("unknown kind %q: want coupon, user or reminders", kind)})
 		return "", "", false
 	}
@@ -103,45 +98,45 @@ func identity(w http.ResponseWriter, r *http.Request) (kind, id string, ok bool)
 }
 
 // ownerOf returns the member owning kind/id in this node's view.
-func (a *App) ownerOf(kind, id string) (membership.Member, error) {
-	addr := a.node.Lookup.Owner(kind, id)
+func (s *Server) ownerOf(kind, id string) (couponmesh.Member, error) {
+	addr := s.cfg.Inspector.OwnerAddress(kind, id)
 	if addr == "" {
-		return membership.Member{}, errors.New("no member hosts kind " + kind)
+		return couponmesh.Member{}, errors.New("no member hosts kind " + kind)
 	}
-	for _, m := range a.members.Members() {
+	for _, m := range s.cfg.Inspector.Members() {
 		if m.Address() == addr && m.Status != "gone" {
 			return m, nil
 		}
 	}
-	return membership.Member{}, fmt.Errorf("owner %s is not a known member", addr)
+	return couponmesh.Member{}, fmt.Errorf("owner %s is not a known member", addr)
 }
 
 // routeToOwner forwards the request to the owner's admin API unless this
 // node is the owner or the request was forwarded already; it reports whether
 // it answered.
-func (a *App) routeToOwner(w http.ResponseWriter, r *http.Request, kind, id string) (owner string, done bool) {
+func (s *Server) routeToOwner(w http.ResponseWriter, r *http.Request, kind, id string) (owner string, done bool) {
 	if r.URL.Query().Get("local") != "" {
-		m, err := a.ownerOf(kind, id)
+		m, err := s.ownerOf(kind, id)
 		if err != nil {
 			return "?", false
 		}
 		return m.Name, false
 	}
-	m, err := a.ownerOf(kind, id)
+	m, err := s.ownerOf(kind, id)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return "", true
 	}
-	if m.ID == a.members.Self().ID {
+	if m.ID == s.self().ID {
 		return m.Name, false
 	}
-	a.forward(w, r, m.Admin, r.URL.Path, url.Values{"local": {"1"}})
+	s.forward(w, r, m.Admin, r.URL.Path, url.Values{"local": {"1"}})
 	return m.Name, true
 }
 
 // forward replays r (method, path, query) on another node's admin API and
 // copies its answer.
-func (a *App) forward(w http.ResponseWriter, r *http.Request, admin, path string, extra url.Values) {
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, admin, path string, extra url.Values) {
 	q := r.URL.Query()
 	for k, v := range extra {
 		q[k] = v
@@ -153,8 +148,8 @@ func (a *App) forward(w http.ResponseWriter, r *http.Request, admin, path string
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	if a.cfg.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+a.cfg.AdminToken)
+	if s.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -162,7 +157,7 @@ func (a *App) forward(w http.ResponseWriter, r *http.Request, admin, path string
 		return
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": fmt.Sprintf("forward to %s: %v", admin, err)})
 		return
@@ -172,7 +167,7 @@ func (a *App) forward(w http.ResponseWriter, r *http.Request, admin, path string
 	_, _ = io.Copy(w, bytes.NewReader(b))
 }
 
-func (a *App) notActive(w http.ResponseWriter, ident, owner string) {
+func notActive(w http.ResponseWriter, ident, owner string) {
 	writeJSON(w, http.StatusNotFound, map[string]any{
 		"error":    fmt.Sprintf("%s is not active (its owner would be %s)", ident, owner),
 		"identity": ident, "owner": owner, "active": false,
@@ -182,96 +177,90 @@ func (a *App) notActive(w http.ResponseWriter, ident, owner string) {
 // localActor resolves the request's kind/id on this node: it answers the
 // request itself (bad identity, forwarded to the owner, not active) and
 // returns ok false, or returns the local activation.
-func (a *App) localActor(w http.ResponseWriter, r *http.Request) (kind, id, ident, owner string, act placement.Activation, ok bool) {
+func (s *Server) localActor(w http.ResponseWriter, r *http.Request) (kind, id, ident, owner string, act couponmesh.Activation, ok bool) {
 	if kind, id, ok = identity(w, r); !ok {
 		return
 	}
 	var done bool
-	if owner, done = a.routeToOwner(w, r, kind, id); done {
+	if owner, done = s.routeToOwner(w, r, kind, id); done {
 		return kind, id, "", "", act, false
 	}
 	ident = kind + "/" + id
-	if act, ok = a.node.Lookup.Find(kind, id); !ok {
-		a.notActive(w, ident, owner)
+	if act, ok = s.cfg.Inspector.LocalActivation(kind, id); !ok {
+		notActive(w, ident, owner)
 	}
 	return
 }
 
 // handleActorGet answers the state of one grain without activating it.
-func (a *App) handleActorGet(w http.ResponseWriter, r *http.Request) {
-	kind, id, ident, owner, act, ok := a.localActor(w, r)
+func (s *Server) handleActorGet(w http.ResponseWriter, r *http.Request) {
+	kind, id, ident, owner, act, ok := s.localActor(w, r)
 	if !ok {
 		return
 	}
-	d := ActorDetail{Identity: ident, Node: a.members.Self().Name, Owner: owner, Active: true, Since: act.Since, Mailbox: act.MailboxLen()}
-	res, err := a.node.System.Root.RequestFuture(act.PID, actors.Request(actors.ActorInspect, actors.Empty{}), inspectTimeout).Result()
+	d := ActorDetail{Identity: ident, Node: s.self().Name, Owner: owner, Active: true, Since: act.Since, Mailbox: act.Mailbox}
+	ctx, cancel := context.WithTimeout(r.Context(), inspectTimeout)
+	defer cancel()
+	in, err := s.cfg.Inspector.InspectActor(ctx, kind, id)
 	if err == nil {
-		var in actors.Inspection
-		if err = actors.Decode(res, &in); err == nil {
-			d.Inspect = &in
-			d.Watchers = a.nodeWatchers(&in)
-		}
-	}
-	if err != nil {
-		if _, still := a.node.Lookup.Find(kind, id); !still {
-			a.notActive(w, ident, owner) // it stopped meanwhile
+		d.Inspect = &in
+		d.Watchers = s.nodeWatchers(&in)
+	} else {
+		still, ok := s.cfg.Inspector.LocalActivation(kind, id)
+		if !ok || errors.Is(err, couponmesh.ErrNotActive) {
+			notActive(w, ident, owner) // it stopped meanwhile
 			return
 		}
-		d.InspectError = fmt.Sprintf("no answer within %s (busy? %d messages waiting): %v", inspectTimeout, act.MailboxLen(), err)
+		d.InspectError = fmt.Sprintf("no answer within %s (busy? %d messages waiting): %v", inspectTimeout, still.Mailbox, err)
 	}
 	writeJSON(w, http.StatusOK, d)
 }
 
 // handleActorPassivate stops a grain after it has answered what its mailbox
 // holds; it answers once the activation is gone (or after 5 s).
-func (a *App) handleActorPassivate(w http.ResponseWriter, r *http.Request) {
-	kind, id, ident, _, act, ok := a.localActor(w, r)
+func (s *Server) handleActorPassivate(w http.ResponseWriter, r *http.Request) {
+	kind, id, ident, owner, _, ok := s.localActor(w, r)
 	if !ok {
 		return
 	}
-	res, err := a.node.System.Root.RequestFuture(act.PID, actors.Request(actors.ActorPassivate, actors.Empty{}), 5*time.Second).Result()
-	if err == nil {
-		err = actors.Decode(res, nil)
-	}
-	if err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), passivateTimeout)
+	defer cancel()
+	stopped, err := s.cfg.Inspector.PassivateActor(ctx, kind, id)
+	switch {
+	case errors.Is(err, couponmesh.ErrNotActive):
+		notActive(w, ident, owner) // it stopped meanwhile
+	case err != nil:
 		writeJSON(w, http.StatusGatewayTimeout, map[string]string{"error": fmt.Sprintf("%s did not answer: %v", ident, err)})
-		return
+	case stopped:
+		writeJSON(w, http.StatusOK, map[string]any{"identity": ident, "node": s.self().Name, "passivated": true})
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]any{"identity": ident, "node": s.self().Name, "passivated": false,
+			"error": "asked to passivate; still stopping after 5 s"})
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if cur, ok := a.node.Lookup.Find(kind, id); !ok || cur.PID.Id != act.PID.Id {
-			writeJSON(w, http.StatusOK, map[string]any{"identity": ident, "node": a.members.Self().Name, "passivated": true})
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"identity": ident, "node": a.members.Self().Name, "passivated": false,
-		"error": "asked to passivate; still stopping after 5 s"})
 }
 
 // handleActorProbe sends a ping through the cluster, as a client request
 // would go (it activates the grain if needed), and reports the round trip.
-func (a *App) handleActorProbe(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleActorProbe(w http.ResponseWriter, r *http.Request) {
 	kind, id, ok := identity(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
 	defer cancel()
-	var pong actors.Pong
 	start := time.Now()
-	err := actors.Call(ctx, a.node.Cluster, actors.DefaultCallConfig(), kind, id, actors.ActorPing, actors.Empty{}, &pong)
+	pong, err := s.cfg.Inspector.ProbeActor(ctx, kind, id)
 	rtt := time.Since(start)
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
 	node := pong.Address
-	for _, m := range a.members.Members() {
+	for _, m := range s.cfg.Inspector.Members() {
 		if m.Address() == pong.Address {
 			node = m.Name
 		}
 	}
-	writeJSON(w, http.StatusOK, ProbeResult{Identity: pong.Identity, Node: node, From: a.members.Self().Name,
+	writeJSON(w, http.StatusOK, ProbeResult{Identity: pong.Identity, Node: node, From: s.self().Name,
 		RTTMicros: rtt.Microseconds(), RTT: rtt.Round(time.Microsecond).String(), ActivatedAt: pong.ActivatedAt})
 }

@@ -63,6 +63,17 @@ function field(obj, name) {
   return obj[name];
 }
 
+/** Connects c and answers its auth with the golden reply; returns the socket. */
+async function connected(c) {
+  c.connect();
+  const ws = FakeWebSocket.last;
+  ws.open();
+  await flush();
+  answer(ws, ws.lastRequest('auth'), 'replies', 'auth');
+  await flush();
+  return ws;
+}
+
 function newClient(opts = {}) {
   return new CouponmeshClient({ urls: ['ws://a:8080/ws'], WebSocket: FakeWebSocket, watchNetwork: false, ...opts });
 }
@@ -168,12 +179,7 @@ describe('golden frames', () => {
     c.on('coupon', (cp) => (got.coupon = cp));
     c.on('feed', (e) => (got.feed = e));
     c.on('presence', (p) => (got.presence = p));
-    c.connect();
-    const ws = FakeWebSocket.last;
-    ws.open();
-    await flush();
-    answer(ws, ws.lastRequest('auth'), 'replies', 'auth');
-    await flush();
+    const ws = await connected(c);
 
     const want = {
       coupon: (m) => known('coupon', field(m, 'coupon')),
@@ -191,12 +197,7 @@ describe('golden frames', () => {
   it('reads every golden error as the CouponmeshError of its code', async () => {
     expect(names('errors')).toEqual([...ERROR_CODES].sort());
     const c = newClient({ token: 't' });
-    c.connect();
-    const ws = FakeWebSocket.last;
-    ws.open();
-    await flush();
-    answer(ws, ws.lastRequest('auth'), 'replies', 'auth');
-    await flush();
+    const ws = await connected(c);
     for (const code of names('errors')) {
       const p = c.request('get', { coupon: 'c42' });
       await flush();

@@ -370,9 +370,9 @@ func (c *Client) Get(ctx context.Context, id string) (couponmesh.Coupon, error) 
 }
 
 // Claim claims one unit of coupon. rid is the idempotency key (1 to
-// protocol.MaxRIDLen characters): retrying with the same rid returns the first answer. A
-// reconnecting client sends a claim whose reply was lost with a connection
-// again, with the same rid, on the next connection.
+// protocol.MaxRIDLen characters): retrying with the same rid returns the
+// first answer. A reconnecting client sends a claim whose reply was lost
+// with a connection again, with the same rid, on the next connection.
 func (c *Client) Claim(ctx context.Context, coupon, rid string) (couponmesh.Claim, error) {
 	var out protocol.ClaimReply
 	err := c.call(ctx, protocol.OpClaim, protocol.ClaimParams{Coupon: coupon, Rid: rid}, &out)

@@ -53,7 +53,7 @@ chaos:
 
 ## fuzz: a short run of every fuzz target (corpus seeds also run in `make test`)
 fuzz:
-	$(GO) test ./transport/ws -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
+	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 	$(GO) test ./transport/auth -run '^$$' -fuzz FuzzVerify -fuzztime 30s
 
 ## bench: every DESIGN.md target measured on this machine in under 10 minutes:

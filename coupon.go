@@ -89,7 +89,8 @@ func (c *Coupon) CheckClaim(now time.Time) error {
 	return nil
 }
 
-// Limits on coupon fields, checked by CouponSpec.Validate.
+// Limits on coupon fields, checked by CouponSpec.Validate, and on ids
+// (ValidID).
 const (
 	MaxIDLen          = 64
 	MaxTitleLen       = 200
@@ -97,6 +98,10 @@ const (
 	MaxDiscountLen    = 64
 	MaxQuantity       = 10_000_000
 )
+
+// MaxRIDLen is the longest idempotency key (rid) of a claim
+// (Service.Claim): 1 to MaxRIDLen bytes.
+const MaxRIDLen = 64
 
 // CouponSpec is the merchant's input to create a coupon or, with only some
 // fields set, to update one. Nil fields are left unchanged by an update.

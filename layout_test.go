@@ -2,11 +2,13 @@ package couponmesh_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// TestLayout keeps the package rules of STYLE.md true: what stays free of what.
+// TestLayout keeps the package rules of STYLE.md true: what stays free of
+// what, and who must use the one definition of protocol v1.
 func TestLayout(t *testing.T) {
 	const mod = "github.com/couponmesh/couponmesh"
 	rules := []struct {
@@ -22,6 +24,9 @@ func TestLayout(t *testing.T) {
 		{mod + "/persistence/...", []string{"github.com/asynkron/", mod + "/transport", mod + "/actors", mod + "/cluster"}},
 		{mod + "/cluster/...", []string{mod + "/transport", mod + "/persistence", mod + "/actors"}},
 		{mod + "/client/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", mod + "/transport/ws"}},
+		// Protocol v1 is the domain's values in frames: stdlib and the domain
+		// only (the domain package itself is allowed in every rule).
+		{mod + "/protocol/...", []string{mod + "/", "github.com/", "go.mongodb.org/", "google.golang.org/"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, r.pkgs).CombinedOutput()
@@ -35,11 +40,23 @@ func TestLayout(t *testing.T) {
 			pkg, deps, _ := strings.Cut(line, ": ")
 			for _, dep := range strings.Fields(deps) {
 				for _, f := range r.forbidden {
-					if strings.HasPrefix(dep, f) && dep != pkg {
+					if strings.HasPrefix(dep, f) && dep != pkg && dep != mod {
 						t.Errorf("%s imports %s (forbidden: %s)", pkg, dep, f)
 					}
 				}
 			}
+		}
+	}
+
+	// The server and the Go SDK speak protocol v1 through the one package
+	// that defines it, not through frame types of their own.
+	for _, pkg := range []string{mod + "/transport/ws", mod + "/client"} {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		if !slices.Contains(strings.Fields(string(out)), mod+"/protocol") {
+			t.Errorf("%s does not import %s/protocol", pkg, mod)
 		}
 	}
 }

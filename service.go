@@ -21,7 +21,7 @@ type Service interface {
 	// Claim claims one unit of coupon for user. It answers only after the
 	// claim is durable. The same (user, rid) always gets the first answer
 	// that was a success; a user's second claim of a coupon with another rid
-	// gets already_claimed.
+	// gets already_claimed. rid is 1 to MaxRIDLen bytes (else bad_request).
 	Claim(ctx context.Context, user, coupon, rid string) (Claim, error)
 	// Follow records that user follows coupon (idempotent) and returns the coupon.
 	Follow(ctx context.Context, user, coupon string) (Coupon, error)

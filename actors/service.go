@@ -123,8 +123,8 @@ func (s *Service) Browse(ctx context.Context, q couponmesh.BrowseQuery) (couponm
 // (a hot coupon serves thousands of users), and the user grain must not
 // wait on coupon grains (its mailbox would queue behind a hot coupon).
 func (s *Service) Claim(ctx context.Context, user, coupon, rid string) (couponmesh.Claim, error) {
-	if rid == "" || len(rid) > 64 {
-		return couponmesh.Claim{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "rid must be 1-64 characters")
+	if rid == "" || len(rid) > couponmesh.MaxRIDLen {
+		return couponmesh.Claim{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "rid must be 1-%d characters", couponmesh.MaxRIDLen)
 	}
 	if err := s.call(ctx, KindUser, user, UserAdmit, Empty{}, nil); err != nil {
 		return couponmesh.Claim{}, err

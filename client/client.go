@@ -14,10 +14,11 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Subprotocol is the WebSocket subprotocol of protocol v1.
-const Subprotocol = "couponmesh.v1"
+const Subprotocol = protocol.Subprotocol
 
 // DefaultReadLimit is the largest frame a client accepts unless
 // Options.ReadLimit says otherwise. Replies to big subscribes or wallets can
@@ -98,28 +99,17 @@ type Options struct {
 
 // Sub names a coupon to subscribe to and the version the caller holds (0:
 // none, always send the snapshot).
-type Sub struct {
-	ID      string `json:"id"`
-	Version int64  `json:"version"`
-}
+type Sub = protocol.Sub
 
 // AuthInfo is the reply to auth.
-type AuthInfo struct {
-	User      string          `json:"user"`
-	Role      couponmesh.Role `json:"role"`
-	ExpiresAt time.Time       `json:"expiresAt"`
-}
+type AuthInfo = protocol.AuthReply
 
 // SubscribeResult is the full reply to subscribe: the snapshots newer than
-// the versions given, and the ids of coupons that do not exist.
-type SubscribeResult struct {
-	Coupons []couponmesh.Coupon `json:"coupons"`
-	Missing []string            `json:"missing"`
-	// Watching is the presence count (> 0) of the coupons subscribed that
-	// are not in Coupons (the client held their version); those in
-	// Coupons carry theirs in Coupon.Watching.
-	Watching map[string]int `json:"watching"`
-}
+// the versions given, the ids of coupons that do not exist, and in
+// Watching the presence count (> 0) of the coupons subscribed that are not
+// in Coupons (the client held their version); those in Coupons carry theirs
+// in Coupon.Watching.
+type SubscribeResult = protocol.SubscribeReply[couponmesh.Coupon]
 
 // Client is a protocol v1 session over one connection at a time. Safe for
 // concurrent use.
@@ -327,7 +317,7 @@ func (c *Client) WriteRaw(ctx context.Context, b []byte) error {
 // token Auth succeeded with.
 func (c *Client) Auth(ctx context.Context, token string) (AuthInfo, error) {
 	var out AuthInfo
-	err := c.call(ctx, "auth", authParams{token}, &out)
+	err := c.call(ctx, protocol.OpAuth, protocol.AuthParams{Token: token}, &out)
 	if err == nil {
 		c.mu.Lock()
 		c.token = token
@@ -352,7 +342,7 @@ func (c *Client) SubscribeReport(ctx context.Context, subs []Sub) (SubscribeResu
 		subs = []Sub{}
 	}
 	var out SubscribeResult
-	err := c.call(ctx, "subscribe", subscribeParams{subs}, &out)
+	err := c.call(ctx, protocol.OpSubscribe, protocol.SubscribeParams{Coupons: subs}, &out)
 	if err == nil {
 		c.subscribed(subs, out)
 	}
@@ -366,48 +356,33 @@ func (c *Client) Unsubscribe(ctx context.Context, ids ...string) error {
 		ids = []string{}
 	}
 	c.forget(ids...)
-	return c.call(ctx, "unsubscribe", struct {
-		Coupons []string `json:"coupons"`
-	}{ids}, nil)
-}
-
-type couponParam struct {
-	Coupon string `json:"coupon"`
+	return c.call(ctx, protocol.OpUnsubscribe, protocol.UnsubscribeParams{Coupons: ids}, nil)
 }
 
 // Get returns the current state of a coupon.
 func (c *Client) Get(ctx context.Context, id string) (couponmesh.Coupon, error) {
-	var out struct {
-		Coupon couponmesh.Coupon `json:"coupon"`
-	}
-	err := c.call(ctx, "get", couponParam{id}, &out)
+	var out protocol.CouponReply
+	err := c.call(ctx, protocol.OpGet, protocol.CouponParams{Coupon: id}, &out)
 	if err == nil {
 		c.noteCoupon(out.Coupon)
 	}
 	return out.Coupon, err
 }
 
-// Claim claims one unit of coupon. rid is the idempotency key (1-64
-// characters): retrying with the same rid returns the first answer. A
-// reconnecting client sends a claim whose reply was lost with a connection
-// again, with the same rid, on the next connection.
+// Claim claims one unit of coupon. rid is the idempotency key (1 to
+// protocol.MaxRIDLen characters): retrying with the same rid returns the
+// first answer. A reconnecting client sends a claim whose reply was lost
+// with a connection again, with the same rid, on the next connection.
 func (c *Client) Claim(ctx context.Context, coupon, rid string) (couponmesh.Claim, error) {
-	var out struct {
-		Claim couponmesh.Claim `json:"claim"`
-	}
-	err := c.call(ctx, "claim", struct {
-		Coupon string `json:"coupon"`
-		Rid    string `json:"rid"`
-	}{coupon, rid}, &out)
+	var out protocol.ClaimReply
+	err := c.call(ctx, protocol.OpClaim, protocol.ClaimParams{Coupon: coupon, Rid: rid}, &out)
 	return out.Claim, err
 }
 
 // Follow follows a coupon (persisted on the user) and subscribes to it.
 func (c *Client) Follow(ctx context.Context, coupon string) (couponmesh.Coupon, error) {
-	var out struct {
-		Coupon couponmesh.Coupon `json:"coupon"`
-	}
-	err := c.call(ctx, "follow", couponParam{coupon}, &out)
+	var out protocol.CouponReply
+	err := c.call(ctx, protocol.OpFollow, protocol.CouponParams{Coupon: coupon}, &out)
 	if err == nil {
 		c.subscribed([]Sub{{ID: coupon}}, SubscribeResult{Coupons: []couponmesh.Coupon{out.Coupon}})
 	}
@@ -417,15 +392,13 @@ func (c *Client) Follow(ctx context.Context, coupon string) (couponmesh.Coupon, 
 // Unfollow stops following a coupon and unsubscribes from it.
 func (c *Client) Unfollow(ctx context.Context, coupon string) error {
 	c.forget(coupon)
-	return c.call(ctx, "unfollow", couponParam{coupon}, nil)
+	return c.call(ctx, protocol.OpUnfollow, protocol.CouponParams{Coupon: coupon}, nil)
 }
 
 // Wallet returns the user's claims, oldest first.
 func (c *Client) Wallet(ctx context.Context) ([]couponmesh.Claim, error) {
-	var out struct {
-		Claims []couponmesh.Claim `json:"claims"`
-	}
-	err := c.call(ctx, "wallet", nil, &out)
+	var out protocol.WalletReply
+	err := c.call(ctx, protocol.OpWallet, nil, &out)
 	return out.Claims, err
 }
 
@@ -438,8 +411,8 @@ func (c *Client) Feed(ctx context.Context, after int64, limit int) ([]couponmesh
 	c.smu.Lock()
 	c.fetching++ // pushes wait until the page is in
 	c.smu.Unlock()
-	var out feedReply
-	err := c.call(ctx, "feed", feedParams{After: after, Limit: limit}, &out)
+	var out protocol.FeedReply
+	err := c.call(ctx, protocol.OpFeed, protocol.FeedParams{After: after, Limit: limit}, &out)
 
 	c.deliverMu.Lock()
 	defer c.deliverMu.Unlock()
@@ -477,7 +450,7 @@ func (c *Client) Feed(ctx context.Context, after int64, limit int) ([]couponmesh
 
 // Ping round-trips a protocol ping (not a WebSocket ping).
 func (c *Client) Ping(ctx context.Context) error {
-	return c.call(ctx, "ping", nil, nil)
+	return c.call(ctx, protocol.OpPing, nil, nil)
 }
 
 // Close closes the connection with 1000, stops reconnecting, and waits for

@@ -10,13 +10,14 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/protocol/protocoltest"
 )
 
 // FuzzServerMessages: whatever one message from the server holds (a push
 // of any type, presence with a coupon object instead of an id, a coupon
 // push with an id instead of an object, garbage), the client neither
 // panics nor loses the connection: the reply that follows it in the same
-// frame still answers the request.
+// frame still answers the request. The golden pushes are seeds.
 func FuzzServerMessages(f *testing.F) {
 	for _, seed := range []string{
 		`{"push":"presence","coupon":"c42","watching":1234}`,
@@ -30,6 +31,9 @@ func FuzzServerMessages(f *testing.F) {
 		`not json`,
 	} {
 		f.Add(seed)
+	}
+	for _, kind := range protocoltest.Names(f, protocoltest.Pushes) {
+		f.Add(string(protocoltest.Frame(f, protocoltest.Pushes, kind)))
 	}
 	var frame atomic.Value
 	url := scripted(f, func(string) string { return frame.Load().(string) + "\n" + `{"id":ID,"ok":{}}` })

@@ -1,6 +1,8 @@
 // Package client is the Go SDK of couponmesh: a protocol v1 WebSocket client
 // (docs/PROTOCOL.md) and helpers for the HTTP API. Tests, the load
-// generator and, through gomobile, the mobile apps use it.
+// generator and, through gomobile, the mobile apps use it. Its frames are
+// package protocol's (Sub, AuthInfo and SubscribeResult are aliases of
+// protocol types); its tests hold it to protocol's golden frames.
 //
 // A Client's request methods may be called concurrently; each sends one
 // request and waits for the reply with the same id, so replies may arrive

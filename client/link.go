@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // link is one WebSocket connection with its reader and pending requests. A
@@ -119,21 +119,9 @@ func (l *link) readLoop() {
 	}
 }
 
-// envelope is the union of a reply and a push.
-type envelope struct {
-	ID     int64                 `json:"id"`
-	OK     json.RawMessage       `json:"ok"`
-	Error  *couponmesh.Error     `json:"error"`
-	Push   string                `json:"push"`
-	Coupon json.RawMessage       `json:"coupon"` // a coupon object, or a coupon id (presence)
-	Entry  *couponmesh.FeedEntry `json:"entry"`
-	// Watching is the count of a presence push.
-	Watching int `json:"watching"`
-}
-
 func (l *link) dispatch(msg []byte) {
 	c := l.c
-	var env envelope
+	var env protocol.Message
 	if err := json.Unmarshal(msg, &env); err != nil {
 		if c.opts.OnError != nil {
 			c.opts.OnError(couponmesh.Errorf(couponmesh.CodeInternal, "client: unreadable message from server: %v", err))
@@ -141,7 +129,7 @@ func (l *link) dispatch(msg []byte) {
 		return
 	}
 	switch {
-	case env.Push == "coupon" && len(env.Coupon) > 0:
+	case env.Push == protocol.PushCoupon && len(env.Coupon) > 0:
 		var cp couponmesh.Coupon
 		if err := json.Unmarshal(env.Coupon, &cp); err != nil {
 			if c.opts.OnError != nil {
@@ -150,12 +138,12 @@ func (l *link) dispatch(msg []byte) {
 			return
 		}
 		c.pushCoupon(cp)
-	case env.Push == "presence":
+	case env.Push == protocol.PushPresence:
 		var id string
 		if json.Unmarshal(env.Coupon, &id) == nil && id != "" {
 			c.pushPresence(id, env.Watching)
 		}
-	case env.Push == "feed" && env.Entry != nil:
+	case env.Push == protocol.PushFeed && env.Entry != nil:
 		c.pushFeed(l, *env.Entry)
 	case env.Push != "":
 		// A push type from a later protocol version: ignore it.
@@ -226,10 +214,7 @@ func (l *link) closedErr() error {
 // means the link ended before the reply came. If ctx ends while the frame is
 // being written, the library closes the connection.
 func (l *link) roundTrip(ctx context.Context, id int64, body []byte) (json.RawMessage, error) {
-	frame := make([]byte, 0, len(body)+24)
-	frame = append(frame, `{"id":`...)
-	frame = strconv.AppendInt(frame, id, 10)
-	frame = append(frame, body...)
+	frame := protocol.RequestFrame(id, body)
 
 	ch := make(chan result, 1)
 	l.mu.Lock()
@@ -268,24 +253,14 @@ func (l *link) roundTrip(ctx context.Context, id int64, body []byte) (json.RawMe
 	}
 }
 
-// encodeBody returns the part of a request frame after its id: the op and
-// the fields of the JSON object params encodes to (nil: none).
+// encodeBody returns the part of a request frame after its id
+// (protocol.RequestBody).
 func encodeBody(op string, params any) ([]byte, error) {
-	body := []byte(`,"op":` + strconv.Quote(op))
-	if params != nil {
-		b, err := json.Marshal(params)
-		if err != nil {
-			return nil, fmt.Errorf("client: encode %s: %w", op, err)
-		}
-		if len(b) < 2 || b[0] != '{' {
-			return nil, fmt.Errorf("client: %s params must encode to a JSON object", op)
-		}
-		if len(b) > 2 {
-			body = append(body, ',')
-			body = append(body, b[1:len(b)-1]...)
-		}
+	body, err := protocol.RequestBody(op, params)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	return append(body, '}'), nil
+	return body, nil
 }
 
 // call sends one request on this link (no retry) and decodes the ok payload

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Backoff bounds the delays between reconnect attempts: exponential backoff
@@ -392,7 +393,7 @@ func (c *Client) currentToken(ctx context.Context) (string, error) {
 // comes back as *authRefused.
 func (c *Client) authLink(ctx context.Context, l *link, tok string) (AuthInfo, error) {
 	var out AuthInfo
-	err := l.call(ctx, "auth", authParams{tok}, &out)
+	err := l.call(ctx, protocol.OpAuth, protocol.AuthParams{Token: tok}, &out)
 	switch couponmesh.ErrorCode(err) {
 	case couponmesh.CodeUnauthorized, couponmesh.CodeForbidden:
 		return out, &authRefused{err}
@@ -447,10 +448,6 @@ func (c *Client) reauth(exp time.Time) {
 		}
 		c.mu.Unlock()
 	}
-}
-
-type authParams struct {
-	Token string `json:"token"`
 }
 
 // setState records s and queues it for Options.OnState.

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // What a Client tracks to resync after a reconnect (docs/PROTOCOL.md,
@@ -29,7 +30,8 @@ import (
 const feedPage = 500
 
 // subscribeChunk keeps each resync subscribe frame well under the server's
-// 16 KiB frame limit (ids are up to 64 characters).
+// frame limit (protocol.MaxRequestBytes; ids are up to protocol.MaxIDLen
+// characters).
 const subscribeChunk = 100
 
 // retryable lists the error codes of a resync request after which the
@@ -213,8 +215,8 @@ func (c *Client) readFeed(ctx context.Context, l *link) error {
 		c.smu.Lock()
 		after := c.lastSeq
 		c.smu.Unlock()
-		var out feedReply
-		if err := l.call(ctx, "feed", feedParams{After: after, Limit: feedPage}, &out); err != nil {
+		var out protocol.FeedReply
+		if err := l.call(ctx, protocol.OpFeed, protocol.FeedParams{After: after, Limit: feedPage}, &out); err != nil {
 			return err
 		}
 		c.deliverMu.Lock()
@@ -227,15 +229,6 @@ func (c *Client) readFeed(ctx context.Context, l *link) error {
 			return nil
 		}
 	}
-}
-
-type feedParams struct {
-	After int64 `json:"after"`
-	Limit int   `json:"limit,omitempty"`
-}
-
-type feedReply struct {
-	Entries []couponmesh.FeedEntry `json:"entries"`
 }
 
 // resync brings a new connection to where the last one was: auth with the
@@ -272,7 +265,7 @@ func (c *Client) resync(l *link) error {
 	for chunk := range slices.Chunk(subs, subscribeChunk) {
 		ctx, cancel := context.WithTimeout(c.ctx, c.dialTimeout)
 		var r SubscribeResult
-		err := l.call(ctx, "subscribe", subscribeParams{chunk}, &r)
+		err := l.call(ctx, protocol.OpSubscribe, protocol.SubscribeParams{Coupons: chunk}, &r)
 		cancel()
 		if ce := (*couponmesh.Error)(nil); errors.As(err, &ce) && !retryable[ce.Code] {
 			// Reconnecting will not change this answer: report it and
@@ -308,8 +301,4 @@ func (c *Client) resync(l *link) error {
 		}
 	}
 	return nil
-}
-
-type subscribeParams struct {
-	Coupons []Sub `json:"coupons"`
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // TestSDKListsMatchTheDomain checks that the JS SDK's lists of error codes
@@ -44,5 +45,19 @@ func TestSDKListsMatchTheDomain(t *testing.T) {
 		if !couponmesh.Status(s).Valid() {
 			t.Errorf("JS SDK status %q is not a domain status", s)
 		}
+	}
+}
+
+// TestSDKSubprotocol checks the JS SDK's subprotocol against protocol v1's.
+// The frames themselves are checked by test/golden.test.js against the
+// golden frames of protocol/testdata.
+func TestSDKSubprotocol(t *testing.T) {
+	src, err := os.ReadFile("src/sdk/client.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`export const SUBPROTOCOL = '([^']*)'`).FindSubmatch(src)
+	if m == nil || string(m[1]) != protocol.Subprotocol {
+		t.Fatalf("JS SDK SUBPROTOCOL %q, protocol v1 %q", m, protocol.Subprotocol)
 	}
 }

@@ -8,7 +8,7 @@
 // domain codes.
 //
 // Events published: after every change, one push frame per subscribed node
-// hub (couponmesh.CouponPush, encoded once); after a change of title, terms,
+// hub (protocol.CouponPush, encoded once); after a change of title, terms,
 // quantity or status, one coupon_changed notice to each follower's user grain
 // (for their feeds), from a follower set the grain keeps (followers.go).
 // Pushes to one hub leave in version order.

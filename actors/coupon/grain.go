@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Kind returns the cluster kind hosting coupon grains.
@@ -103,7 +104,7 @@ func (g *grain) caughtUp(ctx actor.Context) {
 	if !g.M.Exists() {
 		return
 	}
-	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.CouponPush(g.M.Coupon()))
+	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(g.M.Coupon()))
 	g.publishLocal()
 	g.ScheduleSnapshot(ctx)
 }
@@ -113,7 +114,7 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	if ok, addr := g.Hubs.HandleHubRef(ctx, req, actors.CouponSubscribe, actors.CouponUnsubscribe); ok {
 		g.Cfg.Metrics.PresenceReceived.Inc()
 		if addr != "" && m.Exists() {
-			actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, couponmesh.CouponPush(m.Coupon()))
+			actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, protocol.CouponPush(m.Coupon()))
 		}
 		return
 	}
@@ -232,7 +233,7 @@ func (g *grain) setReminders(spec couponmesh.CouponSpec, allowed bool) error {
 // and feed notices to followers when more than the claimed count changed
 // (transition: a started or expired entry was applied).
 func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon, transition bool) {
-	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.CouponPush(after))
+	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(after))
 	onlyClaims := before.Version > 0 && !transition && before.Title == after.Title && before.Description == after.Description &&
 		before.Discount == after.Discount && before.Quantity == after.Quantity &&
 		before.StartsAt.Equal(after.StartsAt) && before.ExpiresAt.Equal(after.ExpiresAt) && before.Status == after.Status

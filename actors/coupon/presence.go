@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Presence: the hubs report their node's count of distinct signed-in
@@ -93,7 +93,7 @@ func (g *grain) presenceAfter(ctx actor.Context) {
 		}
 		serving := g.Serving() && g.M.Exists()
 		if !now.Before(at) && serving {
-			g.Hubs.Push(ctx, actors.PushCoupon, g.ID, couponmesh.PresencePush(g.ID, w))
+			g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.PresencePush(g.ID, w))
 			g.Cfg.Metrics.PresencePushes.Add(float64(g.Hubs.Len()))
 			p.pushed, p.pushedAt = w, now
 		} else if serving {

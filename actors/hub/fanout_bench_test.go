@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // countSink is the cheapest couponmesh.Sink: it counts what it is sent.
@@ -41,7 +42,7 @@ func benchHub(n int) (*Hub, []*countSink) {
 // that no session or socket work is included. ns/delivery is ns/op divided
 // by the sinks.
 func BenchmarkFanOut(b *testing.B) {
-	frame := couponmesh.CouponPush(couponmesh.Coupon{ID: "hot", Title: "Hot deal", Quantity: 100, Claimed: 17, Remaining: 83, Status: couponmesh.StatusActive, Version: 18})
+	frame := protocol.CouponPush(couponmesh.Coupon{ID: "hot", Title: "Hot deal", Quantity: 100, Claimed: 17, Remaining: 83, Status: couponmesh.StatusActive, Version: 18})
 	for _, n := range []int{10_000} {
 		b.Run(fmt.Sprintf("sinks=%d", n), func(b *testing.B) {
 			h, sinks := benchHub(n)

@@ -7,6 +7,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/protocol"
 	"golang.org/x/time/rate"
 )
 
@@ -80,7 +81,7 @@ func (g *grain) published(e couponmesh.FeedEntry) {
 	if g.ctx == nil {
 		return
 	}
-	g.Hubs.Push(g.ctx, actors.PushFeed, g.ID, couponmesh.FeedPush(e))
+	g.Hubs.Push(g.ctx, actors.PushFeed, g.ID, protocol.FeedPush(e))
 	g.ScheduleSnapshot(g.ctx)
 }
 
@@ -96,7 +97,7 @@ func (g *grain) resend(ctx actor.Context, addr string) {
 		return
 	}
 	for _, e := range entries {
-		actors.PushTo(ctx, addr, actors.PushFeed, g.ID, couponmesh.FeedPush(e))
+		actors.PushTo(ctx, addr, actors.PushFeed, g.ID, protocol.FeedPush(e))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Hub is an in-memory couponmesh.Hub. It calls Sink.Send while holding its
@@ -103,12 +104,12 @@ func (h *Hub) Detach(s couponmesh.Sink) {
 // PublishCoupon sends the push of c to every sink subscribed to c.ID and
 // returns how many accepted it.
 func (h *Hub) PublishCoupon(c couponmesh.Coupon) int {
-	return h.publish(h.subs, c.ID, couponmesh.CouponPush(c))
+	return h.publish(h.subs, c.ID, protocol.CouponPush(c))
 }
 
 // PublishFeed sends the push of e to every sink attached to user.
 func (h *Hub) PublishFeed(user string, e couponmesh.FeedEntry) int {
-	return h.publish(h.feeds, user, couponmesh.FeedPush(e))
+	return h.publish(h.feeds, user, protocol.FeedPush(e))
 }
 
 func (h *Hub) publish(m map[string]map[couponmesh.Sink]struct{}, k string, frame []byte) int {

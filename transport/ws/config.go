@@ -3,15 +3,18 @@ package ws
 import (
 	"net/netip"
 	"time"
+
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Subprotocol is the WebSocket subprotocol of protocol v1. A client that
 // does not offer it is closed with 1002 right after the upgrade.
-const Subprotocol = "couponmesh.v1"
+const Subprotocol = protocol.Subprotocol
 
 // BatchBytes caps the size of one outgoing text frame built from several
-// queued messages. A single message larger than this goes out alone.
-const BatchBytes = 64 << 10
+// queued messages (protocol.BatchBytes). A single message larger than this
+// goes out alone.
+const BatchBytes = protocol.BatchBytes
 
 // Config tunes the WebSocket endpoint. Zero fields take the defaults of
 // DefaultConfig when passed to NewHandler.
@@ -102,7 +105,7 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		ReadLimit:        16 << 10,
+		ReadLimit:        protocol.MaxRequestBytes,
 		SendQueue:        1024,
 		PingInterval:     30 * time.Second,
 		PingTimeout:      10 * time.Second,

@@ -3,6 +3,8 @@ package ws
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // Conflation of coupon pushes. A hot coupon changes thousands of times a
@@ -18,15 +20,16 @@ import (
 // claims included) and feed pushes are never conflated. docs/PROTOCOL.md
 // states the rule for clients.
 
-// couponPushPrefix starts every coupon push frame (couponmesh.CouponPush),
-// presencePushPrefix every presence push (couponmesh.PresencePush). A
+// couponPushPrefix starts every coupon push frame (protocol.CouponPush),
+// presencePushPrefix every presence push (protocol.PresencePush): checked
+// against the golden pushes (golden_test.go). A
 // presence push carries no version: the newest to arrive is the newest
 // count, so it replaces one still queued for the same coupon (a session
 // watching many coupons whose counts all change at once, e.g. when another
 // node's watchers leave, holds one slot per coupon, not one per change).
 var (
-	couponPushPrefix   = []byte(`{"push":"coupon",`)
-	presencePushPrefix = []byte(`{"push":"presence",`)
+	couponPushPrefix   = []byte(`{"push":"` + protocol.PushCoupon + `",`)
+	presencePushPrefix = []byte(`{"push":"` + protocol.PushPresence + `",`)
 )
 
 // presenceKey is the conflation key of a coupon's presence pushes.

@@ -5,7 +5,10 @@
 // It reaches the rest of the system only through couponmesh.Service (every
 // request) and couponmesh.Hub (push registrations); it never imports the
 // actors, the cluster or persistence packages. Tokens are checked with
-// transport/auth.
+// transport/auth. The frames, ops and limits of protocol v1 are package
+// protocol's (its request decoder and frame encoders included); this package
+// keeps only what it encodes or reads by hand for speed (couponFrame, the
+// push prefixes of conflation), checked against protocol's golden frames.
 //
 // Sessions. An idle session costs one goroutine, its reader (started when
 // the upgrade is done, so that net/http's request and buffers are freed),

@@ -1,99 +1,29 @@
 package ws
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"reflect"
 	"strconv"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
-// request is one decoded client frame: the envelope and the union of every
-// op's fields. Unknown fields are ignored (forward compatibility); identity
-// never comes from a field, only from the session's token.
-type request struct {
-	ID      int64           `json:"id"`
-	Op      string          `json:"op"`
-	Token   string          `json:"token"`
-	Coupons json.RawMessage `json:"coupons"`
-	Coupon  string          `json:"coupon"`
-	Rid     string          `json:"rid"`
-	After   int64           `json:"after"`
-	Limit   int             `json:"limit"`
-}
+// The frames of protocol v1 are package protocol's; these are the names
+// the session code uses for them.
+type (
+	request = protocol.Request
+	empty   = protocol.Empty
+)
 
-// decodeRequest parses one client frame. On error it returns a bad_request
-// that says what is wrong, and req.ID is set when the id could be read (so
-// that the reply can echo it) and is zero otherwise. b is not retained.
-func decodeRequest(b []byte) (req request, _ *couponmesh.Error) {
-	if err := json.Unmarshal(b, &req); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return request{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "malformed JSON at byte %d: %s", se.Offset, se.Error())
-		case errors.As(err, &te):
-			if te.Field == "" {
-				return request{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "a request must be a JSON object, not %s", te.Value)
-			}
-			if req.ID < 0 {
-				req.ID = 0
-			}
-			return req, fieldTypeError(te)
-		default:
-			// Only reachable with a broken Unmarshaler; keep the message generic.
-			return request{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "malformed JSON")
-		}
-	}
-	if req.ID <= 0 {
-		return request{}, couponmesh.Errorf(couponmesh.CodeBadRequest, "id must be a positive integer")
-	}
-	if req.Op == "" {
-		return req, couponmesh.Errorf(couponmesh.CodeBadRequest, "op is required")
-	}
-	return req, nil
-}
+func decodeRequest(b []byte) (protocol.Request, *couponmesh.Error) { return protocol.DecodeRequest(b) }
 
-func fieldTypeError(te *json.UnmarshalTypeError) *couponmesh.Error {
-	if te.Field == "id" {
-		return couponmesh.Errorf(couponmesh.CodeBadRequest, "id must be a positive integer")
-	}
-	want := "a valid value"
-	switch te.Type.Kind() {
-	case reflect.String:
-		want = "a string"
-	case reflect.Int, reflect.Int64:
-		want = "an integer"
-	}
-	return couponmesh.Errorf(couponmesh.CodeBadRequest, "%s must be %s, not %s", te.Field, want, te.Value)
-}
+func okFrame(id int64, payload any) ([]byte, error) { return protocol.OKFrame(id, payload) }
 
-// reply is the envelope of an answer; exactly one of OK and Error is set.
-type reply struct {
-	ID    int64             `json:"id,omitempty"`
-	OK    any               `json:"ok,omitempty"`
-	Error *couponmesh.Error `json:"error,omitempty"`
-}
+func errorFrame(id int64, e *couponmesh.Error) []byte { return protocol.ErrorFrame(id, e) }
 
-// empty is the payload of ops that answer ok {}.
-type empty struct{}
-
-// okFrame encodes {"id":N,"ok":payload}.
-func okFrame(id int64, payload any) ([]byte, error) {
-	if payload == nil {
-		payload = empty{}
-	}
-	b, err := json.Marshal(reply{ID: id, OK: payload})
-	if err != nil {
-		return nil, fmt.Errorf("encode reply to request %d: %w", id, err)
-	}
-	return b, nil
-}
-
-// couponFrame is okFrame(id, couponReply{c}) made from c's JSON encoding,
-// which readers of active coupons share (couponmesh.CouponReaderNow).
+// couponFrame is okFrame(id, protocol.CouponReply{c}) made by hand from c's
+// JSON encoding, which readers of active coupons share
+// (couponmesh.CouponReaderNow): a get answered from memory encodes nothing.
+// Checked against okFrame and the golden get reply (golden_test.go).
 func couponFrame(id int64, coupon []byte) []byte {
 	b := make([]byte, 0, len(coupon)+48)
 	b = append(b, '{')
@@ -105,15 +35,4 @@ func couponFrame(id int64, coupon []byte) []byte {
 	b = append(b, `"ok":{"coupon":`...)
 	b = append(b, coupon...)
 	return append(b, "}}"...)
-}
-
-// errorFrame encodes {"id":N,"error":{"code":…,"message":…}}; the id is
-// omitted when zero (it could not be read from the request).
-func errorFrame(id int64, e *couponmesh.Error) []byte {
-	b, err := json.Marshal(reply{ID: id, Error: e})
-	if err != nil {
-		// An *Error is two strings: this cannot fail.
-		panic(err)
-	}
-	return b
 }

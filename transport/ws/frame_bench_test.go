@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/transporttest"
 )
@@ -58,8 +59,8 @@ func BenchmarkEncodeReply(b *testing.B) {
 		payload any
 	}{
 		{"ok-ping", nil},
-		{"ok-get", couponReply{Coupon: c}},
-		{"ok-claim", claimReply{Claim: claim}},
+		{"ok-get", protocol.CouponReply{Coupon: c}},
+		{"ok-claim", protocol.ClaimReply{Claim: claim}},
 	} {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -89,7 +90,7 @@ func BenchmarkSessionSend(b *testing.B) {
 	h := NewHandler(LocalConfig(), transporttest.NewService(hub), hub, nil, nil, nil)
 	s := newSession(h, nil, 1)
 	s.writing = true
-	frame := couponmesh.CouponPush(benchCoupon())
+	frame := protocol.CouponPush(benchCoupon())
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {

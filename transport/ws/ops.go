@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 )
 
 // opFunc runs one authenticated request. It validates the fields it uses
@@ -17,22 +18,19 @@ type opFunc func(ctx context.Context, s *session, p couponmesh.Principal, req *r
 // anonymousOps, which an anonymous session may use too; auth and ping are
 // answered inline by session.handle.
 var ops = map[string]opFunc{
-	"subscribe":   opSubscribe,
-	"unsubscribe": opUnsubscribe,
-	"get":         opGet,
-	"claim":       opClaim,
-	"follow":      opFollow,
-	"unfollow":    opUnfollow,
-	"wallet":      opWallet,
-	"feed":        opFeed,
+	protocol.OpSubscribe:   opSubscribe,
+	protocol.OpUnsubscribe: opUnsubscribe,
+	protocol.OpGet:         opGet,
+	protocol.OpClaim:       opClaim,
+	protocol.OpFollow:      opFollow,
+	protocol.OpUnfollow:    opUnfollow,
+	protocol.OpWallet:      opWallet,
+	protocol.OpFeed:        opFeed,
 }
 
 // subscribeParallel bounds the hub and service calls one subscribe request
 // runs at once.
 const subscribeParallel = 8
-
-// MaxRidLen is the longest idempotency key a claim may carry.
-const MaxRidLen = 64
 
 func badRequest(format string, args ...any) error {
 	return couponmesh.Errorf(couponmesh.CodeBadRequest, format, args...)
@@ -43,24 +41,9 @@ func checkCoupon(field, id string) error {
 		return badRequest("%s is required", field)
 	}
 	if !couponmesh.ValidID(id) {
-		return badRequest("%s must be 1-%d characters of letters, digits, '_', '-' or '.'", field, couponmesh.MaxIDLen)
+		return badRequest("%s must be 1-%d characters of letters, digits, '_', '-' or '.'", field, protocol.MaxIDLen)
 	}
 	return nil
-}
-
-// sub is one entry of subscribe's coupons list.
-type sub struct {
-	ID      string `json:"id"`
-	Version int64  `json:"version"`
-}
-
-type subscribeReply struct {
-	Coupons []json.RawMessage `json:"coupons"`
-	Missing []string          `json:"missing,omitempty"`
-	// Watching gives the presence count (> 0) of the coupons subscribed
-	// whose snapshot is not sent (the client holds their version): a
-	// snapshot carries its own.
-	Watching map[string]int `json:"watching,omitempty"`
 }
 
 // watchingOf reads the presence count of a coupon's JSON.
@@ -76,7 +59,7 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 	if len(req.Coupons) == 0 || string(req.Coupons) == "null" {
 		return nil, badRequest("coupons is required: a list of {\"id\":…,\"version\":…}")
 	}
-	var list []sub
+	var list []protocol.Sub
 	if err := json.Unmarshal(req.Coupons, &list); err != nil {
 		return nil, badRequest("coupons must be a list of {\"id\":string,\"version\":integer}")
 	}
@@ -130,7 +113,7 @@ func opSubscribe(ctx context.Context, s *session, _ couponmesh.Principal, req *r
 		}
 	})
 
-	out := subscribeReply{Coupons: []json.RawMessage{}}
+	out := protocol.SubscribeReply[json.RawMessage]{Coupons: []json.RawMessage{}}
 	var firstErr error
 	var drop []string // newly reserved ids to give back
 	for i, r := range res {
@@ -205,10 +188,6 @@ func opUnsubscribe(_ context.Context, s *session, _ couponmesh.Principal, req *r
 	return empty{}, nil
 }
 
-type couponReply struct {
-	Coupon couponmesh.Coupon `json:"coupon"`
-}
-
 func opGet(ctx context.Context, s *session, _ couponmesh.Principal, req *request) (any, error) {
 	if err := checkCoupon("coupon", req.Coupon); err != nil {
 		return nil, err
@@ -217,11 +196,7 @@ func opGet(ctx context.Context, s *session, _ couponmesh.Principal, req *request
 	if err != nil {
 		return nil, err
 	}
-	return couponReply{c}, nil
-}
-
-type claimReply struct {
-	Claim couponmesh.Claim `json:"claim"`
+	return protocol.CouponReply{Coupon: c}, nil
 }
 
 func opClaim(ctx context.Context, s *session, p couponmesh.Principal, req *request) (any, error) {
@@ -229,16 +204,16 @@ func opClaim(ctx context.Context, s *session, p couponmesh.Principal, req *reque
 		return nil, err
 	}
 	if req.Rid == "" {
-		return nil, badRequest("rid is required: an idempotency key of 1-%d characters", MaxRidLen)
+		return nil, badRequest("rid is required: an idempotency key of 1-%d characters", protocol.MaxRIDLen)
 	}
-	if len(req.Rid) > MaxRidLen {
-		return nil, badRequest("rid must be at most %d characters", MaxRidLen)
+	if len(req.Rid) > protocol.MaxRIDLen {
+		return nil, badRequest("rid must be at most %d characters", protocol.MaxRIDLen)
 	}
 	c, err := s.h.svc.Claim(ctx, p.User, req.Coupon, req.Rid)
 	if err != nil {
 		return nil, err
 	}
-	return claimReply{c}, nil
+	return protocol.ClaimReply{Claim: c}, nil
 }
 
 // opFollow subscribes before it records the follow, so that the coupon it
@@ -265,7 +240,7 @@ func opFollow(ctx context.Context, s *session, p couponmesh.Principal, req *requ
 		undo()
 		return nil, err
 	}
-	return couponReply{c}, nil
+	return protocol.CouponReply{Coupon: c}, nil
 }
 
 func opUnfollow(ctx context.Context, s *session, p couponmesh.Principal, req *request) (any, error) {
@@ -279,10 +254,6 @@ func opUnfollow(ctx context.Context, s *session, p couponmesh.Principal, req *re
 	return empty{}, nil
 }
 
-type walletReply struct {
-	Claims []couponmesh.Claim `json:"claims"`
-}
-
 func opWallet(ctx context.Context, s *session, p couponmesh.Principal, _ *request) (any, error) {
 	claims, err := s.h.svc.Wallet(ctx, p.User)
 	if err != nil {
@@ -291,11 +262,7 @@ func opWallet(ctx context.Context, s *session, p couponmesh.Principal, _ *reques
 	if claims == nil {
 		claims = []couponmesh.Claim{}
 	}
-	return walletReply{claims}, nil
-}
-
-type feedReply struct {
-	Entries []couponmesh.FeedEntry `json:"entries"`
+	return protocol.WalletReply{Claims: claims}, nil
 }
 
 // opFeed attaches the session to the user's feed before it reads the
@@ -308,9 +275,9 @@ func opFeed(ctx context.Context, s *session, p couponmesh.Principal, req *reques
 	limit := req.Limit
 	switch {
 	case limit == 0:
-		limit = couponmesh.DefaultFeedLimit
-	case limit < 0 || limit > couponmesh.MaxFeedLimit:
-		return nil, badRequest("limit must be between 1 and %d", couponmesh.MaxFeedLimit)
+		limit = protocol.DefaultFeedLimit
+	case limit < 0 || limit > protocol.MaxFeedLimit:
+		return nil, badRequest("limit must be between 1 and %d", protocol.MaxFeedLimit)
 	}
 	if err := s.attach(ctx, p.User); err != nil {
 		return nil, err
@@ -322,7 +289,7 @@ func opFeed(ctx context.Context, s *session, p couponmesh.Principal, req *reques
 	if entries == nil {
 		entries = []couponmesh.FeedEntry{}
 	}
-	return feedReply{entries}, nil
+	return protocol.FeedReply{Entries: entries}, nil
 }
 
 // attach registers s for the feed pushes of user once per session.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 	"github.com/couponmesh/couponmesh/transport/auth"
 )
 
@@ -547,13 +548,6 @@ func (s *session) answer(id int64, op string, res any, err error) {
 	s.Send(errorFrame(id, e))
 }
 
-// authReply is the ok payload of auth.
-type authReply struct {
-	User      string          `json:"user"`
-	Role      couponmesh.Role `json:"role"`
-	ExpiresAt time.Time       `json:"expiresAt"`
-}
-
 // Close reasons (1008) of a session whose auth was refused for its user:
 // the user holds Config.SessionsPerUser sessions on the node already, or is
 // cooling down after one of its sessions was closed for flooding.
@@ -616,7 +610,7 @@ func (s *session) auth(req *request) (_ any, refused string, _ error) {
 	s.principal = p
 	s.deadline = exp.Add(auth.Leeway)
 	s.timer.Reset(time.Until(s.deadline))
-	return authReply{User: p.User, Role: p.Role, ExpiresAt: exp}, "", nil
+	return protocol.AuthReply{User: p.User, Role: p.Role, ExpiresAt: exp}, "", nil
 }
 
 // anonymousOps are the ops a session may use without authenticating: a

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -16,11 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
 )
 
@@ -138,11 +138,11 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer func() { _ = mc.Disconnect(context.Background()) }()
-	raw := mc.Database("rawbench").Collection("journal")
-	if _, err := raw.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "uk", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
-		return fmt.Errorf("raw index: %w", err)
+	raw, err := RawCollection(ctx, mc)
+	if err != nil {
+		return err
 	}
-	rawBefore, err := rawBulkRate(ctx, raw, "a", *rawDocs, *rawBatch)
+	rawBefore, err := RawBulkRate(ctx, raw, "a", *rawDocs, *rawBatch)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	)
 	cctx, cancel := context.WithTimeout(ctx, *dur)
 	defer cancel()
-	pid, dbPid := node.cmd.Process.Pid, e.procs[0].Process.Pid
+	pid, dbPid := node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid
 	m0, err := scrapeNodeMetrics(node)
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	rawAfter, err := rawBulkRate(ctx, raw, "b", *rawDocs, *rawBatch)
+	rawAfter, err := RawBulkRate(ctx, raw, "b", *rawDocs, *rawBatch)
 	if err != nil {
 		return err
 	}
@@ -267,7 +267,7 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		res.AppendsPctRaw = 100 * res.AppendsPerSec / res.RawPerSec
 		res.ClaimsPctRaw = 100 * res.ClaimsPerSec / res.RawPerSec
 	}
-	if err := verifyClaims(ctx, mc, api, ids, *quantity, okPer, &res); err != nil {
+	if err := verifyClaims(ctx, e.db, api, ids, *quantity, okPer, &res); err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
 
@@ -310,32 +310,18 @@ func claimPair(k, users, coupons int) (user, coupon int) {
 // verifyClaims counts the claims in the node database's journal per coupon
 // and compares them with each coupon's quantity, its claimed count as read
 // through the HTTP API, and the claims acknowledged to the bench.
-func verifyClaims(ctx context.Context, mc *mongo.Client, api *client.API, ids []string, quantity int, okPer []int, res *claimsResult) error {
-	index := make(map[string]int, len(ids))
-	for i, id := range ids {
-		index["coupon/"+id] = i
-	}
-	cur, err := mc.Database("couponmesh").Collection("journal").Find(ctx, bson.D{{Key: "t", Value: "claimed"}},
-		options.Find().SetProjection(bson.D{{Key: "e", Value: 1}}))
+func verifyClaims(ctx context.Context, uri string, api *client.API, ids []string, quantity int, okPer []int, res *claimsResult) error {
+	st, err := openStore(ctx, uri)
 	if err != nil {
 		return err
 	}
-	defer cur.Close(ctx)
+	defer func() { _ = st.Close(context.Background()) }()
 	inJournal := make([]int, len(ids))
-	for cur.Next(ctx) {
-		var d struct {
-			E string `bson:"e"`
+	for i, id := range ids {
+		if inJournal[i], err = countEntries(ctx, st, coupon.Entity(id), coupon.EntryClaimed); err != nil {
+			return fmt.Errorf("journal of coupon %s: %w", id, err)
 		}
-		if err := cur.Decode(&d); err != nil {
-			return err
-		}
-		if i, ok := index[d.E]; ok {
-			inJournal[i]++
-			res.JournalClaims++
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return err
+		res.JournalClaims += inJournal[i]
 	}
 	for i, id := range ids {
 		c, err := api.Coupon(ctx, id)
@@ -354,29 +340,6 @@ func verifyClaims(ctx context.Context, mc *mongo.Client, api *client.API, ids []
 		res.LostAcked += max(okPer[i]-inJournal[i], 0)
 	}
 	return nil
-}
-
-// rawBulkRate inserts n journal-like documents (the shape and size of a
-// claim entry) into coll in unordered BulkWrites of batch, one after the
-// other, and returns the inserts per second.
-func rawBulkRate(ctx context.Context, coll *mongo.Collection, run string, n, batch int) (float64, error) {
-	data := []byte(`{"user":"u1042","rid":"k123456","code":"K7Q2-9XWD","n":17}`)
-	start := time.Now()
-	for i := 0; i < n; i += batch {
-		models := make([]mongo.WriteModel, 0, batch)
-		for j := i; j < min(i+batch, n); j++ {
-			id := "coupon/raw" + run + strconv.Itoa(j%500) + "#" + strconv.Itoa(j)
-			models = append(models, mongo.NewInsertOneModel().SetDocument(bson.D{
-				{Key: "_id", Value: id}, {Key: "e", Value: "coupon/raw"}, {Key: "seq", Value: int64(j + 1)}, {Key: "t", Value: "claimed"},
-				{Key: "uk", Value: "claim/raw" + run + "/" + strconv.Itoa(j)}, {Key: "u", Value: "u1042"},
-				{Key: "at", Value: bson.NewDateTimeFromTime(time.Now())}, {Key: "d", Value: bson.Binary{Data: data}},
-			}))
-		}
-		if _, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-			return 0, fmt.Errorf("raw BulkWrite: %w", err)
-		}
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // dialShoppers opens n authenticated sessions to node, session i as shopper

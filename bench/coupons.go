@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -151,7 +151,7 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 
 	sents := make([][]couponsSent, *n) // per coupon, under smu
 	var smu sync.Mutex
-	pids := [3]int{node.cmd.Process.Pid, e.procs[0].Process.Pid, os.Getpid()} // node, devdb, bench
+	pids := [3]int{node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid, os.Getpid()} // node, devdb, bench
 	seq := 0
 	for ri, r := range rates {
 		if ri == 0 {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,11 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
 )
 
@@ -430,13 +427,13 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	})
 
 	// The journal, read from the database.
-	mc, err := mongo.Connect(options.Client().ApplyURI(e.db))
+	st, err := openStore(ctx, e.db)
 	if err != nil {
 		return r, err
 	}
-	defer func() { _ = mc.Disconnect(context.Background()) }()
-	r.JournalClaims, err = mc.Database("couponmesh").Collection("journal").CountDocuments(ctx,
-		bson.D{{Key: "e", Value: "coupon/" + hot[0]}, {Key: "t", Value: "claimed"}})
+	claims, err := countEntries(ctx, st, coupon.Entity(hot[0]), coupon.EntryClaimed)
+	_ = st.Close(context.Background())
+	r.JournalClaims = int64(claims)
 	if err != nil {
 		return r, fmt.Errorf("count the journal: %w", err)
 	}

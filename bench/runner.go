@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -13,60 +13,17 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/transport/auth"
 )
-
-// couponmesh bench runs whole-system load against node processes it starts
-// itself (one `couponmesh devdb` and the nodes, from this same executable,
-// on 127.0.0.1 with free ports) and stops them again, also on an error or
-// Ctrl-C. The load comes from this process through the Go SDK. Each
-// scenario prints one summary line with its DESIGN.md target beside it and
-// writes its results as JSON into --out.
-
-func runBench(args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), or bench report")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	switch args[0] {
-	case "capacity":
-		return benchCapacity(ctx, args[1:])
-	case "fanout":
-		return benchFanout(ctx, args[1:])
-	case "claims":
-		return benchClaims(ctx, args[1:])
-	case "flashsale":
-		return benchFlashsale(ctx, args[1:])
-	case "reads":
-		return benchReads(ctx, args[1:])
-	case "failover":
-		return benchFailover(ctx, args[1:])
-	case "coupons":
-		return benchCoupons(ctx, args[1:])
-	case "drain":
-		return benchDrain(ctx, args[1:])
-	case "presence":
-		return benchPresence(ctx, args[1:])
-	case "timers":
-		return benchTimers(ctx, args[1:])
-	case "report":
-		return benchReport(args[1:])
-	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, timers, report)", args[0])
-	}
-}
 
 // benchEnv is what every scenario has: the processes it started, the
 // token signer matching the nodes' secret, and where results go.
@@ -79,10 +36,10 @@ type benchEnv struct {
 	logLevel string // of the nodes ("": warn)
 	secret   string
 	tokens   *auth.Tokens
-	procs    []*exec.Cmd
-	db       string   // mongodb URI
-	dbPprof  string   // the devdb's pprof listener
-	nodeEnv  []string // more environment for the nodes started from now on
+	procs    []*clustertest.Proc // the devdb first, then the nodes in start order
+	db       string              // mongodb URI
+	dbPprof  string              // the devdb's pprof listener
+	nodeEnv  []string            // more environment for the nodes started from now on
 }
 
 func newBenchEnv(out, nodeCPUs string) (*benchEnv, error) {
@@ -109,22 +66,13 @@ func newBenchEnv(out, nodeCPUs string) (*benchEnv, error) {
 	return &benchEnv{bin: bin, dir: dir, out: out, nodeCPUs: nodeCPUs, secret: secret, tokens: tokens}, nil
 }
 
-// close stops every process started, by PID: SIGTERM, then SIGKILL after
-// 20 s. It removes the temporary directory unless a process failed.
+// close stops every process started, by PID, the last started first:
+// SIGTERM, then SIGKILL after 20 s. It removes the temporary directory
+// unless a process failed.
 func (e *benchEnv) close() {
-	for _, c := range slices.Backward(e.procs) {
-		if c.ProcessState != nil {
-			continue
-		}
-		_ = c.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			fmt.Fprintf(os.Stderr, "bench: pid %d did not stop on SIGTERM: killing it\n", c.Process.Pid)
-			_ = c.Process.Kill()
-			<-done
+	for _, p := range slices.Backward(e.procs) {
+		if p.Terminate(20 * time.Second) {
+			fmt.Fprintf(os.Stderr, "bench: pid %d did not stop on SIGTERM: killed it\n", p.Cmd.Process.Pid)
 		}
 	}
 	if e.keepLogs {
@@ -157,10 +105,11 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := clustertest.Launch("devdb", cmd)
+	if err != nil {
 		return err
 	}
-	e.procs = append(e.procs, cmd)
+	e.procs = append(e.procs, p)
 	line := make(chan string, 1)
 	go func() {
 		r := bufio.NewReader(out)
@@ -189,8 +138,19 @@ type benchNode struct {
 	name, http string
 	admin      string // admin listener (admin API, metrics, pprof)
 	cluster    string // memberlist address
-	cmd        *exec.Cmd
+	cmd        benchCmd
 }
+
+// benchCmd is a node process as the scenarios use it: its Process (PID,
+// signals, kill) and Wait, which returns once it has exited (any number of
+// times, from any goroutine).
+type benchCmd struct {
+	*clustertest.Proc
+	Process *os.Process
+}
+
+// Wait waits until the process has exited and returns how it exited.
+func (c benchCmd) Wait() error { return c.Err() }
 
 func (n *benchNode) ws() string   { return "ws://" + n.http + "/ws" }
 func (n *benchNode) base() string { return "http://" + n.http }
@@ -216,12 +176,13 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 		seed = addrs[2]
 	}
 	n := &benchNode{name: name, http: addrs[0], admin: addrs[1], cluster: addrs[2]}
+	var cmd *exec.Cmd
 	if e.nodeCPUs != "" {
-		n.cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
+		cmd = exec.Command("taskset", "-c", e.nodeCPUs, e.bin, "node")
 	} else {
-		n.cmd = exec.Command(e.bin, "node")
+		cmd = exec.Command(e.bin, "node")
 	}
-	n.cmd.Env = append(os.Environ(),
+	cmd.Env = append(os.Environ(),
 		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+addrs[0], "COUPONMESH_ADMIN_ADDR="+addrs[1],
 		"COUPONMESH_CLUSTER_ADDR="+addrs[2], "COUPONMESH_SEEDS="+seed, "COUPONMESH_MONGO_URI="+e.db,
 		"COUPONMESH_DATA_DIR="+filepath.Join(e.dir, name), "COUPONMESH_DEV=true",
@@ -229,28 +190,24 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 		"COUPONMESH_LOG_LEVEL="+cmp.Or(e.logLevel, "warn"),
 		"COUPONMESH_WS_SESSIONS_PER_IP=-1", "COUPONMESH_WS_HANDSHAKE_RATE=-1", "COUPONMESH_WS_REQUEST_RATE=-1",
 		"COUPONMESH_WS_SESSIONS_PER_USER=-1", "COUPONMESH_LIMITS_USER_WRITE_RATE=-1")
-	n.cmd.Env = append(n.cmd.Env, e.nodeEnv...)
+	cmd.Env = append(cmd.Env, e.nodeEnv...)
 	logf, err := e.logFile(name)
 	if err != nil {
 		return nil, err
 	}
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = logf, logf
+	p, err := clustertest.Launch(name, cmd)
+	if err != nil {
 		return nil, err
 	}
-	e.procs = append(e.procs, n.cmd)
+	e.procs = append(e.procs, p)
+	n.cmd = benchCmd{Proc: p, Process: cmd.Process}
+	cn := &clustertest.Node{Proc: p, HTTP: n.http, Admin: n.admin, Gossip: n.cluster}
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(n.base() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return n, nil
-			}
-		}
-		if time.Now().After(deadline) {
+	for cn.Ready() != nil {
+		if !p.Running() || time.Now().After(deadline) {
 			e.keepLogs = true
-			return nil, fmt.Errorf("node %s not ready within 60s (log in %s)", name, e.dir)
+			return nil, fmt.Errorf("node %s not ready within 60s (running %v; log in %s)", name, p.Running(), e.dir)
 		}
 		select {
 		case <-ctx.Done():
@@ -258,6 +215,7 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return n, nil
 }
 
 func (e *benchEnv) token(user string, role couponmesh.Role) (string, error) {
@@ -278,33 +236,9 @@ func (e *benchEnv) writeResult(scenario string, v any) (string, error) {
 	return path, os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// handedOut holds the addresses freeAddr returned: the kernel may give a
-// port that was free a moment ago to the next listen on port 0 as well, and
-// two listeners of one process given the same address fail at start.
-var handedOut = struct {
-	sync.Mutex
-	addrs map[string]bool
-}{addrs: make(map[string]bool)}
-
-// freeAddr returns a 127.0.0.1 address whose port was free just now and that
-// it has not returned before in this process.
-func freeAddr() (string, error) {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !handedOut.addrs[addr] {
-			handedOut.addrs[addr] = true
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free port not handed out before in 100 tries")
-}
+// freeAddr returns a 127.0.0.1 address whose port was free just now and
+// that no other caller in this process got (clustertest.FreeAddr).
+func freeAddr() (string, error) { return clustertest.FreeAddr() }
 
 // sourceClients returns HTTP clients that dial from 127.0.0.2, 127.0.0.3,
 // … (n of them), so that many sessions to one node address do not run out
@@ -473,9 +407,9 @@ func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
 func (e *benchEnv) settle(ctx context.Context) error {
 	busy := func() time.Duration {
 		var sum time.Duration
-		for _, c := range e.procs {
-			if c.ProcessState == nil {
-				sum += cpuTime(c.Process.Pid)
+		for _, p := range e.procs {
+			if p.Running() {
+				sum += cpuTime(p.Cmd.Process.Pid)
 			}
 		}
 		return sum

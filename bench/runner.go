@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,9 +19,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/transport/auth"
 )
@@ -430,4 +434,245 @@ func (e *benchEnv) settle(ctx context.Context) error {
 	}
 	fmt.Fprintln(os.Stderr, "bench: the processes were still busy after a minute; measuring anyway")
 	return nil
+}
+
+// benchFlags are the flags every scenario takes.
+type benchFlags struct {
+	out      string
+	nodeCPUs string
+	workers  int
+	sources  int
+	keepLogs bool
+	logLevel string
+}
+
+func (f *benchFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.out, "out", "bench-results", "directory for the JSON results")
+	fs.StringVar(&f.nodeCPUs, "node-cpus", "", "taskset CPU list to pin the node to (e.g. 0; empty: not pinned); run the bench itself under taskset for the other core")
+	fs.IntVar(&f.workers, "workers", 64, "sessions being set up at once")
+	fs.IntVar(&f.sources, "sources", 8, "client source addresses 127.0.0.2 … (ephemeral ports are per source address)")
+	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level of the nodes")
+}
+
+// connectAll opens n sessions to node, each authenticated as its own
+// shopper and subscribed to the coupon coupon(i), from workers goroutines.
+// It returns the clients (nil where a session failed), the wall time, and
+// the first error of the failures with their count.
+func connectAll(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, coupon func(i int) string, onCoupon func(i int) func(couponmesh.Coupon)) ([]*client.Client, time.Duration, int, error) {
+	hcs := sourceClients(f.sources)
+	clients := make([]*client.Client, n)
+	took, failed, firstErr := inParallel(ctx, f.workers, n, func(i int) error {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		user := "s" + strconv.Itoa(i)
+		opts := client.Options{
+			HTTPClient: hcs[i%len(hcs)],
+			Token:      func(context.Context) (string, error) { return e.token(user, couponmesh.RoleShopper) },
+		}
+		if onCoupon != nil {
+			opts.OnCoupon = onCoupon(i)
+		}
+		c, err := client.Dial(cctx, node.ws(), opts)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Subscribe(cctx, []client.Sub{{ID: coupon(i)}}); err != nil {
+			c.Close()
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		clients[i] = c
+		return nil
+	})
+	return clients, took, failed, firstErr
+}
+
+// inParallel runs fn(0) … fn(n-1) from workers goroutines, until ctx is
+// done, and returns the wall time, how many failed and the first error.
+func inParallel(ctx context.Context, workers, n int, fn func(i int) error) (time.Duration, int, error) {
+	var (
+		next     atomic.Int64
+		failed   atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), int(failed.Load()), firstErr
+}
+
+// closeAll closes the clients, 64 at a time.
+func closeAll(clients []*client.Client) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, c := range clients {
+		if c == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() { c.Close(); <-sem })
+	}
+	wg.Wait()
+}
+
+// setup starts the database and one node and returns the merchant's API.
+func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *client.API, error) {
+	e, err := newBenchEnv(f.out, f.nodeCPUs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	e.keepLogs, e.logLevel = f.keepLogs, f.logLevel
+	if err := e.startDB(ctx); err != nil {
+		return e, nil, nil, err
+	}
+	node, err := e.startNode(ctx, "n1")
+	if err != nil {
+		return e, nil, nil, err
+	}
+	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	if err != nil {
+		return e, nil, nil, err
+	}
+	api := client.NewAPI(node.base(), tok)
+	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	return e, node, api, nil
+}
+
+// createSettled creates n coupons PREFIX0 … of quantity qty as the API's
+// merchant and waits until the processes are idle again (the snapshots of
+// the creates are written behind); it returns their ids.
+func createSettled(ctx context.Context, e *benchEnv, api *client.API, prefix string, n, qty int) ([]string, error) {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = prefix + strconv.Itoa(i)
+	}
+	if err := createCouponsRetry(ctx, api, ids, qty); err != nil {
+		return nil, err
+	}
+	return ids, e.settle(ctx)
+}
+
+// createCouponsRetry creates the coupons ids with quantity qty as the API's
+// merchant (createCouponSpecs).
+func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty int) error {
+	return createCouponSpecs(ctx, api, ids, 32, func(id string) couponmesh.CouponSpec {
+		title := "Bench coupon " + id
+		return couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty}
+	}, nil)
+}
+
+// createCouponSpecs creates the coupons spec(id) (title and quantity set)
+// of ids as the API's merchant, workers at a time. A create whose outcome is
+// unknown (unavailable) is tried again, up to 5 times; a retry that finds
+// the id taken finds the coupon the earlier try created. before, when not
+// nil, is called with each index before its create; its error stops the
+// create.
+func createCouponSpecs(ctx context.Context, api *client.API, ids []string, workers int, spec func(id string) couponmesh.CouponSpec, before func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		sem   = make(chan struct{}, workers)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if before != nil {
+				if err := before(i); err != nil {
+					fail(err)
+					return
+				}
+			}
+			sp := spec(id)
+			var err error
+			for try := range 5 {
+				if try > 0 {
+					time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+				}
+				_, err = api.CreateCoupon(ctx, sp)
+				if try > 0 && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest {
+					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == *sp.Title && c.Quantity == *sp.Quantity &&
+						(sp.ExpiresAt == nil || c.ExpiresAt.Equal(couponmesh.ReminderTime(*sp.ExpiresAt))) {
+						err = nil
+					}
+				}
+				if couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable || ctx.Err() != nil {
+					break
+				}
+			}
+			if err != nil {
+				fail(fmt.Errorf("create coupon %s: %w", id, err))
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// msList returns the durations in whole milliseconds.
+func msList(ds []time.Duration) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Milliseconds()
+	}
+	return out
+}
+
+// startThree starts the devdb and three members (n2 and n3 seeded with n1),
+// waits until each sees the three alive, and creates ncoupons coupons
+// PREFIX0… of quantity qty as merchant "bench" (createSettled); it returns the nodes, an API
+// client of n1 as the merchant, the merchant's token and the coupon ids.
+func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty int) ([]*benchNode, *client.API, string, []string, error) {
+	if err := e.startDB(ctx); err != nil {
+		return nil, nil, "", nil, err
+	}
+	var nodes []*benchNode
+	for i := range 3 {
+		seed := ""
+		if i > 0 {
+			seed = nodes[0].cluster
+		}
+		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
+		if err != nil {
+			return nil, nil, "", nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
+		return nil, nil, "", nil, err
+	}
+	tok, err := e.token("bench", couponmesh.RoleMerchant)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	api := client.NewAPI(nodes[0].base(), tok)
+	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	ids, err := createSettled(ctx, e, api, prefix, ncoupons, qty)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	return nodes, api, tok, ids, nil
 }

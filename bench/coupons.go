@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/client"
 )
 
 // couponmesh bench coupons: one node, N coupons each followed by one
@@ -84,47 +85,80 @@ type couponsSent struct {
 	rate     int
 }
 
-func benchCoupons(ctx context.Context, args []string) (err error) {
+// couponsFlags are the flags of bench coupons.
+type couponsFlags struct {
+	benchFlags
+	n, conns           int
+	rates              []float64
+	dur, grace         time.Duration
+	dbProfile, profile string
+}
+
+func parseCouponsFlags(args []string) (couponsFlags, error) {
+	var f couponsFlags
 	fs := flag.NewFlagSet("bench coupons", flag.ContinueOnError)
-	var f benchFlags
 	f.register(fs)
-	n := fs.Int("coupons", 2000, "coupons, each followed by one session of its own")
+	fs.IntVar(&f.n, "coupons", 2000, "coupons, each followed by one session of its own")
 	ratesArg := fs.String("rates", "1000,2000,4000,8000", "total update rates to run, one after the other (updates/s)")
-	dur := fs.Duration("duration", 5*time.Second, "how long each rate runs")
-	grace := fs.Duration("grace", 2*time.Second, "wait after the last update of a rate for late deliveries")
-	conns := fs.Int("conns", 256, "HTTP connections (and goroutines) sending the updates: the group commit batches what is in flight")
-	dbProfile := fs.String("db-profile", "", "write a CPU profile of the devdb during the first rate to this file")
-	profile := fs.String("profile", "", "write a CPU profile of the node during the first rate to this file")
+	fs.DurationVar(&f.dur, "duration", 5*time.Second, "how long each rate runs")
+	fs.DurationVar(&f.grace, "grace", 2*time.Second, "wait after the last update of a rate for late deliveries")
+	fs.IntVar(&f.conns, "conns", 256, "HTTP connections (and goroutines) sending the updates: the group commit batches what is in flight")
+	fs.StringVar(&f.dbProfile, "db-profile", "", "write a CPU profile of the devdb during the first rate to this file")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the node during the first rate to this file")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return f, err
 	}
-	rates, err := parseRates(*ratesArg, 100000)
+	var err error
+	if f.rates, err = parseRates(*ratesArg, 100000); err != nil {
+		return f, fmt.Errorf("bench coupons: %w", err)
+	}
+	if f.n <= 0 || f.dur <= 0 || f.conns <= 0 {
+		return f, errors.New("bench coupons: --coupons, --duration and --conns must be positive")
+	}
+	return f, nil
+}
+
+// couponsRun is one coupons run: the followers' deliveries and the updates
+// sent, by coupon.
+type couponsRun struct {
+	f    couponsFlags
+	e    *benchEnv
+	node *benchNode
+	upd  client.API // the merchant's, over --conns connections
+	ids  []string
+	pids [3]int // node, devdb, bench
+	seq  int    // updates handed out so far, over the rates
+
+	// Follower i appends to recs[i] (OnCoupon runs one at a time per
+	// client); the slices are read once the clients are closed.
+	recs  [][]couponsDelivery
+	smu   sync.Mutex
+	sents [][]couponsSent // per coupon, under smu
+}
+
+func benchCoupons(ctx context.Context, args []string) (err error) {
+	f, err := parseCouponsFlags(args)
 	if err != nil {
-		return fmt.Errorf("bench coupons: %w", err)
-	}
-	if *n <= 0 || *dur <= 0 || *conns <= 0 {
-		return errors.New("bench coupons: --coupons, --duration and --conns must be positive")
+		return err
 	}
 	mach := describeMachine(f.nodeCPUs)
 	t0 := time.Now()
-	e, node, api, err := setupOneNode(ctx, f)
+	e, node, api, err := setupOneNode(ctx, f.benchFlags)
 	if e != nil {
 		defer e.close()
 	}
 	if err != nil {
 		return err
 	}
-	ids, err := createSettled(ctx, e, api, "one", *n, 1000000)
+	ids, err := createSettled(ctx, e, api, "one", f.n, 1000000)
 	if err != nil {
 		return err
 	}
-	// Follower i appends to recs[i] (OnCoupon runs one at a time per
-	// client); the slices are read once the clients are closed.
-	recs := make([][]couponsDelivery, *n)
-	clients, _, failed, firstErr := connectAll(ctx, e, node, f, *n, func(i int) string { return ids[i] },
+	r := &couponsRun{f: f, e: e, node: node, ids: ids, recs: make([][]couponsDelivery, f.n), sents: make([][]couponsSent, f.n)}
+	clients, _, failed, firstErr := connectAll(ctx, e, node, f.benchFlags, f.n, func(i int) string { return ids[i] },
 		func(i int) func(couponmesh.Coupon) {
 			return func(c couponmesh.Coupon) {
-				recs[i] = append(recs[i], couponsDelivery{c.Version, time.Now().UnixNano()})
+				r.recs[i] = append(r.recs[i], couponsDelivery{c.Version, time.Now().UnixNano()})
 			}
 		})
 	closed := false
@@ -137,170 +171,27 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		return ctx.Err()
 	}
 	if firstErr != nil {
-		return fmt.Errorf("coupons: %d of %d sessions failed, first: %w", failed, *n, firstErr)
+		return fmt.Errorf("coupons: %d of %d sessions failed, first: %w", failed, f.n, firstErr)
 	}
 	res := couponsResult{
-		Scenario: "coupons", Machine: mach, Coupons: *n, Connected: *n - failed, Conns: *conns,
-		Duration: dur.String(), TargetP99ms: 100, TargetRate: 8000, SetupSeconds: time.Since(t0).Seconds(),
-		Transport:   fmt.Sprintf("HTTP/1.1 PUT /api/coupons/{id} (new title) over %d keep-alive connections from 127.0.0.1 (protocol v1 has no WebSocket op for merchant writes)", *conns),
+		Scenario: "coupons", Machine: mach, Coupons: f.n, Connected: f.n - failed, Conns: f.conns,
+		Duration: f.dur.String(), TargetP99ms: 100, TargetRate: 8000, SetupSeconds: time.Since(t0).Seconds(),
+		Transport:   fmt.Sprintf("HTTP/1.1 PUT /api/coupons/{id} (new title) over %d keep-alive connections from 127.0.0.1 (protocol v1 has no WebSocket op for merchant writes)", f.conns),
 		LatencyFrom: "the time the bench sent the HTTP update request (includes the request, the durable journal append and the push)",
 	}
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}}
-	upd := *api
-	upd.HTTPClient = hc
-
-	sents := make([][]couponsSent, *n) // per coupon, under smu
-	var smu sync.Mutex
-	pids := [3]int{node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid, os.Getpid()} // node, devdb, bench
-	seq := 0
-	for ri, r := range rates {
-		if ri == 0 {
-			for path, take := range map[string]func(string) error{
-				*dbProfile: func(p string) error { return e.profileDB(ctx, *dur, p) },
-				*profile:   func(p string) error { return profileCPU(ctx, node, *dur, p) },
-			} {
-				if path != "" {
-					go func() {
-						if err := take(path); err != nil {
-							fmt.Fprintf(os.Stderr, "bench coupons: profile: %v\n", err)
-						}
-					}()
-				}
-			}
+	r.upd = *api
+	r.upd.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: f.conns, MaxConnsPerHost: f.conns}}
+	r.pids = [3]int{node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid, os.Getpid()}
+	for ri := range f.rates {
+		cr, err := r.runRate(ctx, ri)
+		if err != nil {
+			return err
 		}
-		cr := couponsRate{Rate: r}
-		count := max(int(dur.Seconds()*r), 1)
-		jobs := make(chan int, *conns)
-		var (
-			wg        sync.WaitGroup
-			emu       sync.Mutex
-			firstAt   int64
-			lastDone  int64
-			replyLats []time.Duration
-		)
-		for range *conns {
-			wg.Go(func() {
-				for k := range jobs {
-					i := k % *n
-					title := "u" + strconv.Itoa(k)
-					at := time.Now()
-					uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					c, err := upd.UpdateCoupon(uctx, ids[i], couponmesh.CouponSpec{Title: &title})
-					cancel()
-					done := time.Now()
-					emu.Lock()
-					if firstAt == 0 || at.UnixNano() < firstAt {
-						firstAt = at.UnixNano()
-					}
-					lastDone = max(lastDone, done.UnixNano())
-					if err != nil {
-						if cr.UpdateErrors == 0 {
-							cr.FirstUpdateErr = err.Error()
-						}
-						cr.UpdateErrors++
-					} else {
-						cr.Updates++
-						replyLats = append(replyLats, done.Sub(at))
-					}
-					emu.Unlock()
-					if err == nil {
-						smu.Lock()
-						sents[i] = append(sents[i], couponsSent{c.Version, at.UnixNano(), done.UnixNano(), ri})
-						smu.Unlock()
-					}
-				}
-			})
-		}
-		var cpu0 [3]time.Duration
-		for j, p := range pids {
-			cpu0[j] = cpuTime(p)
-		}
-		m0 := benchMetrics(node.admin)
-		w0 := time.Now()
-		// Slot k is due at w0 + k/r; the sender wakes about every
-		// millisecond and hands out every slot that is due. When every
-		// connection is busy it waits, and the slots fall behind; those
-		// not handed out within the duration are not sent at all.
-		interval := float64(time.Second) / r
-		end := time.NewTimer(*dur)
-	send:
-		for k := 0; k < count && ctx.Err() == nil; k++ {
-			due := w0.Add(time.Duration(float64(k) * interval))
-			if d := time.Until(due); d > time.Millisecond {
-				time.Sleep(d)
-			}
-			if time.Since(due) > 10*time.Millisecond {
-				cr.Behind++
-			}
-			select {
-			case jobs <- seq:
-			case <-end.C:
-				break send
-			}
-			seq++
-			cr.Sent++
-		}
-		end.Stop()
-		close(jobs)
-		cr.Unsent = count - cr.Sent
-		wg.Wait()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		select {
-		case <-time.After(*grace):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		wall := time.Since(w0).Seconds()
-		cpu := func(j int) float64 { return 100 * (cpuTime(pids[j]) - cpu0[j]).Seconds() / wall }
-		cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent = cpu(0), cpu(1), cpu(2)
-		m1 := benchMetrics(node.admin)
-		mean := func(name string) float64 {
-			if n := m1[name+"_count"] - m0[name+"_count"]; n > 0 {
-				return (m1[name+"_sum"] - m0[name+"_sum"]) / n
-			}
-			return 0
-		}
-		cr.AppendMeanMs = 1000 * mean("couponmesh_journal_append_seconds")
-		cr.BulkWriteMeanMs = 1000 * mean("couponmesh_store_bulk_write_seconds")
-		cr.BatchMean = mean("couponmesh_store_batch_size")
-		if lastDone > firstAt {
-			cr.Achieved = float64(cr.Updates) / (float64(lastDone-firstAt) / 1e9)
-		}
-		slices.Sort(replyLats)
-		cr.UpdateReplyP50, cr.UpdateReplyP99 = ms(quantile(replyLats, 0.5)), ms(quantile(replyLats, 0.99))
 		res.Rates = append(res.Rates, cr)
 	}
 	closeAll(clients)
 	closed = true
-
-	// Match each delivery to its update by (coupon, version).
-	lats := make([][]time.Duration, len(rates))
-	for i, rs := range recs {
-		if clients[i] == nil {
-			continue
-		}
-		got := make(map[int64]int64, len(rs))
-		for _, d := range rs {
-			got[d.version] = d.at
-		}
-		for _, s := range sents[i] {
-			at, ok := got[s.version]
-			if !ok {
-				res.Rates[s.rate].Drops++
-				continue
-			}
-			res.Rates[s.rate].Deliveries++
-			lats[s.rate] = append(lats[s.rate], time.Duration(at-s.at))
-		}
-	}
-	for ri := range res.Rates {
-		l := lats[ri]
-		slices.Sort(l)
-		cr := &res.Rates[ri]
-		cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs = ms(quantile(l, 0.5)), ms(quantile(l, 0.95)), ms(quantile(l, 0.99)), ms(quantile(l, 1))
-	}
+	r.tally(&res, func(i int) bool { return clients[i] != nil })
 	res.Figures = couponsFigures(res)
 	res.Time = time.Now().UTC()
 	path, err := e.writeResult("coupons", res)
@@ -318,6 +209,184 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	best, top := res.Figures[0], res.Figures[1]
 	fmt.Printf("coupons: highest rate with p99 < 100 ms: %.0f updates/s (target ≥ 8,000/s); p99 at the top rate: %.1f ms (%s)\n", best.Value, top.Value, top.Note)
 	return nil
+}
+
+// couponsSenders are the --conns goroutines sending one rate's updates.
+type couponsSenders struct {
+	jobs      chan int
+	wg        sync.WaitGroup
+	emu       sync.Mutex
+	cr        couponsRate // under emu while they run
+	firstAt   int64
+	lastDone  int64
+	replyLats []time.Duration
+}
+
+// runRate runs rate number ri: the senders, the pacing, the grace for late
+// deliveries, and the CPU and node metrics meanwhile.
+func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
+	rate := r.f.rates[ri]
+	if ri == 0 {
+		r.startProfiles(ctx)
+	}
+	s := r.startSenders(ctx, ri, rate)
+	var cpu0 [3]time.Duration
+	for j, p := range r.pids {
+		cpu0[j] = cpuTime(p)
+	}
+	m0 := benchMetrics(r.node.admin)
+	w0 := time.Now()
+	r.pace(ctx, s, w0, rate)
+	s.wg.Wait()
+	cr := s.cr
+	if ctx.Err() != nil {
+		return cr, ctx.Err()
+	}
+	select {
+	case <-time.After(r.f.grace):
+	case <-ctx.Done():
+		return cr, ctx.Err()
+	}
+	wall := time.Since(w0).Seconds()
+	cpu := func(j int) float64 { return 100 * (cpuTime(r.pids[j]) - cpu0[j]).Seconds() / wall }
+	cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent = cpu(0), cpu(1), cpu(2)
+	m1 := benchMetrics(r.node.admin)
+	mean := func(name string) float64 {
+		if n := m1[name+"_count"] - m0[name+"_count"]; n > 0 {
+			return (m1[name+"_sum"] - m0[name+"_sum"]) / n
+		}
+		return 0
+	}
+	cr.AppendMeanMs = 1000 * mean("couponmesh_journal_append_seconds")
+	cr.BulkWriteMeanMs = 1000 * mean("couponmesh_store_bulk_write_seconds")
+	cr.BatchMean = mean("couponmesh_store_batch_size")
+	if s.lastDone > s.firstAt {
+		cr.Achieved = float64(cr.Updates) / (float64(s.lastDone-s.firstAt) / 1e9)
+	}
+	slices.Sort(s.replyLats)
+	cr.UpdateReplyP50, cr.UpdateReplyP99 = ms(quantile(s.replyLats, 0.5)), ms(quantile(s.replyLats, 0.99))
+	return cr, nil
+}
+
+// startProfiles takes the CPU profiles asked for over the first rate.
+func (r *couponsRun) startProfiles(ctx context.Context) {
+	for path, take := range map[string]func(string) error{
+		r.f.dbProfile: func(p string) error { return r.e.profileDB(ctx, r.f.dur, p) },
+		r.f.profile:   func(p string) error { return profileCPU(ctx, r.node, r.f.dur, p) },
+	} {
+		if path != "" {
+			go func() {
+				if err := take(path); err != nil {
+					fmt.Fprintf(os.Stderr, "bench coupons: profile: %v\n", err)
+				}
+			}()
+		}
+	}
+}
+
+// startSenders starts the goroutines that send the updates handed to
+// s.jobs (update k goes to coupon k mod --coupons) until it is closed.
+func (r *couponsRun) startSenders(ctx context.Context, ri int, rate float64) *couponsSenders {
+	s := &couponsSenders{jobs: make(chan int, r.f.conns), cr: couponsRate{Rate: rate}}
+	for range r.f.conns {
+		s.wg.Go(func() {
+			for k := range s.jobs {
+				i := k % r.f.n
+				title := "u" + strconv.Itoa(k)
+				at := time.Now()
+				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				c, err := r.upd.UpdateCoupon(uctx, r.ids[i], couponmesh.CouponSpec{Title: &title})
+				cancel()
+				done := time.Now()
+				s.emu.Lock()
+				if s.firstAt == 0 || at.UnixNano() < s.firstAt {
+					s.firstAt = at.UnixNano()
+				}
+				s.lastDone = max(s.lastDone, done.UnixNano())
+				if err != nil {
+					if s.cr.UpdateErrors == 0 {
+						s.cr.FirstUpdateErr = err.Error()
+					}
+					s.cr.UpdateErrors++
+				} else {
+					s.cr.Updates++
+					s.replyLats = append(s.replyLats, done.Sub(at))
+				}
+				s.emu.Unlock()
+				if err == nil {
+					r.smu.Lock()
+					r.sents[i] = append(r.sents[i], couponsSent{c.Version, at.UnixNano(), done.UnixNano(), ri})
+					r.smu.Unlock()
+				}
+			}
+		})
+	}
+	return s
+}
+
+// pace hands the rate's updates to the senders from w0 for --duration,
+// then closes s.jobs. Slot k is due at w0 + k/rate; the sender wakes about
+// every millisecond and hands out every slot that is due. When every
+// connection is busy it waits, and the slots fall behind; those not handed
+// out within the duration are not sent at all.
+func (r *couponsRun) pace(ctx context.Context, s *couponsSenders, w0 time.Time, rate float64) {
+	count := max(int(r.f.dur.Seconds()*rate), 1)
+	interval := float64(time.Second) / rate
+	end := time.NewTimer(r.f.dur)
+	sent, behind := 0, 0
+send:
+	for k := 0; k < count && ctx.Err() == nil; k++ {
+		due := w0.Add(time.Duration(float64(k) * interval))
+		if d := time.Until(due); d > time.Millisecond {
+			time.Sleep(d)
+		}
+		if time.Since(due) > 10*time.Millisecond {
+			behind++
+		}
+		select {
+		case s.jobs <- r.seq:
+		case <-end.C:
+			break send
+		}
+		r.seq++
+		sent++
+	}
+	end.Stop()
+	close(s.jobs)
+	s.emu.Lock()
+	s.cr.Sent, s.cr.Behind, s.cr.Unsent = sent, behind, count-sent
+	s.emu.Unlock()
+}
+
+// tally matches each delivery to its update by (coupon, version), once the
+// followers are closed, and sets the delivery figures of each rate;
+// connected(i) reports whether follower i subscribed.
+func (r *couponsRun) tally(res *couponsResult, connected func(i int) bool) {
+	lats := make([][]time.Duration, len(res.Rates))
+	for i, rs := range r.recs {
+		if !connected(i) {
+			continue
+		}
+		got := make(map[int64]int64, len(rs))
+		for _, d := range rs {
+			got[d.version] = d.at
+		}
+		for _, s := range r.sents[i] {
+			at, ok := got[s.version]
+			if !ok {
+				res.Rates[s.rate].Drops++
+				continue
+			}
+			res.Rates[s.rate].Deliveries++
+			lats[s.rate] = append(lats[s.rate], time.Duration(at-s.at))
+		}
+	}
+	for ri := range res.Rates {
+		l := lats[ri]
+		slices.Sort(l)
+		cr := &res.Rates[ri]
+		cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs = ms(quantile(l, 0.5)), ms(quantile(l, 0.95)), ms(quantile(l, 0.99)), ms(quantile(l, 1))
+	}
 }
 
 // couponsRateOK reports whether a rate counts as held: the generator sent

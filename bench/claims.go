@@ -1,13 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -342,33 +340,6 @@ func verifyClaims(ctx context.Context, uri string, api *client.API, ids []string
 	return nil
 }
 
-// dialShoppers opens n authenticated sessions to node, session i as shopper
-// user(i), from f.workers goroutines and f.sources source addresses; nothing
-// is subscribed. It returns the first error (with the clients opened so
-// far, for closeAll).
-func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
-	hcs := sourceClients(f.sources)
-	clients := make([]*client.Client, n)
-	took, failed, err := inParallel(ctx, f.workers, n, func(i int) error {
-		u := user(i)
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		c, err := client.Dial(dctx, node.ws(), client.Options{
-			HTTPClient: hcs[i%len(hcs)],
-			Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
-		})
-		clients[i] = c
-		return err
-	})
-	if ctx.Err() != nil {
-		return clients, took, ctx.Err()
-	}
-	if err != nil {
-		return clients, took, fmt.Errorf("%d of %d sessions failed, first: %w", failed, n, err)
-	}
-	return clients, took, nil
-}
-
 // claimErrCode is the protocol error code of err, or "unavailable" for a
 // timeout and "transport" for a lost connection.
 func claimErrCode(err error) string {
@@ -395,42 +366,4 @@ func fmtCodes(m map[string]int) string {
 		parts = append(parts, k+" "+strconv.Itoa(m[k]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// nodeMetrics are the samples of a node's /metrics, by name with labels
-// (`name{label="v"}`), the values summed over duplicates.
-type nodeMetrics map[string]float64
-
-func (m nodeMetrics) get(name string) float64 { return m[name] }
-
-// scrapeNodeMetrics reads the node's Prometheus metrics from its admin
-// listener (loopback, no admin token in bench nodes).
-func scrapeNodeMetrics(node *benchNode) (nodeMetrics, error) {
-	resp, err := http.Get("http://" + node.admin + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("metrics: %s", resp.Status)
-	}
-	m := nodeMetrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[l[:i]] += v
-	}
-	return m, sc.Err()
 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -234,7 +233,7 @@ func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 	for j, p := range r.pids {
 		cpu0[j] = cpuTime(p)
 	}
-	m0 := benchMetrics(r.node.admin)
+	m0, _ := scrapeNodeMetrics(r.node) // nil on an error: the means are 0
 	w0 := time.Now()
 	r.pace(ctx, s, w0, rate)
 	s.wg.Wait()
@@ -250,7 +249,7 @@ func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 	wall := time.Since(w0).Seconds()
 	cpu := func(j int) float64 { return 100 * (cpuTime(r.pids[j]) - cpu0[j]).Seconds() / wall }
 	cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent = cpu(0), cpu(1), cpu(2)
-	m1 := benchMetrics(r.node.admin)
+	m1, _ := scrapeNodeMetrics(r.node)
 	mean := func(name string) float64 {
 		if n := m1[name+"_count"] - m0[name+"_count"]; n > 0 {
 			return (m1[name+"_sum"] - m0[name+"_sum"]) / n
@@ -422,40 +421,4 @@ func ratesList(rs []couponsRate) string {
 		s = append(s, strconv.FormatFloat(r.Rate, 'g', -1, 64))
 	}
 	return strings.Join(s, ", ") + " updates/s"
-}
-
-// parseRates reads a comma-separated list of rates, each in (0, limit].
-func parseRates(arg string, limit float64) ([]float64, error) {
-	var rates []float64
-	for _, s := range strings.Split(arg, ",") {
-		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil || r <= 0 || r > limit {
-			return nil, fmt.Errorf("bad rate %q (0 < rate ≤ %g)", s, limit)
-		}
-		rates = append(rates, r)
-	}
-	return rates, nil
-}
-
-// benchMetrics reads the samples without labels from a node's /metrics
-// (histograms give NAME_sum and NAME_count); empty on an error.
-func benchMetrics(admin string) map[string]float64 {
-	out := make(map[string]float64)
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || strings.HasPrefix(name, "#") || strings.Contains(name, "{") {
-			continue
-		}
-		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-			out[name] = f
-		}
-	}
-	return out
 }

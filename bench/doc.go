@@ -18,7 +18,9 @@
 // It may import the domain package, client/, transport/auth (to sign the
 // nodes' tokens), cluster/clustertest, persistence/mongodb and the actor
 // kinds and journal formats of actors/; never transport/ws (it speaks the
-// protocol as a client does) nor cmd/. Only Run is exported; a scenario
-// runs on the calling goroutine and is not meant to run twice at once in
-// one process.
+// protocol as a client does) nor cmd/; layout_test.go checks it. Run is
+// the entry point; RawCollection and RawBulkRate (the raw database
+// baseline) are shared with BenchmarkDurableClaims in cmd/couponmesh. A
+// scenario runs on the calling goroutine and is not meant to run twice at
+// once in one process.
 package bench

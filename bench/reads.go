@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -416,23 +415,4 @@ func createMerchantCoupons(ctx context.Context, e *benchEnv, node *benchNode, id
 	}
 	wg.Wait()
 	return first
-}
-
-// stopBenchNode stops one node gracefully (SIGTERM: it drains and writes
-// its snapshots), SIGKILL after 30 s. benchEnv.close skips it afterwards.
-func stopBenchNode(n *benchNode) error {
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- n.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("node %s stopped: %w", n.name, err)
-		}
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("node %s did not stop within 30s of SIGTERM: killed", n.name)
-	}
 }

@@ -676,3 +676,93 @@ func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty i
 	}
 	return nodes, api, tok, ids, nil
 }
+
+// dialShoppers opens n authenticated sessions to node, session i as shopper
+// user(i), from f.workers goroutines and f.sources source addresses; nothing
+// is subscribed. It returns the first error (with the clients opened so
+// far, for closeAll).
+func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
+	hcs := sourceClients(f.sources)
+	clients := make([]*client.Client, n)
+	took, failed, err := inParallel(ctx, f.workers, n, func(i int) error {
+		u := user(i)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := client.Dial(dctx, node.ws(), client.Options{
+			HTTPClient: hcs[i%len(hcs)],
+			Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
+		})
+		clients[i] = c
+		return err
+	})
+	if ctx.Err() != nil {
+		return clients, took, ctx.Err()
+	}
+	if err != nil {
+		return clients, took, fmt.Errorf("%d of %d sessions failed, first: %w", failed, n, err)
+	}
+	return clients, took, nil
+}
+
+// nodeMetrics are the samples of a node's /metrics, by name with labels
+// (`name{label="v"}`), the values summed over duplicates.
+type nodeMetrics map[string]float64
+
+func (m nodeMetrics) get(name string) float64 { return m[name] }
+
+// scrapeNodeMetrics reads the node's Prometheus metrics from its admin
+// listener (loopback, no admin token in bench nodes).
+func scrapeNodeMetrics(node *benchNode) (nodeMetrics, error) {
+	resp, err := http.Get("http://" + node.admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics: %s", resp.Status)
+	}
+	m := nodeMetrics{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		l := sc.Text()
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		m[l[:i]] += v
+	}
+	return m, sc.Err()
+}
+
+// parseRates reads a comma-separated list of rates, each in (0, limit].
+func parseRates(arg string, limit float64) ([]float64, error) {
+	var rates []float64
+	for _, s := range strings.Split(arg, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || r <= 0 || r > limit {
+			return nil, fmt.Errorf("bad rate %q (0 < rate ≤ %g)", s, limit)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+// stopBenchNode stops one node gracefully (SIGTERM: it drains and writes
+// its snapshots), SIGKILL after 30 s. benchEnv.close skips it afterwards.
+func stopBenchNode(n *benchNode) error {
+	if n.cmd.Terminate(30 * time.Second) {
+		return fmt.Errorf("node %s did not stop within 30s of SIGTERM: killed", n.name)
+	}
+	if err := n.cmd.Err(); err != nil {
+		return fmt.Errorf("node %s stopped: %w", n.name, err)
+	}
+	return nil
+}

@@ -222,6 +222,24 @@ func (e *benchEnv) startMember(ctx context.Context, name, seed string) (*benchNo
 	return n, nil
 }
 
+// startMembers starts n members n1 … nN of one cluster, n2 … seeded with
+// n1.
+func (e *benchEnv) startMembers(ctx context.Context, n int) ([]*benchNode, error) {
+	var nodes []*benchNode
+	for i := range n {
+		seed := ""
+		if i > 0 {
+			seed = nodes[0].cluster
+		}
+		node, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
+		if err != nil {
+			return nodes, err
+		}
+		nodes = append(nodes, node)
+	}
+	return nodes, nil
+}
+
 func (e *benchEnv) token(user string, role couponmesh.Role) (string, error) {
 	tok, _, err := e.tokens.Issue(couponmesh.Principal{User: user, Role: role})
 	return tok, err
@@ -649,17 +667,9 @@ func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty i
 	if err := e.startDB(ctx); err != nil {
 		return nil, nil, "", nil, err
 	}
-	var nodes []*benchNode
-	for i := range 3 {
-		seed := ""
-		if i > 0 {
-			seed = nodes[0].cluster
-		}
-		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
-		if err != nil {
-			return nil, nil, "", nil, err
-		}
-		nodes = append(nodes, n)
+	nodes, err := e.startMembers(ctx, 3)
+	if err != nil {
+		return nil, nil, "", nil, err
 	}
 	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
 		return nil, nil, "", nil, err

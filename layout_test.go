@@ -21,7 +21,7 @@ func TestLayout(t *testing.T) {
 		{mod + "/client/...", []string{"github.com/asynkron/", mod + "/persistence", mod + "/actors", mod + "/cluster", mod + "/transport/ws"}},
 		// The bench speaks to the nodes as clients and operators do (client/,
 		// the admin API over HTTP), never through the server's own packages.
-		{mod + "/bench/...", []string{mod + "/transport/ws", mod + "/transport/httpapi", mod + "/transport/admin", mod + "/cmd"}},
+		{mod + "/bench/...", []string{mod + "/transport/ws", mod + "/transport/httpapi", mod + "/cmd"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, r.pkgs).CombinedOutput()

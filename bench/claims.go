@@ -85,51 +85,66 @@ type claimsResult struct {
 // the claim is durable. Beside it, in the same run and against the same
 // devdb, the raw rate of unordered BulkWrites of journal-like documents into
 // another database, before and after the claims.
-func benchClaims(ctx context.Context, args []string) (err error) {
+// claimsFlags are the flags of bench claims.
+type claimsFlags struct {
+	benchFlags
+	users, ncoupons, nclaims, quantity, conc, rawDocs, rawBatch int
+	dur                                                         time.Duration
+	profile, dbProfile                                          string
+}
+
+func parseClaimsFlags(args []string) (claimsFlags, error) {
+	var f claimsFlags
 	fs := flag.NewFlagSet("bench claims", flag.ContinueOnError)
-	var f benchFlags
 	f.register(fs)
-	users := fs.Int("users", 500, "shoppers, one session each (their first claim activates their grain)")
-	ncoupons := fs.Int("coupons", 200, "coupons claimed")
-	nclaims := fs.Int("claims", 10000, "claims to send at most (at most users × coupons: one claim per user per coupon)")
-	quantity := fs.Int("quantity", 0, "quantity of each coupon (0: 95% of the mean claims per coupon, so that coupons sell out)")
-	conc := fs.Int("concurrency", 256, "claims in flight")
-	dur := fs.Duration("duration", 30*time.Second, "stop sending claims after this long")
-	rawDocs := fs.Int("raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")
-	rawBatch := fs.Int("raw-batch", 256, "documents per raw BulkWrite (the node's batch_max_ops)")
-	profile := fs.String("profile", "", "write a CPU profile of the node over the first 5 s of the claims to this file")
-	dbProfile := fs.String("db-profile", "", "write a CPU profile of the devdb over the first 3 s of the claims to this file")
+	fs.IntVar(&f.users, "users", 500, "shoppers, one session each (their first claim activates their grain)")
+	fs.IntVar(&f.ncoupons, "coupons", 200, "coupons claimed")
+	fs.IntVar(&f.nclaims, "claims", 10000, "claims to send at most (at most users × coupons: one claim per user per coupon)")
+	fs.IntVar(&f.quantity, "quantity", 0, "quantity of each coupon (0: 95% of the mean claims per coupon, so that coupons sell out)")
+	fs.IntVar(&f.conc, "concurrency", 256, "claims in flight")
+	fs.DurationVar(&f.dur, "duration", 30*time.Second, "stop sending claims after this long")
+	fs.IntVar(&f.rawDocs, "raw", 20000, "documents per raw BulkWrite run (one run before the claims, one after)")
+	fs.IntVar(&f.rawBatch, "raw-batch", 256, "documents per raw BulkWrite (the node's batch_max_ops)")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the node over the first 5 s of the claims to this file")
+	fs.StringVar(&f.dbProfile, "db-profile", "", "write a CPU profile of the devdb over the first 3 s of the claims to this file")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return f, err
 	}
 	switch {
-	case *users <= 0 || *ncoupons <= 0 || *nclaims <= 0 || *conc <= 0 || *dur <= 0 || *rawDocs <= 0 || *rawBatch <= 0:
-		return errors.New("bench claims: sizes and --duration must be positive")
-	case *nclaims > *users**ncoupons:
-		return fmt.Errorf("bench claims: --claims %d > --users × --coupons (one claim per user per coupon)", *nclaims)
+	case f.users <= 0 || f.ncoupons <= 0 || f.nclaims <= 0 || f.conc <= 0 || f.dur <= 0 || f.rawDocs <= 0 || f.rawBatch <= 0:
+		return f, errors.New("bench claims: sizes and --duration must be positive")
+	case f.nclaims > f.users*f.ncoupons:
+		return f, fmt.Errorf("bench claims: --claims %d > --users × --coupons (one claim per user per coupon)", f.nclaims)
 	}
-	if *quantity <= 0 {
-		*quantity = max(*nclaims / *ncoupons * 95 / 100, 1)
+	if f.quantity <= 0 {
+		f.quantity = max(f.nclaims/f.ncoupons*95/100, 1)
 	}
+	return f, nil
+}
 
+func benchClaims(ctx context.Context, args []string) (err error) {
+	f, err := parseClaimsFlags(args)
+	if err != nil {
+		return err
+	}
 	mach := describeMachine(f.nodeCPUs)
-	e, node, api, err := setupOneNode(ctx, f)
+	e, node, api, err := setupOneNode(ctx, f.benchFlags)
 	if e != nil {
 		defer e.close()
 	}
 	if err != nil {
 		return err
 	}
-	ids, err := createSettled(ctx, e, api, "cl", *ncoupons, *quantity)
+	ids, err := createSettled(ctx, e, api, "cl", f.ncoupons, f.quantity)
 	if err != nil {
 		return err
 	}
-	clients, took, err := dialShoppers(ctx, e, node, f, *users, func(i int) string { return "u" + strconv.Itoa(i) })
+	clients, took, err := dialShoppers(ctx, e, node, f.benchFlags, f.users, func(i int) string { return "u" + strconv.Itoa(i) })
 	defer closeAll(clients)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "claims: %d coupons of quantity %d, %d sessions in %.1fs\n", *ncoupons, *quantity, *users, took.Seconds())
+	fmt.Fprintf(os.Stderr, "claims: %d coupons of quantity %d, %d sessions in %.1fs\n", f.ncoupons, f.quantity, f.users, took.Seconds())
 
 	mc, err := mongo.Connect(options.Client().ApplyURI(e.db))
 	if err != nil {
@@ -140,23 +155,11 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	rawBefore, err := RawBulkRate(ctx, raw, "a", *rawDocs, *rawBatch)
+	rawBefore, err := RawBulkRate(ctx, raw, "a", f.rawDocs, f.rawBatch)
 	if err != nil {
 		return err
 	}
 
-	// The claims.
-	var (
-		next     atomic.Int64
-		mu       sync.Mutex
-		lat      = make([]time.Duration, 0, *nclaims)
-		errs     = map[string]int{}
-		firstErr string
-		okPer    = make([]int, *ncoupons)
-		wg       sync.WaitGroup
-	)
-	cctx, cancel := context.WithTimeout(ctx, *dur)
-	defer cancel()
 	pid, dbPid := node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid
 	m0, err := scrapeNodeMetrics(node)
 	if err != nil {
@@ -164,57 +167,22 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	}
 	n0, d0, b0 := cpuTime(pid), cpuTime(dbPid), cpuTime(os.Getpid())
 	var pwg sync.WaitGroup
-	if *profile != "" {
+	if f.profile != "" {
 		pwg.Go(func() {
-			if err := profileCPU(ctx, node, 5*time.Second, *profile); err != nil {
+			if err := profileCPU(ctx, node, 5*time.Second, f.profile); err != nil {
 				fmt.Fprintf(os.Stderr, "bench claims: profile: %v\n", err)
 			}
 		})
 	}
-	if *dbProfile != "" {
+	if f.dbProfile != "" {
 		pwg.Go(func() {
-			if err := e.profileDB(ctx, 3*time.Second, *dbProfile); err != nil {
+			if err := e.profileDB(ctx, 3*time.Second, f.dbProfile); err != nil {
 				fmt.Fprintf(os.Stderr, "bench claims: db profile: %v\n", err)
 			}
 		})
 	}
-	start := time.Now()
-	for range *conc {
-		wg.Go(func() {
-			var mine []time.Duration
-			defer func() {
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
-			}()
-			for cctx.Err() == nil {
-				k := int(next.Add(1) - 1)
-				if k >= *nclaims {
-					return
-				}
-				u, c := claimPair(k, *users, *ncoupons)
-				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-				t0 := time.Now()
-				_, err := clients[u].Claim(rctx, ids[c], "k"+strconv.Itoa(k))
-				d := time.Since(t0)
-				rcancel()
-				mu.Lock()
-				if err == nil {
-					okPer[c]++
-				} else {
-					code := claimErrCode(err)
-					if errs[code] == 0 && code != string(couponmesh.CodeSoldOut) && firstErr == "" {
-						firstErr = err.Error()
-					}
-					errs[code]++
-				}
-				mu.Unlock()
-				mine = append(mine, d)
-			}
-		})
-	}
-	wg.Wait()
-	took = time.Since(start)
+	l := sendClaims(ctx, f, clients, ids)
+	took = l.took
 	pwg.Wait()
 	nodeCPU := 100 * (cpuTime(pid) - n0).Seconds() / took.Seconds()
 	dbCPU := 100 * (cpuTime(dbPid) - d0).Seconds() / took.Seconds()
@@ -226,26 +194,25 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	rawAfter, err := RawBulkRate(ctx, raw, "b", *rawDocs, *rawBatch)
+	rawAfter, err := RawBulkRate(ctx, raw, "b", f.rawDocs, f.rawBatch)
 	if err != nil {
 		return err
 	}
 
 	ok := 0
-	for _, n := range okPer {
+	for _, n := range l.okPer {
 		ok += n
 	}
-	slices.Sort(lat)
 	res := claimsResult{
 		Scenario: "claims", Time: time.Now().UTC(), Machine: mach,
-		Users: *users, Coupons: *ncoupons, Quantity: *quantity, Claims: len(lat), Concurrency: *conc, Sources: f.sources,
-		DurationCap: dur.String(), OK: ok, Errors: errs, FirstError: firstErr, Seconds: took.Seconds(),
+		Users: f.users, Coupons: f.ncoupons, Quantity: f.quantity, Claims: len(l.lat), Concurrency: f.conc, Sources: f.sources,
+		DurationCap: f.dur.String(), OK: ok, Errors: l.errs, FirstError: l.firstErr, Seconds: took.Seconds(),
 		ClaimsPerSec: float64(ok) / took.Seconds(),
 		Appends:      int64(m1.get("couponmesh_store_batch_size_sum") - m0.get("couponmesh_store_batch_size_sum")),
 		BulkWrites:   int64(m1.get("couponmesh_store_batch_size_count") - m0.get("couponmesh_store_batch_size_count")),
-		P50ms:        ms(quantile(lat, 0.5)), P95ms: ms(quantile(lat, 0.95)), P99ms: ms(quantile(lat, 0.99)), MaxMs: ms(quantile(lat, 1)),
+		P50ms:        ms(quantile(l.lat, 0.5)), P95ms: ms(quantile(l.lat, 0.95)), P99ms: ms(quantile(l.lat, 0.99)), MaxMs: ms(quantile(l.lat, 1)),
 		NodeCPUPercent: nodeCPU, DBCPUPercent: dbCPU, BenchCPU: benchCPU,
-		RawDocs: *rawDocs, RawBatch: *rawBatch, RawBefore: rawBefore, RawAfter: rawAfter, RawPerSec: (rawBefore + rawAfter) / 2,
+		RawDocs: f.rawDocs, RawBatch: f.rawBatch, RawBefore: rawBefore, RawAfter: rawAfter, RawPerSec: (rawBefore + rawAfter) / 2,
 	}
 	res.AppendsPerSec = float64(res.Appends) / took.Seconds()
 	mean := func(name string) float64 {
@@ -261,32 +228,20 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		res.AppendsPerBulk = float64(res.Appends) / float64(res.BulkWrites)
 	}
 	if res.RawPerSec > 0 {
-		res.RawBatchMs = 1000 * float64(*rawBatch) / res.RawPerSec
+		res.RawBatchMs = 1000 * float64(f.rawBatch) / res.RawPerSec
 		res.AppendsPctRaw = 100 * res.AppendsPerSec / res.RawPerSec
 		res.ClaimsPctRaw = 100 * res.ClaimsPerSec / res.RawPerSec
 	}
-	if err := verifyClaims(ctx, e.db, api, ids, *quantity, okPer, &res); err != nil {
+	if err := verifyClaims(ctx, e.db, api, ids, f.quantity, l.okPer, &res); err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
-
-	fig := atLeast("durable claims on one node, embedded DB", res.AppendsPctRaw, "%", 70)
-	fig.Note = fmt.Sprintf("journal appends/s (2 per claim: the coupon's journal and the shopper's) as %% of raw unordered BulkWrite inserts/s (%d per batch, one writer, mean of a run before and one after) into the same devdb; %.0f claims/s = %.0f appends/s vs %.0f raw inserts/s (claims/s alone: %.0f%%); %d sessions, %d in flight, WebSocket via the Go SDK",
-		*rawBatch, res.ClaimsPerSec, res.AppendsPerSec, res.RawPerSec, res.ClaimsPctRaw, *users, *conc)
-	p99 := benchFigure{What: "claim reply latency p99 (durable claims on one node)", Value: res.P99ms, Unit: "ms",
-		Note: fmt.Sprintf("%d claims in flight; p50 %.1f ms, max %.1f ms", *conc, res.P50ms, res.MaxMs)}
-	res.Figures = []benchFigure{
-		fig,
-		{What: "durable claims/s on one node", Value: res.ClaimsPerSec, Unit: "claims/s", Note: fmt.Sprintf("%d shoppers over %d coupons", *users, *ncoupons)},
-		p99,
-		atMost("claims over a coupon's quantity", float64(res.OverClaimed), "coupons", 0),
-		atMost("acknowledged claims missing from the journal", float64(res.LostAcked), "claims", 0),
-	}
+	res.Figures = claimsFigures(res, f)
 	path, err := e.writeResult("claims", res)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): appends at %.0f%% of raw (target ≥ 70%%; claims/s alone %.0f%%); BulkWrite mean %.0f ms in the node vs %.0f ms raw; claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
-		ok, res.Claims, took.Seconds(), fmtCodes(errs), res.ClaimsPerSec, res.AppendsPerSec, res.AppendsPerBulk, res.RawPerSec, rawBefore, rawAfter,
+		ok, res.Claims, took.Seconds(), fmtCodes(l.errs), res.ClaimsPerSec, res.AppendsPerSec, res.AppendsPerBulk, res.RawPerSec, rawBefore, rawAfter,
 		res.AppendsPctRaw, res.ClaimsPctRaw, res.BulkWriteMs, res.RawBatchMs, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
 	if res.GrainBehind > 0 {
 		fmt.Printf("claims: %d coupons count fewer claims than their journal holds (appends answered unavailable, written after all)\n", res.GrainBehind)
@@ -295,6 +250,84 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("claims: %d coupons over-claimed, %d acknowledged claims missing, %d coupons counting claims the journal does not hold", res.OverClaimed, res.LostAcked, res.GrainAhead)
 	}
 	return nil
+}
+
+// claimsLoad is what sendClaims measured.
+type claimsLoad struct {
+	lat      []time.Duration // every claim's reply time, sorted
+	errs     map[string]int  // by error code
+	firstErr string          // the first error that was not sold_out
+	okPer    []int           // claims acknowledged, by coupon
+	took     time.Duration
+}
+
+// sendClaims sends up to --claims claims (claimPair: one per user and
+// coupon) from --concurrency goroutines until --duration has passed.
+func sendClaims(ctx context.Context, f claimsFlags, clients []*client.Client, ids []string) claimsLoad {
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		l    = claimsLoad{lat: make([]time.Duration, 0, f.nclaims), errs: map[string]int{}, okPer: make([]int, f.ncoupons)}
+	)
+	cctx, cancel := context.WithTimeout(ctx, f.dur)
+	defer cancel()
+	start := time.Now()
+	for range f.conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				l.lat = append(l.lat, mine...)
+				mu.Unlock()
+			}()
+			for cctx.Err() == nil {
+				k := int(next.Add(1) - 1)
+				if k >= f.nclaims {
+					return
+				}
+				u, c := claimPair(k, f.users, f.ncoupons)
+				rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+				t0 := time.Now()
+				_, err := clients[u].Claim(rctx, ids[c], "k"+strconv.Itoa(k))
+				d := time.Since(t0)
+				rcancel()
+				mu.Lock()
+				if err == nil {
+					l.okPer[c]++
+				} else {
+					code := claimErrCode(err)
+					if l.errs[code] == 0 && code != string(couponmesh.CodeSoldOut) && l.firstErr == "" {
+						l.firstErr = err.Error()
+					}
+					l.errs[code]++
+				}
+				mu.Unlock()
+				mine = append(mine, d)
+			}
+		})
+	}
+	wg.Wait()
+	l.took = time.Since(start)
+	slices.Sort(l.lat)
+	return l
+}
+
+// claimsFigures: the appends against the raw insert rate, the claims/s,
+// the reply p99, and the invariants.
+func claimsFigures(res claimsResult, f claimsFlags) []benchFigure {
+	fig := atLeast("durable claims on one node, embedded DB", res.AppendsPctRaw, "%", 70)
+	fig.Note = fmt.Sprintf("journal appends/s (2 per claim: the coupon's journal and the shopper's) as %% of raw unordered BulkWrite inserts/s (%d per batch, one writer, mean of a run before and one after) into the same devdb; %.0f claims/s = %.0f appends/s vs %.0f raw inserts/s (claims/s alone: %.0f%%); %d sessions, %d in flight, WebSocket via the Go SDK",
+		f.rawBatch, res.ClaimsPerSec, res.AppendsPerSec, res.RawPerSec, res.ClaimsPctRaw, f.users, f.conc)
+	p99 := benchFigure{What: "claim reply latency p99 (durable claims on one node)", Value: res.P99ms, Unit: "ms",
+		Note: fmt.Sprintf("%d claims in flight; p50 %.1f ms, max %.1f ms", f.conc, res.P50ms, res.MaxMs)}
+	return []benchFigure{
+		fig,
+		{What: "durable claims/s on one node", Value: res.ClaimsPerSec, Unit: "claims/s", Note: fmt.Sprintf("%d shoppers over %d coupons", f.users, f.ncoupons)},
+		p99,
+		atMost("claims over a coupon's quantity", float64(res.OverClaimed), "coupons", 0),
+		atMost("acknowledged claims missing from the journal", float64(res.LostAcked), "claims", 0),
+	}
 }
 
 // claimPair returns the user and the coupon of claim k: user k%users

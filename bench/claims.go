@@ -240,9 +240,9 @@ func benchClaims(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): appends at %.0f%% of raw (target ≥ 70%%; claims/s alone %.0f%%); BulkWrite mean %.0f ms in the node vs %.0f ms raw; claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
+	fmt.Printf("claims: %d ok of %d in %.1fs (errors %s): %.0f durable claims/s = %.0f journal appends/s (%.0f per BulkWrite) vs raw BulkWrite %.0f inserts/s (before %.0f, after %.0f): claims/s at %.0f%% of raw (target ≥ 50%%; appends/s %.0f%%); BulkWrite mean %.0f ms in the node vs %.0f ms raw; claim reply p50 %.1f p95 %.1f p99 %.1f max %.1f ms; over-claimed coupons %d, acknowledged claims missing %d (target 0); CPU node %.0f%% devdb %.0f%% bench %.0f%% [%s]\n",
 		ok, res.Claims, took.Seconds(), fmtCodes(l.errs), res.ClaimsPerSec, res.AppendsPerSec, res.AppendsPerBulk, res.RawPerSec, rawBefore, rawAfter,
-		res.AppendsPctRaw, res.ClaimsPctRaw, res.BulkWriteMs, res.RawBatchMs, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
+		res.ClaimsPctRaw, res.AppendsPctRaw, res.BulkWriteMs, res.RawBatchMs, res.P50ms, res.P95ms, res.P99ms, res.MaxMs, res.OverClaimed, res.LostAcked, nodeCPU, dbCPU, benchCPU, path)
 	if res.GrainBehind > 0 {
 		fmt.Printf("claims: %d coupons count fewer claims than their journal holds (appends answered unavailable, written after all)\n", res.GrainBehind)
 	}
@@ -316,9 +316,9 @@ func sendClaims(ctx context.Context, f claimsFlags, clients []*client.Client, id
 // claimsFigures: the appends against the raw insert rate, the claims/s,
 // the reply p99, and the invariants.
 func claimsFigures(res claimsResult, f claimsFlags) []benchFigure {
-	fig := atLeast("durable claims on one node, embedded DB", res.AppendsPctRaw, "%", 70)
-	fig.Note = fmt.Sprintf("journal appends/s (2 per claim: the coupon's journal and the shopper's) as %% of raw unordered BulkWrite inserts/s (%d per batch, one writer, mean of a run before and one after) into the same devdb; %.0f claims/s = %.0f appends/s vs %.0f raw inserts/s (claims/s alone: %.0f%%); %d sessions, %d in flight, WebSocket via the Go SDK",
-		f.rawBatch, res.ClaimsPerSec, res.AppendsPerSec, res.RawPerSec, res.ClaimsPctRaw, f.users, f.conc)
+	fig := atLeast("durable claims on one node, embedded DB", res.ClaimsPctRaw, "%", 50)
+	fig.Note = fmt.Sprintf("durable claims/s as %% of raw unordered BulkWrite inserts/s (%d per batch, one writer, mean of a run before and one after) into the same devdb, per claim (DESIGN.md); %.0f claims/s (%.0f journal appends/s: a claim appends to the coupon's journal and the shopper's) vs %.0f raw inserts/s; %d sessions, %d in flight, WebSocket via the Go SDK",
+		f.rawBatch, res.ClaimsPerSec, res.AppendsPerSec, res.RawPerSec, f.users, f.conc)
 	p99 := benchFigure{What: "claim reply latency p99 (durable claims on one node)", Value: res.P99ms, Unit: "ms",
 		Note: fmt.Sprintf("%d claims in flight; p50 %.1f ms, max %.1f ms", f.conc, res.P50ms, res.MaxMs)}
 	return []benchFigure{

@@ -96,7 +96,7 @@ bench-presence: build
 ## raw BulkWrite, cache vs database, reactivation, durable claims and reads
 ## in-process); figures in docs/BENCHMARKS.md
 bench-persistence:
-	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./persistence/mongodb ./persistence/cache ./cmd/couponmesh
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -count 1 ./persistence/mongodb ./persistence/cache ./cmd/couponmesh ./bench
 
 ## bench-micro: Go micro-benchmarks of the delivery and write hot paths (push
 ## encoding, frame decode and encode, session Send, the hub's fan-out to 10k

@@ -27,6 +27,9 @@ func TestLayout(t *testing.T) {
 		// Protocol v1 is the domain's values in frames: stdlib and the domain
 		// only (the domain package itself is allowed in every rule).
 		{mod + "/protocol/...", []string{mod + "/", "github.com/", "go.mongodb.org/", "google.golang.org/"}},
+		// The bench speaks to the nodes as clients and operators do (client/,
+		// the admin API over HTTP), never through the server's own packages.
+		{mod + "/bench/...", []string{mod + "/transport/ws", mod + "/transport/httpapi", mod + "/cmd"}},
 	}
 	for _, r := range rules {
 		out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Deps " "}}`, r.pkgs).CombinedOutput()
@@ -57,6 +60,33 @@ func TestLayout(t *testing.T) {
 		}
 		if !slices.Contains(strings.Fields(string(out)), mod+"/protocol") {
 			t.Errorf("%s does not import %s/protocol", pkg, mod)
+		}
+	}
+}
+
+// TestLayoutTestHelpers: the binary reaches the test helpers (testing,
+// cluster/clustertest, internal/netlab, internal/benchutil,
+// internal/history) only through bench, which runs the same processes as
+// the cluster tests: no other package cmd/couponmesh links imports one.
+func TestLayoutTestHelpers(t *testing.T) {
+	const mod = "github.com/couponmesh/couponmesh"
+	helpers := map[string]bool{
+		"testing": true, mod + "/cluster/clustertest": true, mod + "/internal/netlab": true,
+		mod + "/internal/benchutil": true, mod + "/internal/history": true,
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, mod+"/cmd/couponmesh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, ": ")
+		if pkg == mod+"/bench" || helpers[pkg] {
+			continue
+		}
+		for _, imp := range strings.Fields(imports) {
+			if helpers[imp] {
+				t.Errorf("%s imports the test helper %s: only bench may (the bench subcommand)", pkg, imp)
+			}
 		}
 	}
 }

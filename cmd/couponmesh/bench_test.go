@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/bench"
 	"github.com/couponmesh/couponmesh/internal/benchutil"
 )
 
@@ -71,15 +71,15 @@ func BenchmarkDurableClaims(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer client.Disconnect(context.Background())
-	raw := client.Database("rawbench").Collection("journal")
-	if _, err := raw.Indexes().CreateOne(context.Background(), mongo.IndexModel{Keys: bson.D{{Key: "uk", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+	raw, err := bench.RawCollection(context.Background(), client)
+	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
 	round := 0
 	for b.Loop() {
 		round++
-		rawRate, err := rawBulkRate(ctx, raw, strconv.Itoa(round), n, batch)
+		rawRate, err := bench.RawBulkRate(ctx, raw, strconv.Itoa(round), n, batch)
 		if err != nil {
 			b.Fatal(err)
 		}

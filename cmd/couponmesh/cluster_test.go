@@ -145,15 +145,6 @@ func (c *tcluster) owners(kind string) map[string][]string {
 	return out
 }
 
-// stopAll drains every running node (in parallel).
-func (c *tcluster) stopAll(t testing.TB) {
-	var wg sync.WaitGroup
-	for _, p := range c.nodes {
-		wg.Go(func() { p.stop(t) })
-	}
-	wg.Wait()
-}
-
 func (p *proc) running() bool { return p.cmd.ProcessState == nil }
 
 func (p *proc) ready() error {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/couponmesh/couponmesh/bench"
 )
 
 func main() {
@@ -40,7 +42,7 @@ func run(args []string) error {
 	case "devdb":
 		return runDevDB(args[1:])
 	case "bench":
-		return runBench(args[1:])
+		return bench.Run(args[1:])
 	default:
 		return fmt.Errorf("unknown command %q (want: node, ctl, devdb, bench)", args[0])
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 )
 
 // proc is a node running as a real child process.
@@ -43,10 +44,10 @@ func (s *syncBuffer) String() string {
 }
 
 // testAddr returns a free 127.0.0.1 address no other call in this test
-// process got (freeAddr).
+// process got (clustertest.FreeAddr).
 func testAddr(t testing.TB) string {
 	t.Helper()
-	addr, err := freeAddr()
+	addr, err := clustertest.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}

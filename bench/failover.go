@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,149 +109,226 @@ type foLatency struct {
 	d    time.Duration
 }
 
-func benchFailover(ctx context.Context, args []string) (err error) {
+// failoverFlags are the flags of bench failover.
+type failoverFlags struct {
+	out, nodeCPUs                              string
+	shoppers, ncoupons, quantity, racers, subs int
+	pace, warmup, after, window                time.Duration
+}
+
+func parseFailoverFlags(args []string) (failoverFlags, error) {
+	var f failoverFlags
 	fs := flag.NewFlagSet("bench failover", flag.ContinueOnError)
-	out := fs.String("out", "bench-results", "directory for the JSON results")
-	nodeCPUs := fs.String("node-cpus", "", "taskset CPU list for the three nodes (empty: not pinned, they share the machine's cores with the load)")
-	shoppers := fs.Int("shoppers", 30, "reconnecting shopper sessions, spread over the three nodes")
-	ncoupons := fs.Int("coupons", 300, "coupons (each shopper tries each at most once)")
-	quantity := fs.Int("quantity", 5, "quantity of each coupon (small, so that coupons sell out during the run)")
-	racers := fs.Int("racers", 10, "shoppers that claim the coupons in the same order, racing for the last of each")
-	subs := fs.Int("subs", 5, "coupons each shopper subscribes to (resubscribed after a reconnect)")
-	pace := fs.Duration("pace", 100*time.Millisecond, "pause between one shopper's claims (each shopper waits for its answer too)")
-	warmup := fs.Duration("warmup", 3*time.Second, "load before the kill")
-	after := fs.Duration("after", 8*time.Second, "load after the kill")
-	window := fs.Duration("window", 30*time.Second, "how long after the kill identities and clients may take to come back before they count as not back")
+	fs.StringVar(&f.out, "out", "bench-results", "directory for the JSON results")
+	fs.StringVar(&f.nodeCPUs, "node-cpus", "", "taskset CPU list for the three nodes (empty: not pinned, they share the machine's cores with the load)")
+	fs.IntVar(&f.shoppers, "shoppers", 30, "reconnecting shopper sessions, spread over the three nodes")
+	fs.IntVar(&f.ncoupons, "coupons", 300, "coupons (each shopper tries each at most once)")
+	fs.IntVar(&f.quantity, "quantity", 5, "quantity of each coupon (small, so that coupons sell out during the run)")
+	fs.IntVar(&f.racers, "racers", 10, "shoppers that claim the coupons in the same order, racing for the last of each")
+	fs.IntVar(&f.subs, "subs", 5, "coupons each shopper subscribes to (resubscribed after a reconnect)")
+	fs.DurationVar(&f.pace, "pace", 100*time.Millisecond, "pause between one shopper's claims (each shopper waits for its answer too)")
+	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "load before the kill")
+	fs.DurationVar(&f.after, "after", 8*time.Second, "load after the kill")
+	fs.DurationVar(&f.window, "window", 30*time.Second, "how long after the kill identities and clients may take to come back before they count as not back")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return f, err
 	}
-	if *shoppers <= 0 || *racers <= 0 || *ncoupons <= 0 || *quantity <= 0 || *subs < 0 || *pace <= 0 || *warmup <= 0 || *after <= 0 || *window < *after {
-		return errors.New("bench failover: --shoppers, --racers, --coupons, --quantity, --pace, --warmup and --after must be positive, --window at least --after")
+	if f.shoppers <= 0 || f.racers <= 0 || f.ncoupons <= 0 || f.quantity <= 0 || f.subs < 0 || f.pace <= 0 || f.warmup <= 0 || f.after <= 0 || f.window < f.after {
+		return f, errors.New("bench failover: --shoppers, --racers, --coupons, --quantity, --pace, --warmup and --after must be positive, --window at least --after")
+	}
+	return f, nil
+}
+
+// foRun is one failover run: its processes, shoppers and what it measured.
+type foRun struct {
+	f         failoverFlags
+	e         *benchEnv
+	nodes     []*benchNode
+	ids       []string
+	ss        []*foShopper
+	victimIdx int
+	res       *failoverResult
+
+	stop     chan struct{} // closed to end the load
+	tally    foTally
+	loadWG   sync.WaitGroup
+	started  time.Time // the load started
+	killed   time.Time
+	deadline time.Time // killed + window
+	ended    time.Time // the load ended
+
+	held       []string // identities the victim held
+	coupons    []string // their ids, by kind
+	users      []string
+	userProbes map[string]*client.Client
+	probeAPIs  []*client.API
+	served     map[string]time.Duration // by identity: from the kill until it answered
+}
+
+func benchFailover(ctx context.Context, args []string) (err error) {
+	f, err := parseFailoverFlags(args)
+	if err != nil {
+		return err
 	}
 	t0 := time.Now()
 	res := failoverResult{
-		Scenario: "failover", Machine: describeMachine(*nodeCPUs), Nodes: 3,
-		Shoppers: *shoppers, Racers: *racers, Coupons: *ncoupons, Quantity: *quantity, Subs: min(*subs, *ncoupons),
-		Pace: pace.String(), Warmup: warmup.String(), After: after.String(),
+		Scenario: "failover", Machine: describeMachine(f.nodeCPUs), Nodes: 3,
+		Shoppers: f.shoppers, Racers: f.racers, Coupons: f.ncoupons, Quantity: f.quantity, Subs: min(f.subs, f.ncoupons),
+		Pace: f.pace.String(), Warmup: f.warmup.String(), After: f.after.String(),
 		Backoff:         fmt.Sprintf("client.DefaultBackoff (base %s, max %s)", client.DefaultBackoff.Base, client.DefaultBackoff.Max),
 		DetectedSeconds: -1,
 	}
-	if *nodeCPUs == "" {
+	if f.nodeCPUs == "" {
 		res.Placement = "not pinned: the three nodes, the devdb and the load share all cores"
 	} else {
-		res.Placement = "the three nodes pinned to CPUs " + *nodeCPUs + " (taskset); the devdb and the load wherever the bench runs"
+		res.Placement = "the three nodes pinned to CPUs " + f.nodeCPUs + " (taskset); the devdb and the load wherever the bench runs"
 	}
-	e, err := newBenchEnv(*out, *nodeCPUs)
+	e, err := newBenchEnv(f.out, f.nodeCPUs)
 	if err != nil {
 		return err
 	}
 	defer e.close()
-	nodes, _, _, ids, err := startThree(ctx, e, "fo", *ncoupons, *quantity)
+	nodes, _, _, ids, err := startThree(ctx, e, "fo", f.ncoupons, f.quantity)
 	if err != nil {
 		return err
 	}
-
-	ss, err := dialFoShoppers(ctx, e, nodes, ids, "fs", *shoppers, res.Subs)
+	ss, err := dialFoShoppers(ctx, e, nodes, ids, "fs", f.shoppers, res.Subs)
 	defer closeFoShoppers(ss)
 	if err != nil {
 		return err
 	}
 	res.SetupSeconds = time.Since(t0).Seconds()
 
-	// The load: each shopper claims the coupons once each, in the order of
-	// its group of racers, until stop; an unknown outcome is retried with the same rid
-	// (as the SDK's documentation says) until retryEnd.
-	victimIdx := 1
-	victim := nodes[victimIdx]
-	res.Victim = victim.name
-	stop := make(chan struct{})
-	var (
-		tally   foTally
-		loadWG  sync.WaitGroup
-		started = time.Now()
-	)
-	retryEnd := started.Add(*warmup + *after + 10*time.Second)
-	groups := max(1, len(ss) / *racers)
-	for i, s := range ss {
-		k := (i % groups) * len(ids) / groups
-		order := append(slices.Clone(ids[k:]), ids[:k]...)
-		loadWG.Go(func() { s.claimAll(order, *pace, stop, retryEnd, &tally) })
+	r := &foRun{f: f, e: e, nodes: nodes, ids: ids, ss: ss, victimIdx: 1, res: &res}
+	res.Victim = r.victim().name
+	if err := r.warmUp(ctx); err != nil {
+		return err
 	}
-	select {
-	case <-time.After(*warmup):
-	case <-ctx.Done():
-		close(stop)
-		loadWG.Wait()
-		return ctx.Err()
-	}
-
-	// What the victim holds, and probes for each identity ready on the
-	// survivors before the kill.
-	held, err := foActors(ctx, victim)
+	err = r.prepareProbes(ctx)
+	defer func() {
+		for _, c := range r.userProbes {
+			c.Close()
+		}
+	}()
 	if err != nil {
 		return err
 	}
-	survivors := []*benchNode{nodes[0], nodes[2]}
-	var coupons, users []string
+	if err := r.killAndProbe(ctx); err != nil {
+		return err
+	}
+	r.tallyServed()
+	r.tallyResynced()
+	r.tallyClaims()
+
+	// Read everything back through the API of a survivor.
+	v0 := time.Now()
+	if err := foVerify(ctx, &res, ss, r.probeAPIs[0], ids); err != nil {
+		return err
+	}
+	res.VerifySeconds = time.Since(v0).Seconds()
+	res.Time = time.Now().UTC()
+	res.TotalSeconds = time.Since(t0).Seconds()
+	return r.report()
+}
+
+func (r *foRun) victim() *benchNode { return r.nodes[r.victimIdx] }
+
+// warmUp starts the load and returns after the warm-up: each shopper
+// claims the coupons once each, in the order of its group of racers, until
+// r.stop; an unknown outcome is retried with the same rid (as the SDK's
+// documentation says) until retryEnd.
+func (r *foRun) warmUp(ctx context.Context) error {
+	r.stop = make(chan struct{})
+	r.started = time.Now()
+	retryEnd := r.started.Add(r.f.warmup + r.f.after + 10*time.Second)
+	groups := max(1, len(r.ss)/r.f.racers)
+	for i, s := range r.ss {
+		k := (i % groups) * len(r.ids) / groups
+		order := append(slices.Clone(r.ids[k:]), r.ids[:k]...)
+		r.loadWG.Go(func() { s.claimAll(order, r.f.pace, r.stop, retryEnd, &r.tally) })
+	}
+	select {
+	case <-time.After(r.f.warmup):
+		return nil
+	case <-ctx.Done():
+		close(r.stop)
+		r.loadWG.Wait()
+		return ctx.Err()
+	}
+}
+
+// prepareProbes lists what the victim holds and readies, before the kill,
+// a probe on the survivors for each identity: a session per user, an API
+// client per survivor for the coupons.
+func (r *foRun) prepareProbes(ctx context.Context) error {
+	held, err := foActors(ctx, r.victim())
+	if err != nil {
+		return err
+	}
+	r.held = held
+	survivors := []*benchNode{r.nodes[0], r.nodes[2]}
 	for _, ident := range held {
 		kind, id, _ := strings.Cut(ident, "/")
 		switch kind {
 		case "coupon":
-			coupons = append(coupons, id)
+			r.coupons = append(r.coupons, id)
 		case "user":
-			users = append(users, id)
+			r.users = append(r.users, id)
 		}
 	}
-	res.VictimCoupons, res.VictimUsers = len(coupons), len(users)
-	userProbes := make(map[string]*client.Client, len(users))
-	defer func() {
-		for _, c := range userProbes {
-			c.Close()
-		}
-	}()
-	for i, u := range users {
+	r.res.VictimCoupons, r.res.VictimUsers = len(r.coupons), len(r.users)
+	r.userProbes = make(map[string]*client.Client, len(r.users))
+	for i, u := range r.users {
 		c, err := client.Dial(ctx, survivors[i%len(survivors)].ws(), client.Options{
-			Token: func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
+			Token: func(context.Context) (string, error) { return r.e.token(u, couponmesh.RoleShopper) },
 		})
 		if err != nil {
 			return fmt.Errorf("probe session of user %s: %w", u, err)
 		}
-		userProbes[u] = c
+		r.userProbes[u] = c
 	}
-	probeAPIs := make([]*client.API, len(survivors))
+	r.probeAPIs = make([]*client.API, len(survivors))
 	for i, n := range survivors {
-		probeAPIs[i] = client.NewAPI(n.base(), "")
-		probeAPIs[i].HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		r.probeAPIs[i] = client.NewAPI(n.base(), "")
+		r.probeAPIs[i].HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	}
-	for _, s := range ss {
-		if s.home == victimIdx {
-			res.HomedOnVictim++
+	for _, s := range r.ss {
+		if s.home == r.victimIdx {
+			r.res.HomedOnVictim++
 		}
 	}
+	return nil
+}
 
-	// kill -9. The process is reaped here, so that close skips it.
+// killAndProbe kills the victim with SIGKILL (reaped here, so that close
+// skips it), probes every identity it held until it answers from a
+// survivor and the first survivor until it lists the victim as gone, and
+// ends the load --after the kill. It returns once the probes are done (or
+// the window is over).
+func (r *foRun) killAndProbe(ctx context.Context) error {
+	nodes, victim := r.nodes, r.victim()
 	survCPU0 := cpuTime(nodes[0].cmd.Process.Pid) + cpuTime(nodes[2].cmd.Process.Pid)
 	if err := victim.cmd.Process.Kill(); err != nil {
 		return fmt.Errorf("kill %s: %w", victim.name, err)
 	}
-	killed := time.Now()
+	r.killed = time.Now()
 	_ = victim.cmd.Wait()
-	deadline := killed.Add(*window)
+	r.deadline = r.killed.Add(r.f.window)
 
 	var (
 		pmu    sync.Mutex
-		served = make(map[string]time.Duration, len(held))
 		probes sync.WaitGroup
 	)
+	r.served = make(map[string]time.Duration, len(r.held))
 	probe := func(ident string, read func(context.Context) error) {
 		probes.Go(func() {
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for time.Now().Before(r.deadline) && ctx.Err() == nil {
 				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				err := read(pctx)
 				cancel()
 				if err == nil {
 					pmu.Lock()
-					served[ident] = time.Since(killed)
+					r.served[ident] = time.Since(r.killed)
 					pmu.Unlock()
 					return
 				}
@@ -260,19 +336,19 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 			}
 		})
 	}
-	for i, id := range coupons {
-		a := probeAPIs[i%len(probeAPIs)]
+	for i, id := range r.coupons {
+		a := r.probeAPIs[i%len(r.probeAPIs)]
 		probe("coupon/"+id, func(c context.Context) error { _, err := a.Coupon(c, id); return err })
 	}
-	for _, u := range users {
-		c := userProbes[u]
+	for _, u := range r.users {
+		c := r.userProbes[u]
 		probe("user/"+u, func(ctx context.Context) error { _, err := c.Wallet(ctx); return err })
 	}
 	probes.Go(func() {
-		for time.Now().Before(deadline) && ctx.Err() == nil {
+		for time.Now().Before(r.deadline) && ctx.Err() == nil {
 			if foDead(ctx, nodes[0], victim.name) {
 				pmu.Lock()
-				res.DetectedSeconds = time.Since(killed).Seconds()
+				r.res.DetectedSeconds = time.Since(r.killed).Seconds()
 				pmu.Unlock()
 				return
 			}
@@ -281,26 +357,27 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	})
 
 	select {
-	case <-time.After(*after):
+	case <-time.After(r.f.after):
 	case <-ctx.Done():
 	}
-	close(stop)
-	loadWG.Wait()
-	ended := time.Now()
-	res.NodeCPUPercentLoad = 100 * (cpuTime(nodes[0].cmd.Process.Pid) + cpuTime(nodes[2].cmd.Process.Pid) - survCPU0).Seconds() / ended.Sub(killed).Seconds()
+	close(r.stop)
+	r.loadWG.Wait()
+	r.ended = time.Now()
+	r.res.NodeCPUPercentLoad = 100 * (cpuTime(nodes[0].cmd.Process.Pid) + cpuTime(nodes[2].cmd.Process.Pid) - survCPU0).Seconds() / r.ended.Sub(r.killed).Seconds()
 	probes.Wait()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
+	return ctx.Err()
+}
 
-	// Identities served again.
+// tallyServed: when each identity of the victim answered again.
+func (r *foRun) tallyServed() {
+	res := r.res
 	var servedTimes []time.Duration
-	for _, ident := range held {
+	for _, ident := range r.held {
 		kind, _, _ := strings.Cut(ident, "/")
 		if kind != "coupon" && kind != "user" {
 			continue
 		}
-		d, ok := served[ident]
+		d, ok := r.served[ident]
 		if !ok {
 			res.NotServed = append(res.NotServed, ident)
 			continue
@@ -316,41 +393,48 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	res.ServedP50Seconds = quantile(servedTimes, 0.5).Seconds()
 	res.ServedMaxSeconds = quantile(servedTimes, 1).Seconds()
 	res.ServedMs = msList(servedTimes)
+}
 
-	// Clients resynced: those that lost their connection after the kill,
-	// until their next StateConnected (the SDK reports it once the new
-	// connection is authenticated, resubscribed and the feed read).
-	for time.Now().Before(deadline) {
-		if _, _, pending := foResync(ss, killed); pending == 0 {
+// tallyResynced waits (until the window is over) for the clients that lost
+// their connection after the kill to reach their next StateConnected (the
+// SDK reports it once the new connection is authenticated, resubscribed
+// and the feed read), and records how long each took.
+func (r *foRun) tallyResynced() {
+	for time.Now().Before(r.deadline) {
+		if _, _, pending := foResync(r.ss, r.killed); pending == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	resync, affected, pending := foResync(ss, killed)
-	res.Affected, res.NotResynced = affected, pending
+	resync, affected, pending := foResync(r.ss, r.killed)
+	r.res.Affected, r.res.NotResynced = affected, pending
 	slices.Sort(resync)
-	res.ResyncP50Seconds = quantile(resync, 0.5).Seconds()
-	res.ResyncMaxSeconds = quantile(resync, 1).Seconds()
-	res.ResyncMs = msList(resync)
+	r.res.ResyncP50Seconds = quantile(resync, 0.5).Seconds()
+	r.res.ResyncMaxSeconds = quantile(resync, 1).Seconds()
+	r.res.ResyncMs = msList(resync)
+}
 
-	// Claims.
-	tally.mu.Lock()
-	res.ClaimsSoldOut, res.ClaimRetries, res.ClaimsAbandoned, res.ClaimErrors = tally.soldOut, tally.retries, tally.abandoned, tally.errs
-	tally.mu.Unlock()
+// tallyClaims: the claim outcomes, rates and latencies before and after
+// the kill.
+func (r *foRun) tallyClaims() {
+	res := r.res
+	r.tally.mu.Lock()
+	res.ClaimsSoldOut, res.ClaimRetries, res.ClaimsAbandoned, res.ClaimErrors = r.tally.soldOut, r.tally.retries, r.tally.abandoned, r.tally.errs
+	r.tally.mu.Unlock()
 	var before, afterLat []time.Duration
 	var okBefore, okAfter int
-	for _, s := range ss {
+	for _, s := range r.ss {
 		s.mu.Lock()
 		res.ClaimsOK += len(s.acked)
 		for _, c := range s.acked {
-			if c.sent.Before(killed) {
+			if c.sent.Before(r.killed) {
 				okBefore++
 			} else {
 				okAfter++
 			}
 		}
 		for _, l := range s.lat {
-			if l.sent.Before(killed) {
+			if l.sent.Before(r.killed) {
 				before = append(before, l.d)
 			} else {
 				afterLat = append(afterLat, l.d)
@@ -358,24 +442,21 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 		}
 		s.mu.Unlock()
 	}
-	res.OKPerSecBefore = float64(okBefore) / killed.Sub(started).Seconds()
-	res.OKPerSecAfter = float64(okAfter) / ended.Sub(killed).Seconds()
+	res.OKPerSecBefore = float64(okBefore) / r.killed.Sub(r.started).Seconds()
+	res.OKPerSecAfter = float64(okAfter) / r.ended.Sub(r.killed).Seconds()
 	slices.Sort(before)
 	slices.Sort(afterLat)
 	res.ClaimP99BeforeMs, res.ClaimP99AfterMs, res.ClaimMaxAfterMs = ms(quantile(before, 0.99)), ms(quantile(afterLat, 0.99)), ms(quantile(afterLat, 1))
+}
 
-	// Read everything back through the API of a survivor.
-	v0 := time.Now()
-	if err := foVerify(ctx, &res, ss, probeAPIs[0], ids); err != nil {
-		return err
-	}
-	res.VerifySeconds = time.Since(v0).Seconds()
-
+// report sets the figures, writes the result and prints the summary.
+func (r *foRun) report() error {
+	res, window := r.res, r.f.window
 	notBack := func(n int) string {
 		if n == 0 {
 			return ""
 		}
-		return fmt.Sprintf("; %d not back within %s (counted as %s)", n, *window, *window)
+		return fmt.Sprintf("; %d not back within %s (counted as %s)", n, window, window)
 	}
 	servedFig := atMost("kill -9 of 1 of 3 nodes: its actors serve again", res.ServedMaxSeconds, "s", 3)
 	servedFig.Note = fmt.Sprintf("all %d coupon and %d user identities the killed node held, probed from the survivors (first successful read)%s",
@@ -393,21 +474,19 @@ func benchFailover(ctx context.Context, args []string) (err error) {
 	overFig := atMost("kill -9 of 1 of 3 nodes: over-claims", float64(res.OverClaims), "claims", 0)
 	overFig.Note = fmt.Sprintf("%d coupons of quantity %d, %d sold out", res.Coupons, res.Quantity, res.SoldOutCoupons)
 	res.Figures = []benchFigure{servedFig, resyncFig, lostFig, overFig}
-	res.Time = time.Now().UTC()
-	res.TotalSeconds = time.Since(t0).Seconds()
-	path, err := e.writeResult("failover", res)
+	path, err := r.e.writeResult("failover", res)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("failover: kill -9 of %s (held %d coupons, %d users; failure detected after %.2f s): its actors serve again after %.2f s (p50 %.2f s; target ≤ 3 s); %d of %d clients lost their connection, resynced after %.2f s (p50 %.2f s; target ≤ 5 s)%s; lost acknowledged claims %d (target 0); over-claims %d (target 0); %d claims acknowledged, %d sold out of %d coupons; %s [%s]\n",
-		victim.name, res.VictimCoupons, res.VictimUsers, res.DetectedSeconds, res.ServedMaxSeconds, res.ServedP50Seconds,
+		r.victim().name, res.VictimCoupons, res.VictimUsers, res.DetectedSeconds, res.ServedMaxSeconds, res.ServedP50Seconds,
 		res.Affected, res.Shoppers, res.ResyncMaxSeconds, res.ResyncP50Seconds, notBack(res.NotResynced+len(res.NotServed)),
 		res.LostAcked, res.OverClaims, res.ClaimsOK, res.SoldOutCoupons, res.Coupons, res.Placement, path)
 	for _, p := range res.Problems {
 		fmt.Printf("failover: %s\n", p)
 	}
 	if res.LostAcked > 0 || res.OverClaims > 0 {
-		e.keepLogs = true
+		r.e.keepLogs = true
 	}
 	return nil
 }
@@ -647,20 +726,6 @@ func foVerify(ctx context.Context, res *failoverResult, ss []*foShopper, api *cl
 	return nil
 }
 
-// createSettled creates n coupons PREFIX0 … of quantity qty as the API's
-// merchant and waits until the processes are idle again (the snapshots of
-// the creates are written behind); it returns their ids.
-func createSettled(ctx context.Context, e *benchEnv, api *client.API, prefix string, n, qty int) ([]string, error) {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = prefix + strconv.Itoa(i)
-	}
-	if err := createCouponsRetry(ctx, api, ids, qty); err != nil {
-		return nil, err
-	}
-	return ids, e.settle(ctx)
-}
-
 // dialFoShoppers connects n reconnecting shoppers PREFIX0 …, shopper i to
 // node i%3 first with the other two as addresses, each subscribed to subs
 // coupons of ids. The shoppers already dialed are returned on an error too,
@@ -681,193 +746,4 @@ func closeFoShoppers(ss []*foShopper) {
 	for _, s := range ss {
 		s.c.Close()
 	}
-}
-
-// createCouponsRetry creates the coupons ids with quantity qty as the API's
-// merchant (createCouponSpecs).
-func createCouponsRetry(ctx context.Context, api *client.API, ids []string, qty int) error {
-	return createCouponSpecs(ctx, api, ids, 32, func(id string) couponmesh.CouponSpec {
-		title := "Bench coupon " + id
-		return couponmesh.CouponSpec{ID: id, Title: &title, Quantity: &qty}
-	}, nil)
-}
-
-// createCouponSpecs creates the coupons spec(id) (title and quantity set)
-// of ids as the API's merchant, workers at a time. A create whose outcome is
-// unknown (unavailable) is tried again, up to 5 times; a retry that finds
-// the id taken finds the coupon the earlier try created. before, when not
-// nil, is called with each index before its create; its error stops the
-// create.
-func createCouponSpecs(ctx context.Context, api *client.API, ids []string, workers int, spec func(id string) couponmesh.CouponSpec, before func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, workers)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-	}
-	for i, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if before != nil {
-				if err := before(i); err != nil {
-					fail(err)
-					return
-				}
-			}
-			sp := spec(id)
-			var err error
-			for try := range 5 {
-				if try > 0 {
-					time.Sleep(time.Duration(try) * 200 * time.Millisecond)
-				}
-				_, err = api.CreateCoupon(ctx, sp)
-				if try > 0 && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest {
-					if c, rerr := api.Coupon(ctx, id); rerr == nil && c.Title == *sp.Title && c.Quantity == *sp.Quantity &&
-						(sp.ExpiresAt == nil || c.ExpiresAt.Equal(couponmesh.ReminderTime(*sp.ExpiresAt))) {
-						err = nil
-					}
-				}
-				if couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable || ctx.Err() != nil {
-					break
-				}
-			}
-			if err != nil {
-				fail(fmt.Errorf("create coupon %s: %w", id, err))
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
-// foMembers lists the members node n sees.
-func foMembers(ctx context.Context, n *benchNode) ([]MemberInfo, error) {
-	var res struct {
-		Members []MemberInfo `json:"members"`
-	}
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err := adminCall(actx, n.admin, http.MethodGet, "/admin/api/members", nil, &res)
-	return res.Members, err
-}
-
-// foWaitMembers waits until every node sees want alive members.
-func foWaitMembers(ctx context.Context, nodes []*benchNode, want int, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for _, n := range nodes {
-		for {
-			ms, err := foMembers(ctx, n)
-			alive := 0
-			for _, m := range ms {
-				if m.Status == "alive" {
-					alive++
-				}
-			}
-			if err == nil && alive == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s sees %d alive members after %s, want %d (err %v)", n.name, alive, within, want, err)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
-	return nil
-}
-
-// foDead reports whether node n lists the member named name as gone (left
-// or declared dead), or not at all.
-func foDead(ctx context.Context, n *benchNode, name string) bool {
-	ms, err := foMembers(ctx, n)
-	if err != nil {
-		return false
-	}
-	for _, m := range ms {
-		if m.Name == name && m.Status != "gone" {
-			return false
-		}
-	}
-	return true
-}
-
-// foActors lists the identities ("kind/id") activated on node n.
-func foActors(ctx context.Context, n *benchNode) ([]string, error) {
-	var out []string
-	after := ""
-	for {
-		var res struct {
-			Actors []ActorInfo `json:"actors"`
-			Next   string      `json:"next"`
-		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := adminCall(actx, n.admin, http.MethodGet, "/admin/api/actors?limit=1000&after="+url.QueryEscape(after), nil, &res)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("actors of %s: %w", n.name, err)
-		}
-		for _, a := range res.Actors {
-			out = append(out, a.Identity)
-		}
-		if res.Next == "" {
-			return out, nil
-		}
-		after = res.Next
-	}
-}
-
-// msList returns the durations in whole milliseconds.
-func msList(ds []time.Duration) []int64 {
-	out := make([]int64, len(ds))
-	for i, d := range ds {
-		out[i] = d.Milliseconds()
-	}
-	return out
-}
-
-// startThree starts the devdb and three members (n2 and n3 seeded with n1),
-// waits until each sees the three alive, and creates ncoupons coupons
-// PREFIX0… of quantity qty as merchant "bench" (createSettled); it returns the nodes, an API
-// client of n1 as the merchant, the merchant's token and the coupon ids.
-func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty int) ([]*benchNode, *client.API, string, []string, error) {
-	if err := e.startDB(ctx); err != nil {
-		return nil, nil, "", nil, err
-	}
-	var nodes []*benchNode
-	for i := range 3 {
-		seed := ""
-		if i > 0 {
-			seed = nodes[0].cluster
-		}
-		n, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
-		if err != nil {
-			return nil, nil, "", nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := foWaitMembers(ctx, nodes, 3, 30*time.Second); err != nil {
-		return nil, nil, "", nil, err
-	}
-	tok, err := e.token("bench", couponmesh.RoleMerchant)
-	if err != nil {
-		return nil, nil, "", nil, err
-	}
-	api := client.NewAPI(nodes[0].base(), tok)
-	api.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	ids, err := createSettled(ctx, e, api, prefix, ncoupons, qty)
-	if err != nil {
-		return nil, nil, "", nil, err
-	}
-	return nodes, api, tok, ids, nil
 }

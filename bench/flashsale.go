@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,11 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
 )
 
@@ -183,6 +180,22 @@ func printFlashRun(r flashRun) {
 		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs, r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs)
 }
 
+// flashsale is one flash sale on its processes, step by step.
+type flashsale struct {
+	f         benchFlags
+	e         *benchEnv
+	nodes     []*benchNode
+	hot       string   // the hot coupon
+	spreadIDs []string // the coupons of the reference run
+	clients   []*client.Client
+	r         *flashRun
+
+	final      []atomic.Int64 // by watcher: when it first held the final state (Unix ns)
+	deliveries atomic.Int64
+	lastOK     time.Time    // the last ok answer of the drop
+	seen       map[int]bool // unit numbers granted
+}
+
 // flashsaleOn runs one flash sale and its spread reference on n fresh nodes
 // over a fresh devdb, and stops them.
 func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units, spread int, profile string) (flashRun, error) {
@@ -196,17 +209,9 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	if err := e.startDB(ctx); err != nil {
 		return r, err
 	}
-	var nodes []*benchNode
-	for i := range n {
-		seed := ""
-		if i > 0 {
-			seed = nodes[0].cluster
-		}
-		node, err := e.startMember(ctx, "n"+strconv.Itoa(i+1), seed)
-		if err != nil {
-			return r, err
-		}
-		nodes = append(nodes, node)
+	nodes, err := e.startMembers(ctx, n)
+	if err != nil {
+		return r, err
 	}
 	tok, err := e.token("bench", couponmesh.RoleMerchant)
 	if err != nil {
@@ -221,66 +226,111 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	if err != nil {
 		return r, err
 	}
-
-	// Watchers, spread over the nodes, reading protocol v1 directly (as
-	// the fanout scenario's followers: the Go SDK decodes every push in
-	// full, which on the load's core would take CPU from the devdb): the
-	// time each first holds the final state (the version after the last
-	// claim).
-	before, err := api.Coupon(ctx, hot[0])
+	s := &flashsale{f: f, e: e, nodes: nodes, hot: hot[0], spreadIDs: spreadIDs, r: &r}
+	raws, err := s.connectWatchers(ctx, api)
+	defer func() { closeRaw(raws) }()
 	if err != nil {
 		return r, err
 	}
-	finalVersion := before.Version + int64(units)
-	final := make([]atomic.Int64, watchers)
-	var deliveries atomic.Int64
-	var raws []*rawFollower
-	defer func() { closeRaw(raws) }()
-	for k, node := range nodes {
-		base, count := share(watchers, n, k)
-		rs, _, failed, err := connectRaw(ctx, e, node, f, base, count, func(int) string { return hot[0] }, func(i int) func(int64, int64) {
-			return func(version, _ int64) {
-				deliveries.Add(1)
-				if version >= finalVersion {
-					final[base+i].CompareAndSwap(0, time.Now().UnixNano())
-				}
-			}
-		}, nil)
-		raws = append(raws, rs...)
-		if err != nil {
-			return r, fmt.Errorf("%d of %d watchers failed, first: %w", failed, count, err)
-		}
-	}
-	var all []*client.Client
+	all, err := s.connectShoppers(ctx)
 	defer func() { closeAll(all) }()
-	// Shoppers, spread over the nodes; each loads its user grain first
-	// (a wallet read), so that neither run pays for activations.
-	clients := make([]*client.Client, shoppers)
-	for k, node := range nodes {
-		base, count := share(shoppers, n, k)
-		cs, _, err := dialShoppers(ctx, e, node, f, count, func(i int) string { return "b" + strconv.Itoa(base+i) })
-		copy(clients[base:], cs)
-		all = append(all, cs...)
-		if err != nil {
-			return r, err
-		}
-	}
-	if _, failed, err := inParallel(ctx, f.workers, shoppers, func(i int) error {
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		_, err := clients[i].Wallet(wctx)
-		return err
-	}); err != nil {
-		return r, fmt.Errorf("%d wallets failed, first: %w", failed, err)
+	if err != nil {
+		return r, err
 	}
 	if err := e.settle(ctx); err != nil {
 		return r, err
 	}
 	fmt.Fprintf(os.Stderr, "flashsale, %d node(s): %d shoppers and %d watchers connected\n", n, shoppers, watchers)
 
+	hr, err := s.drop(ctx, profile)
+	if err != nil {
+		return r, err
+	}
+	s.waitWatchers(hr.start)
+	s.retryFailed(ctx, hr)
+
+	// The journal, read from the database.
+	st, err := openStore(ctx, e.db)
+	if err != nil {
+		return r, err
+	}
+	claims, err := countEntries(ctx, st, coupon.Entity(s.hot), coupon.EntryClaimed)
+	_ = st.Close(context.Background())
+	r.JournalClaims = int64(claims)
+	if err != nil {
+		return r, fmt.Errorf("count the journal: %w", err)
+	}
+	return r, s.reference(ctx)
+}
+
+// connectWatchers subscribes the watchers to the hot coupon, spread over
+// the nodes, reading protocol v1 directly (as the fanout scenario's
+// followers: the Go SDK decodes every push in full, which on the load's
+// core would take CPU from the devdb); each records when it first holds the
+// final state (the version after the last claim). It returns the watchers
+// opened, for closeRaw, also on an error.
+func (s *flashsale) connectWatchers(ctx context.Context, api *client.API) ([]*rawFollower, error) {
+	before, err := api.Coupon(ctx, s.hot)
+	if err != nil {
+		return nil, err
+	}
+	finalVersion := before.Version + int64(s.r.Units)
+	s.final = make([]atomic.Int64, s.r.Watchers)
+	var raws []*rawFollower
+	for k, node := range s.nodes {
+		base, count := share(s.r.Watchers, len(s.nodes), k)
+		rs, _, failed, err := connectRaw(ctx, s.e, node, s.f, base, count, func(int) string { return s.hot }, func(i int) func(int64, int64) {
+			return func(version, _ int64) {
+				s.deliveries.Add(1)
+				if version >= finalVersion {
+					s.final[base+i].CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+		}, nil)
+		raws = append(raws, rs...)
+		if err != nil {
+			return raws, fmt.Errorf("%d of %d watchers failed, first: %w", failed, count, err)
+		}
+	}
+	return raws, nil
+}
+
+// connectShoppers opens the shoppers' sessions, spread over the nodes; each
+// loads its user grain first (a wallet read), so that neither run pays for
+// activations. It returns every session opened, for closeAll, also on an
+// error.
+func (s *flashsale) connectShoppers(ctx context.Context) ([]*client.Client, error) {
+	shoppers := s.r.Shoppers
+	var all []*client.Client
+	s.clients = make([]*client.Client, shoppers)
+	for k, node := range s.nodes {
+		base, count := share(shoppers, len(s.nodes), k)
+		cs, _, err := dialShoppers(ctx, s.e, node, s.f, count, func(i int) string { return "b" + strconv.Itoa(base+i) })
+		copy(s.clients[base:], cs)
+		all = append(all, cs...)
+		if err != nil {
+			return all, err
+		}
+	}
+	if _, failed, err := inParallel(ctx, s.f.workers, shoppers, func(i int) error {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err := s.clients[i].Wallet(wctx)
+		return err
+	}); err != nil {
+		return all, fmt.Errorf("%d wallets failed, first: %w", failed, err)
+	}
+	return all, nil
+}
+
+// drop: every shopper claims the hot coupon at once. It records the
+// answers, the sessions dropped as slow consumers and the group commit's
+// BulkWrites of the first node meanwhile.
+func (s *flashsale) drop(ctx context.Context, profile string) (claimRound, error) {
+	r := s.r
 	dropped := func() float64 {
 		sum := 0.0
-		for _, node := range nodes {
+		for _, node := range s.nodes {
 			if m, err := scrapeNodeMetrics(node); err == nil {
 				sum += m.get(`couponmesh_ws_sessions_dropped_total{reason="slow_consumer"}`)
 			}
@@ -288,29 +338,26 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		return sum
 	}
 	d0 := dropped()
-	m0, err := scrapeNodeMetrics(nodes[0])
+	m0, err := scrapeNodeMetrics(s.nodes[0])
 	if err != nil {
-		return r, err
+		return claimRound{}, err
 	}
-
-	// The drop.
 	var pwg sync.WaitGroup
 	if profile != "" {
 		pwg.Go(func() {
-			if err := profileCPU(ctx, nodes[0], 3*time.Second, profile); err != nil {
+			if err := profileCPU(ctx, s.nodes[0], 3*time.Second, profile); err != nil {
 				fmt.Fprintf(os.Stderr, "bench flashsale: profile: %v\n", err)
 			}
 		})
 	}
-	hr := claimAll(ctx, clients, func(int) string { return hot[0] }, "h")
+	hr := claimAll(ctx, s.clients, func(int) string { return s.hot }, "h")
 	pwg.Wait()
 	r.Dropped = dropped() - d0
-	if m1, err := scrapeNodeMetrics(nodes[0]); err == nil {
+	if m1, err := scrapeNodeMetrics(s.nodes[0]); err == nil {
 		r.BulkWrites, r.BulkDocs, r.BulkWriteMs = bulkStats(m0, m1)
 	}
 	var okLat, soldLat, allLat []time.Duration
-	var lastOK time.Time
-	seen := make(map[int]bool, units)
+	s.seen = make(map[int]bool, r.Units)
 	r.DistinctN = true
 	for _, a := range hr.answers {
 		allLat = append(allLat, a.took)
@@ -318,13 +365,13 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		case a.err == nil:
 			r.OK++
 			okLat = append(okLat, a.took)
-			if a.at.After(lastOK) {
-				lastOK = a.at
+			if a.at.After(s.lastOK) {
+				s.lastOK = a.at
 			}
-			if a.n < 1 || a.n > units || seen[a.n] {
+			if a.n < 1 || a.n > r.Units || s.seen[a.n] {
 				r.DistinctN = false
 			}
-			seen[a.n] = true
+			s.seen[a.n] = true
 		case couponmesh.ErrorCode(a.err) == couponmesh.CodeSoldOut:
 			r.SoldOut++
 			soldLat = append(soldLat, a.took)
@@ -336,7 +383,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 			r.Errors[code]++
 		}
 	}
-	r.SoldOutSeconds = lastOK.Sub(hr.start).Seconds()
+	r.SoldOutSeconds = s.lastOK.Sub(hr.start).Seconds()
 	if r.SoldOutSeconds > 0 {
 		r.ClaimsPerSec = float64(r.OK) / r.SoldOutSeconds
 	}
@@ -346,27 +393,32 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	r.OKP50ms, r.OKP99ms = ms(quantile(okLat, 0.5)), ms(quantile(okLat, 0.99))
 	r.SoldOutP50ms, r.SoldOutP99ms = ms(quantile(soldLat, 0.5)), ms(quantile(soldLat, 0.99))
 	r.AllP99ms, r.AllMaxms = ms(quantile(allLat, 0.99)), ms(quantile(allLat, 1))
+	return hr, nil
+}
 
-	// The watchers' final state (wait up to 10 s for it).
+// waitWatchers waits up to 10 s for every watcher to hold the final state
+// and records their lag behind the last ok answer; start is the drop's.
+func (s *flashsale) waitWatchers(start time.Time) {
+	r := s.r
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		done := 0
-		for i := range final {
-			if final[i].Load() != 0 {
+		for i := range s.final {
+			if s.final[i].Load() != 0 {
 				done++
 			}
 		}
-		if done == watchers {
+		if done == r.Watchers {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	var lags []time.Duration
 	var firstFinal, lastFinal time.Time
-	for i := range final {
-		if at := final[i].Load(); at != 0 {
+	for i := range s.final {
+		if at := s.final[i].Load(); at != 0 {
 			t := time.Unix(0, at)
-			lags = append(lags, max(t.Sub(lastOK), 0))
+			lags = append(lags, max(t.Sub(s.lastOK), 0))
 			if t.After(lastFinal) {
 				lastFinal = t
 			}
@@ -379,17 +431,20 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	r.WatchersFinal = len(lags)
 	r.FinalSpreadMs = ms(lastFinal.Sub(firstFinal))
 	r.LagP50ms, r.LagP99ms, r.LagMaxms = ms(quantile(lags, 0.5)), ms(quantile(lags, 0.99)), ms(quantile(lags, 1))
-	if r.WatchersFinal < watchers {
+	if r.WatchersFinal < r.Watchers {
 		r.LagMaxms = 10000 // some never got there within the wait: over the target for sure
 	}
-	r.Deliveries = deliveries.Load()
-	if d := lastFinal.Sub(hr.start).Seconds(); d > 0 {
+	r.Deliveries = s.deliveries.Load()
+	if d := lastFinal.Sub(start).Seconds(); d > 0 {
 		r.DeliveriesPerSec = float64(r.Deliveries) / d
 	}
+}
 
-	// The claims answered with an error (a timeout: their outcome was
-	// unknown to the shopper) again, with the same rid: each must get its
-	// first answer.
+// retryFailed sends the claims answered with an error (a timeout: their
+// outcome was unknown to the shopper) again, with the same rid: each must
+// get its first answer.
+func (s *flashsale) retryFailed(ctx context.Context, hr claimRound) {
+	r := s.r
 	var failed []int
 	for i, a := range hr.answers {
 		if a.err != nil && couponmesh.ErrorCode(a.err) != couponmesh.CodeSoldOut {
@@ -397,7 +452,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		}
 	}
 	var mu sync.Mutex
-	_, _, _ = inParallel(ctx, f.workers, len(failed), func(k int) error {
+	_, _, _ = inParallel(ctx, s.f.workers, len(failed), func(k int) error {
 		i := failed[k]
 		var cl couponmesh.Claim
 		var err error
@@ -406,7 +461,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 				time.Sleep(time.Second)
 			}
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			cl, err = clients[i].Claim(cctx, hot[0], "h"+strconv.Itoa(i))
+			cl, err = s.clients[i].Claim(cctx, s.hot, "h"+strconv.Itoa(i))
 			cancel()
 			if err == nil || couponmesh.ErrorCode(err) == couponmesh.CodeSoldOut {
 				break
@@ -417,10 +472,10 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		switch {
 		case err == nil:
 			r.RetriedOK++
-			if cl.N < 1 || cl.N > units || seen[cl.N] {
+			if cl.N < 1 || cl.N > r.Units || s.seen[cl.N] {
 				r.DistinctN = false
 			}
-			seen[cl.N] = true
+			s.seen[cl.N] = true
 		case couponmesh.ErrorCode(err) == couponmesh.CodeSoldOut:
 			r.RetriedSoldOut++
 		default:
@@ -428,29 +483,22 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 		}
 		return nil
 	})
+}
 
-	// The journal, read from the database.
-	mc, err := mongo.Connect(options.Client().ApplyURI(e.db))
+// reference runs the same shoppers for the same units over the spread
+// coupons and compares the rates.
+func (s *flashsale) reference(ctx context.Context) error {
+	r := s.r
+	if err := s.e.settle(ctx); err != nil {
+		return err
+	}
+	s0, err := scrapeNodeMetrics(s.nodes[0])
 	if err != nil {
-		return r, err
+		return err
 	}
-	defer func() { _ = mc.Disconnect(context.Background()) }()
-	r.JournalClaims, err = mc.Database("couponmesh").Collection("journal").CountDocuments(ctx,
-		bson.D{{Key: "e", Value: "coupon/" + hot[0]}, {Key: "t", Value: "claimed"}})
-	if err != nil {
-		return r, fmt.Errorf("count the journal: %w", err)
-	}
-
-	// The reference: the same shoppers, the same units over spread coupons.
-	if err := e.settle(ctx); err != nil {
-		return r, err
-	}
-	s0, err := scrapeNodeMetrics(nodes[0])
-	if err != nil {
-		return r, err
-	}
-	sr := claimAll(ctx, clients, func(i int) string { return spreadIDs[i%spread] }, "s")
-	if s1, err := scrapeNodeMetrics(nodes[0]); err == nil {
+	spread := len(s.spreadIDs)
+	sr := claimAll(ctx, s.clients, func(i int) string { return s.spreadIDs[i%spread] }, "s")
+	if s1, err := scrapeNodeMetrics(s.nodes[0]); err == nil {
 		r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs = bulkStats(s0, s1)
 	}
 	var lastSpread time.Time
@@ -469,7 +517,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	if r.SpreadClaimsPerSec > 0 {
 		r.HotPctSpread = 100 * r.ClaimsPerSec / r.SpreadClaimsPerSec
 	}
-	return r, nil
+	return nil
 }
 
 // bulkStats returns the BulkWrites of a node's group commit between two

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -77,52 +76,70 @@ type readsResult struct {
 //   - browse, cached: a few of the same queries again and again: answered
 //     from the bigcache layer (pages live browse_ttl, 2 s by default, so
 //     each is read from the database again every 2 s).
-func benchReads(ctx context.Context, args []string) (err error) {
+//
+// readsFlags are the flags of bench reads.
+type readsFlags struct {
+	benchFlags
+	ncoupons, nmerchants, sessions, conc, light, bconc, hot, maxReads int
+	dur, browseTTL                                                    time.Duration
+	profile                                                           string
+	sdk                                                               bool
+}
+
+func parseReadsFlags(args []string) (readsFlags, error) {
+	var f readsFlags
 	fs := flag.NewFlagSet("bench reads", flag.ContinueOnError)
-	var f benchFlags
 	f.register(fs)
-	ncoupons := fs.Int("coupons", 1000, "coupons created (each read once uncached)")
-	nmerchants := fs.Int("merchants", 100, "merchants the coupons belong to (distinct browse queries: 4 per merchant)")
-	sessions := fs.Int("sessions", 64, "WebSocket sessions for the gets")
-	conc := fs.Int("concurrency", 64, "gets in flight (spread over the sessions; at most 16 per session)")
-	light := fs.Int("light-concurrency", 4, "gets in flight in a second cached-get phase: the latency at light load")
-	bconc := fs.Int("browse-concurrency", 8, "browse requests in flight")
-	hot := fs.Int("hot-queries", 10, "distinct browse queries read again and again in the cached browse phase")
-	dur := fs.Duration("duration", 5*time.Second, "how long each kind of read runs at most")
-	maxReads := fs.Int("max-reads", 2000000, "reads per kind at most")
-	profile := fs.String("profile", "", "write a CPU profile of the node during the loaded cached-get phase to this file")
-	sdk := fs.Bool("sdk", false, "gets through the Go SDK (decodes every reply in full) instead of raw protocol v1 frames")
-	browseTTL := fs.Duration("browse-ttl", time.Minute, "cache.browse_ttl of the reading node (COUPONMESH_CACHE_BROWSE_TTL; 0: the default, 2s), so that the cached browse phase reads the cache and not a database answer every 2s")
+	fs.IntVar(&f.ncoupons, "coupons", 1000, "coupons created (each read once uncached)")
+	fs.IntVar(&f.nmerchants, "merchants", 100, "merchants the coupons belong to (distinct browse queries: 4 per merchant)")
+	fs.IntVar(&f.sessions, "sessions", 64, "WebSocket sessions for the gets")
+	fs.IntVar(&f.conc, "concurrency", 64, "gets in flight (spread over the sessions; at most 16 per session)")
+	fs.IntVar(&f.light, "light-concurrency", 4, "gets in flight in a second cached-get phase: the latency at light load")
+	fs.IntVar(&f.bconc, "browse-concurrency", 8, "browse requests in flight")
+	fs.IntVar(&f.hot, "hot-queries", 10, "distinct browse queries read again and again in the cached browse phase")
+	fs.DurationVar(&f.dur, "duration", 5*time.Second, "how long each kind of read runs at most")
+	fs.IntVar(&f.maxReads, "max-reads", 2000000, "reads per kind at most")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the node during the loaded cached-get phase to this file")
+	fs.BoolVar(&f.sdk, "sdk", false, "gets through the Go SDK (decodes every reply in full) instead of raw protocol v1 frames")
+	fs.DurationVar(&f.browseTTL, "browse-ttl", time.Minute, "cache.browse_ttl of the reading node (COUPONMESH_CACHE_BROWSE_TTL; 0: the default, 2s), so that the cached browse phase reads the cache and not a database answer every 2s")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return f, err
 	}
 	switch {
-	case *ncoupons <= 0 || *nmerchants <= 0 || *sessions <= 0 || *conc <= 0 || *light <= 0 || *bconc <= 0 || *hot <= 0 || *dur <= 0 || *maxReads <= 0:
-		return errors.New("bench reads: sizes and --duration must be positive")
-	case *conc > 16**sessions:
-		return errors.New("bench reads: --concurrency above 16 per session (ws.max_inflight)")
+	case f.ncoupons <= 0 || f.nmerchants <= 0 || f.sessions <= 0 || f.conc <= 0 || f.light <= 0 || f.bconc <= 0 || f.hot <= 0 || f.dur <= 0 || f.maxReads <= 0:
+		return f, errors.New("bench reads: sizes and --duration must be positive")
+	case f.conc > 16*f.sessions:
+		return f, errors.New("bench reads: --concurrency above 16 per session (ws.max_inflight)")
+	}
+	return f, nil
+}
+
+func benchReads(ctx context.Context, args []string) (err error) {
+	f, err := parseReadsFlags(args)
+	if err != nil {
+		return err
 	}
 	mach := describeMachine(f.nodeCPUs)
-	e, n1, _, err := setupOneNode(ctx, f)
+	e, n1, _, err := setupOneNode(ctx, f.benchFlags)
 	if e != nil {
 		defer e.close()
 	}
 	if err != nil {
 		return err
 	}
-	res := readsResult{Scenario: "reads", Time: time.Now().UTC(), Machine: mach, Coupons: *ncoupons, Merchants: *nmerchants,
-		Sessions: *sessions, Duration: dur.String(), MaxReads: *maxReads, BrowseTTL: "2s (default)"}
-	if *browseTTL > 0 {
-		res.BrowseTTL = browseTTL.String()
+	res := readsResult{Scenario: "reads", Time: time.Now().UTC(), Machine: mach, Coupons: f.ncoupons, Merchants: f.nmerchants,
+		Sessions: f.sessions, Duration: f.dur.String(), MaxReads: f.maxReads, BrowseTTL: "2s (default)"}
+	if f.browseTTL > 0 {
+		res.BrowseTTL = f.browseTTL.String()
 	}
 
 	// The coupons, coupon i of merchant m(i % merchants).
-	ids := make([]string, *ncoupons)
+	ids := make([]string, f.ncoupons)
 	for i := range ids {
 		ids[i] = "rd" + strconv.Itoa(i)
 	}
 	t0 := time.Now()
-	if err := createMerchantCoupons(ctx, e, n1, ids, *nmerchants); err != nil {
+	if err := createMerchantCoupons(ctx, e, n1, ids, f.nmerchants); err != nil {
 		return err
 	}
 	res.CreateSeconds = time.Since(t0).Seconds()
@@ -133,8 +150,8 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	if err := stopBenchNode(n1); err != nil {
 		return err
 	}
-	if *browseTTL > 0 {
-		if err := os.Setenv("COUPONMESH_CACHE_BROWSE_TTL", browseTTL.String()); err != nil {
+	if f.browseTTL > 0 {
+		if err := os.Setenv("COUPONMESH_CACHE_BROWSE_TTL", f.browseTTL.String()); err != nil {
 			return err
 		}
 	}
@@ -143,15 +160,45 @@ func benchReads(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	res.RestartSeconds = time.Since(t0).Seconds()
-	var get func(w int, id string) error
-	ws := fmt.Sprintf("WebSocket get (raw protocol v1 frames), %d sessions", *sessions)
-	if *sdk {
-		ws = fmt.Sprintf("WebSocket get (Go SDK), %d sessions", *sessions)
-		clients, _, err := dialShoppers(ctx, e, node, f, *sessions, func(i int) string { return "r" + strconv.Itoa(i) })
-		defer closeAll(clients)
-		if err != nil {
-			return err
+	get, ws, closeGets, err := readGetter(ctx, e, node, f)
+	defer closeGets()
+	if err != nil {
+		return err
+	}
+	lightPh, err := readGets(ctx, node, f, &res, ids, get, ws)
+	if err != nil {
+		return err
+	}
+	if err := readBrowse(ctx, node, f, &res); err != nil {
+		return err
+	}
+	res.Figures = readsFigures(res, ws, lightPh)
+	res.Phases = append(res.Phases, lightPh)
+	path, err := e.writeResult("reads", res)
+	if err != nil {
+		return err
+	}
+	cached, uncached := res.Phases[1], res.Phases[0]
+	fmt.Printf("reads: %d coupons of %d merchants; get (WebSocket) cached %.0f reads/s p99 %.2f ms (targets ≥ 50,000/s, p99 ≤ 1 ms; with %d in flight p99 %.2f ms), uncached %.0f reads/s p99 %.1f ms; browse (HTTP) cached %.0f reads/s p99 %.2f ms, uncached %.0f reads/s p99 %.1f ms; node CPU %.0f/%.0f/%.0f/%.0f%%, errors %d/%d/%d/%d (get cached/uncached, browse cached/uncached) [%s]\n",
+		f.ncoupons, f.nmerchants, cached.ReadsPerSec, cached.P99ms, lightPh.Concurrency, lightPh.P99ms, uncached.ReadsPerSec, uncached.P99ms,
+		res.Phases[3].ReadsPerSec, res.Phases[3].P99ms, res.Phases[2].ReadsPerSec, res.Phases[2].P99ms,
+		cached.NodeCPU, uncached.NodeCPU, res.Phases[3].NodeCPU, res.Phases[2].NodeCPU,
+		cached.Errors, uncached.Errors, res.Phases[3].Errors, res.Phases[2].Errors, path)
+	for _, p := range res.Phases {
+		if p.FirstError != "" {
+			fmt.Printf("reads: %s: %d errors, first: %s\n", p.Kind, p.Errors, p.FirstError)
 		}
+	}
+	return nil
+}
+
+// readGetter opens the --sessions sessions of the gets (raw protocol v1
+// frames, or the Go SDK with --sdk) and returns the get of worker w, how it
+// reads, and what closes the sessions (also after an error).
+func readGetter(ctx context.Context, e *benchEnv, node *benchNode, f readsFlags) (get func(w int, id string) error, via string, closeGets func(), err error) {
+	if f.sdk {
+		via = fmt.Sprintf("WebSocket get (Go SDK), %d sessions", f.sessions)
+		clients, _, err := dialShoppers(ctx, e, node, f.benchFlags, f.sessions, func(i int) string { return "r" + strconv.Itoa(i) })
 		get = func(w int, id string) error {
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -161,38 +208,43 @@ func benchReads(ctx context.Context, args []string) (err error) {
 			}
 			return err
 		}
-	} else {
-		hcs := sourceClients(f.sources)
-		raws := make([]*rawSession, *sessions)
-		defer func() {
-			for _, r := range raws {
-				if r != nil {
-					r.Close()
-				}
+		return get, via, func() { closeAll(clients) }, err
+	}
+	via = fmt.Sprintf("WebSocket get (raw protocol v1 frames), %d sessions", f.sessions)
+	hcs := sourceClients(f.sources)
+	raws := make([]*rawSession, f.sessions)
+	closeRaws := func() {
+		for _, r := range raws {
+			if r != nil {
+				r.Close()
 			}
-		}()
-		if _, _, err := inParallel(ctx, f.workers, *sessions, func(i int) (err error) {
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			raws[i], err = dialRawSession(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}}, "r"+strconv.Itoa(i))
-			return err
-		}); err != nil {
-			return err
-		}
-		get = func(w int, id string) error {
-			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			return raws[w%len(raws)].get(rctx, id)
 		}
 	}
+	_, _, err = inParallel(ctx, f.workers, f.sessions, func(i int) (err error) {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		raws[i], err = dialRawSession(cctx, e, node, &websocket.DialOptions{HTTPClient: hcs[i%len(hcs)], Subprotocols: []string{client.Subprotocol}}, "r"+strconv.Itoa(i))
+		return err
+	})
+	get = func(w int, id string) error {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return raws[w%len(raws)].get(rctx, id)
+	}
+	return get, via, closeRaws, err
+}
 
-	// get, uncached: each coupon once, in a random order.
+// readGets runs the get phases: uncached (each coupon once, in a random
+// order), cached (the coupons now active, at random) at --concurrency and
+// at --light-concurrency. It appends the first two to res.Phases and
+// returns the light one.
+func readGets(ctx context.Context, node *benchNode, f readsFlags, res *readsResult, ids []string, get func(w int, id string) error, ws string) (readPhase, error) {
 	order := rand.Perm(len(ids))
-	ph, err := runReadPhase(ctx, node, "coupon read (uncached)", ws, *conc, *dur, min(*maxReads, len(ids)), func(w, i int) error {
+	ph, err := runReadPhase(ctx, node, "coupon read (uncached)", ws, f.conc, f.dur, min(f.maxReads, len(ids)), func(w, i int) error {
 		return get(w, ids[order[i]])
 	})
 	if err != nil {
-		return err
+		return ph, err
 	}
 	res.Phases = append(res.Phases, ph)
 	active := make([]string, ph.Reads) // the coupons read above are active now
@@ -200,39 +252,38 @@ func benchReads(ctx context.Context, args []string) (err error) {
 		active[i] = ids[order[i]]
 	}
 	if len(active) == 0 {
-		return errors.New("reads: no coupon was read uncached")
+		return ph, errors.New("reads: no coupon was read uncached")
 	}
 
-	// get, cached: the active coupons at random.
 	var pwg sync.WaitGroup
-	if *profile != "" {
+	if f.profile != "" {
 		pwg.Go(func() {
-			if err := profileCPU(ctx, node, *dur, *profile); err != nil {
+			if err := profileCPU(ctx, node, f.dur, f.profile); err != nil {
 				fmt.Fprintf(os.Stderr, "bench reads: profile: %v\n", err)
 			}
 		})
 	}
-	ph, err = runReadPhase(ctx, node, "coupon read (cached)", ws, *conc, *dur, *maxReads, func(w, _ int) error {
+	ph, err = runReadPhase(ctx, node, "coupon read (cached)", ws, f.conc, f.dur, f.maxReads, func(w, _ int) error {
 		return get(w, active[rand.IntN(len(active))])
 	})
 	if err != nil {
-		return err
+		return ph, err
 	}
 	res.Phases = append(res.Phases, ph)
 	pwg.Wait()
-	ph, err = runReadPhase(ctx, node, "coupon read (cached), light load", ws, *light, *dur, *maxReads, func(w, _ int) error {
+	return runReadPhase(ctx, node, "coupon read (cached), light load", ws, f.light, f.dur, f.maxReads, func(w, _ int) error {
 		return get(w, active[rand.IntN(len(active))])
 	})
-	if err != nil {
-		return err
-	}
-	lightPh := ph
+}
 
-	// browse, uncached: distinct queries, each once.
+// readBrowse runs the browse phases over HTTP and appends them to
+// res.Phases: uncached (distinct queries, each once), then cached (a few
+// queries again and again, each read once first).
+func readBrowse(ctx context.Context, node *benchNode, f readsFlags, res *readsResult) error {
 	var queries []couponmesh.BrowseQuery
 	for _, limit := range []int{20, 10} {
 		for _, st := range []couponmesh.Status{"", couponmesh.StatusActive} {
-			for m := range *nmerchants {
+			for m := range f.nmerchants {
 				queries = append(queries, couponmesh.BrowseQuery{Merchant: merchantName(m), Status: st, Limit: limit})
 			}
 		}
@@ -240,7 +291,7 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	hcs := sourceClients(f.sources)
 	apis := make([]*client.API, len(hcs))
 	for i, hc := range hcs {
-		hc.Transport.(*http.Transport).MaxIdleConnsPerHost = *bconc
+		hc.Transport.(*http.Transport).MaxIdleConnsPerHost = f.bconc
 		apis[i] = &client.API{BaseURL: node.base(), HTTPClient: hc}
 	}
 	browse := func(w int, q couponmesh.BrowseQuery) error {
@@ -253,7 +304,7 @@ func benchReads(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	httpVia := "HTTP GET /api/coupons?merchant=&status=&limit= (Go SDK API)"
-	ph, err = runReadPhase(ctx, node, "browse page (uncached)", httpVia, *bconc, *dur, min(*maxReads, len(queries)), func(w, i int) error {
+	ph, err := runReadPhase(ctx, node, "browse page (uncached)", httpVia, f.bconc, f.dur, min(f.maxReads, len(queries)), func(w, i int) error {
 		return browse(w, queries[i])
 	})
 	if err != nil {
@@ -261,21 +312,25 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	}
 	res.Phases = append(res.Phases, ph)
 
-	// browse, cached: a few queries again and again, each read once first.
-	hotq := queries[:min(*hot, len(queries))]
+	hotq := queries[:min(f.hot, len(queries))]
 	for i, q := range hotq {
 		if err := browse(i, q); err != nil {
 			return err
 		}
 	}
-	ph, err = runReadPhase(ctx, node, "browse page (cached)", httpVia, *bconc, *dur, *maxReads, func(w, i int) error {
+	ph, err = runReadPhase(ctx, node, "browse page (cached)", httpVia, f.bconc, f.dur, f.maxReads, func(w, i int) error {
 		return browse(w, hotq[i%len(hotq)])
 	})
 	if err != nil {
 		return err
 	}
 	res.Phases = append(res.Phases, ph)
+	return nil
+}
 
+// readsFigures: the cached get against its targets, the light-load get,
+// and the rate and p99 of the other phases.
+func readsFigures(res readsResult, ws string, lightPh readPhase) []benchFigure {
 	cached, uncached := res.Phases[1], res.Phases[0]
 	p99 := atMost("coupon read (cached), p99", cached.P99ms, "ms", 1)
 	p99.Note = fmt.Sprintf("%s, %d in flight, active grains; latency in the client", ws, cached.Concurrency)
@@ -283,28 +338,13 @@ func benchReads(ctx context.Context, args []string) (err error) {
 	rate.Note = p99.Note
 	lp99 := benchFigure{What: lightPh.Kind + ", p99", Value: lightPh.P99ms, Unit: "ms",
 		Note: fmt.Sprintf("%d in flight: %.0f reads/s, p50 %.2f ms", lightPh.Concurrency, lightPh.ReadsPerSec, lightPh.P50ms)}
-	res.Figures = []benchFigure{p99, rate, lp99}
+	figures := []benchFigure{p99, rate, lp99}
 	for _, p := range []readPhase{uncached, res.Phases[2], res.Phases[3]} {
-		res.Figures = append(res.Figures,
+		figures = append(figures,
 			benchFigure{What: p.Kind + ", reads/s", Value: p.ReadsPerSec, Unit: "reads/s", Note: fmt.Sprintf("%s, %d in flight", p.Via, p.Concurrency)},
 			benchFigure{What: p.Kind + ", p99", Value: p.P99ms, Unit: "ms"})
 	}
-	res.Phases = append(res.Phases, lightPh)
-	path, err := e.writeResult("reads", res)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("reads: %d coupons of %d merchants; get (WebSocket) cached %.0f reads/s p99 %.2f ms (targets ≥ 50,000/s, p99 ≤ 1 ms; with %d in flight p99 %.2f ms), uncached %.0f reads/s p99 %.1f ms; browse (HTTP) cached %.0f reads/s p99 %.2f ms, uncached %.0f reads/s p99 %.1f ms; node CPU %.0f/%.0f/%.0f/%.0f%%, errors %d/%d/%d/%d (get cached/uncached, browse cached/uncached) [%s]\n",
-		*ncoupons, *nmerchants, cached.ReadsPerSec, cached.P99ms, lightPh.Concurrency, lightPh.P99ms, uncached.ReadsPerSec, uncached.P99ms,
-		res.Phases[3].ReadsPerSec, res.Phases[3].P99ms, res.Phases[2].ReadsPerSec, res.Phases[2].P99ms,
-		cached.NodeCPU, uncached.NodeCPU, res.Phases[3].NodeCPU, res.Phases[2].NodeCPU,
-		cached.Errors, uncached.Errors, res.Phases[3].Errors, res.Phases[2].Errors, path)
-	for _, p := range res.Phases {
-		if p.FirstError != "" {
-			fmt.Printf("reads: %s: %d errors, first: %s\n", p.Kind, p.Errors, p.FirstError)
-		}
-	}
-	return nil
+	return figures
 }
 
 // runReadPhase calls read(worker, i) from conc workers for i = 0, 1, …
@@ -416,23 +456,4 @@ func createMerchantCoupons(ctx context.Context, e *benchEnv, node *benchNode, id
 	}
 	wg.Wait()
 	return first
-}
-
-// stopBenchNode stops one node gracefully (SIGTERM: it drains and writes
-// its snapshots), SIGKILL after 30 s. benchEnv.close skips it afterwards.
-func stopBenchNode(n *benchNode) error {
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- n.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("node %s stopped: %w", n.name, err)
-		}
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("node %s did not stop within 30s of SIGTERM: killed", n.name)
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -138,7 +139,7 @@ func TestUnknownOutcomeResolved(t *testing.T) {
 	// Both inserts reach the server; the reply is lost. Before the retry
 	// (0.5-1.5 s later), another writer replaces coupon/v#1 behind our back
 	// (as if it had won).
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, "both inserts in the journal", func() error {
 		for _, id := range []string{ours.Key(), theirs.Key()} {
 			if err := journal.FindOne(t.Context(), bson.D{{Key: "_id", Value: id}}).Err(); err != nil {
 				return fmt.Errorf("%s: %v", id, err)
@@ -200,7 +201,7 @@ func TestBackpressure(t *testing.T) {
 		}
 	}
 	// The database is now known to be down: appends fail fast.
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "the store knows the database is down", func() error {
 		if !s.Down() {
 			return errors.New("store does not know the database is down")
 		}
@@ -221,24 +222,9 @@ func TestBackpressure(t *testing.T) {
 	}
 	// And it recovers by itself.
 	p.SetMode(faultproxy.Forward)
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, "an append once the database is back", func() error {
 		return s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/bp2", Seq: 1, Type: "x", At: time.Now()})
 	})
-}
-
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // readJournal returns the data of every journal document of s's database by

@@ -19,6 +19,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Browser tests: the real app in headless Chromium against a real node.
@@ -171,7 +172,7 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	p.waitJS(10*time.Second, "offline state", `document.querySelector('#conn-state').dataset.state === 'offline'`)
 	// The socket is really gone (closed by the SDK on the offline event; the
 	// emulation alone would leave it open): the node has no session left.
-	checkFor(t, 5*time.Second, "the node drops the page's session", func() error {
+	testutil.CheckFor(t, 5*time.Second, "the node drops the page's session", func() error {
 		if n := sessions(t, a); n != 0 {
 			return fmt.Errorf("%v sessions", n)
 		}
@@ -289,7 +290,7 @@ func startNode(t *testing.T, cfg Config) *testNode {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	n := &testNode{}
 	// The port was free a moment ago; another socket may hold it briefly.
-	checkFor(t, 10*time.Second, "start node on "+cfg.HTTPAddr, func() error {
+	testutil.CheckFor(t, 10*time.Second, "start node on "+cfg.HTTPAddr, func() error {
 		var err error
 		n.app, err = Start(context.Background(), cfg, log)
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 const testSecret = "test-secret-0123456789abcdef0123456789"
@@ -96,21 +97,9 @@ func createCoupon(t testing.TB, a *App, merchant string, spec couponmesh.CouponS
 
 func ptr[T any](v T) *T { return &v }
 
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// checkFor is testutil.CheckFor, under the name the tests of other
+// branches of this package still call.
+var checkFor = testutil.CheckFor
 
 // latest keeps the newest coupon version a session has seen.
 type latest struct {
@@ -203,7 +192,7 @@ func TestConcurrentClaimsNeverOverClaim(t *testing.T) {
 		t.Fatalf("journal holds %d claims, want %d", claims, quantity)
 	}
 	for i := range seen {
-		checkFor(t, 5*time.Second, fmt.Sprintf("subscriber %d's last push", i), func() error {
+		testutil.CheckFor(t, 5*time.Second, fmt.Sprintf("subscriber %d's last push", i), func() error {
 			if c := seen[i].get(cp.ID); c.Claimed != quantity || c.Status != couponmesh.StatusSoldOut {
 				return fmt.Errorf("claimed=%d status=%s", c.Claimed, c.Status)
 			}
@@ -261,7 +250,7 @@ func TestFollowPushesAndFeed(t *testing.T) {
 	if _, err := api.UpdateCoupon(ctx, cp.ID, couponmesh.CouponSpec{Title: ptr("Follow me, now 2 for 1")}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, "push of the update", func() error {
+	testutil.CheckFor(t, 5*time.Second, "push of the update", func() error {
 		if got := pushes.get(cp.ID); got.Title != "Follow me, now 2 for 1" {
 			return fmt.Errorf("title %q", got.Title)
 		}
@@ -310,7 +299,7 @@ func TestFollowAfterFollowersLoaded(t *testing.T) {
 	// feedIs waits until c's feed shows these entries: type, or type@title.
 	feedIs := func(c *client.Client, who string, want ...string) {
 		t.Helper()
-		checkFor(t, 5*time.Second, who+"'s feed", func() error {
+		testutil.CheckFor(t, 5*time.Second, who+"'s feed", func() error {
 			entries, err := c.Feed(ctx, 0, 0)
 			if err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/internal/history"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // shopper is a reconnecting client that follows a few coupons, reads its
@@ -190,7 +191,7 @@ func (s *shopper) checkFinal(t *testing.T, auditor *client.Client, j history.Jou
 	t.Helper()
 	ctx := context.Background()
 	var end int64
-	checkFor(t, 10*time.Second, s.user+" has the final state", func() error {
+	testutil.CheckFor(t, 10*time.Second, s.user+" has the final state", func() error {
 		for _, id := range s.follow {
 			want, err := auditor.Get(ctx, id)
 			if err != nil {
@@ -250,7 +251,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	// the shoppers go through the coupons in the same order, so the dead
 	// node's coupons further on are still to be claimed (a fixed 1.5 s
 	// sometimes left none: the shoppers had passed them all).
-	checkFor(t, 20*time.Second, "100 claims acknowledged", func() error {
+	testutil.CheckFor(t, 20*time.Second, "100 claims acknowledged", func() error {
 		n := 0
 		for _, s := range shoppers {
 			s.mu.Lock()
@@ -430,7 +431,7 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	out := ctl(t, c.nodes[0], "drain", victim.name, "--wait")
 	t.Logf("ctl drain: %s", out)
 	exited := make(chan error, 1)
-	go func() { exited <- victim.cmd.Wait() }()
+	go func() { exited <- victim.Err() }()
 	select {
 	case err := <-exited:
 		if err != nil {

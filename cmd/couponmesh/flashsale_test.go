@@ -10,6 +10,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -25,8 +26,8 @@ import (
 // its shopper was told, and no shopper told sold_out holds a claim (a retried
 // rid gets its first answer, not a second decision).
 func TestHotCouponBatchUnknownOutcome(t *testing.T) {
-	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
-	p, err := faultproxy.Start(db.addr)
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
+	p, err := faultproxy.Start(db.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	if _, err := a.svc.Coupon(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
-	direct := openStoreAt(t, db.uri()) // the database, not through the proxy
+	direct := openStoreAt(t, db.URI()) // the database, not through the proxy
 	var unavailable atomic.Int64
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -131,7 +132,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	if ok != quantity || soldOut != shoppers-quantity {
 		t.Errorf("%d ok and %d sold out, want %d and %d", ok, soldOut, quantity, shoppers-quantity)
 	}
-	checkClaimsJournal(t, db.uri(), id, quantity, acked)
+	checkClaimsJournal(t, db.URI(), id, quantity, acked)
 }
 
 // checkClaimsJournal reads coupon id's journal straight from the database

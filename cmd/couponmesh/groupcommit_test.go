@@ -9,6 +9,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 )
 
 // TestGroupCommitUnderConcurrentClaims: 1,000 claims at once: 100 shoppers
@@ -18,9 +19,9 @@ import (
 // database runs as its own process (as in production, and outside the race
 // detector, which slows an in-process FerretDB tenfold).
 func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
-	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
 	a := startApp(t, func(c *Config) {
-		c.MongoURI = db.uri()
+		c.MongoURI = db.URI()
 		// Claims of one coupon queue in its grain; under the race detector
 		// the tenth waits several seconds. This test is about batching and
 		// correctness, not latency.

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,15 +260,8 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 // directory, so a node can be started again where it was.
 func nodeConfig(t *testing.T) Config {
 	t.Helper()
-	cfg, err := LoadConfig("", map[string]string{})
-	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
-		t.Fatal(err)
-	}
-	cfg.HTTPAddr, cfg.AdminAddr = testAddr(t), "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.Dev = true
-	cfg.JWTSecret = testSecret
-	cfg.NodeName = "test"
+	cfg := testConfig(t)
+	cfg.HTTPAddr = testAddr(t)
 	return cfg
 }
 
@@ -283,11 +274,7 @@ type testNode struct {
 // unless stopped before.
 func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
-	level := slog.LevelWarn
-	if testing.Verbose() {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := testLogger()
 	n := &testNode{}
 	// The port was free a moment ago; another socket may hold it briefly.
 	testutil.CheckFor(t, 10*time.Second, "start node on "+cfg.HTTPAddr, func() error {

@@ -427,6 +427,17 @@ func (l *load) end() (int, []error) {
 	return l.calls, l.errs
 }
 
+// journalClaims returns how many claimed entries coupon id's journal in j
+// holds (read by history.Check).
+func journalClaims(t testing.TB, ctx context.Context, j history.Journal, id string) int {
+	t.Helper()
+	r, err := history.Check(ctx, j, []string{id}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Coupons[id].Claims
+}
+
 // openJournal opens the database at uri to read journals from (closed when
 // the test ends).
 func openJournal(t testing.TB, uri string) history.Journal { return openStoreAt(t, uri) }

@@ -406,11 +406,7 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[2].session(t, "auditor")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c.tcluster, c.nodes[2], "auditor", lbShoppers(shoppers))
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}
@@ -526,11 +522,7 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 	if full < 20 {
 		t.Errorf("only %d coupons were claimed by every shopper: too few to check over-claiming", full)
 	}
-	auditor := c.nodes[1].session(t, "auditor")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c.tcluster, c.nodes[1], "auditor", lbShoppers(shoppers))
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}

@@ -15,35 +15,49 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 const testSecret = "test-secret-0123456789abcdef0123456789"
 
-// startApp runs a node in-process on loopback ports with its own embedded
-// database.
-func startApp(t testing.TB, mod func(*Config)) *App {
+// testConfig is the configuration of an in-process test node: the
+// defaults, dev mode, the tests' JWT secret, the admin API on a free
+// loopback port and a data directory of its own.
+func testConfig(t testing.TB) Config {
 	t.Helper()
 	cfg, err := LoadConfig("", map[string]string{})
 	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
 		t.Fatal(err)
 	}
-	cfg.HTTPAddr, cfg.AdminAddr, cfg.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Dev = true
 	cfg.JWTSecret = testSecret
 	cfg.NodeName = "test"
-	if mod != nil {
-		mod(&cfg)
-	}
+	return cfg
+}
+
+// testLogger is the log of an in-process test node: warnings, and more with
+// -v.
+func testLogger() *slog.Logger {
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	app, err := Start(context.Background(), cfg, log)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// startApp runs a node in-process on loopback ports with its own embedded
+// database.
+func startApp(t testing.TB, mod func(*Config)) *App {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.HTTPAddr, cfg.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if mod != nil {
+		mod(&cfg)
+	}
+	app, err := Start(context.Background(), cfg, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +192,7 @@ func TestConcurrentClaimsNeverOverClaim(t *testing.T) {
 	if ok.Load() != quantity || soldOut.Load() != shoppers-quantity {
 		t.Fatalf("ok=%d sold_out=%d, want %d and %d", ok.Load(), soldOut.Load(), quantity, shoppers-quantity)
 	}
-	entries, err := a.store.Entries(ctx, coupon.Entity(cp.ID), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims := 0
-	for _, e := range entries {
-		if e.Type == coupon.EntryClaimed {
-			claims++
-		}
-	}
-	if claims != quantity {
+	if claims := journalClaims(t, ctx, a.store, cp.ID); claims != quantity {
 		t.Fatalf("journal holds %d claims, want %d", claims, quantity)
 	}
 	for i := range seen {

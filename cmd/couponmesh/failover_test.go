@@ -217,6 +217,17 @@ func (s *shopper) checkFinal(t *testing.T, auditor *client.Client, j history.Jou
 	}
 }
 
+// checkFinalAll runs checkFinal for every shopper, with a session of
+// auditor on p and the journal of c's database.
+func checkFinalAll(t *testing.T, c *tcluster, p *proc, auditor string, shoppers []*shopper) {
+	t.Helper()
+	a := p.session(t, auditor)
+	journal := openJournal(t, c.db)
+	for _, s := range shoppers {
+		s.checkFinal(t, a, journal)
+	}
+}
+
 func ackedByUser(shoppers []*shopper) map[string][]couponmesh.Claim {
 	out := make(map[string][]couponmesh.Claim)
 	for _, s := range shoppers {
@@ -309,11 +320,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[2].session(t, "auditor2")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c, c.nodes[2], "auditor2", shoppers)
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}
@@ -505,9 +512,5 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	}
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[1].session(t, "auditor3")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c, c.nodes[1], "auditor3", shoppers)
 }

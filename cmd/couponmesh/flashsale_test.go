@@ -10,7 +10,6 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
-	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -26,12 +25,7 @@ import (
 // its shopper was told, and no shopper told sold_out holds a claim (a retried
 // rid gets its first answer, not a second decision).
 func TestHotCouponBatchUnknownOutcome(t *testing.T) {
-	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
-	p, err := faultproxy.Start(db.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // after the node stops
+	db, p := proxiedDB(t)
 	a := startApp(t, func(c *Config) {
 		c.MongoURI = "mongodb://" + p.Addr() + "/"
 		c.Actors.RequestTimeout = Duration(30 * time.Second)

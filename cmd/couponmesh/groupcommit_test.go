@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/cluster/clustertest"
 )
 
@@ -76,17 +75,7 @@ func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
 		t.Errorf("%d BulkWrite calls for %d claims, want far fewer", bulk, len(codes))
 	}
 	for _, id := range ids[:10] {
-		entries, err := a.mongo.Entries(ctx, coupon.Entity(id), 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range entries {
-			if e.Type == coupon.EntryClaimed {
-				n++
-			}
-		}
-		if n != quantity {
+		if n := journalClaims(t, ctx, a.mongo, id); n != quantity {
 			t.Fatalf("journal of %s holds %d claims, want %d", id, n, quantity)
 		}
 	}

@@ -211,6 +211,20 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 	}
 }
 
+// proxiedDB starts couponmesh devdb as a process of its own and a
+// faultproxy in front of it; the proxy is closed after what the test starts
+// later (its nodes) has stopped.
+func proxiedDB(t *testing.T) (*clustertest.DB, *faultproxy.Proxy) {
+	t.Helper()
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
+	p, err := faultproxy.Start(db.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return db, p
+}
+
 // TestDatabaseBlackHoled: the database's port stops answering (a proxy
 // that swallows everything, connections left open). Cached browse pages
 // are served within their TTL, active coupons answer, writes get
@@ -220,12 +234,7 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 // heartbeat timeouts races with connections being set up (reported by
 // -race inside the driver; see faultproxy.Down).
 func TestDatabaseBlackHoled(t *testing.T) {
-	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
-	p, err := faultproxy.Start(db.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // after the node stops
+	_, p := proxiedDB(t)
 	node := (&tcluster{t: t, db: "mongodb://" + p.Addr() + "/", env: outageEnv}).add()
 	base := node.base()
 	merchant := client.NewAPI(base, login(t, base, "bh", couponmesh.RoleMerchant))

@@ -180,6 +180,8 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s feed through %s: %v", s.user, p.name, err)
 			}
+			// The journal's last seq is its entry count: the store reads
+			// seqs 1, 2, … up to the first missing one.
 			if got, want := len(feed), report.FeedSeq[s.user]; int64(got) != want || (got > 0 && feed[got-1].Seq != want) {
 				t.Errorf("%s's feed through %s: %d entries, the journal has %d", s.user, p.name, got, want)
 			}

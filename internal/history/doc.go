@@ -12,8 +12,7 @@
 //     user's journal (the wallet), with the same n and code;
 //   - no claim is in the journal under a request id whose client was told
 //     a definite failure (sold_out, already_claimed, …);
-//   - one claim per user and coupon;
-//   - every user's journal numbers its entries 1, 2, 3, … without a gap.
+//   - one claim per user and coupon.
 //
 // FeedEnd and CheckFeed check a feed a client received against its user's
 // journal: no gap, no repeat, ending at the journal's last seq. Report also

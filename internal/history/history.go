@@ -369,10 +369,7 @@ func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt)
 			r.FeedSeq[u] = entries[len(entries)-1].Seq
 		}
 		wallet := map[string]couponmesh.Claim{}
-		for i, e := range entries {
-			if e.Seq != int64(i+1) {
-				fail("user %s's journal: seq %d at place %d", u, e.Seq, i+1)
-			}
+		for _, e := range entries {
 			if e.Type != couponmesh.FeedClaimed {
 				continue
 			}

@@ -6,7 +6,7 @@
 //
 // Every process it starts is stopped by its PID when the test ends (SIGTERM,
 // then SIGKILL after a deadline, reported as a failure). It may import the
-// standard library and internal/netlab only. Not safe for concurrent use
+// standard library, internal/netlab and internal/testutil only. Not safe for concurrent use
 // but for the methods of Node and DB that only read.
 package clustertest
 
@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh/internal/netlab"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 var (
@@ -375,9 +376,11 @@ func (n *Node) AdminCall(method, path string, out any) error {
 // WaitAlive waits until n sees want members alive and none suspect.
 func (n *Node) WaitAlive(t testing.TB, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testutil.CheckFor(t, within, fmt.Sprintf("%s sees %d members alive, none suspect", n.Name, want), func() error {
 		ms, err := n.Members()
+		if err != nil {
+			return err
+		}
 		alive, suspect := 0, 0
 		for _, m := range ms {
 			switch m.Status {
@@ -387,12 +390,9 @@ func (n *Node) WaitAlive(t testing.TB, want int, within time.Duration) {
 				suspect++
 			}
 		}
-		if err == nil && alive == want && suspect == 0 {
-			return
+		if alive != want || suspect != 0 {
+			return fmt.Errorf("%d alive, %d suspect", alive, suspect)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d members alive, %d suspect (%v), want %d alive", n.Name, alive, suspect, err, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

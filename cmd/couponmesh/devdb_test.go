@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
-	"github.com/couponmesh/couponmesh/cluster/clustertest"
 )
 
 // TestDevDBProcessKillRestart: the devdb subcommand serves the MongoDB wire

@@ -5,9 +5,11 @@
 // and SIGCONT, drain) and the views it polls (readiness, members).
 //
 // Every process it starts is stopped by its PID when the test ends (SIGTERM,
-// then SIGKILL after a deadline, reported as a failure). It may import the
-// standard library, internal/netlab and internal/testutil only. Not safe for concurrent use
-// but for the methods of Node and DB that only read.
+// then SIGKILL after a deadline, reported as a failure); a DB or Node
+// started again (Restart) is stopped where the first process would have
+// been. It may import the standard library, internal/netlab and
+// internal/testutil only. Not safe for concurrent use but for the methods
+// of Node and DB that only read.
 package clustertest
 
 import (
@@ -86,10 +88,10 @@ type Proc struct {
 	err  error
 }
 
-// start starts cmd. The caller registers the cleanup that stops it, once
-// for every process that a restart replaces, so that a process started
-// again is stopped where the first one would have been (after what the
-// test set up later, before what it set up earlier).
+// start starts cmd. StartDB and LaunchNode register the cleanup that stops
+// it, once for the DB or Node and not per process, so that one started
+// again is stopped in the order of the first (after what the test set up
+// later, before what it set up earlier).
 func start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, Cmd: cmd, done: make(chan struct{})}

@@ -1,8 +1,11 @@
 package actors
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Subscribers keeps each hub's presence count with its lease: the sum
@@ -36,13 +39,12 @@ func TestSubscribersPresence(t *testing.T) {
 	if s.NextCountExpiry().IsZero() {
 		t.Fatal("no count expiry while hubs count")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Watching() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("watching %d long after every lease ran out", s.Watching())
+	testutil.CheckFor(t, 5*time.Second, "no hub watched once every lease ran out", func() error {
+		if n := s.Watching(); n != 0 {
+			return fmt.Errorf("watching %d", n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if s.Len() != 0 || !s.NextCountExpiry().IsZero() {
 		t.Fatalf("hubs %d after their leases ran out", s.Len())
 	}

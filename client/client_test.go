@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/httpapi"
 	"github.com/couponmesh/couponmesh/transport/transporttest"
@@ -94,16 +96,11 @@ func TestBatchedFramesAreSplit(t *testing.T) {
 		t.Fatalf("get: %+v %v", cp, err)
 	}
 	want := []string{"coupon a v1", "feed 7", "presence a 12", "coupon a v3"}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Until(t, 5*time.Second, fmt.Sprintf("%d callbacks", len(want)), func() bool {
 		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		if n >= len(want) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) >= len(want)
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if strings.Join(got, "|") != strings.Join(want, "|") {

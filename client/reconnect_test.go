@@ -18,26 +18,11 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/transporttest"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
-
-// checkFor polls cond until it returns nil or d passes.
-func checkFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // world is two nodes (real ws.Handlers on httptest servers) over one
 // in-memory service and hub, as a cluster looks to its clients, each behind
@@ -346,7 +331,7 @@ func TestDrainCloseMovesToNamedNode(t *testing.T) {
 	w.b.setRefuse(true)
 	before := len(w.attemptLog())
 	w.a.closeWith(websocket.StatusServiceRestart, w.b.hostport+", not an address!")
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "an attempt at node b", func() error {
 		if w.b.attemptCount() == 0 {
 			return errors.New("no attempt at node b")
 		}
@@ -357,8 +342,8 @@ func TestDrainCloseMovesToNamedNode(t *testing.T) {
 	}
 	w.put("x", 2)
 	w.b.setRefuse(false)
-	checkFor(t, 5*time.Second, rec.wantCoupons("x v2"))
-	checkFor(t, 5*time.Second, rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateConnected))
+	testutil.CheckFor(t, 5*time.Second, "coupons", rec.wantCoupons("x v2"))
+	testutil.CheckFor(t, 5*time.Second, "states", rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateConnected))
 
 	subs := w.b.sent("subscribe")
 	if len(subs) != 1 || !strings.Contains(subs[0], `{"id":"x","version":1}`) || !strings.Contains(subs[0], `{"id":"y","version":1}`) {
@@ -369,7 +354,7 @@ func TestDrainCloseMovesToNamedNode(t *testing.T) {
 	}
 	// Live pushes now come from b.
 	w.put("y", 2)
-	checkFor(t, 5*time.Second, rec.wantCoupons("x v2", "y v2"))
+	testutil.CheckFor(t, 5*time.Second, "coupons", rec.wantCoupons("x v2", "y v2"))
 	if err := c.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -396,13 +381,13 @@ func TestDropResumesFeed(t *testing.T) {
 		t.Fatalf("feed: %+v %v", entries, err)
 	}
 	w.put("x", 2) // feed seq 2, pushed live
-	checkFor(t, 5*time.Second, rec.wantFeed(2))
-	checkFor(t, 5*time.Second, rec.wantCoupons("x v2"))
+	testutil.CheckFor(t, 5*time.Second, "feed", rec.wantFeed(2))
+	testutil.CheckFor(t, 5*time.Second, "coupons", rec.wantCoupons("x v2"))
 
 	w.a.setRefuse(true)
 	n := w.a.attemptCount()
 	w.a.drop()
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "reconnect attempts", func() error {
 		if got := w.a.attemptCount() - n; got < 3 {
 			return fmt.Errorf("%d attempts after the drop, want 3 or more", got)
 		}
@@ -414,11 +399,11 @@ func TestDropResumesFeed(t *testing.T) {
 	w.put("x", 3) // seqs 3 and 4 while away
 	w.put("x", 4)
 	w.a.setRefuse(false)
-	checkFor(t, 5*time.Second, rec.wantFeed(2, 3, 4))
-	checkFor(t, 5*time.Second, rec.wantCoupons("x v2", "x v4"))
+	testutil.CheckFor(t, 5*time.Second, "feed", rec.wantFeed(2, 3, 4))
+	testutil.CheckFor(t, 5*time.Second, "coupons", rec.wantCoupons("x v2", "x v4"))
 	w.put("x", 5)
-	checkFor(t, 5*time.Second, rec.wantFeed(2, 3, 4, 5))
-	checkFor(t, 5*time.Second, rec.wantCoupons("x v2", "x v4", "x v5"))
+	testutil.CheckFor(t, 5*time.Second, "feed", rec.wantFeed(2, 3, 4, 5))
+	testutil.CheckFor(t, 5*time.Second, "coupons", rec.wantCoupons("x v2", "x v4", "x v5"))
 
 	feeds := w.a.sent("feed")
 	if len(feeds) != 2 || !strings.Contains(feeds[1], `"after":2`) {
@@ -482,7 +467,7 @@ func TestClaimInFlightRetriedWithSameRid(t *testing.T) {
 	if err != nil || len(wallet) != 1 || wallet[0].Code != a.cl.Code {
 		t.Fatalf("wallet %+v %v", wallet, err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "the retried claim at the service", func() error {
 		if n := calls.Load(); n != 2 {
 			return fmt.Errorf("%d claims reached the service", n)
 		}
@@ -523,7 +508,7 @@ func TestPolicyCloseDoesNotReconnect(t *testing.T) {
 	if n := w.a.attemptCount(); n != 1 {
 		t.Fatalf("%d connection attempts, want 1", n)
 	}
-	checkFor(t, 5*time.Second, rec.wantStates(client.StateConnected, client.StateClosed))
+	testutil.CheckFor(t, 5*time.Second, "states", rec.wantStates(client.StateConnected, client.StateClosed))
 }
 
 // countingTransport counts the upgrade requests a client starts.
@@ -548,7 +533,7 @@ func TestCloseStopsReconnecting(t *testing.T) {
 	}
 	w.a.setRefuse(true)
 	w.a.drop()
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "dials while reconnecting", func() error {
 		if n := dials.n.Load(); n < 4 {
 			return fmt.Errorf("%d dials", n)
 		}
@@ -580,7 +565,7 @@ func TestCloseStopsReconnecting(t *testing.T) {
 	if got := c.State(); got != client.StateClosed {
 		t.Fatalf("state %v after Close", got)
 	}
-	checkFor(t, 5*time.Second, rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateClosed))
+	testutil.CheckFor(t, 5*time.Second, "states", rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateClosed))
 }
 
 func TestBackoffBounds(t *testing.T) {
@@ -675,7 +660,7 @@ func TestReauthBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "auth frames", func() error {
 		if n := len(w.a.sent("auth")); n < 2 {
 			return fmt.Errorf("%d auth frames", n)
 		}
@@ -722,11 +707,11 @@ func TestFeedGapFilledAndDeduped(t *testing.T) {
 	if err := c.Ping(ctxT(t)); err != nil { // pushes 3: a gap after 1
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, rec.wantFeed(2, 3))
+	testutil.CheckFor(t, 5*time.Second, "feed", rec.wantFeed(2, 3))
 	if err := c.Ping(ctxT(t)); err != nil { // pushes 2 again, then 4
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, rec.wantFeed(2, 3, 4))
+	testutil.CheckFor(t, 5*time.Second, "feed", rec.wantFeed(2, 3, 4))
 }
 
 // TestPingDetectsDeadConnection: the first server answers auth, then stops
@@ -768,7 +753,7 @@ func TestPingDetectsDeadConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	checkFor(t, 5*time.Second, rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateConnected))
+	testutil.CheckFor(t, 5*time.Second, "states", rec.wantStates(client.StateConnected, client.StateReconnecting, client.StateConnected))
 	if err := c.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}

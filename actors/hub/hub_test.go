@@ -19,6 +19,7 @@ import (
 	"github.com/couponmesh/couponmesh/actors/user"
 	"github.com/couponmesh/couponmesh/cluster/membership"
 	"github.com/couponmesh/couponmesh/cluster/node"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 	"github.com/couponmesh/couponmesh/persistence/devdb/devdbtest"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
@@ -78,25 +79,10 @@ func (s *sink) feedSeqs() []int64 {
 	return out
 }
 
-func checkFor(t *testing.T, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %v after %v", what, err, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // hasVersion waits until s got a push of coupon id at version v.
 func hasVersion(t *testing.T, s *sink, id string, v int64) {
 	t.Helper()
-	checkFor(t, 5*time.Second, fmt.Sprintf("push of %s v%d", id, v), func() error {
+	testutil.CheckFor(t, 5*time.Second, fmt.Sprintf("push of %s v%d", id, v), func() error {
 		vs := s.versions(id)
 		if len(vs) == 0 || vs[len(vs)-1] != v {
 			return fmt.Errorf("versions %v", vs)
@@ -203,7 +189,7 @@ func TestHub(t *testing.T) {
 		// Once the last sink leaves, the grain forgets the node: no more
 		// pushes reach the hub.
 		h.Detach(sinks[2])
-		checkFor(t, 5*time.Second, "the grain drops the hub", func() error {
+		testutil.CheckFor(t, 5*time.Second, "the grain drops the hub", func() error {
 			before := counter("couponmesh_hub_pushes_total")
 			claim(t, fmt.Sprintf("late%d", time.Now().UnixNano()), c.ID)
 			time.Sleep(100 * time.Millisecond) // a push in flight would have arrived by now
@@ -224,7 +210,7 @@ func TestHub(t *testing.T) {
 			create(t, id)
 			claim(t, "feeder", id)
 		}
-		checkFor(t, 5*time.Second, "three feed pushes", func() error {
+		testutil.CheckFor(t, 5*time.Second, "three feed pushes", func() error {
 			if got := s.feedSeqs(); fmt.Sprint(got) != "[1 2 3]" {
 				return fmt.Errorf("feed seqs %v", got)
 			}

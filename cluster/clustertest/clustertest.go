@@ -5,9 +5,11 @@
 // and SIGCONT, drain) and the views it polls (readiness, members).
 //
 // Every process it starts is stopped by its PID when the test ends (SIGTERM,
-// then SIGKILL after a deadline, reported as a failure). It may import the
-// standard library and internal/netlab only. Not safe for concurrent use
-// but for the methods of Node and DB that only read.
+// then SIGKILL after a deadline, reported as a failure); a DB or Node
+// started again (Restart) is stopped where the first process would have
+// been. It may import the standard library, internal/netlab and
+// internal/testutil only. Not safe for concurrent use but for the methods
+// of Node and DB that only read.
 package clustertest
 
 import (
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh/internal/netlab"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 var (
@@ -85,6 +88,10 @@ type Proc struct {
 	err  error
 }
 
+// start starts cmd. StartDB and LaunchNode register the cleanup that stops
+// it, once for the DB or Node and not per process, so that one started
+// again is stopped in the order of the first (after what the test set up
+// later, before what it set up earlier).
 func start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 	t.Helper()
 	p := &Proc{Name: name, Cmd: cmd, done: make(chan struct{})}
@@ -92,7 +99,6 @@ func start(t testing.TB, name string, cmd *exec.Cmd) *Proc {
 		t.Fatalf("start %s: %v", name, err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.Stop(t, 30*time.Second) })
 	return p
 }
 
@@ -163,11 +169,13 @@ func StartDB(t testing.TB, host *netlab.Host, addr, dir string) *DB {
 	t.Helper()
 	db := &DB{Addr: addr, Dir: dir, host: host, bin: Binary(t)}
 	db.Restart(t)
+	t.Cleanup(func() { db.Stop(t, 30*time.Second) })
 	return db
 }
 
 // Restart starts the database again (after Kill) on the same address and
-// directory.
+// directory, and waits until it listens. The process is stopped when the
+// test ends, as the first one would have been.
 func (db *DB) Restart(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -206,30 +214,69 @@ type NodeConfig struct {
 	// protoactor remote listens on Host.Addr(8090), or 127.0.0.1:0.
 	Gossip string
 	Seeds  []string
-	DB     string   // MongoDB URI
-	Env    []string // more COUPONMESH_* settings
+	DB     string   // MongoDB URI (empty: the node's default, its embedded database)
+	Env    []string // more COUPONMESH_* settings; they win over the ones StartNode sets
 	Log    io.Writer
+	// DataDir is the node's data directory (empty: a new t.TempDir()); a
+	// node started again on the same one finds what it kept there.
+	DataDir string
 }
 
 // Node is a node process.
 type Node struct {
 	*Proc
 	HTTP, Admin, Gossip string
+	cfg                 NodeConfig
 }
 
-// StartNode starts a node and waits until it is ready (/readyz).
+// StartNode starts a node and waits up to 60 s until it is ready (/readyz);
+// it fails the test if the node exits or is not ready by then.
 func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	t.Helper()
-	remote := "127.0.0.1:0"
+	n := LaunchNode(t, cfg)
+	n.WaitReady(t, 60*time.Second)
+	return n
+}
+
+// LaunchNode starts a node and returns at once, without waiting until it is
+// ready (nodes that name each other as seeds start together this way); call
+// WaitReady next.
+func LaunchNode(t testing.TB, cfg NodeConfig) *Node {
+	t.Helper()
 	if h := cfg.Host; h != nil {
 		cfg.HTTP, cfg.Admin, cfg.Gossip = or(cfg.HTTP, h.Addr(8080)), or(cfg.Admin, h.Addr(8081)), or(cfg.Gossip, h.Addr(7946))
-		remote = h.Addr(8090)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	n := &Node{HTTP: cfg.HTTP, Admin: cfg.Admin, Gossip: cfg.Gossip, cfg: cfg}
+	n.launch(t)
+	t.Cleanup(func() { n.Stop(t, 30*time.Second) })
+	return n
+}
+
+// Restart starts the node again (after Kill, or once it exited) with the
+// same configuration, addresses and data directory, and waits up to 60 s
+// until it is ready. The process is stopped when the test ends, as the
+// first one would have been.
+func (n *Node) Restart(t testing.TB) {
+	t.Helper()
+	n.launch(t)
+	n.WaitReady(t, 60*time.Second)
+}
+
+func (n *Node) launch(t testing.TB) {
+	t.Helper()
+	cfg := n.cfg
+	remote := "127.0.0.1:0"
+	if cfg.Host != nil {
+		remote = cfg.Host.Addr(8090)
 	}
 	cmd := command(cfg.Host, Binary(t), "node")
 	cmd.Env = append(os.Environ(),
 		"COUPONMESH_NODE_NAME="+cfg.Name, "COUPONMESH_HTTP_ADDR="+cfg.HTTP, "COUPONMESH_ADMIN_ADDR="+cfg.Admin,
 		"COUPONMESH_ADMIN_TOKEN="+AdminToken, "COUPONMESH_CLUSTER_ADDR="+cfg.Gossip, "COUPONMESH_REMOTE_ADDR="+remote,
-		"COUPONMESH_SEEDS="+strings.Join(cfg.Seeds, ","), "COUPONMESH_MONGO_URI="+cfg.DB, "COUPONMESH_DATA_DIR="+t.TempDir(),
+		"COUPONMESH_SEEDS="+strings.Join(cfg.Seeds, ","), "COUPONMESH_MONGO_URI="+cfg.DB, "COUPONMESH_DATA_DIR="+cfg.DataDir,
 		"COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+JWTSecret, "COUPONMESH_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, cfg.Env...)
 	w := cfg.Log
@@ -237,15 +284,20 @@ func StartNode(t testing.TB, cfg NodeConfig) *Node {
 		w = os.Stderr
 	}
 	cmd.Stdout, cmd.Stderr = w, w
-	n := &Node{Proc: start(t, cfg.Name, cmd), HTTP: cfg.HTTP, Admin: cfg.Admin, Gossip: cfg.Gossip}
-	deadline := time.Now().Add(60 * time.Second)
+	n.Proc = start(t, cfg.Name, cmd)
+}
+
+// WaitReady waits up to within until the node answers /readyz with 200; it
+// fails the test at once if the node exits.
+func (n *Node) WaitReady(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for n.Ready() != nil {
 		if !n.Running() || time.Now().After(deadline) {
-			t.Fatalf("%s not ready: %v (running %v)", cfg.Name, n.Ready(), n.Running())
+			t.Fatalf("%s not ready: %v (running %v)", n.Name, n.Ready(), n.Running())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return n
 }
 
 func or(a, b string) string {
@@ -326,9 +378,11 @@ func (n *Node) AdminCall(method, path string, out any) error {
 // WaitAlive waits until n sees want members alive and none suspect.
 func (n *Node) WaitAlive(t testing.TB, want int, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testutil.CheckFor(t, within, fmt.Sprintf("%s sees %d members alive, none suspect", n.Name, want), func() error {
 		ms, err := n.Members()
+		if err != nil {
+			return err
+		}
 		alive, suspect := 0, 0
 		for _, m := range ms {
 			switch m.Status {
@@ -338,12 +392,9 @@ func (n *Node) WaitAlive(t testing.TB, want int, within time.Duration) {
 				suspect++
 			}
 		}
-		if err == nil && alive == want && suspect == 0 {
-			return
+		if alive != want || suspect != 0 {
+			return fmt.Errorf("%d alive, %d suspect", alive, suspect)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d members alive, %d suspect (%v), want %d alive", n.Name, alive, suspect, err, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }

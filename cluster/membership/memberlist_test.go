@@ -13,6 +13,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/hashicorp/memberlist"
+
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // These tests run real memberlist instances on loopback, in one process,
@@ -165,17 +167,6 @@ func (m *member) ids() []string {
 	return out
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func sees(m *member, ids ...string) func() bool {
 	return func() bool { return slices.Equal(m.ids(), ids) }
 }
@@ -189,7 +180,7 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	b := startMember(t, "b", 0, []string{a.addr})
 	c := startMember(t, "c", 0, []string{a.addr})
 	for _, m := range []*member{a, b, c} {
-		waitFor(t, 10*time.Second, "three members", sees(m, "a", "b", "c"))
+		testutil.Until(t, 10*time.Second, "three members", sees(m, "a", "b", "c"))
 	}
 
 	// Partition.
@@ -197,9 +188,9 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	b.tr.set([]string{c.addr}, true)
 	c.tr.set([]string{a.addr, b.addr}, true)
 	start := time.Now()
-	waitFor(t, 15*time.Second, "a drops c", sees(a, "a", "b"))
-	waitFor(t, 15*time.Second, "b drops c", sees(b, "a", "b"))
-	waitFor(t, 15*time.Second, "c alone", sees(c, "c"))
+	testutil.Until(t, 15*time.Second, "a drops c", sees(a, "a", "b"))
+	testutil.Until(t, 15*time.Second, "b drops c", sees(b, "a", "b"))
+	testutil.Until(t, 15*time.Second, "c alone", sees(c, "c"))
 	t.Logf("partition detected on both sides after %s", time.Since(start).Round(time.Millisecond))
 	for _, m := range []*member{a, b, c} {
 		if calls, conflict, saw := m.churn(); calls == 0 || conflict || saw {
@@ -221,7 +212,7 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	// Both sides saw a member they declared dead alive again: their grains
 	// must validate before every answer until it is gone.
 	for _, m := range []*member{a, b, c} {
-		waitFor(t, 5*time.Second, m.p.self.ID+" reports the conflict", func() bool { _, _, saw := m.churn(); return saw })
+		testutil.Until(t, 5*time.Second, m.p.self.ID+" reports the conflict", func() bool { _, _, saw := m.churn(); return saw })
 	}
 	select {
 	case <-a.evicted:
@@ -236,10 +227,10 @@ func TestPartitionHealsIntoOneCluster(t *testing.T) {
 	port, _ := strconv.Atoi(c.addr[len("127.0.0.1:"):])
 	c2 := startMember(t, "c2", port, []string{a.addr})
 	for _, m := range []*member{a, b, c2} {
-		waitFor(t, 15*time.Second, "one cluster again", sees(m, "a", "b", "c2"))
+		testutil.Until(t, 15*time.Second, "one cluster again", sees(m, "a", "b", "c2"))
 	}
 	for _, m := range []*member{a, b} {
-		waitFor(t, 15*time.Second, m.p.self.ID+" ends the conflict", func() bool { _, conflict, _ := m.churn(); return !conflict })
+		testutil.Until(t, 15*time.Second, m.p.self.ID+" ends the conflict", func() bool { _, conflict, _ := m.churn(); return !conflict })
 	}
 	t.Logf("one cluster again %s after the heal", time.Since(start).Round(time.Millisecond))
 }
@@ -257,8 +248,8 @@ func TestJoinRetriesUntilTheSeedAnswers(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	port, _ := strconv.Atoi(seed[len("127.0.0.1:"):])
 	a := startMember(t, "a", port, []string{seed})
-	waitFor(t, 10*time.Second, "b joins a", sees(b, "a", "b"))
-	waitFor(t, 10*time.Second, "a sees b", sees(a, "a", "b"))
+	testutil.Until(t, 10*time.Second, "b joins a", sees(b, "a", "b"))
+	testutil.Until(t, 10*time.Second, "a sees b", sees(a, "a", "b"))
 	if !b.p.Joined() {
 		t.Error("b does not report joined")
 	}
@@ -290,7 +281,7 @@ func TestGossipKeyAndLabelKeepStrangersOut(t *testing.T) {
 	secure := func(c *Config) { c.SecretKey, c.Label = key, "prod" }
 	a := startMemberWith(t, "a", 0, nil, secure)
 	b := startMemberWith(t, "b", 0, []string{a.addr}, secure)
-	waitFor(t, 10*time.Second, "b joins with the key", sees(a, "a", "b"))
+	testutil.Until(t, 10*time.Second, "b joins with the key", sees(a, "a", "b"))
 	strangers := []*member{
 		startMemberWith(t, "wrongkey", 0, []string{a.addr}, func(c *Config) {
 			c.SecretKey, c.Label = []byte("fedcba9876543210fedcba9876543210"), "prod"

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Browser tests: the real app in headless Chromium against a real node.
@@ -171,7 +170,7 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	p.waitJS(10*time.Second, "offline state", `document.querySelector('#conn-state').dataset.state === 'offline'`)
 	// The socket is really gone (closed by the SDK on the offline event; the
 	// emulation alone would leave it open): the node has no session left.
-	checkFor(t, 5*time.Second, "the node drops the page's session", func() error {
+	testutil.CheckFor(t, 5*time.Second, "the node drops the page's session", func() error {
 		if n := sessions(t, a); n != 0 {
 			return fmt.Errorf("%v sessions", n)
 		}
@@ -261,15 +260,8 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 // directory, so a node can be started again where it was.
 func nodeConfig(t *testing.T) Config {
 	t.Helper()
-	cfg, err := LoadConfig("", map[string]string{})
-	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
-		t.Fatal(err)
-	}
-	cfg.HTTPAddr, cfg.AdminAddr = testAddr(t), "127.0.0.1:0"
-	cfg.DataDir = t.TempDir()
-	cfg.Dev = true
-	cfg.JWTSecret = testSecret
-	cfg.NodeName = "test"
+	cfg := testConfig(t)
+	cfg.HTTPAddr = testAddr(t)
 	return cfg
 }
 
@@ -282,14 +274,10 @@ type testNode struct {
 // unless stopped before.
 func startNode(t *testing.T, cfg Config) *testNode {
 	t.Helper()
-	level := slog.LevelWarn
-	if testing.Verbose() {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := testLogger()
 	n := &testNode{}
 	// The port was free a moment ago; another socket may hold it briefly.
-	checkFor(t, 10*time.Second, "start node on "+cfg.HTTPAddr, func() error {
+	testutil.CheckFor(t, 10*time.Second, "start node on "+cfg.HTTPAddr, func() error {
 		var err error
 		n.app, err = Start(context.Background(), cfg, log)
 		return err

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/cluster/placement"
 	"github.com/couponmesh/couponmesh/internal/history"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Multi-node tests run every node as its own process (protoactor's cluster
@@ -47,13 +49,63 @@ func TestMain(m *testing.M) {
 // slowly when a drain or a failure moved many identities at once).
 func sharedDB(t testing.TB) string {
 	t.Helper()
-	return startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir()).uri()
+	return clustertest.StartDB(t, nil, testAddr(t), t.TempDir()).URI()
 }
+
+// proc is a node process of a test (a clustertest.Node) with the names the
+// tests of this package use and the couponmesh views they need.
+type proc struct {
+	*clustertest.Node
+	name, http, admin string     // Node.Name, Node.HTTP, Node.Admin
+	out               syncBuffer // its output, also copied to the test's (tcluster nodes)
+}
+
+// procConfig is how the tests of this package start a node on loopback:
+// free ports, the tests' JWT secret, the log level of nodeLogLevel and the
+// admin token adminCall sends, the test process's COUPONMESH_ADMIN_TOKEN
+// (normally none: the node asks for none; a test that sets one sets
+// clustertest.AdminToken, which proc's admin calls send). env comes last
+// and wins.
+func procConfig(t testing.TB, name, db string, env ...string) clustertest.NodeConfig {
+	return clustertest.NodeConfig{
+		Name: name, HTTP: testAddr(t), Admin: testAddr(t), Gossip: testAddr(t), DB: db,
+		Env: append([]string{"COUPONMESH_ADMIN_TOKEN=" + os.Getenv("COUPONMESH_ADMIN_TOKEN"),
+			"COUPONMESH_JWT_SECRET=" + testSecret, "COUPONMESH_LOG_LEVEL=" + nodeLogLevel()}, env...),
+	}
+}
+
+// startProc starts a node and waits until it is ready (clustertest.StartNode).
+func startProc(t testing.TB, cfg clustertest.NodeConfig) *proc {
+	t.Helper()
+	p := launchProc(t, cfg)
+	p.WaitReady(t, 60*time.Second)
+	return p
+}
+
+// launchProc starts a node without waiting until it is ready
+// (clustertest.LaunchNode); its output goes to cfg.Log (nil: stderr) and
+// to p.out.
+func launchProc(t testing.TB, cfg clustertest.NodeConfig) *proc {
+	t.Helper()
+	p := &proc{}
+	if cfg.Log == nil {
+		cfg.Log = os.Stderr
+	}
+	cfg.Log = io.MultiWriter(cfg.Log, &p.out)
+	p.set(clustertest.LaunchNode(t, cfg))
+	return p
+}
+
+func (p *proc) set(n *clustertest.Node) {
+	p.Node, p.name, p.http, p.admin = n, n.Name, n.HTTP, n.Admin
+}
+
+// kill sends SIGKILL (no shutdown code runs) and waits for the exit.
+func (p *proc) kill(testing.TB) { p.Kill() }
 
 // tcluster is a cluster of node processes on loopback.
 type tcluster struct {
 	t     testing.TB
-	bin   string
 	db    string
 	seed  string // memberlist address of the first node
 	nodes []*proc
@@ -62,7 +114,7 @@ type tcluster struct {
 
 func startCluster(t testing.TB, n int, env ...string) *tcluster {
 	t.Helper()
-	c := &tcluster{t: t, bin: nodeBinary(t), db: sharedDB(t), env: env}
+	c := &tcluster{t: t, db: sharedDB(t), env: env}
 	for range n {
 		c.add()
 	}
@@ -73,26 +125,13 @@ func startCluster(t testing.TB, n int, env ...string) *tcluster {
 // add starts one more node seeded with the first one.
 func (c *tcluster) add(env ...string) *proc {
 	c.t.Helper()
-	name := fmt.Sprintf("n%d", len(c.nodes)+1)
-	gossip := testAddr(c.t)
+	cfg := procConfig(c.t, fmt.Sprintf("n%d", len(c.nodes)+1), c.db, append(slices.Clone(c.env), env...)...)
 	if c.seed == "" {
-		c.seed = gossip
+		c.seed = cfg.Gossip
 	}
-	p := &proc{name: name, http: testAddr(c.t), admin: testAddr(c.t), gossip: gossip, dir: c.t.TempDir()}
-	p.cmd = exec.Command(c.bin, "node")
-	p.cmd.Env = append(os.Environ(),
-		"COUPONMESH_NODE_NAME="+name, "COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,
-		"COUPONMESH_CLUSTER_ADDR="+gossip, "COUPONMESH_SEEDS="+c.seed, "COUPONMESH_MONGO_URI="+c.db,
-		"COUPONMESH_DATA_DIR="+p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
-		"COUPONMESH_LOG_LEVEL="+nodeLogLevel())
-	p.cmd.Env = append(append(p.cmd.Env, c.env...), env...)
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, &p.out)
-	if err := p.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { p.stop(c.t) })
+	cfg.Seeds = []string{c.seed}
+	p := startProc(c.t, cfg)
 	c.nodes = append(c.nodes, p)
-	checkFor(c.t, 60*time.Second, name+" ready", p.ready)
 	return p
 }
 
@@ -107,22 +146,16 @@ func nodeLogLevel() string {
 func (c *tcluster) waitMembers(n int) {
 	c.t.Helper()
 	for _, p := range c.nodes {
-		if !p.running() {
+		if !p.Running() {
 			continue
 		}
-		checkFor(c.t, 30*time.Second, p.name+" sees "+fmt.Sprint(n)+" members", func() error {
-			ms, err := p.members()
+		testutil.CheckFor(c.t, 30*time.Second, p.name+" sees "+fmt.Sprint(n)+" members", func() error {
+			alive, err := p.Alive()
 			if err != nil {
 				return err
 			}
-			alive := 0
-			for _, m := range ms {
-				if m.Status == "alive" {
-					alive++
-				}
-			}
-			if alive != n {
-				return fmt.Errorf("%d alive", alive)
+			if len(alive) != n {
+				return fmt.Errorf("%d alive", len(alive))
 			}
 			return nil
 		})
@@ -135,7 +168,7 @@ func (c *tcluster) owners(kind string) map[string][]string {
 	c.t.Helper()
 	out := make(map[string][]string)
 	for _, p := range c.nodes {
-		if !p.running() {
+		if !p.Running() {
 			continue
 		}
 		for _, id := range p.actors(c.t, kind) {
@@ -145,27 +178,12 @@ func (c *tcluster) owners(kind string) map[string][]string {
 	return out
 }
 
-func (p *proc) running() bool { return p.cmd.ProcessState == nil }
-
-func (p *proc) ready() error {
-	resp, err := http.Get("http://" + p.http + "/readyz")
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("readyz %d", resp.StatusCode)
-	}
-	return nil
-}
-
+// members returns the members p knows, with the admin API's figures.
 func (p *proc) members() ([]MemberInfo, error) {
 	var res struct {
 		Members []MemberInfo `json:"members"`
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := adminCall(ctx, p.admin, http.MethodGet, "/admin/api/members", nil, &res)
+	err := p.AdminCall(http.MethodGet, "/admin/api/members", &res)
 	return res.Members, err
 }
 
@@ -178,10 +196,7 @@ func (p *proc) actors(t testing.TB, kind string) []string {
 			Actors []ActorInfo `json:"actors"`
 			Next   string      `json:"next"`
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := adminCall(ctx, p.admin, http.MethodGet, "/admin/api/actors?limit=1000&kind="+kind+"&after="+after, nil, &res)
-		cancel()
-		if err != nil {
+		if err := p.AdminCall(http.MethodGet, "/admin/api/actors?limit=1000&kind="+kind+"&after="+after, &res); err != nil {
 			t.Fatalf("%s actors: %v", p.name, err)
 		}
 		for _, a := range res.Actors {
@@ -191,14 +206,6 @@ func (p *proc) actors(t testing.TB, kind string) []string {
 			return out
 		}
 		after = res.Next
-	}
-}
-
-// signal sends sig to the node process.
-func (p *proc) signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -260,7 +267,7 @@ func TestClusterClaimAcrossNodes(t *testing.T) {
 	if claim.N != 1 {
 		t.Fatalf("claim n = %d, want 1", claim.N)
 	}
-	checkFor(t, 5*time.Second, "push on node C", func() error {
+	testutil.CheckFor(t, 5*time.Second, "push on node C", func() error {
 		for _, w := range watchers {
 			if got := w.get(id); got.Claimed != 1 {
 				return fmt.Errorf("claimed %d", got.Claimed)
@@ -390,7 +397,7 @@ func startLoad(t *testing.T, nodes []*proc, shoppers int, coupons []string, pace
 // waitClaimed waits until every shopper has sent its claims.
 func (l *load) waitClaimed(t *testing.T, shoppers int, d time.Duration) {
 	t.Helper()
-	checkFor(t, d, "every shopper claimed every coupon", func() error {
+	testutil.CheckFor(t, d, "every shopper claimed every coupon", func() error {
 		if n := int(l.claimed.Load()); n < shoppers {
 			return fmt.Errorf("%d of %d shoppers done", n, shoppers)
 		}
@@ -406,6 +413,17 @@ func (l *load) end() (int, []error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.calls, l.errs
+}
+
+// journalClaims returns how many claimed entries coupon id's journal in j
+// holds (read by history.Check).
+func journalClaims(t testing.TB, ctx context.Context, j history.Journal, id string) int {
+	t.Helper()
+	r, err := history.Check(ctx, j, []string{id}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Coupons[id].Claims
 }
 
 // openJournal opens the database at uri to read journals from (closed when
@@ -713,7 +731,7 @@ func TestClusterPausedNodeIsEvicted(t *testing.T) {
 	if len(held) == 0 {
 		t.Fatalf("%s holds no coupon", victim.name)
 	}
-	victim.signal(t, syscall.SIGSTOP)
+	victim.Signal(t, syscall.SIGSTOP)
 	// The zombie's shoppers claim what it held: their frames wait in its
 	// socket until SIGCONT, then meet its stale activations.
 	var zwg sync.WaitGroup
@@ -727,7 +745,7 @@ func TestClusterPausedNodeIsEvicted(t *testing.T) {
 			})
 		}
 	}
-	checkFor(t, 20*time.Second, "survivors drop the paused node", func() error {
+	testutil.CheckFor(t, 20*time.Second, "survivors drop the paused node", func() error {
 		ms, err := c.nodes[0].members()
 		if err != nil {
 			return err
@@ -740,10 +758,10 @@ func TestClusterPausedNodeIsEvicted(t *testing.T) {
 		return nil
 	})
 	time.Sleep(time.Second)
-	victim.signal(t, syscall.SIGCONT)
+	victim.Signal(t, syscall.SIGCONT)
 	resumed := time.Now()
 	exited := make(chan error, 1)
-	go func() { exited <- victim.cmd.Wait() }()
+	go func() { exited <- victim.Err() }()
 	select {
 	case err := <-exited:
 		t.Logf("paused node exited %s after SIGCONT: %v", time.Since(resumed).Round(time.Millisecond), err)

@@ -27,7 +27,9 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/internal/history"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Deployment tests (issue 9): nodes as real processes behind a real HAProxy
@@ -147,7 +149,7 @@ func startHAProxy(t testing.TB, pki *testPKI, addr string, nodes [3]string) *hap
 			t.Logf("haproxy log:\n%s", h.out.String())
 		}
 	})
-	checkFor(t, 20*time.Second, "haproxy sees every node UP", func() error {
+	testutil.CheckFor(t, 20*time.Second, "haproxy sees every node UP", func() error {
 		st, err := h.status()
 		if err != nil {
 			return err
@@ -190,7 +192,7 @@ func (h *haproxy) status() (map[string]string, error) {
 func (h *haproxy) waitStatus(t testing.TB, name, want string, d time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	checkFor(t, d, "haproxy: "+name+" "+want, func() error {
+	testutil.CheckFor(t, d, "haproxy: "+name+" "+want, func() error {
 		st, err := h.status()
 		if err != nil {
 			return err
@@ -208,51 +210,34 @@ func (h *haproxy) waitStatus(t testing.TB, name, want string, d time.Duration) t
 // ID), and names every node as a seed.
 type lbCluster struct {
 	*tcluster
-	pki  *testPKI
-	lb   *haproxy
-	envs map[*proc][]string
+	pki *testPKI
+	lb  *haproxy
 }
 
 func startLBCluster(t *testing.T) *lbCluster {
 	t.Helper()
-	bin := nodeBinary(t)
-	c := &lbCluster{tcluster: &tcluster{t: t, bin: bin, db: startDBProc(t, bin, testAddr(t), t.TempDir()).uri()}, pki: newTestPKI(t), envs: map[*proc][]string{}}
+	c := &lbCluster{tcluster: &tcluster{t: t, db: sharedDB(t)}, pki: newTestPKI(t)}
 	lbAddr := testAddr(t)
+	var cfgs []clustertest.NodeConfig
 	var seeds []string
 	for i := range 3 {
-		p := &proc{name: fmt.Sprintf("n%d", i+1), http: testAddr(t), admin: testAddr(t), gossip: testAddr(t), dir: t.TempDir()}
-		c.nodes = append(c.nodes, p)
-		seeds = append(seeds, p.gossip)
-	}
-	for _, p := range c.nodes {
-		c.envs[p] = []string{
-			"COUPONMESH_NODE_NAME=" + p.name, "COUPONMESH_HTTP_ADDR=" + p.http, "COUPONMESH_ADMIN_ADDR=" + p.admin,
-			"COUPONMESH_CLUSTER_ADDR=" + p.gossip, "COUPONMESH_SEEDS=" + strings.Join(seeds, ","), "COUPONMESH_MONGO_URI=" + c.db,
-			"COUPONMESH_DATA_DIR=" + p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET=" + testSecret,
-			"COUPONMESH_LOG_LEVEL=" + cmp.Or(os.Getenv("DEPLOY_TEST_NODE_LOG"), nodeLogLevel()),
+		cfg := procConfig(t, fmt.Sprintf("n%d", i+1), c.db,
+			"COUPONMESH_LOG_LEVEL="+cmp.Or(os.Getenv("DEPLOY_TEST_NODE_LOG"), nodeLogLevel()),
 			// Behind the balancer, as configs/haproxy/haproxy.cfg says.
-			"COUPONMESH_CLUSTER_PUBLIC_ADDR=" + lbAddr, "COUPONMESH_CLUSTER_DRAIN_DELAY=1500ms",
-		}
-		c.launch(p)
-		t.Cleanup(func() { p.stop(t) })
+			"COUPONMESH_CLUSTER_PUBLIC_ADDR="+lbAddr, "COUPONMESH_CLUSTER_DRAIN_DELAY=1500ms")
+		cfgs = append(cfgs, cfg)
+		seeds = append(seeds, cfg.Gossip)
+	}
+	for _, cfg := range cfgs {
+		cfg.Seeds = seeds
+		c.nodes = append(c.nodes, launchProc(t, cfg))
 	}
 	for _, p := range c.nodes {
-		checkFor(t, 60*time.Second, p.name+" ready", p.ready)
+		p.WaitReady(t, 60*time.Second)
 	}
 	c.waitMembers(3)
 	c.lb = startHAProxy(t, c.pki, lbAddr, [3]string{c.nodes[0].http, c.nodes[1].http, c.nodes[2].http})
 	return c
-}
-
-// launch starts (or restarts) p's process with its environment.
-func (c *lbCluster) launch(p *proc) {
-	c.t.Helper()
-	p.cmd = exec.Command(c.bin, "node")
-	p.cmd.Env = append(os.Environ(), c.envs[p]...)
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
 }
 
 // lbShopper is a shopper (failover_test.go) that knows only the balancer's
@@ -304,7 +289,7 @@ func (c *lbCluster) sessionsOn() map[string]int {
 	c.t.Helper()
 	out := map[string]int{}
 	for _, p := range c.nodes {
-		if !p.running() {
+		if !p.Running() {
 			continue
 		}
 		ms, err := p.members()
@@ -421,11 +406,7 @@ func TestDeployHAProxyKillNode(t *testing.T) {
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(lbShoppers(shoppers)), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[2].session(t, "auditor")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c.tcluster, c.nodes[2], "auditor", lbShoppers(shoppers))
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}
@@ -470,10 +451,10 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 
 	for _, p := range c.nodes {
 		start := time.Now()
-		p.signal(t, syscall.SIGTERM)
+		p.Signal(t, syscall.SIGTERM)
 		down := c.lb.waitStatus(t, p.name, "DOWN", 5*time.Second)
 		exited := make(chan error, 1)
-		go func() { exited <- p.cmd.Wait() }()
+		go func() { exited <- p.Err() }()
 		select {
 		case err := <-exited:
 			if err != nil {
@@ -483,8 +464,8 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 			t.Fatalf("%s still running 30 s after SIGTERM", p.name)
 		}
 		drained := time.Since(start)
-		c.launch(p)
-		checkFor(t, 60*time.Second, p.name+" ready again", p.ready)
+		p.Restart(t) // same node: same name, addresses and data directory
+
 		ready := time.Since(start)
 		up := c.lb.waitStatus(t, p.name, "UP", 10*time.Second)
 		c.waitMembers(3)
@@ -541,11 +522,7 @@ func TestDeployRollingRestartBehindHAProxy(t *testing.T) {
 	if full < 20 {
 		t.Errorf("only %d coupons were claimed by every shopper: too few to check over-claiming", full)
 	}
-	auditor := c.nodes[1].session(t, "auditor")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c.tcluster, c.nodes[1], "auditor", lbShoppers(shoppers))
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}

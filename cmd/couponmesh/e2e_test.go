@@ -15,34 +15,49 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 const testSecret = "test-secret-0123456789abcdef0123456789"
 
-// startApp runs a node in-process on loopback ports with its own embedded
-// database.
-func startApp(t testing.TB, mod func(*Config)) *App {
+// testConfig is the configuration of an in-process test node: the
+// defaults, dev mode, the tests' JWT secret, the admin API on a free
+// loopback port and a data directory of its own.
+func testConfig(t testing.TB) Config {
 	t.Helper()
 	cfg, err := LoadConfig("", map[string]string{})
 	if err != nil && !strings.Contains(err.Error(), "jwt_secret") {
 		t.Fatal(err)
 	}
-	cfg.HTTPAddr, cfg.AdminAddr, cfg.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Dev = true
 	cfg.JWTSecret = testSecret
 	cfg.NodeName = "test"
-	if mod != nil {
-		mod(&cfg)
-	}
+	return cfg
+}
+
+// testLogger is the log of an in-process test node: warnings, and more with
+// -v.
+func testLogger() *slog.Logger {
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	app, err := Start(context.Background(), cfg, log)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// startApp runs a node in-process on loopback ports with its own embedded
+// database.
+func startApp(t testing.TB, mod func(*Config)) *App {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.HTTPAddr, cfg.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if mod != nil {
+		mod(&cfg)
+	}
+	app, err := Start(context.Background(), cfg, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,21 +111,9 @@ func createCoupon(t testing.TB, a *App, merchant string, spec couponmesh.CouponS
 
 func ptr[T any](v T) *T { return &v }
 
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, d time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after %s: %v", what, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// checkFor is testutil.CheckFor, under the name the tests of other
+// branches of this package still call.
+var checkFor = testutil.CheckFor
 
 // latest keeps the newest coupon version a session has seen.
 type latest struct {
@@ -189,21 +192,11 @@ func TestConcurrentClaimsNeverOverClaim(t *testing.T) {
 	if ok.Load() != quantity || soldOut.Load() != shoppers-quantity {
 		t.Fatalf("ok=%d sold_out=%d, want %d and %d", ok.Load(), soldOut.Load(), quantity, shoppers-quantity)
 	}
-	entries, err := a.store.Entries(ctx, coupon.Entity(cp.ID), 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims := 0
-	for _, e := range entries {
-		if e.Type == coupon.EntryClaimed {
-			claims++
-		}
-	}
-	if claims != quantity {
+	if claims := journalClaims(t, ctx, a.store, cp.ID); claims != quantity {
 		t.Fatalf("journal holds %d claims, want %d", claims, quantity)
 	}
 	for i := range seen {
-		checkFor(t, 5*time.Second, fmt.Sprintf("subscriber %d's last push", i), func() error {
+		testutil.CheckFor(t, 5*time.Second, fmt.Sprintf("subscriber %d's last push", i), func() error {
 			if c := seen[i].get(cp.ID); c.Claimed != quantity || c.Status != couponmesh.StatusSoldOut {
 				return fmt.Errorf("claimed=%d status=%s", c.Claimed, c.Status)
 			}
@@ -261,7 +254,7 @@ func TestFollowPushesAndFeed(t *testing.T) {
 	if _, err := api.UpdateCoupon(ctx, cp.ID, couponmesh.CouponSpec{Title: ptr("Follow me, now 2 for 1")}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, "push of the update", func() error {
+	testutil.CheckFor(t, 5*time.Second, "push of the update", func() error {
 		if got := pushes.get(cp.ID); got.Title != "Follow me, now 2 for 1" {
 			return fmt.Errorf("title %q", got.Title)
 		}
@@ -310,7 +303,7 @@ func TestFollowAfterFollowersLoaded(t *testing.T) {
 	// feedIs waits until c's feed shows these entries: type, or type@title.
 	feedIs := func(c *client.Client, who string, want ...string) {
 		t.Helper()
-		checkFor(t, 5*time.Second, who+"'s feed", func() error {
+		testutil.CheckFor(t, 5*time.Second, who+"'s feed", func() error {
 			entries, err := c.Feed(ctx, 0, 0)
 			if err != nil {
 				return err

@@ -15,6 +15,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/internal/history"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // shopper is a reconnecting client that follows a few coupons, reads its
@@ -190,7 +191,7 @@ func (s *shopper) checkFinal(t *testing.T, auditor *client.Client, j history.Jou
 	t.Helper()
 	ctx := context.Background()
 	var end int64
-	checkFor(t, 10*time.Second, s.user+" has the final state", func() error {
+	testutil.CheckFor(t, 10*time.Second, s.user+" has the final state", func() error {
 		for _, id := range s.follow {
 			want, err := auditor.Get(ctx, id)
 			if err != nil {
@@ -213,6 +214,17 @@ func (s *shopper) checkFinal(t *testing.T, auditor *client.Client, j history.Jou
 	})
 	if err := s.checkFeed(end); err != nil {
 		t.Error(err)
+	}
+}
+
+// checkFinalAll runs checkFinal for every shopper, with a session of
+// auditor on p and the journal of c's database.
+func checkFinalAll(t *testing.T, c *tcluster, p *proc, auditor string, shoppers []*shopper) {
+	t.Helper()
+	a := p.session(t, auditor)
+	journal := openJournal(t, c.db)
+	for _, s := range shoppers {
+		s.checkFinal(t, a, journal)
 	}
 }
 
@@ -250,7 +262,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	// the shoppers go through the coupons in the same order, so the dead
 	// node's coupons further on are still to be claimed (a fixed 1.5 s
 	// sometimes left none: the shoppers had passed them all).
-	checkFor(t, 20*time.Second, "100 claims acknowledged", func() error {
+	testutil.CheckFor(t, 20*time.Second, "100 claims acknowledged", func() error {
 		n := 0
 		for _, s := range shoppers {
 			s.mu.Lock()
@@ -308,11 +320,7 @@ func TestClusterKillNodeUnderClaims(t *testing.T) {
 	t.Logf("claims retried after unknown outcomes: %d", errs)
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[2].session(t, "auditor2")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c, c.nodes[2], "auditor2", shoppers)
 	if d := duplicates(c.owners("coupon")); len(d) > 0 {
 		t.Errorf("identities activated on several nodes: %v", d)
 	}
@@ -430,7 +438,7 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	out := ctl(t, c.nodes[0], "drain", victim.name, "--wait")
 	t.Logf("ctl drain: %s", out)
 	exited := make(chan error, 1)
-	go func() { exited <- victim.cmd.Wait() }()
+	go func() { exited <- victim.Err() }()
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -504,9 +512,5 @@ func TestClusterDrainUnderLoad(t *testing.T) {
 	}
 	verifyAcked(t, c.nodes[0], ackedByUser(shoppers), coupons)
 	checkHistory(t, c.db, coupons, &hist, true)
-	auditor := c.nodes[1].session(t, "auditor3")
-	journal := openJournal(t, c.db)
-	for _, s := range shoppers {
-		s.checkFinal(t, auditor, journal)
-	}
+	checkFinalAll(t, c, c.nodes[1], "auditor3", shoppers)
 }

@@ -25,12 +25,7 @@ import (
 // its shopper was told, and no shopper told sold_out holds a claim (a retried
 // rid gets its first answer, not a second decision).
 func TestHotCouponBatchUnknownOutcome(t *testing.T) {
-	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
-	p, err := faultproxy.Start(db.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // after the node stops
+	db, p := proxiedDB(t)
 	a := startApp(t, func(c *Config) {
 		c.MongoURI = "mongodb://" + p.Addr() + "/"
 		c.Actors.RequestTimeout = Duration(30 * time.Second)
@@ -55,7 +50,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	if _, err := a.svc.Coupon(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
-	direct := openStoreAt(t, db.uri()) // the database, not through the proxy
+	direct := openStoreAt(t, db.URI()) // the database, not through the proxy
 	var unavailable atomic.Int64
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -131,7 +126,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	if ok != quantity || soldOut != shoppers-quantity {
 		t.Errorf("%d ok and %d sold out, want %d and %d", ok, soldOut, quantity, shoppers-quantity)
 	}
-	checkClaimsJournal(t, db.uri(), id, quantity, acked)
+	checkClaimsJournal(t, db.URI(), id, quantity, acked)
 }
 
 // checkClaimsJournal reads coupon id's journal straight from the database

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
-	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 )
 
 // TestGroupCommitUnderConcurrentClaims: 1,000 claims at once: 100 shoppers
@@ -18,9 +18,9 @@ import (
 // database runs as its own process (as in production, and outside the race
 // detector, which slows an in-process FerretDB tenfold).
 func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
-	db := startDBProc(t, nodeBinary(t), testAddr(t), t.TempDir())
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
 	a := startApp(t, func(c *Config) {
-		c.MongoURI = db.uri()
+		c.MongoURI = db.URI()
 		// Claims of one coupon queue in its grain; under the race detector
 		// the tenth waits several seconds. This test is about batching and
 		// correctness, not latency.
@@ -75,17 +75,7 @@ func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
 		t.Errorf("%d BulkWrite calls for %d claims, want far fewer", bulk, len(codes))
 	}
 	for _, id := range ids[:10] {
-		entries, err := a.mongo.Entries(ctx, coupon.Entity(id), 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range entries {
-			if e.Type == coupon.EntryClaimed {
-				n++
-			}
-		}
-		if n != quantity {
+		if n := journalClaims(t, ctx, a.mongo, id); n != quantity {
 			t.Fatalf("journal of %s holds %d claims, want %d", id, n, quantity)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -278,7 +279,7 @@ func TestFloodDoesNotSlowOtherUsers(t *testing.T) {
 		floodDrops   = `couponmesh_ws_sessions_dropped_total{reason="flood"}`
 		floodedAuths = `couponmesh_ws_sessions_dropped_total{reason="user_flooded"}`
 	)
-	checkFor(t, 20*time.Second, "the flood to be on and refused", func() error {
+	testutil.CheckFor(t, 20*time.Second, "the flood to be on and refused", func() error {
 		if metric(t, p, floodDrops) < 1 || metric(t, p, floodedAuths) < 1 {
 			return errors.New("no session closed for flooding and no reconnect refused yet")
 		}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/internal/history"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 )
 
@@ -53,7 +55,7 @@ func readyz(base string) int {
 func waitReady(t *testing.T, base string, want int, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	checkFor(t, within, fmt.Sprintf("readyz %d", want), func() error {
+	testutil.CheckFor(t, within, fmt.Sprintf("readyz %d", want), func() error {
 		if got := readyz(base); got != want {
 			return fmt.Errorf("readyz %d", got)
 		}
@@ -80,9 +82,8 @@ type claimEvent struct {
 // database ends with exactly the acknowledged claims (none lost, no false
 // success).
 func TestDatabaseKilledUnderClaims(t *testing.T) {
-	bin := nodeBinary(t)
-	db := startDBProc(t, bin, testAddr(t), t.TempDir())
-	a := startApp(t, outageConfig(db.uri()))
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
+	a := startApp(t, outageConfig(db.URI()))
 	const users, coupons, outage = 30, 10, 10 * time.Second
 	var ids []string
 	for i := range coupons {
@@ -133,14 +134,14 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 		})
 	}
 	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	checkFor(t, 30*time.Second, "claims before the outage", func() error {
+	testutil.CheckFor(t, 30*time.Second, "claims before the outage", func() error {
 		if n := ackedN(); n < 60 {
 			return fmt.Errorf("%d acknowledged", n)
 		}
 		return nil
 	})
 
-	db.kill(t)
+	db.Kill()
 	killed := time.Now()
 	atKill := ackedN()
 	t.Logf("database killed with %d claims acknowledged", atKill)
@@ -157,9 +158,9 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 	time.Sleep(time.Until(killed.Add(outage)))
 	duringOutage := ackedN()
 
-	db.start(t)
+	db.Restart(t)
 	back := time.Now()
-	checkFor(t, 60*time.Second, "every claim acknowledged after the outage", func() error {
+	testutil.CheckFor(t, 60*time.Second, "every claim acknowledged after the outage", func() error {
 		if n := ackedN(); n < users*coupons {
 			return fmt.Errorf("%d of %d acknowledged", n, users*coupons)
 		}
@@ -202,12 +203,26 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 	// The journal, read from the database: every acknowledged claim is
 	// there with the n and code its shopper got, and nothing else (each
 	// coupon has exactly one claim per shopper, all acknowledged).
-	r := checkHistory(t, db.uri(), ids, &hist, false)
+	r := checkHistory(t, db.URI(), ids, &hist, false)
 	for _, id := range ids {
 		if n := r.Coupons[id].Claims; n != users {
 			t.Errorf("coupon %s: %d claims in the journal, want %d", id, n, users)
 		}
 	}
+}
+
+// proxiedDB starts couponmesh devdb as a process of its own and a
+// faultproxy in front of it; the proxy is closed after what the test starts
+// later (its nodes) has stopped.
+func proxiedDB(t *testing.T) (*clustertest.DB, *faultproxy.Proxy) {
+	t.Helper()
+	db := clustertest.StartDB(t, nil, testAddr(t), t.TempDir())
+	p, err := faultproxy.Start(db.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return db, p
 }
 
 // TestDatabaseBlackHoled: the database's port stops answering (a proxy
@@ -219,14 +234,8 @@ func TestDatabaseKilledUnderClaims(t *testing.T) {
 // heartbeat timeouts races with connections being set up (reported by
 // -race inside the driver; see faultproxy.Down).
 func TestDatabaseBlackHoled(t *testing.T) {
-	bin := nodeBinary(t)
-	db := startDBProc(t, bin, testAddr(t), t.TempDir())
-	p, err := faultproxy.Start(db.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // after the node stops
-	node := (&tcluster{t: t, bin: bin, db: "mongodb://" + p.Addr() + "/", env: outageEnv}).add()
+	_, p := proxiedDB(t)
+	node := (&tcluster{t: t, db: "mongodb://" + p.Addr() + "/", env: outageEnv}).add()
 	base := node.base()
 	merchant := client.NewAPI(base, login(t, base, "bh", couponmesh.RoleMerchant))
 	ctx := context.Background()
@@ -242,7 +251,7 @@ func TestDatabaseBlackHoled(t *testing.T) {
 	api := client.NewAPI(base, "")
 	q := couponmesh.BrowseQuery{Merchant: "bh", Limit: 10}
 	// Once the claim's snapshot is written, the page is cached.
-	checkFor(t, 5*time.Second, "browse shows the claim", func() error {
+	testutil.CheckFor(t, 5*time.Second, "browse shows the claim", func() error {
 		p, err := api.Browse(ctx, q)
 		if err != nil || len(p.Coupons) != 5 || p.Coupons[4].Claimed != 1 {
 			return fmt.Errorf("%+v %v", p, err)
@@ -281,7 +290,7 @@ func TestDatabaseBlackHoled(t *testing.T) {
 
 	p.SetMode(faultproxy.Forward)
 	healed := time.Now()
-	checkFor(t, 10*time.Second, "claim after the path heals", func() error {
+	testutil.CheckFor(t, 10*time.Second, "claim after the path heals", func() error {
 		_, err := alice.Claim(ctx, "h1", "r1")
 		return err
 	})

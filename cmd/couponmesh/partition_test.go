@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -14,9 +13,10 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/cluster/clustertest"
 	"github.com/couponmesh/couponmesh/internal/history"
 	"github.com/couponmesh/couponmesh/internal/netlab"
-	"github.com/couponmesh/couponmesh/persistence/mongodb"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // A real partition (issue 14, DESIGN.md invariant 8): three node processes
@@ -35,14 +35,10 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 		minority = 10 // the last ten: claimed during the cut by n1's shoppers only
 		quantity = 4  // 12 (or 8) shoppers try every coupon: demand 2-3x the supply
 	)
-	t.Setenv("COUPONMESH_ADMIN_TOKEN", "partition-test-admin") // the nodes' admin token, and adminCall's
+	t.Setenv("COUPONMESH_ADMIN_TOKEN", clustertest.AdminToken) // the nodes' admin token (procConfig), and adminCall's
 	lab := netlab.New(t)
-	bin := nodeBinary(t)
 	dbHost := lab.Host("db")
-	db := &dbProc{bin: bin, addr: dbHost.Addr(27017), dir: t.TempDir(), host: dbHost}
-	db.start(t)
-	t.Cleanup(func() { db.stop(t) })
-
+	db := clustertest.StartDB(t, dbHost, dbHost.Addr(27017), t.TempDir())
 	hosts := []*netlab.Host{lab.Host("n1"), lab.Host("n2"), lab.Host("n3")}
 	var seeds []string
 	for _, h := range hosts {
@@ -50,11 +46,11 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	}
 	nodes := make([]*proc, len(hosts))
 	for i, h := range hosts {
-		nodes[i] = startNodeOn(t, h, bin, db.uri(), seeds)
+		nodes[i] = startNodeOn(t, h, db.URI(), seeds)
 	}
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	for _, p := range nodes {
-		waitAlive(t, p, 3)
+		p.WaitAlive(t, 3, 30*time.Second)
 	}
 
 	ids := createCoupons(t, n2, "p", coupons, quantity)
@@ -98,9 +94,9 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	lab.Cut(hosts[0], hosts[1])
 	lab.Cut(hosts[0], hosts[2])
 	cut := time.Now()
-	waitAlive(t, n1, 1)
-	waitAlive(t, n2, 2)
-	waitAlive(t, n3, 2)
+	n1.WaitAlive(t, 1, 30*time.Second)
+	n2.WaitAlive(t, 2, 30*time.Second)
+	n3.WaitAlive(t, 2, 30*time.Second)
 	t.Logf("both sides see the partition %s after the cut", time.Since(cut).Round(time.Millisecond))
 
 	// During the cut every shopper claims the other coupons through its
@@ -133,7 +129,7 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	lab.Heal(hosts[0], hosts[2])
 	healed := time.Now()
 	exited := make(chan error, 1)
-	go func() { exited <- n1.cmd.Wait() }()
+	go func() { exited <- n1.Err() }()
 	select {
 	case err := <-exited:
 		var ee *exec.ExitError
@@ -144,14 +140,13 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("n1 did not exit within 60 s of the heal")
 	}
-	waitAlive(t, n2, 2)
-	waitAlive(t, n3, 2)
+	n2.WaitAlive(t, 2, 30*time.Second)
+	n3.WaitAlive(t, 2, 30*time.Second)
 
 	// Reads through the majority equal the journal.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	store := openStoreAt(t, db.uri())
-	journal := readJournals(t, ctx, store, shoppers, ids)
+	store := openStoreAt(t, db.URI())
 	// The claims: no coupon over its quantity, no n twice, every
 	// acknowledged claim in the journal, no refused one in it.
 	report, err := history.Check(ctx, store, ids, h.Attempts())
@@ -165,7 +160,6 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 	if left := report.NotSoldOut(); len(left) > 0 {
 		t.Fatalf("coupons not sold out although demand was 2-3x the supply: %v", left)
 	}
-	journal.checkWallets(t)
 	readers := map[string]*client.Client{}
 	for _, s := range shoppers {
 		for _, p := range []*proc{n2, n3} {
@@ -179,14 +173,16 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s wallet through %s: %v", s.user, p.name, err)
 			}
-			if got, want := claimSet(wallet), claimSet(journal.wallets[s.user]); !slices.Equal(got, want) {
+			if got, want := claimSet(wallet), claimSet(report.Wallets[s.user]); !slices.Equal(got, want) {
 				t.Errorf("%s's wallet through %s: %d claims, the journal has %d\n got %v\nwant %v", s.user, p.name, len(got), len(want), got, want)
 			}
 			feed, err := c.Feed(ctx, 0, couponmesh.MaxFeedLimit)
 			if err != nil {
 				t.Fatalf("%s feed through %s: %v", s.user, p.name, err)
 			}
-			if got, want := len(feed), journal.feeds[s.user]; got != want || (got > 0 && feed[got-1].Seq != int64(want)) {
+			// The journal's last seq is its entry count: the store reads
+			// seqs 1, 2, … up to the first missing one.
+			if got, want := len(feed), report.FeedSeq[s.user]; int64(got) != want || (got > 0 && feed[got-1].Seq != want) {
 				t.Errorf("%s's feed through %s: %d entries, the journal has %d", s.user, p.name, got, want)
 			}
 		}
@@ -197,16 +193,16 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get %s through %s: %v", id, p.name, err)
 			}
-			if want := journal.coupons[id]; c.Claimed != len(want.claims) || c.Version != want.seq {
+			if want := report.Coupons[id]; c.Claimed != want.Claims || c.Version != want.Seq {
 				t.Errorf("coupon %s through %s: claimed %d version %d, the journal has %d claims up to seq %d",
-					id, p.name, c.Claimed, c.Version, len(want.claims), want.seq)
+					id, p.name, c.Claimed, c.Version, want.Claims, want.Seq)
 			}
 		}
 	}
 	for _, w := range watchers {
-		checkFor(t, 30*time.Second, "watcher on "+w.node+" at the journal's last versions", func() error {
+		testutil.CheckFor(t, 30*time.Second, "watcher on "+w.node+" at the journal's last versions", func() error {
 			for _, id := range ids {
-				if got, want := w.version(id), journal.coupons[id].seq; got != want {
+				if got, want := w.version(id), report.Coupons[id].Seq; got != want {
 					return fmt.Errorf("%s at version %d, journal at %d", id, got, want)
 				}
 			}
@@ -216,34 +212,13 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 }
 
 // startNodeOn starts a node process in h's namespace, every listener on
-// h's address.
-func startNodeOn(t *testing.T, h *netlab.Host, bin, db string, seeds []string) *proc {
+// h's address, with the admin token of the test process (adminCall's).
+func startNodeOn(t *testing.T, h *netlab.Host, db string, seeds []string) *proc {
 	t.Helper()
-	p := &proc{name: h.Name, http: h.Addr(8080), admin: h.Addr(8081), gossip: h.Addr(7946), dir: t.TempDir()}
-	p.cmd = h.Command(bin, "node")
-	p.cmd.Env = append(p.cmd.Environ(),
-		"COUPONMESH_NODE_NAME="+h.Name, "COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin,
-		"COUPONMESH_CLUSTER_ADDR="+p.gossip, "COUPONMESH_REMOTE_ADDR="+h.Addr(8090), "COUPONMESH_SEEDS="+joinComma(seeds),
-		"COUPONMESH_MONGO_URI="+db, "COUPONMESH_DATA_DIR="+p.dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
-		"COUPONMESH_REJOIN_INTERVAL=1s", "COUPONMESH_LOG_LEVEL="+nodeLogLevel())
-	p.cmd.Stdout, p.cmd.Stderr = testLogWriter{t, h.Name}, testLogWriter{t, h.Name}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.stop(t) })
-	checkFor(t, 60*time.Second, h.Name+" ready", p.ready)
-	return p
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
+	cfg := procConfig(t, h.Name, db, "COUPONMESH_REJOIN_INTERVAL=1s")
+	cfg.Host, cfg.HTTP, cfg.Admin, cfg.Gossip, cfg.Seeds = h, "", "", "", seeds
+	cfg.Log = testLogWriter{t, h.Name}
+	return startProc(t, cfg)
 }
 
 // testLogWriter sends a node's output to the test log, prefixed with the
@@ -258,31 +233,6 @@ func (w testLogWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// waitAlive waits until p's memberlist sees n members alive (itself
-// included) and no other member suspect.
-func waitAlive(t *testing.T, p *proc, n int) {
-	t.Helper()
-	checkFor(t, 30*time.Second, fmt.Sprintf("%s sees %d members", p.name, n), func() error {
-		ms, err := p.members()
-		if err != nil {
-			return err
-		}
-		alive := 0
-		for _, m := range ms {
-			switch m.Status {
-			case "alive":
-				alive++
-			case "suspect":
-				return fmt.Errorf("%s suspect", m.Name)
-			}
-		}
-		if alive != n {
-			return fmt.Errorf("%d alive", alive)
-		}
-		return nil
-	})
-}
-
 type partitionShopper struct {
 	user string
 	node *proc
@@ -295,88 +245,6 @@ func runShoppers(shoppers []*partitionShopper, f func(*partitionShopper)) {
 		wg.Go(func() { f(s) })
 	}
 	wg.Wait()
-}
-
-// journals is what the database holds, read straight from it.
-type journals struct {
-	coupons map[string]couponJournal
-	wallets map[string][]couponmesh.Claim // user → claims in the user's journal
-	feeds   map[string]int                // user → entries
-}
-
-type couponJournal struct {
-	seq    int64
-	claims map[string]couponmesh.Claim // user → claim, n = its place among the claims
-	order  []int                       // the n of each claim entry, in seq order
-}
-
-func readJournals(t *testing.T, ctx context.Context, store *mongodb.Store, shoppers []*partitionShopper, ids []string) *journals {
-	t.Helper()
-	j := &journals{coupons: map[string]couponJournal{}, wallets: map[string][]couponmesh.Claim{}, feeds: map[string]int{}}
-	for _, id := range ids {
-		entries, err := store.Entries(ctx, "coupon/"+id, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cj := couponJournal{claims: map[string]couponmesh.Claim{}}
-		for _, e := range entries {
-			cj.seq = e.Seq
-			if e.Type != "claimed" {
-				continue
-			}
-			var d struct {
-				User string `json:"user"`
-				Code string `json:"code"`
-			}
-			if err := json.Unmarshal(e.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			n := len(cj.order) + 1
-			cj.order = append(cj.order, n)
-			if _, twice := cj.claims[d.User]; twice {
-				t.Errorf("coupon %s: user %s claimed twice in the journal", id, d.User)
-			}
-			cj.claims[d.User] = couponmesh.Claim{Coupon: id, User: d.User, N: n, Code: d.Code}
-		}
-		j.coupons[id] = cj
-	}
-	for _, s := range shoppers {
-		entries, err := store.Entries(ctx, "user/"+s.user, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		j.feeds[s.user] = len(entries)
-		for i, e := range entries {
-			if e.Seq != int64(i+1) {
-				t.Fatalf("user %s's journal: seq %d at place %d", s.user, e.Seq, i+1)
-			}
-			if e.Type != couponmesh.FeedClaimed {
-				continue
-			}
-			var d struct {
-				Claim couponmesh.Claim `json:"claim"`
-			}
-			if err := json.Unmarshal(e.Data, &d); err != nil {
-				t.Fatal(err)
-			}
-			j.wallets[s.user] = append(j.wallets[s.user], d.Claim)
-		}
-	}
-	return j
-}
-
-// checkWallets: every claim in a user's journal is its coupon's claim
-// (same n and code).
-func (j *journals) checkWallets(t *testing.T) {
-	t.Helper()
-	for user, wallet := range j.wallets {
-		for _, cl := range wallet {
-			got, ok := j.coupons[cl.Coupon].claims[user]
-			if !ok || got.N != cl.N || got.Code != cl.Code {
-				t.Errorf("user %s's journal has claim %s n %d code %s; the coupon's journal has %+v (found %v)", user, cl.Coupon, cl.N, cl.Code, got, ok)
-			}
-		}
-	}
 }
 
 // claimSet is a wallet as sorted "coupon n code" strings.

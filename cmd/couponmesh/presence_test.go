@@ -12,6 +12,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // presenceWithin is how soon after a change every subscriber's last
@@ -99,7 +100,7 @@ func allSay(ws []*watcher, n int) error {
 func presenceSettles(t *testing.T, ws []*watcher, n int, within time.Duration, what string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	checkFor(t, within, what, func() error { return allSay(ws, n) })
+	testutil.CheckFor(t, within, what, func() error { return allSay(ws, n) })
 	took := time.Since(start)
 	t.Logf("%s: %v", what, took.Round(time.Millisecond))
 	return took
@@ -116,7 +117,7 @@ func readsSay(t *testing.T, nodes []*proc, via *client.Client, coupon string, n 
 		return fmt.Errorf("get: watching %d, want %d", c.Watching, n)
 	}
 	for _, p := range nodes {
-		if !p.running() {
+		if !p.Running() {
 			continue
 		}
 		c, err := client.NewAPI(p.base(), "").Coupon(context.Background(), coupon)
@@ -152,7 +153,7 @@ func TestPresenceCluster(t *testing.T) {
 			ws = append(ws, watch(t, c.nodes[i%3], fmt.Sprintf("pa%d", i), a))
 		}
 		presenceSettles(t, ws, 30, presenceWithin, "30 watchers on 3 nodes")
-		checkFor(t, presenceWithin, "reads say 30", func() error { return readsSay(t, c.nodes, ws[0].cl, a, 30) })
+		testutil.CheckFor(t, presenceWithin, "reads say 30", func() error { return readsSay(t, c.nodes, ws[0].cl, a, 30) })
 		// The console's view of the coupon: 10 watchers through each node.
 		var d ActorDetail
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -173,7 +174,7 @@ func TestPresenceCluster(t *testing.T) {
 			w.cl.Close()
 		}
 		presenceSettles(t, ws[10:], 20, presenceWithin, "10 disconnected")
-		checkFor(t, presenceWithin, "reads say 20", func() error { return readsSay(t, c.nodes, ws[10].cl, a, 20) })
+		testutil.CheckFor(t, presenceWithin, "reads say 20", func() error { return readsSay(t, c.nodes, ws[10].cl, a, 20) })
 		for _, w := range ws[10:] {
 			w.cl.Close()
 		}
@@ -310,7 +311,7 @@ func TestPresenceCluster(t *testing.T) {
 		}
 		t.Logf("b's grain on %v; killing %s", owner, victim.name)
 		killed := time.Now()
-		victim.signal(t, syscall.SIGKILL)
+		victim.Signal(t, syscall.SIGKILL)
 		settled := killed.Add(presenceSettles(t, live, 20, lease+presenceWithin, "kill -9 of the node holding 10"))
 		// Never below the true number once settled, never negative.
 		time.Sleep(lease + coupon.PresenceInterval)
@@ -354,7 +355,7 @@ func TestPresenceCluster(t *testing.T) {
 		}
 		t.Logf("killing %s, b's host", host.name)
 		killed = time.Now()
-		host.signal(t, syscall.SIGKILL)
+		host.Signal(t, syscall.SIGKILL)
 		presenceSettles(t, last, 10, lease+presenceWithin, "kill -9 of the node hosting b's grain")
 		for i, w := range last {
 			if heard := w.since(killed); slices.Min(heard) < 10 {

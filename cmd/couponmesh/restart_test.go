@@ -4,26 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/cluster/clustertest"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
-
-// proc is a node running as a real child process.
-type proc struct {
-	cmd                            *exec.Cmd
-	name, http, admin, gossip, dir string
-	out                            syncBuffer // its stderr, also copied to the test's (tcluster nodes)
-}
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
 type syncBuffer struct {
@@ -54,89 +44,26 @@ func testAddr(t testing.TB) string {
 	return addr
 }
 
-func startProc(t *testing.T, bin, dir string) *proc {
+// startLoneNode starts a node alone, on its embedded database in dir.
+func startLoneNode(t *testing.T, dir string) *proc {
 	t.Helper()
-	p := &proc{http: testAddr(t), admin: testAddr(t), dir: dir}
-	p.cmd = exec.Command(bin, "node")
-	p.cmd.Env = append(os.Environ(),
-		"COUPONMESH_HTTP_ADDR="+p.http, "COUPONMESH_ADMIN_ADDR="+p.admin, "COUPONMESH_CLUSTER_ADDR=127.0.0.1:0",
-		"COUPONMESH_DATA_DIR="+dir, "COUPONMESH_DEV=true", "COUPONMESH_JWT_SECRET="+testSecret,
-		"COUPONMESH_NODE_NAME=restart", "COUPONMESH_LOG_LEVEL=warn")
-	p.cmd.Stdout, p.cmd.Stderr = os.Stderr, os.Stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.stop(t) })
-	checkFor(t, 60*time.Second, "node ready", func() error {
-		resp, err := http.Get("http://" + p.http + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return p
+	cfg := procConfig(t, "restart", "", "COUPONMESH_LOG_LEVEL=warn")
+	cfg.Gossip, cfg.DataDir = "127.0.0.1:0", dir
+	return startProc(t, cfg)
 }
 
-// kill sends SIGKILL: no shutdown code runs.
-func (p *proc) kill(t testing.TB) { killCmd(p.cmd) }
-
-// stop sends SIGTERM (the node drains) and waits for the exit.
-func (p *proc) stop(t testing.TB) { stopCmd(t, p.cmd, 30*time.Second, "node") }
-
-// killCmd kills a child process and reaps it, once.
-func killCmd(cmd *exec.Cmd) {
-	if cmd.ProcessState != nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-}
-
-// stopCmd sends SIGTERM to a child process and waits up to wait for it to
-// exit, then kills it and reports the test failed.
-func stopCmd(t testing.TB, cmd *exec.Cmd, wait time.Duration, what string) {
-	if cmd.ProcessState != nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(wait):
-		t.Errorf("%s did not stop on SIGTERM within %s; killing it", what, wait)
-		killCmd(cmd)
-	}
-}
-
+// session is a shopper session of user on p with the default options.
 func (p *proc) session(t testing.TB, user string) *client.Client {
 	t.Helper()
-	ctx := context.Background()
-	tok, err := client.DevLogin(ctx, "http://"+p.http, user, couponmesh.RoleShopper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Dial(ctx, "ws://"+p.http+"/ws", client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if _, err := c.Auth(ctx, tok); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return p.sessionOpts(t, user, client.Options{})
 }
 
 // Kill -9 of a real node process loses nothing acknowledged: coupons,
 // claims, follows and the feed come back, and the feed resumes without gaps.
 func TestKilledNodeRestartsWithEverything(t *testing.T) {
-	bin, dir := nodeBinary(t), t.TempDir()
+	dir := t.TempDir()
 	ctx := context.Background()
-	p := startProc(t, bin, dir)
+	p := startLoneNode(t, dir)
 
 	mtok, err := client.DevLogin(ctx, "http://"+p.http, "acme", couponmesh.RoleMerchant)
 	if err != nil {
@@ -164,7 +91,7 @@ func TestKilledNodeRestartsWithEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	var feed []couponmesh.FeedEntry
-	checkFor(t, 10*time.Second, "feed with the change of k1", func() error {
+	testutil.CheckFor(t, 10*time.Second, "feed with the change of k1", func() error {
 		feed, err = rita.Feed(ctx, 0, 0)
 		if err != nil || len(feed) != 4 {
 			return fmt.Errorf("%d entries, err %v", len(feed), err)
@@ -177,7 +104,7 @@ func TestKilledNodeRestartsWithEverything(t *testing.T) {
 	}
 
 	p.kill(t)
-	p = startProc(t, bin, dir)
+	p = startLoneNode(t, dir)
 	rita = p.session(t, "rita")
 	api.BaseURL = "http://" + p.http
 
@@ -211,7 +138,7 @@ func TestKilledNodeRestartsWithEverything(t *testing.T) {
 	if _, err := api.UpdateCoupon(ctx, "k1", couponmesh.CouponSpec{Quantity: ptr(6)}); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, "feed entry 5 after restart", func() error {
+	testutil.CheckFor(t, 10*time.Second, "feed entry 5 after restart", func() error {
 		e, err := rita.Feed(ctx, 4, 0)
 		if err != nil || len(e) != 1 || e[0].Type != couponmesh.FeedCouponChanged {
 			return fmt.Errorf("%+v %v", e, err)

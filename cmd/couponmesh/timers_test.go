@@ -406,7 +406,7 @@ func TestExpiryWhenTheOwnerDies(t *testing.T) {
 	}
 	time.Sleep(time.Until(due.Add(-time.Second)))
 	killed := time.Now()
-	killCmd(victim.cmd)
+	victim.kill(t)
 	t.Logf("killed %s, holder of coupon %s and its reminder shard, %v before the due time", victim.name, id, due.Sub(killed).Round(time.Millisecond))
 	checkFor(t, 30*time.Second, "the expired push on "+survivor.name, func() error {
 		if st, _ := pushes.status(id); st != couponmesh.StatusExpired {

@@ -148,8 +148,9 @@ func Open(ctx context.Context, uri string) (*mongodb.Store, error) {
 
 // CouponState is what a coupon's journal holds.
 type CouponState struct {
-	Quantity int // in force at the end of the journal
-	Claims   int // claimed entries
+	Quantity int   // in force at the end of the journal
+	Claims   int   // claimed entries
+	Seq      int64 // the last entry's seq: the coupon's version
 }
 
 // SoldOut reports whether every unit was claimed.
@@ -168,6 +169,8 @@ type Report struct {
 	// FeedSeq is the last seq of each user's journal (its feed), for
 	// CheckFeed.
 	FeedSeq map[string]int64
+	// Wallets holds the claims in each user's journal, in journal order.
+	Wallets map[string][]couponmesh.Claim
 }
 
 // FeedEnd returns the last seq of user u's journal (its feed) in j; 0 when
@@ -253,7 +256,7 @@ type journalClaim struct {
 // the package comment). It returns an error only when the journal cannot
 // be read or decoded.
 func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt) (Report, error) {
-	r := Report{Coupons: map[string]CouponState{}, Outcomes: map[Outcome]int{}, Codes: map[couponmesh.Code]int{}, FeedSeq: map[string]int64{}}
+	r := Report{Coupons: map[string]CouponState{}, Outcomes: map[Outcome]int{}, Codes: map[couponmesh.Code]int{}, FeedSeq: map[string]int64{}, Wallets: map[string][]couponmesh.Claim{}}
 	var bad []string
 	fail := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 
@@ -282,6 +285,7 @@ func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt)
 		byUser := map[string]journalClaim{}
 		byN := map[int]string{}
 		for _, e := range entries {
+			st.Seq = e.Seq
 			switch e.Type {
 			case coupon.EntryCreated, coupon.EntryUpdated:
 				var d struct {
@@ -379,6 +383,7 @@ func Check(ctx context.Context, j Journal, coupons []string, attempts []Attempt)
 				fail("user %s: two wallet entries for coupon %s", u, d.Claim.Coupon)
 			}
 			wallet[d.Claim.Coupon] = *d.Claim
+			r.Wallets[u] = append(r.Wallets[u], *d.Claim)
 			if !ids[d.Claim.Coupon] {
 				continue
 			}

@@ -139,6 +139,12 @@ func TestCheckSoundHistory(t *testing.T) {
 	if r.FeedSeq["alice"] != 1 || r.FeedSeq["bob"] != 1 {
 		t.Errorf("feed seqs %v, want alice and bob at 1", r.FeedSeq)
 	}
+	if st := r.Coupons["c1"]; st.Seq != 3 {
+		t.Errorf("coupon c1 at seq %d, want 3 (created, two claims)", st.Seq)
+	}
+	if w := r.Wallets; len(w) != 2 || len(w["alice"]) != 1 || w["alice"][0] != a || len(w["bob"]) != 1 || w["bob"][0] != b {
+		t.Errorf("wallets %v, want alice %v and bob %v", w, a, b)
+	}
 }
 
 func TestCheckFeed(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 	"github.com/couponmesh/couponmesh/persistence/devdb/devdbtest"
@@ -175,13 +176,7 @@ func TestBrowseInvalidation(t *testing.T) {
 	if err := b.PutSnapshot(ctx, coupon("b3", "m", now.Add(2*time.Second))); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(browse()) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("write through another node not visible after the TTL")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Until(t, 5*time.Second, "write through another node visible after the TTL", func() bool { return len(browse()) == 3 })
 }
 
 // TestDatabaseDown: with the database gone (every connection closed at
@@ -247,17 +242,13 @@ func TestDatabaseDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.CheckFor(t, 10*time.Second, "snapshot after recovery", func() error {
 		s, err := c.Snapshot(ctx, "coupon/d1")
-		if err == nil && s.Seq == 1 {
-			break
+		if err == nil && s.Seq != 1 {
+			err = fmt.Errorf("seq %d, want 1", s.Seq)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("snapshot after recovery: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestWriteBehindPolicy: a dirty snapshot reaches the database once its
@@ -282,11 +273,12 @@ func TestWriteBehindPolicy(t *testing.T) {
 	}
 	waitInDB := func(entity string, seq int64) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); inDB(entity) != seq; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: seq %d in the database, want %d", entity, inDB(entity), seq)
+		testutil.CheckFor(t, 5*time.Second, entity+" in the database", func() error {
+			if got := inDB(entity); got != seq {
+				return fmt.Errorf("seq %d, want %d", got, seq)
 			}
-		}
+			return nil
+		})
 	}
 	for _, seq := range []int64{1, 5} {
 		if err := c.PutSnapshot(ctx, user("u1", seq)); err != nil {

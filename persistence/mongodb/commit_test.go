@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -188,7 +189,7 @@ func TestBackpressure(t *testing.T) {
 		}
 	}
 	// The database is now known to be down: appends fail fast.
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, "the store knows the database is down", func() error {
 		if !s.Down() {
 			return errors.New("store does not know the database is down")
 		}
@@ -209,24 +210,9 @@ func TestBackpressure(t *testing.T) {
 	}
 	// And it recovers by itself.
 	p.SetMode(faultproxy.Forward)
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, "an append once the database is back", func() error {
 		return s.Append(t.Context(), couponmesh.Entry{Entity: "coupon/bp2", Seq: 1, Type: "x", At: time.Now()})
 	})
-}
-
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // readJournal returns the data of every journal document of s's database by

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // NewStore returns an empty store for one test and registers its cleanup
@@ -654,7 +655,7 @@ func testBrowseExpiry(t *testing.T, s couponmesh.Store) {
 	if got := ids(browse(couponmesh.StatusActive)); time.Now().Before(expires) && !slices.Equal(got, []string{"soon"}) {
 		t.Fatalf("active before expiry: %v", got)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, "soon and soldsoon expired", func() error {
 		got := browse(couponmesh.StatusExpired)
 		if !slices.Equal(ids(got), []string{"soon", "soldsoon"}) {
 			return fmt.Errorf("expired: %v", ids(got))
@@ -790,21 +791,5 @@ func testReminders(t *testing.T, s couponmesh.Store) {
 	rs, err := s.DueReminders(ctx(t), elsewhere.Shard(), 0)
 	if err != nil || len(rs) != 1 || rs[0] != elsewhere {
 		t.Fatalf("shard %d: %+v, %v; want %+v", elsewhere.Shard(), rs, err, elsewhere)
-	}
-}
-
-// checkFor polls f until it returns nil or timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

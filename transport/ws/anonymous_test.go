@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -176,7 +177,7 @@ func TestAnonymousLimits(t *testing.T) {
 	}
 	// A visitor that leaves frees its slot too.
 	a.c.Close(websocket.StatusNormalClosure, "")
-	checkFor(t, 5*time.Second, "a's slot given back", func() bool {
+	testutil.Until(t, 5*time.Second, "a's slot given back", func() bool {
 		r := e.raw()
 		r.send(`{"id":1,"op":"get","coupon":"c1"}`)
 		m, _ := r.nextReply(1)

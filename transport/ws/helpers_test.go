@@ -162,18 +162,6 @@ func labelValue(m *dto.Metric, name string) string {
 	return ""
 }
 
-// checkFor polls cond until it holds or d passes.
-func checkFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // rawConn is a bare protocol connection for frames the client would not send.
 type rawConn struct {
 	t    *testing.T

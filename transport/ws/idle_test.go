@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"bytes"
+	"fmt"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -50,11 +52,10 @@ func TestIdleSessionsCostOneGoroutine(t *testing.T) {
 	// keep the count at 2n or more; the request goroutines and write turns
 	// of the set-up come and go (one was seen 100 ms after the count had
 	// dropped to n, so a single sample is not enough).
-	deadline := time.Now().Add(5 * time.Second)
-	for got := sessionGoroutines(t); got != n; got = sessionGoroutines(t) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d session goroutines for %d idle sessions after 5 s, want %d", got, n, n)
+	testutil.CheckFor(t, 5*time.Second, fmt.Sprintf("%d session goroutines for %d idle sessions", n, n), func() error {
+		if got := sessionGoroutines(t); got != n {
+			return fmt.Errorf("%d session goroutines", got)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }

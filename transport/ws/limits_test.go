@@ -20,6 +20,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
@@ -169,7 +170,7 @@ func TestFragmentedFloodCloses1009(t *testing.T) {
 	if err := other.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, "flooding sessions to end", func() bool { return e.h.Sessions() == 1 })
+	testutil.Until(t, 5*time.Second, "flooding sessions to end", func() bool { return e.h.Sessions() == 1 })
 }
 
 // errCode reads the next message of r and returns its error code and id.
@@ -355,7 +356,7 @@ func TestSessionsPerUser(t *testing.T) {
 		t.Fatalf("bad token: %s", code)
 	}
 	alice[2].Close()
-	checkFor(t, 5*time.Second, "a slot for alice", func() bool {
+	testutil.Until(t, 5*time.Second, "a slot for alice", func() bool {
 		c, err := client.Dial(ctxT(t), e.url, client.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -417,7 +418,7 @@ func TestSessionsPerIP(t *testing.T) {
 	}
 	rateLimitedBody(t, body, "too many WebSocket sessions")
 	open[0].Close()
-	checkFor(t, 5*time.Second, "a slot for the address", func() bool {
+	testutil.Until(t, 5*time.Second, "a slot for the address", func() bool {
 		status, _, _ := e.dialStatus(nil)
 		return status == 0
 	})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/transporttest"
 	"github.com/couponmesh/couponmesh/transport/ws"
@@ -224,12 +225,12 @@ func TestSlowConsumerDropped(t *testing.T) {
 	if n := e.hub.Subscribers("hot"); n != 1 {
 		t.Fatalf("after %d pushes the slow session is still subscribed (%d subscribers)", published, n)
 	}
-	checkFor(t, 5*time.Second, "slow_consumer metric", func() bool {
+	testutil.Until(t, 5*time.Second, "slow_consumer metric", func() bool {
 		return e.metric("couponmesh_ws_sessions_dropped_total", "reason", "slow_consumer") == 1
 	})
 	// Publishing coupons never touches the feed registration: only the
 	// session's own Detach removes it, while its connection is still open.
-	checkFor(t, 5*time.Second, "the dropped session to detach", func() bool { return e.hub.Attached("slow") == 0 })
+	testutil.Until(t, 5*time.Second, "the dropped session to detach", func() bool { return e.hub.Attached("slow") == 0 })
 	if e.h.Sessions() != 2 {
 		t.Fatalf("%d sessions; the slow one should still be flushing", e.h.Sessions())
 	}
@@ -237,7 +238,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	// The healthy session got growing versions up to the last (it may
 	// skip one that a newer replaced while queued: conflation).
 	last := int64(published + 1)
-	checkFor(t, 10*time.Second, "healthy session to catch up", func() bool {
+	testutil.Until(t, 10*time.Second, "healthy session to catch up", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) > 0 && got[len(got)-1] == last
@@ -252,7 +253,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	mu.Unlock()
 	// And it keeps receiving.
 	e.hub.PublishCoupon(couponmesh.Coupon{ID: "hot", Version: last + 1})
-	checkFor(t, 5*time.Second, "a push after the drop", func() bool {
+	testutil.Until(t, 5*time.Second, "a push after the drop", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return got[len(got)-1] == last+1
@@ -263,7 +264,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 	if got := slow.closeStatus(); got != websocket.StatusTryAgainLater {
 		t.Fatalf("slow session close status %v, want 1013", got)
 	}
-	checkFor(t, 5*time.Second, "session count 1", func() bool { return e.h.Sessions() == 1 })
+	testutil.Until(t, 5*time.Second, "session count 1", func() bool { return e.h.Sessions() == 1 })
 }
 
 // lastOf returns the last version in got (0: none).
@@ -495,7 +496,7 @@ func TestInternalErrorsAreNotSent(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != couponmesh.CodeInternal || strings.Contains(ce.Message, "secret") {
 		t.Fatalf("error %v: want internal without details", err)
 	}
-	checkFor(t, 2*time.Second, "the log line", func() bool {
+	testutil.Until(t, 2*time.Second, "the log line", func() bool {
 		l := e.logs.String()
 		return strings.Contains(l, "secret detail") && strings.Contains(l, "session=") && strings.Contains(l, "user=alice")
 	})
@@ -551,7 +552,7 @@ func TestMaxInflight(t *testing.T) {
 	for range 2 {
 		go func() { _, err := c.Wallet(ctx); errs <- err }()
 	}
-	checkFor(t, 5*time.Second, "two requests in flight", func() bool { return held.Load() == 2 })
+	testutil.Until(t, 5*time.Second, "two requests in flight", func() bool { return held.Load() == 2 })
 	_, err := c.Get(ctx, "c1")
 	var ce *couponmesh.Error
 	if !errors.As(err, &ce) || ce.Code != couponmesh.CodeRateLimited {
@@ -634,7 +635,7 @@ func TestPingTimeoutDropsDeadPeer(t *testing.T) {
 	defer c.CloseNow()
 	// A peer that reads answers them and stays.
 	alive := e.dial(client.Options{})
-	checkFor(t, 5*time.Second, "the dead peer to be dropped", func() bool {
+	testutil.Until(t, 5*time.Second, "the dead peer to be dropped", func() bool {
 		return e.metric("couponmesh_ws_sessions_dropped_total", "reason", "ping_timeout") == 1 && e.h.Sessions() == 1
 	})
 	if err := alive.Ping(ctxT(t)); err != nil {
@@ -646,7 +647,7 @@ func TestShutdownClosesSessions(t *testing.T) {
 	e := newEnv(t, ws.LocalConfig())
 	a := e.login("alice", client.Options{})
 	b := e.dial(client.Options{})
-	checkFor(t, time.Second, "2 sessions", func() bool {
+	testutil.Until(t, time.Second, "2 sessions", func() bool {
 		return e.h.Sessions() == 2 && e.metric("couponmesh_ws_sessions") == 2
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -686,7 +687,7 @@ func TestSessionEndDetaches(t *testing.T) {
 		t.Fatalf("%d registrations, want 2", e.hub.Registrations())
 	}
 	c.Close()
-	checkFor(t, 5*time.Second, "detach", func() bool { return e.hub.Registrations() == 0 && e.h.Sessions() == 0 })
+	testutil.Until(t, 5*time.Second, "detach", func() bool { return e.hub.Registrations() == 0 && e.h.Sessions() == 0 })
 }
 
 // nowService answers CouponJSONNow for the coupons in now, like a node

@@ -25,6 +25,7 @@ import (
 	"github.com/couponmesh/couponmesh/cluster/placement"
 	"github.com/couponmesh/couponmesh/internal/history"
 	"github.com/couponmesh/couponmesh/internal/testutil"
+	adminctl "github.com/couponmesh/couponmesh/transport/admin/ctl"
 )
 
 // Multi-node tests run every node as its own process (protoactor's cluster
@@ -331,7 +332,7 @@ func (p *proc) sessionOpts(t testing.TB, user string, opts client.Options) *clie
 func ctl(t *testing.T, p *proc, args ...string) string {
 	t.Helper()
 	var out strings.Builder
-	if err := runCtl(append([]string{"--admin", p.admin}, args...), &out); err != nil {
+	if err := adminctl.Run(append([]string{"--admin", p.admin}, args...), &out); err != nil {
 		t.Fatalf("ctl %v: %v", args, err)
 	}
 	return out.String()

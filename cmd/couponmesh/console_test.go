@@ -14,6 +14,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
 	"github.com/couponmesh/couponmesh/client"
+	adminctl "github.com/couponmesh/couponmesh/transport/admin/ctl"
 )
 
 // adminDo calls an admin API path and decodes the JSON answer into out
@@ -62,7 +63,7 @@ type couponState struct {
 func runCtlOut(t *testing.T, admin string, args ...string) string {
 	t.Helper()
 	var out strings.Builder
-	if err := runCtl(append([]string{"--admin", admin}, args...), &out); err != nil {
+	if err := adminctl.Run(append([]string{"--admin", admin}, args...), &out); err != nil {
 		t.Fatalf("ctl %v: %v", args, err)
 	}
 	return out.String()
@@ -220,7 +221,7 @@ func TestAdminInspectActors(t *testing.T) {
 		t.Errorf("ctl actors passivate:\n%s", out)
 	}
 	var out2 strings.Builder
-	err = runCtl([]string{"--admin", admin, "actors", "get", "coupon/nosuch"}, &out2)
+	err = adminctl.Run([]string{"--admin", admin, "actors", "get", "coupon/nosuch"}, &out2)
 	if err == nil || !strings.Contains(err.Error(), "coupon/nosuch is not active (its owner would be test)") {
 		t.Errorf("ctl actors get coupon/nosuch: %v", err)
 	}
@@ -320,7 +321,7 @@ func TestAdminTokenWhenNotLoopback(t *testing.T) {
 	}
 	t.Setenv("COUPONMESH_ADMIN_TOKEN", "")
 	var out strings.Builder
-	if err := runCtl([]string{"--admin", "127.0.0.1:" + port, "members"}, &out); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := adminctl.Run([]string{"--admin", "127.0.0.1:" + port, "members"}, &out); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("ctl members without the token: %v", err)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/couponmesh/couponmesh/bench"
+	adminctl "github.com/couponmesh/couponmesh/transport/admin/ctl"
 )
 
 func main() {
@@ -38,7 +39,7 @@ func run(args []string) error {
 	case "node":
 		return runNode(args[1:])
 	case "ctl":
-		return runCtl(args[1:], os.Stdout)
+		return adminctl.Run(args[1:], os.Stdout)
 	case "devdb":
 		return runDevDB(args[1:])
 	case "bench":

@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 
 	"github.com/couponmesh/couponmesh/transport/admin"
-	adminctl "github.com/couponmesh/couponmesh/transport/admin/ctl"
 )
 
-// The admin API's types and client under the names the bench harness and
-// the node-process tests of this package use.
+// The admin API's types and client under the names the node-process tests
+// of this package use.
 type (
 	MemberInfo    = admin.MemberInfo
 	ActorInfo     = admin.ActorInfo
@@ -25,6 +23,3 @@ type (
 func adminCall(ctx context.Context, addr, method, path string, body, out any) error {
 	return admin.Call(ctx, os.Getenv("COUPONMESH_ADMIN_TOKEN"), addr, method, path, body, out)
 }
-
-// runCtl is `couponmesh ctl` (package ctl; the name ctl is a test helper here).
-func runCtl(args []string, stdout io.Writer) error { return adminctl.Run(args, stdout) }

@@ -180,34 +180,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	trusted, err := cfg.trustedProxies()
+	wcfg, err := cfg.wsConfig()
 	if err != nil {
 		return nil, err
 	}
-	w := cfg.WS
-	a.ws = ws.NewHandler(ws.Config{
-		ReadLimit:        w.ReadLimit,
-		SendQueue:        w.SendQueue,
-		PingInterval:     w.PingInterval.D(),
-		AuthTimeout:      w.AuthTimeout.D(),
-		MaxInflight:      w.MaxInflight,
-		MaxSubscriptions: w.MaxSubscriptions,
-		RequestRate:      w.RequestRate,
-		RequestBurst:     w.RequestBurst,
-		FloodRefusals:    w.FloodRefusals,
-		FloodWindow:      w.FloodWindow.D(),
-		SessionsPerUser:  w.SessionsPerUser,
-		SessionsPerIP:    w.SessionsPerIP,
-		HandshakeRate:    w.HandshakeRate,
-		HandshakeBurst:   w.HandshakeBurst,
-		TrustedProxies:   trusted,
-		OriginPatterns:   cfg.AllowedOrigins,
-
-		AnonymousPerIP:         w.AnonymousPerIP,
-		AnonymousRequestRate:   w.AnonymousRequestRate,
-		AnonymousRequestBurst:  w.AnonymousRequestBurst,
-		AnonymousSubscriptions: w.AnonymousSubscriptions,
-	}, svc, a.hub, tokens, reg, log)
+	a.ws = ws.NewHandler(wcfg, svc, a.hub, tokens, reg, log)
 	api := httpapi.New(httpapi.Options{
 		Service: svc, Tokens: tokens, WS: a.ws, Dev: cfg.Dev, Ready: a.ready, Static: webFS(), Log: log,
 	})

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -77,22 +76,10 @@ type Config struct {
 		PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
 		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
 	} `yaml:"actors" envPrefix:"ACTORS_"`
-	// Mongo tunes the connection and the group commit. Options written in
-	// mongo_uri (w, maxPoolSize, readPreference, …) win over these keys.
-	Mongo struct {
-		PoolMin                uint64   `yaml:"pool_min" env:"POOL_MIN"`
-		PoolMax                uint64   `yaml:"pool_max" env:"POOL_MAX"`
-		ConnectTimeout         Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
-		ServerSelectionTimeout Duration `yaml:"server_selection_timeout" env:"SERVER_SELECTION_TIMEOUT"`
-		OpTimeout              Duration `yaml:"op_timeout" env:"OP_TIMEOUT"`
-		Heartbeat              Duration `yaml:"heartbeat" env:"HEARTBEAT"`
-		WriteConcern           string   `yaml:"write_concern" env:"WRITE_CONCERN"`
-		WriteTimeout           Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
-		BatchMaxOps            int      `yaml:"batch_max_ops" env:"BATCH_MAX_OPS"`
-		BatchMaxDelay          Duration `yaml:"batch_max_delay" env:"BATCH_MAX_DELAY"`
-		QueueSize              int      `yaml:"queue_size" env:"QUEUE_SIZE"`
-		Flushers               int      `yaml:"flushers" env:"FLUSHERS"`
-	} `yaml:"mongo" envPrefix:"MONGO_"`
+	// Mongo tunes the connection and the group commit: the keys of
+	// mongodb.Config. Options written in mongo_uri (w, maxPoolSize,
+	// readPreference, …) win over these keys.
+	Mongo mongoSection `yaml:"mongo" envPrefix:"MONGO_"`
 	Cache struct {
 		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
 		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
@@ -108,32 +95,42 @@ type Config struct {
 		SnapshotFlushEntries int64    `yaml:"snapshot_flush_entries" env:"SNAPSHOT_FLUSH_ENTRIES"`
 		SnapshotFlushMaxAge  Duration `yaml:"snapshot_flush_max_age" env:"SNAPSHOT_FLUSH_MAX_AGE"`
 	} `yaml:"cache" envPrefix:"CACHE_"`
-	WS struct {
-		ReadLimit        int64    `yaml:"read_limit" env:"READ_LIMIT"`
-		SendQueue        int      `yaml:"send_queue" env:"SEND_QUEUE"`
-		PingInterval     Duration `yaml:"ping_interval" env:"PING_INTERVAL"`
-		AuthTimeout      Duration `yaml:"auth_timeout" env:"AUTH_TIMEOUT"`
-		MaxInflight      int      `yaml:"max_inflight" env:"MAX_INFLIGHT"`
-		MaxSubscriptions int      `yaml:"max_subscriptions" env:"MAX_SUBSCRIPTIONS"`
-		RequestRate      float64  `yaml:"request_rate" env:"REQUEST_RATE"` // frames per second per session; negative: no limit
-		RequestBurst     int      `yaml:"request_burst" env:"REQUEST_BURST"`
-		FloodRefusals    int      `yaml:"flood_refusals" env:"FLOOD_REFUSALS"` // refused frames within flood_window before a 1008
-		FloodWindow      Duration `yaml:"flood_window" env:"FLOOD_WINDOW"`
-		SessionsPerUser  int      `yaml:"sessions_per_user" env:"SESSIONS_PER_USER"` // per node; negative: no limit
-		SessionsPerIP    int      `yaml:"sessions_per_ip" env:"SESSIONS_PER_IP"`     // per node; negative: no limit
-		HandshakeRate    float64  `yaml:"handshake_rate" env:"HANDSHAKE_RATE"`       // upgrades per second per client address; negative: no limit
-		HandshakeBurst   int      `yaml:"handshake_burst" env:"HANDSHAKE_BURST"`
-		TrustedProxies   []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
-		// Visitors: sessions that subscribe and get without signing in.
-		AnonymousPerIP         int     `yaml:"anonymous_per_ip" env:"ANONYMOUS_PER_IP"`             // anonymous sessions per client address per node; negative: no limit
-		AnonymousRequestRate   float64 `yaml:"anonymous_request_rate" env:"ANONYMOUS_REQUEST_RATE"` // frames per second per anonymous session; negative: no limit
-		AnonymousRequestBurst  int     `yaml:"anonymous_request_burst" env:"ANONYMOUS_REQUEST_BURST"`
-		AnonymousSubscriptions int     `yaml:"anonymous_subscriptions" env:"ANONYMOUS_SUBSCRIPTIONS"`
-	} `yaml:"ws" envPrefix:"WS_"`
+	// WS holds the WebSocket limits: the keys of ws.Config, and the
+	// trusted proxies.
+	WS     wsSection `yaml:"ws" envPrefix:"WS_"`
 	Limits struct {
 		UserWriteRate  float64 `yaml:"user_write_rate" env:"USER_WRITE_RATE"` // claims, follows, unfollows per second per user, cluster-wide; negative: no limit
 		UserWriteBurst int     `yaml:"user_write_burst" env:"USER_WRITE_BURST"`
 	} `yaml:"limits" envPrefix:"LIMITS_"`
+}
+
+// mongoSection is the mongo key: mongodb.Config (its tags are the keys),
+// with the pool sizes under the names they had before the section embedded
+// it (mongodb.Config calls them MaxPoolSize and MinPoolSize, and an
+// environment error names the field).
+type mongoSection struct {
+	mongodb.Config `yaml:",inline" envPrefix:""`
+	PoolMin        uint64 `yaml:"pool_min" env:"POOL_MIN"`
+	PoolMax        uint64 `yaml:"pool_max" env:"POOL_MAX"`
+}
+
+// wsSection is the ws key: ws.Config (its tags are the keys), with the
+// trusted proxies as written (CIDRs or single addresses; trustedProxies
+// parses them).
+type wsSection struct {
+	ws.Config      `yaml:",inline" envPrefix:""`
+	TrustedProxies []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
+}
+
+// DefaultConfig returns the node configuration before the file and the
+// environment: the sections that embed a part's Config start from that
+// part's DefaultConfig (the only place their defaults are written).
+func DefaultConfig() Config {
+	var c Config
+	c.Mongo.Config = mongodb.DefaultConfig()
+	c.Mongo.PoolMin, c.Mongo.PoolMax = c.Mongo.MinPoolSize, c.Mongo.MaxPoolSize
+	c.WS.Config = ws.DefaultConfig()
+	return c
 }
 
 // Duration is a time.Duration written as "5s" in YAML and the environment.
@@ -161,7 +158,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // LoadConfig reads the YAML file (empty path: none) and applies the
 // environment. Unknown YAML keys are an error.
 func LoadConfig(path string, environ map[string]string) (Config, error) {
-	var cfg Config
+	cfg := DefaultConfig()
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -215,7 +212,6 @@ func (c *Config) fill() {
 		c.AllowedOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
 	}
 	// The limits print as they apply (--check-config).
-	w, d := &c.WS, ws.DefaultConfig()
 	defInt := func(v *int, def int) {
 		if *v == 0 {
 			*v = def
@@ -226,32 +222,6 @@ func (c *Config) fill() {
 			*v = def
 		}
 	}
-	if w.ReadLimit <= 0 {
-		w.ReadLimit = d.ReadLimit
-	}
-	defInt(&w.SendQueue, d.SendQueue)
-	if w.PingInterval <= 0 {
-		w.PingInterval = Duration(d.PingInterval)
-	}
-	if w.AuthTimeout <= 0 {
-		w.AuthTimeout = Duration(d.AuthTimeout)
-	}
-	defInt(&w.MaxInflight, d.MaxInflight)
-	defInt(&w.MaxSubscriptions, d.MaxSubscriptions)
-	defRate(&w.RequestRate, d.RequestRate)
-	defInt(&w.RequestBurst, d.RequestBurst)
-	defInt(&w.FloodRefusals, d.FloodRefusals)
-	if w.FloodWindow <= 0 {
-		w.FloodWindow = Duration(d.FloodWindow)
-	}
-	defInt(&w.SessionsPerUser, d.SessionsPerUser)
-	defInt(&w.SessionsPerIP, d.SessionsPerIP)
-	defRate(&w.HandshakeRate, d.HandshakeRate)
-	defInt(&w.HandshakeBurst, d.HandshakeBurst)
-	defInt(&w.AnonymousPerIP, d.AnonymousPerIP)
-	defRate(&w.AnonymousRequestRate, d.AnonymousRequestRate)
-	defInt(&w.AnonymousRequestBurst, d.AnonymousRequestBurst)
-	defInt(&w.AnonymousSubscriptions, d.AnonymousSubscriptions)
 	defRate(&c.Limits.UserWriteRate, actors.DefaultUserWrites.Rate)
 	defInt(&c.Limits.UserWriteBurst, actors.DefaultUserWrites.Burst)
 }
@@ -277,38 +247,13 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// fillStore fills the mongo and cache sections from the packages'
-// defaults, so that --check-config shows the values in force.
+// fillStore fills the cache section from the package's defaults, so that
+// --check-config shows the values in force.
 func (c *Config) fillStore() {
-	md := mongodb.DefaultConfig()
-	m := &c.Mongo
 	dur := func(d *Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = Duration(v)
 		}
-	}
-	if m.PoolMax == 0 {
-		m.PoolMax = md.MaxPoolSize
-	}
-	dur(&m.ConnectTimeout, md.ConnectTimeout)
-	dur(&m.ServerSelectionTimeout, md.ServerSelectionTimeout)
-	dur(&m.OpTimeout, md.OpTimeout)
-	dur(&m.Heartbeat, md.HeartbeatInterval)
-	dur(&m.WriteTimeout, m.OpTimeout.D())
-	if m.WriteConcern == "" {
-		m.WriteConcern = md.WriteConcern
-	}
-	if m.BatchMaxOps <= 0 {
-		m.BatchMaxOps = md.BatchMaxOps
-	}
-	if m.BatchMaxDelay <= 0 {
-		m.BatchMaxDelay = Duration(md.BatchMaxDelay)
-	}
-	if m.QueueSize <= 0 {
-		m.QueueSize = md.QueueSize
-	}
-	if m.Flushers <= 0 {
-		m.Flushers = md.Flushers
 	}
 	cd := cache.DefaultConfig()
 	if c.Cache.SizeMB <= 0 {
@@ -326,36 +271,28 @@ func (c *Config) fillStore() {
 
 // mongoConfig is the store configuration for uri.
 func (c *Config) mongoConfig(uri string) mongodb.Config {
-	m := c.Mongo
-	return mongodb.Config{
-		URI:                    uri,
-		Database:               c.MongoDatabase,
-		ConnectTimeout:         m.ConnectTimeout.D(),
-		ServerSelectionTimeout: m.ServerSelectionTimeout.D(),
-		OpTimeout:              m.OpTimeout.D(),
-		HeartbeatInterval:      m.Heartbeat.D(),
-		MaxPoolSize:            m.PoolMax,
-		MinPoolSize:            m.PoolMin,
-		WriteConcern:           m.WriteConcern,
-		WriteTimeout:           m.WriteTimeout.D(),
-		BatchMaxOps:            m.BatchMaxOps,
-		BatchMaxDelay:          m.BatchMaxDelay.D(),
-		QueueSize:              m.QueueSize,
-		Flushers:               m.Flushers,
-	}
+	m := c.Mongo.Config
+	m.URI, m.Database = uri, c.MongoDatabase
+	m.MaxPoolSize, m.MinPoolSize = c.Mongo.PoolMax, c.Mongo.PoolMin
+	return m
+}
+
+// wsConfig is the WebSocket configuration, with the trusted proxies parsed.
+func (c *Config) wsConfig() (ws.Config, error) {
+	w := c.WS.Config
+	w.OriginPatterns = c.AllowedOrigins
+	var err error
+	w.TrustedProxies, err = c.trustedProxies()
+	return w, err
 }
 
 func (c *Config) validate() error {
 	var errs []error
-	switch wc := c.Mongo.WriteConcern; wc {
-	case "majority", "default":
-	default:
-		if n, err := strconv.Atoi(wc); err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("mongo.write_concern %q: want majority, default or a number", wc))
-		}
+	if err := c.mongoConfig(c.MongoURI).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("mongo: %w", err))
 	}
-	if c.Mongo.PoolMin > c.Mongo.PoolMax {
-		errs = append(errs, fmt.Errorf("mongo.pool_min %d above pool_max %d", c.Mongo.PoolMin, c.Mongo.PoolMax))
+	if err := c.WS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ws: %w", err))
 	}
 	if c.AdminToken == "" && !loopback(c.AdminAddr) {
 		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
@@ -388,15 +325,8 @@ func (c *Config) validate() error {
 	if _, err := c.trustedProxies(); err != nil {
 		errs = append(errs, err)
 	}
-	for name, v := range map[string]int{
-		"ws.request_burst": c.WS.RequestBurst, "ws.handshake_burst": c.WS.HandshakeBurst,
-		"ws.flood_refusals": c.WS.FloodRefusals, "limits.user_write_burst": c.Limits.UserWriteBurst,
-		"ws.max_inflight": c.WS.MaxInflight, "ws.max_subscriptions": c.WS.MaxSubscriptions, "ws.send_queue": c.WS.SendQueue,
-		"ws.anonymous_request_burst": c.WS.AnonymousRequestBurst, "ws.anonymous_subscriptions": c.WS.AnonymousSubscriptions,
-	} {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive", name))
-		}
+	if c.Limits.UserWriteBurst < 0 {
+		errs = append(errs, errors.New("limits.user_write_burst must be positive"))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

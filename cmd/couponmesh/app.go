@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,28 +132,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	}
 	a.grainMetrics = gcfg.Metrics
 	go a.sampleRate(a.stopRate)
-	var key []byte
-	if cfg.Cluster.GossipKey != "" {
-		key, _ = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey) // validated by LoadConfig
+	lcfg, err := cfg.memberlistConfig() // validated by LoadConfig
+	if err != nil {
+		return nil, err
 	}
-	a.members = membership.New(membership.Config{
-		NodeName: cfg.NodeName, BindAddr: cfg.ClusterAddr, AdvertiseAddr: cfg.Cluster.AdvertiseAddr, Seeds: cfg.Seeds,
-		SecretKey: key, Label: cfg.Cluster.GossipLabel, Profile: cfg.Cluster.Failure,
-		ProbeInterval: cfg.Cluster.ProbeInterval.D(), ProbeTimeout: cfg.Cluster.ProbeTimeout.D(), SuspicionMult: cfg.Cluster.SuspicionMult,
-		RejoinInterval: cfg.Cluster.RejoinInterval.D(), DeadGrace: cfg.Cluster.DeadGrace.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
-		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
-		OnEvicted: func() { close(a.evicted) }, OnChurn: churn.Changed, Log: log,
-	})
+	lcfg.HTTPAddr, lcfg.AdminAddr = a.public, reachable(a.adminLn.Addr().String(), cfg.RemoteAddr)
+	lcfg.OnEvicted, lcfg.OnChurn, lcfg.Log = func() { close(a.evicted) }, churn.Changed, log
+	a.members = membership.New(lcfg)
 	var remoteTLS *node.RemoteTLS
 	if cl := cfg.Cluster; cl.RemoteTLSCert != "" || cl.RemoteTLSKey != "" || cl.RemoteTLSCA != "" {
 		if remoteTLS, err = node.LoadRemoteTLS(cl.RemoteTLSCert, cl.RemoteTLSKey, cl.RemoteTLSCA, cl.RemoteTLSServerName); err != nil {
 			return nil, err
 		}
 	}
-	a.node, err = node.Start(node.Config{
-		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
-		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, TLS: remoteTLS, Log: log,
-	}, coupon.Kind(gcfg), user.Kind(gcfg), reminder.Kind(gcfg))
+	ncfg := cfg.nodeConfig()
+	ncfg.RequestTimeout, ncfg.Provider, ncfg.TLS, ncfg.Log = call.Timeout, a.members, remoteTLS, log
+	a.node, err = node.Start(ncfg, coupon.Kind(gcfg), user.Kind(gcfg), reminder.Kind(gcfg))
 	if err != nil {
 		return nil, err
 	}

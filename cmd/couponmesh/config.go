@@ -17,6 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/cluster/membership"
+	"github.com/couponmesh/couponmesh/cluster/node"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 	"github.com/couponmesh/couponmesh/transport/ws"
@@ -46,28 +48,10 @@ type Config struct {
 	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
 	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
 	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
-	Cluster        struct {
-		PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
-		AdvertiseAddr       string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
-		RemoteAdvertise     string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
-		GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
-		GossipLabel         string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
-		Failure             string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
-		ProbeInterval       Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
-		ProbeTimeout        Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
-		SuspicionMult       int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
-		RejoinInterval      Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
-		DeadGrace           Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
-		LookupTimeout       Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
-		DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
-		DrainDelay          Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`         // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
-		TopologyDelay       Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"`   // tests only
-		RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
-		RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
-		RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
-		RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
-	} `yaml:"cluster" envPrefix:"CLUSTER_"`
-	Actors struct {
+	// Cluster holds membership (membership.Config's keys), the member's
+	// remote (node.Config's keys), and the node's own cluster keys.
+	Cluster clusterSection `yaml:"cluster" envPrefix:"CLUSTER_"`
+	Actors  struct {
 		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
 		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
 		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
@@ -104,6 +88,28 @@ type Config struct {
 	} `yaml:"limits" envPrefix:"LIMITS_"`
 }
 
+// MemberlistConfig and NodeConfig name the parts' configs embedded in the
+// cluster section (both types are called Config).
+type (
+	MemberlistConfig = membership.Config
+	NodeConfig       = node.Config
+)
+
+// clusterSection is the cluster key: the keys of membership.Config and
+// node.Config, and the node's own.
+type clusterSection struct {
+	MemberlistConfig    `yaml:",inline" envPrefix:""`
+	NodeConfig          `yaml:",inline" envPrefix:""`
+	PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"` // host:port clients reach this node at (1012 hand-overs)
+	GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"`   // base64 of 16, 24 or 32 bytes (MemberlistConfig.SecretKey)
+	DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+	DrainDelay          Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`         // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
+	RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
+	RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
+	RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
+	RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
+}
+
 // mongoSection is the mongo key: mongodb.Config (its tags are the keys),
 // with the pool sizes under the names they had before the section embedded
 // it (mongodb.Config calls them MaxPoolSize and MinPoolSize, and an
@@ -130,6 +136,8 @@ func DefaultConfig() Config {
 	c.Mongo.Config = mongodb.DefaultConfig()
 	c.Mongo.PoolMin, c.Mongo.PoolMax = c.Mongo.MinPoolSize, c.Mongo.MaxPoolSize
 	c.WS.Config = ws.DefaultConfig()
+	c.Cluster.MemberlistConfig = membership.DefaultConfig()
+	c.Cluster.NodeConfig = node.DefaultConfig()
 	return c
 }
 
@@ -198,9 +206,6 @@ func (c *Config) fill() {
 	c.fillStore()
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = Duration(24 * time.Hour)
-	}
-	if c.Cluster.Failure == "" {
-		c.Cluster.Failure = "fast"
 	}
 	if c.Cluster.RemoteTLSServerName == "" {
 		c.Cluster.RemoteTLSServerName = "couponmesh-node"
@@ -277,6 +282,29 @@ func (c *Config) mongoConfig(uri string) mongodb.Config {
 	return m
 }
 
+// memberlistConfig is the membership configuration, with the gossip key
+// decoded; the caller sets the listeners' addresses and the hooks.
+func (c *Config) memberlistConfig() (membership.Config, error) {
+	m := c.Cluster.MemberlistConfig
+	m.NodeName, m.BindAddr, m.Seeds = c.NodeName, c.ClusterAddr, c.Seeds
+	if c.Cluster.GossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey)
+		if err != nil {
+			return m, fmt.Errorf("cluster.gossip_key: not base64: %w", err)
+		}
+		m.SecretKey = k
+	}
+	return m, nil
+}
+
+// nodeConfig is the member's configuration; the caller sets the request
+// timeout, the provider, the TLS and the log.
+func (c *Config) nodeConfig() node.Config {
+	n := c.Cluster.NodeConfig
+	n.RemoteAddr = c.RemoteAddr
+	return n
+}
+
 // wsConfig is the WebSocket configuration, with the trusted proxies parsed.
 func (c *Config) wsConfig() (ws.Config, error) {
 	w := c.WS.Config
@@ -306,20 +334,16 @@ func (c *Config) validate() error {
 	if c.Dev && c.JWTSecret == "" {
 		errs = append(errs, errors.New("dev login signs tokens with jwt_secret: set it, or dev: false"))
 	}
-	if c.Cluster.GossipKey != "" {
-		if k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey); err != nil {
-			errs = append(errs, fmt.Errorf("cluster.gossip_key: not base64: %w", err))
-		} else if n := len(k); n != 16 && n != 24 && n != 32 {
-			errs = append(errs, fmt.Errorf("cluster.gossip_key: %d bytes, want 16, 24 or 32", n))
-		}
+	if m, err := c.memberlistConfig(); err != nil {
+		errs = append(errs, err)
+	} else if err := m.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	if err := c.nodeConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	}
 	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
-	}
-	switch c.Cluster.Failure {
-	case "fast", "lan":
-	default:
-		errs = append(errs, fmt.Errorf("cluster.failure_detection %q: want fast or lan", c.Cluster.Failure))
 	}
 	errs = append(errs, c.productionErrors()...)
 	if _, err := c.trustedProxies(); err != nil {
@@ -336,8 +360,10 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns the config as YAML with secrets masked.
+// Redacted returns the config as YAML with secrets masked, the sections of
+// the parts with the values in force (zero fields at their defaults).
 func (c Config) Redacted() string {
+	c.Mongo.Config, c.WS.Config = c.Mongo.Effective(), c.WS.Effective()
 	if c.JWTSecret != "" {
 		c.JWTSecret = "<redacted>"
 	}

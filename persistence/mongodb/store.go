@@ -102,6 +102,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// Effective returns c as Open uses it: zero fields set to their defaults
+// (what `couponmesh node --check-config` prints).
+func (c Config) Effective() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	set := func(v *time.Duration, def time.Duration) {

@@ -166,6 +166,10 @@ func LocalConfig() Config {
 	return c
 }
 
+// Effective returns c as NewHandler uses it: zero fields set to their defaults
+// (what `couponmesh node --check-config` prints).
+func (c Config) Effective() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.ReadLimit <= 0 {

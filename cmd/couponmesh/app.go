@@ -118,18 +118,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// Churn: after membership changes, active grains validate against the
 	// journal before they answer (DESIGN.md invariant 8).
 	churn := actors.NewChurn()
-	gcfg := actors.GrainConfig{
-		Store:          a.store,
-		PassivateAfter: cfg.Actors.PassivateAfter.D(),
-		SnapshotDelay:  cfg.Actors.SnapshotDelay.D(),
-		HubLease:       cfg.Actors.HubLease.D(),
-		Call:           call,
-		UserWrites:     actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst},
-		Local:          actors.NewLocalCoupons(churn),
-		Churn:          churn,
-		Metrics:        actors.NewMetrics(reg),
-		Log:            log,
-	}
+	gcfg := cfg.Actors.GrainConfig
+	gcfg.Store, gcfg.Call, gcfg.Local, gcfg.Churn, gcfg.Metrics, gcfg.Log = a.store, call, actors.NewLocalCoupons(churn), churn, actors.NewMetrics(reg), log
+	gcfg.UserWrites = actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst}
 	a.grainMetrics = gcfg.Metrics
 	go a.sampleRate(a.stopRate)
 	lcfg, err := cfg.memberlistConfig() // validated by LoadConfig
@@ -156,7 +147,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	self := a.node.Address()
 	go actors.KeepShards(a.node.Cluster, call, func(kind, id string) bool { return a.node.Lookup.Owner(kind, id) == self },
 		time.Second, log, a.stopRate)
-	if a.hub, err = hub.Start(a.node.Cluster, hub.Config{Refresh: cfg.Actors.HubRefresh.D(), Call: call, Log: log, Presence: !cfg.Actors.PresenceOff}, reg); err != nil {
+	hcfg := cfg.Actors.HubConfig
+	hcfg.Call, hcfg.Log, hcfg.Presence = call, log, !cfg.Actors.PresenceOff
+	if a.hub, err = hub.Start(a.node.Cluster, hcfg, reg); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)

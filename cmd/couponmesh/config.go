@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/actors/hub"
 	"github.com/couponmesh/couponmesh/cluster/membership"
 	"github.com/couponmesh/couponmesh/cluster/node"
 	"github.com/couponmesh/couponmesh/persistence/cache"
@@ -51,15 +52,9 @@ type Config struct {
 	// Cluster holds membership (membership.Config's keys), the member's
 	// remote (node.Config's keys), and the node's own cluster keys.
 	Cluster clusterSection `yaml:"cluster" envPrefix:"CLUSTER_"`
-	Actors  struct {
-		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
-		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
-		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
-		HubRefresh     Duration `yaml:"hub_refresh" env:"HUB_REFRESH"`
-		// PresenceOff turns presence (watcher counts, presence pushes) off.
-		PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
-		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
-	} `yaml:"actors" envPrefix:"ACTORS_"`
+	// Actors holds the grains' keys (actors.GrainConfig), the hub's
+	// (hub.Config) and the node's own.
+	Actors actorsSection `yaml:"actors" envPrefix:"ACTORS_"`
 	// Mongo tunes the connection and the group commit: the keys of
 	// mongodb.Config. Options written in mongo_uri (w, maxPoolSize,
 	// readPreference, …) win over these keys.
@@ -88,12 +83,24 @@ type Config struct {
 	} `yaml:"limits" envPrefix:"LIMITS_"`
 }
 
-// MemberlistConfig and NodeConfig name the parts' configs embedded in the
-// cluster section (both types are called Config).
+// MemberlistConfig, NodeConfig and HubConfig name the parts' configs
+// embedded in the sections (their types are all called Config).
 type (
 	MemberlistConfig = membership.Config
 	NodeConfig       = node.Config
+	HubConfig        = hub.Config
 )
+
+// actorsSection is the actors key: the keys of actors.GrainConfig and
+// hub.Config, and the node's own.
+type actorsSection struct {
+	actors.GrainConfig `yaml:",inline" envPrefix:""`
+	HubConfig          `yaml:",inline" envPrefix:""`
+	// PresenceOff turns presence (watcher counts, presence pushes) off
+	// (HubConfig.Presence).
+	PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
+	RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"` // one call to a grain, retries included (actors.CallConfig.Timeout)
+}
 
 // clusterSection is the cluster key: the keys of membership.Config and
 // node.Config, and the node's own.
@@ -138,6 +145,8 @@ func DefaultConfig() Config {
 	c.WS.Config = ws.DefaultConfig()
 	c.Cluster.MemberlistConfig = membership.DefaultConfig()
 	c.Cluster.NodeConfig = node.DefaultConfig()
+	c.Actors.GrainConfig = actors.DefaultGrainConfig()
+	c.Actors.HubConfig = hub.DefaultConfig()
 	return c
 }
 
@@ -341,6 +350,12 @@ func (c *Config) validate() error {
 	}
 	if err := c.nodeConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	if err := c.Actors.GrainConfig.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("actors: %w", err))
+	}
+	if err := c.Actors.HubConfig.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("actors: %w", err))
 	}
 	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)

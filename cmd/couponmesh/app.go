@@ -103,11 +103,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.mongo, err = mongodb.Open(ctx, mcfg, log); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	a.store, err = cache.New(a.mongo, cache.Config{
-		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(),
-		FlushInterval: cfg.Cache.SnapshotFlush.D(), FlushEntries: cfg.Cache.SnapshotFlushEntries,
-		FlushMaxAge: cfg.Cache.SnapshotFlushMaxAge.D(), StaleIfDown: cfg.Cache.BrowseStaleIfDown.D(), Registerer: reg,
-	})
+	ccfg := cfg.cacheConfig()
+	ccfg.Registerer = reg
+	a.store, err = cache.New(a.mongo, ccfg)
 	if err != nil {
 		return nil, err
 	}

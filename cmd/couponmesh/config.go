@@ -291,6 +291,17 @@ func (c *Config) mongoConfig(uri string) mongodb.Config {
 	return m
 }
 
+// cacheConfig is the cache configuration of the cache section. (The
+// section does not embed cache.Config: config_test.go reads its durations
+// as this package's Duration.)
+func (c *Config) cacheConfig() cache.Config {
+	cc := c.Cache
+	return cache.Config{
+		SizeMB: cc.SizeMB, SnapshotTTL: cc.SnapshotTTL.D(), BrowseTTL: cc.BrowseTTL.D(), StaleIfDown: cc.BrowseStaleIfDown.D(),
+		FlushInterval: cc.SnapshotFlush.D(), FlushEntries: cc.SnapshotFlushEntries, FlushMaxAge: cc.SnapshotFlushMaxAge.D(),
+	}
+}
+
 // memberlistConfig is the membership configuration, with the gossip key
 // decoded; the caller sets the listeners' addresses and the hooks.
 func (c *Config) memberlistConfig() (membership.Config, error) {
@@ -350,6 +361,9 @@ func (c *Config) validate() error {
 	}
 	if err := c.nodeConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	if err := c.cacheConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
 	}
 	if err := c.Actors.GrainConfig.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("actors: %w", err))

@@ -160,7 +160,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			return nil, err
 		}
 	}
-	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), PublicKeys: public, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
+	tokens, err := auth.New(cfg.authConfig(public))
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}

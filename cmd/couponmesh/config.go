@@ -22,33 +22,32 @@ import (
 	"github.com/couponmesh/couponmesh/cluster/node"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
+	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
 // Config is the node configuration: configs/node.yaml, then the environment
 // (COUPONMESH_<KEY>) on top.
 type Config struct {
-	HTTPAddr       string   `yaml:"http_addr" env:"HTTP_ADDR"`
-	AdminAddr      string   `yaml:"admin_addr" env:"ADMIN_ADDR"`
-	AdminToken     string   `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
-	NodeName       string   `yaml:"node_name" env:"NODE_NAME"`
-	RemoteAddr     string   `yaml:"remote_addr" env:"REMOTE_ADDR"`
-	ClusterAddr    string   `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
-	Seeds          []string `yaml:"seeds" env:"SEEDS" envSeparator:","`
-	MongoURI       string   `yaml:"mongo_uri" env:"MONGO_URI"`
-	MongoDatabase  string   `yaml:"mongo_database" env:"MONGO_DATABASE"`
-	DataDir        string   `yaml:"data_dir" env:"DATA_DIR"`
-	Dev            bool     `yaml:"dev" env:"DEV"`
-	JWTSecret      string   `yaml:"jwt_secret" env:"JWT_SECRET"`
-	JWTPublicKeys  string   `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
-	JWTIssuer      string   `yaml:"jwt_issuer" env:"JWT_ISSUER"`
-	JWTAudience    string   `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
-	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
-	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
-	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
-	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
-	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
-	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
+	HTTPAddr       string                        `yaml:"http_addr" env:"HTTP_ADDR"`
+	AdminAddr      string                        `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	AdminToken     string                        `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
+	NodeName       string                        `yaml:"node_name" env:"NODE_NAME"`
+	RemoteAddr     string                        `yaml:"remote_addr" env:"REMOTE_ADDR"`
+	ClusterAddr    string                        `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
+	Seeds          []string                      `yaml:"seeds" env:"SEEDS" envSeparator:","`
+	MongoURI       string                        `yaml:"mongo_uri" env:"MONGO_URI"`
+	MongoDatabase  string                        `yaml:"mongo_database" env:"MONGO_DATABASE"`
+	DataDir        string                        `yaml:"data_dir" env:"DATA_DIR"`
+	Dev            bool                          `yaml:"dev" env:"DEV"`
+	JWTSecret      string                        `yaml:"jwt_secret" env:"JWT_SECRET"`
+	JWTPublicKeys  string                        `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
+	AuthConfig     `yaml:",inline" envPrefix:""` // jwt_issuer, jwt_audience, token_ttl (auth.Config; the node sets its keys from jwt_secret and jwt_public_keys)
+	AllowedOrigins []string                      `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
+	LogLevel       string                        `yaml:"log_level" env:"LOG_LEVEL"`
+	TLSCertFile    string                        `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
+	TLSKeyFile     string                        `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
+	AllowInsecure  []string                      `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
 	// Cluster holds membership (membership.Config's keys), the member's
 	// remote (node.Config's keys), and the node's own cluster keys.
 	Cluster clusterSection `yaml:"cluster" envPrefix:"CLUSTER_"`
@@ -89,6 +88,7 @@ type (
 	MemberlistConfig = membership.Config
 	NodeConfig       = node.Config
 	HubConfig        = hub.Config
+	AuthConfig       = auth.Config
 )
 
 // actorsSection is the actors key: the keys of actors.GrainConfig and
@@ -147,6 +147,8 @@ func DefaultConfig() Config {
 	c.Cluster.NodeConfig = node.DefaultConfig()
 	c.Actors.GrainConfig = actors.DefaultGrainConfig()
 	c.Actors.HubConfig = hub.DefaultConfig()
+	c.AuthConfig = auth.DefaultConfig()
+	c.TTL = 24 * time.Hour // dev-login tokens live a day on a node
 	return c
 }
 
@@ -206,15 +208,13 @@ func (c *Config) fill() {
 	def(&c.ClusterAddr, "127.0.0.1:7946")
 	def(&c.MongoDatabase, "couponmesh")
 	def(&c.DataDir, "./data")
-	def(&c.JWTIssuer, "couponmesh")
-	def(&c.JWTAudience, "couponmesh")
 	def(&c.LogLevel, "info")
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
 	c.fillStore()
-	if c.TokenTTL <= 0 {
-		c.TokenTTL = Duration(24 * time.Hour)
+	if c.TTL <= 0 {
+		c.TTL = DefaultConfig().TTL
 	}
 	if c.Cluster.RemoteTLSServerName == "" {
 		c.Cluster.RemoteTLSServerName = "couponmesh-node"
@@ -302,6 +302,14 @@ func (c *Config) cacheConfig() cache.Config {
 	}
 }
 
+// authConfig is the token configuration with the HS256 secret and the
+// public keys (loaded from jwt_public_keys by the caller).
+func (c *Config) authConfig(public []auth.PublicKey) auth.Config {
+	a := c.AuthConfig
+	a.Secret, a.PublicKeys = []byte(c.JWTSecret), public
+	return a
+}
+
 // memberlistConfig is the membership configuration, with the gossip key
 // decoded; the caller sets the listeners' addresses and the hooks.
 func (c *Config) memberlistConfig() (membership.Config, error) {
@@ -345,11 +353,11 @@ func (c *Config) validate() error {
 	if c.AdminToken == "" && !loopback(c.AdminAddr) {
 		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
 	}
-	switch {
-	case c.JWTSecret == "" && c.JWTPublicKeys == "":
+	if c.JWTSecret == "" && c.JWTPublicKeys == "" {
 		errs = append(errs, errors.New("jwt_secret (HS256, at least 32 bytes) or jwt_public_keys (an identity provider's JWKS or PEM file) is required"))
-	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
-		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if err := c.authConfig(nil).Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Dev && c.JWTSecret == "" {
 		errs = append(errs, errors.New("dev login signs tokens with jwt_secret: set it, or dev: false"))

@@ -10,6 +10,15 @@
 // text). A plain Go struct would work on one node and be silently dropped
 // between nodes (see shared/notes/protoactor-guide.md).
 //
+// A grain kind declares its methods once, in a Methods table (a package
+// variable): Handle and HandleLater register a typed handler per method
+// name, and the table decodes the payload into the handler's request type
+// (bad_request when it does not decode), calls it, and encodes its answer.
+// The table changes nothing on the wire: the names and JSON payloads are
+// those of messages.go. A grain's state machine reports what the entries
+// it applied changed (coupon.Change, the user's feed entries), so the grain
+// publishes without comparing states.
+//
 // Every grain also answers, through the shared Activation, actor.inspect
 // (a couponmesh.Inspection: identity, activation time, journal seq, its state machine's
 // Inspect view, hubs, and the last RecentSize requests it handled with their

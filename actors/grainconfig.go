@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -8,51 +10,84 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// GrainConfig is what the coupon and user kinds need.
+// GrainConfig is what the coupon and user kinds need. Zero fields take the
+// DefaultGrainConfig values (Fill).
+//
+// The yaml and env tags are the node configuration's keys (its actors
+// section, COUPONMESH_ACTORS_<KEY>), declared here once: the node embeds
+// GrainConfig. Fields tagged yaml:"-" are the node's wiring or keep their
+// defaults (UserWrites comes from its limits section).
 type GrainConfig struct {
-	Store          couponmesh.Store
-	PassivateAfter time.Duration // idle time before a grain without subscribed hubs passivates
-	SnapshotDelay  time.Duration // frequent changes are snapshotted at most this often
-	HubLease       time.Duration // a hub that did not renew for this long is dropped
-	OpTimeout      time.Duration // bound of one message's database work
-	Call           CallConfig    // grain-to-grain notices
+	Store          couponmesh.Store `yaml:"-"`
+	PassivateAfter time.Duration    `yaml:"passivate_after" env:"PASSIVATE_AFTER"` // idle time before a grain without subscribed hubs passivates
+	SnapshotDelay  time.Duration    `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`   // frequent changes are snapshotted at most this often
+	HubLease       time.Duration    `yaml:"hub_lease" env:"HUB_LEASE"`             // a hub that did not renew for this long is dropped
+	OpTimeout      time.Duration    `yaml:"-"`                                     // bound of one message's database work
+	Call           CallConfig       `yaml:"-"`                                     // grain-to-grain notices
 	// UserWrites bounds each user's writes (claims, follows, unfollows),
 	// counted in the user grain: across every session and node (default 10
 	// per second, bursts of 100).
-	UserWrites RateLimit
+	UserWrites RateLimit `yaml:"-"`
 	// Local, when set, is where coupon grains publish their state for
 	// local reads (Service.UseLocal).
-	Local *LocalCoupons
+	Local *LocalCoupons `yaml:"-"`
 	// Churn, when set, makes active grains validate themselves against the
 	// journal after membership churn before they answer (nil: never, for a
 	// node that is alone by construction).
-	Churn   *Churn
-	Metrics *Metrics
-	Log     *slog.Logger
+	Churn   *Churn       `yaml:"-"`
+	Metrics *Metrics     `yaml:"-"`
+	Log     *slog.Logger `yaml:"-"`
 }
 
-// Fill sets defaults for the zero fields.
+// DefaultGrainConfig returns the defaults: passivation after 5 idle
+// minutes, snapshots at most once a second, hub leases of 30 s, 5 s of
+// database work per message, DefaultCallConfig, DefaultUserWrites.
+func DefaultGrainConfig() GrainConfig {
+	return GrainConfig{PassivateAfter: 5 * time.Minute, SnapshotDelay: time.Second, HubLease: 30 * time.Second,
+		OpTimeout: 5 * time.Second, Call: DefaultCallConfig(), UserWrites: DefaultUserWrites}
+}
+
+// Validate reports settings the grains cannot use: negative times, and a
+// user write burst below zero. Each error names the field's key.
+func (c GrainConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{{"passivate_after", c.PassivateAfter}, {"snapshot_delay", c.SnapshotDelay}, {"hub_lease", c.HubLease}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative", f.key, f.d))
+		}
+	}
+	if c.UserWrites.Burst < 0 {
+		errs = append(errs, errors.New("user_write_burst must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Fill sets defaults (DefaultGrainConfig) for the zero fields.
 func (c *GrainConfig) Fill() {
+	d := DefaultGrainConfig()
 	if c.PassivateAfter <= 0 {
-		c.PassivateAfter = 5 * time.Minute
+		c.PassivateAfter = d.PassivateAfter
 	}
 	if c.SnapshotDelay <= 0 {
-		c.SnapshotDelay = time.Second
+		c.SnapshotDelay = d.SnapshotDelay
 	}
 	if c.HubLease <= 0 {
-		c.HubLease = 30 * time.Second
+		c.HubLease = d.HubLease
 	}
 	if c.OpTimeout <= 0 {
-		c.OpTimeout = 5 * time.Second
+		c.OpTimeout = d.OpTimeout
 	}
 	if c.Call.Timeout <= 0 {
-		c.Call = DefaultCallConfig()
+		c.Call = d.Call
 	}
 	if c.UserWrites.Rate == 0 {
-		c.UserWrites.Rate = DefaultUserWrites.Rate
+		c.UserWrites.Rate = d.UserWrites.Rate
 	}
 	if c.UserWrites.Burst <= 0 {
-		c.UserWrites.Burst = max(DefaultUserWrites.Burst, int(c.UserWrites.Rate))
+		c.UserWrites.Burst = max(d.UserWrites.Burst, int(c.UserWrites.Rate))
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)

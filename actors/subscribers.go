@@ -155,27 +155,18 @@ func PushTo(ctx actor.Context, addr, method, key string, frame []byte) {
 	ctx.Send(actor.NewPID(addr, HubName), &cluster.GrainRequest{MessageTypeName: method + ":" + key, MessageData: frame})
 }
 
-// HandleHubRef handles a subscribe (renew) or unsubscribe request. It
-// returns true when the request was one of them, and sendCurrent when a hub
-// renewed a lease this grain did not know: the hub may have missed changes
-// (the grain moved or was reactivated), so the grain should push its state.
-func (s *Subscribers) HandleHubRef(ctx actor.Context, req *cluster.GrainRequest, subscribe, unsubscribe string) (handled bool, sendCurrent string) {
-	if req.MessageTypeName != subscribe && req.MessageTypeName != unsubscribe {
-		return false, ""
+// Subscribe applies a hub's registration or renewal (the subscribe method
+// of a grain kind). It returns the hub's address when the hub renewed a
+// lease this grain did not know (p.Refresh): the hub may have missed changes
+// (the grain moved or was reactivated), so the grain should push it its
+// state. Else it returns "".
+func (s *Subscribers) Subscribe(p HubRef) (sendCurrent string) {
+	if known := s.apply(p); p.Refresh && !known {
+		return p.Address
 	}
-	var p HubRef
-	if !Unpack(ctx, req, &p) {
-		return true, ""
-	}
-	if req.MessageTypeName == unsubscribe {
-		s.unregister(p)
-		Respond(ctx, Empty{}, nil)
-		return true, ""
-	}
-	known := s.apply(p)
-	Respond(ctx, Empty{}, nil)
-	if p.Refresh && !known {
-		return true, p.Address
-	}
-	return true, ""
+	return ""
 }
+
+// Unsubscribe applies a hub's unregistration (the unsubscribe method of a
+// grain kind).
+func (s *Subscribers) Unsubscribe(p HubRef) { s.unregister(p) }

@@ -4,12 +4,13 @@
 // Messages accepted (actors.Coupon* methods): get, create, update, withdraw
 // (merchant or admin), claim (idempotent per user and request id), subscribe
 // and unsubscribe of node hubs, follower (a user's follow or unfollow, after
-// it is in the database). Replies: the coupon JSON or a claim; errors are
-// domain codes.
+// it is in the database), and the reminders' wake-up (actors.RemindMethod).
+// They are declared once, in the grain's actors.Methods table. Replies: the
+// coupon JSON or a claim; errors are domain codes.
 //
 // Events published: after every change, one push frame per subscribed node
 // hub (protocol.CouponPush, encoded once); after a change of title, terms,
-// quantity or status, one coupon_changed notice to each follower's user grain
+// quantity or status (the Machine reports it: Change), one coupon_changed notice to each follower's user grain
 // (for their feeds), from a follower set the grain keeps (followers.go).
 // Pushes to one hub leave in version order.
 //

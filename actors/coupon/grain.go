@@ -50,9 +50,12 @@ func (g *grain) Receive(ctx actor.Context) {
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
 	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
-		g.settle(ctx, r)
+		g.settle(r)
 	}
 	if g.M != nil {
+		if ch := g.M.TakeChange(); ch.Applied() {
+			g.changed(ctx, ch)
+		}
 		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.publishLocal()
@@ -61,31 +64,12 @@ func (g *grain) Receive(ctx actor.Context) {
 }
 
 // settle takes the outcome of a journal write: the requests whose entries
-// are durable are answered (their callbacks), and the new version is
-// published once for the whole batch.
-func (g *grain) settle(ctx actor.Context, r *actors.BatchResult) {
-	m := g.M
+// are durable are answered (their callbacks); Receive then publishes the
+// new version once for the whole batch.
+func (g *grain) settle(r *actors.BatchResult) {
 	opCtx, cancel := g.OpContext()
 	defer cancel()
-	before, marks := m.Coupon(), m.marks()
-	m.Journal().Settle(opCtx, r)
-	if after := m.Coupon(); after.Version != before.Version {
-		g.changed(ctx, before, after, marks != m.marks())
-	}
-}
-
-// respond publishes the state for local reads, then replies: a read that
-// follows an acknowledged write sees it.
-func (g *grain) respond(ctx actor.Context, v any, err error) {
-	g.publishLocal()
-	actors.Respond(ctx, v, err)
-}
-
-// answerer is actors.Answerer publishing the state for local reads before
-// each answer (as respond does), typed for T.
-func answerer[T any](g *grain, ctx actor.Context) (answer func(T, error), handled func()) {
-	a, handled := actors.Answerer(ctx, g.publishLocal)
-	return func(v T, err error) { a(v, err) }, handled
+	g.M.Journal().Settle(opCtx, r)
 }
 
 // publishLocal gives Cfg.Local the state this activation committed last.
@@ -101,6 +85,7 @@ func (g *grain) publishLocal() {
 // caughtUp publishes what a validation after churn applied (entries another
 // activation wrote): to the subscribed hubs, local reads and the snapshot.
 func (g *grain) caughtUp(ctx actor.Context) {
+	g.M.TakeChange() // published here, without telling followers (the activation that wrote it did)
 	if !g.M.Exists() {
 		return
 	}
@@ -109,107 +94,101 @@ func (g *grain) caughtUp(ctx actor.Context) {
 	g.ScheduleSnapshot(ctx)
 }
 
+// methods are the coupon grain's requests. Each answer is given after the
+// state is published for local reads (publishLocal): a read that follows
+// an acknowledged write sees it.
+var methods = actors.NewMethods((*grain).publishLocal,
+	actors.Handle(actors.CouponGet, (*grain).get),
+	actors.HandleLater(actors.CouponCreate, (*grain).create),
+	actors.HandleLater(actors.CouponUpdate, (*grain).update),
+	actors.HandleLater(actors.CouponWithdraw, (*grain).withdraw),
+	actors.HandleLater(actors.CouponClaim, (*grain).claim),
+	actors.Handle(actors.CouponFollower, (*grain).follower),
+	actors.HandleLater(actors.RemindMethod, (*grain).remind),
+	actors.HandleLater(actors.CouponSubscribe, (*grain).subscribe),
+	actors.Handle(actors.CouponUnsubscribe, (*grain).unsubscribe),
+)
+
+// handle runs a request. Requests are decided now and answered once
+// durable (in a later message): the database work is bounded by the
+// store's own timeouts and Cfg.OpTimeout of each write, not by this
+// message.
 func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
-	m := g.M
-	if ok, addr := g.Hubs.HandleHubRef(ctx, req, actors.CouponSubscribe, actors.CouponUnsubscribe); ok {
-		g.Cfg.Metrics.PresenceReceived.Inc()
-		if addr != "" && m.Exists() {
-			actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, protocol.CouponPush(m.Coupon()))
-		}
-		return
-	}
-	// Requests are decided now and answered once durable (in a later
-	// message): the database work is bounded by the store's own timeouts
-	// and Cfg.OpTimeout of each write, not by this message.
 	start := time.Now()
-	defer func() {
-		if d := time.Since(start); d > 200*time.Millisecond {
-			g.Log.Warn("slow message", "method", req.MessageTypeName, "took", d)
-		}
-	}()
-	before, marks := m.Coupon(), m.marks()
-	switch req.MessageTypeName {
-	case actors.CouponGet:
-		c, err := m.Get()
-		c.Watching = g.Hubs.Watching()
-		g.respond(ctx, c, err)
-		return
-	case actors.CouponCreate:
-		var p actors.CreateCoupon
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		answer, handled := answerer[couponmesh.Coupon](g, ctx)
-		if err := g.setReminders(p.Spec, p.Principal.CanCreateCoupons() && p.Spec.Validate(true, time.Now()) == nil); err != nil {
-			answer(couponmesh.Coupon{}, err)
-		} else {
-			m.StartCreate(context.Background(), p.Principal, p.Spec, p.RID, answer)
-		}
-		handled()
-	case actors.CouponUpdate:
-		var p actors.UpdateCoupon
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		answer, handled := answerer[couponmesh.Coupon](g, ctx)
-		if err := g.setReminders(p.Spec, m.Exists() && p.Principal.CanEdit(m.Coupon()) && p.Spec.Validate(false, time.Now()) == nil); err != nil {
-			answer(couponmesh.Coupon{}, err)
-		} else {
-			m.StartUpdate(context.Background(), p.Principal, p.Spec, answer)
-		}
-		handled()
-	case actors.CouponWithdraw:
-		var p actors.WithdrawCoupon
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		answer, handled := answerer[couponmesh.Coupon](g, ctx)
-		m.StartWithdraw(context.Background(), p.Principal, answer)
-		handled()
-	case actors.RemindMethod:
-		var r couponmesh.Reminder
-		if !actors.Unpack(ctx, req, &r) {
-			return
-		}
-		answer, handled := answerer[actors.Empty](g, ctx)
-		m.StartWake(context.Background(), r, func(err error) { answer(actors.Empty{}, err) })
-		handled()
-	case actors.CouponFollower:
-		var p actors.FollowerChange
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		if p.Follow {
-			g.followers.follow(p.User)
-		} else {
-			g.followers.unfollow(p.User)
-		}
-		g.respond(ctx, actors.Empty{}, nil)
-		return
-	case actors.CouponClaim:
-		var p actors.ClaimCoupon
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		answer, handled := answerer[couponmesh.Claim](g, ctx)
-		// Answered from memory at once when it can be, else once the
-		// claim's entry is durable (the pipeline: actors.Journal).
-		m.StartClaim(context.Background(), p.User, p.RID, func(cl couponmesh.Claim, err error) {
-			result := "ok"
-			if err != nil {
-				result = string(couponmesh.ErrorCode(err))
-			}
-			g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
-			answer(cl, err)
-		})
-		handled()
-	default:
-		actors.Unknown(ctx, req)
+	methods.Serve(g, ctx, req)
+	if d := time.Since(start); d > 200*time.Millisecond {
+		g.Log.Warn("slow message", "method", req.MessageTypeName, "took", d)
+	}
+}
+
+func (g *grain) get(actor.Context, actors.Empty) (couponmesh.Coupon, error) {
+	c, err := g.M.Get()
+	c.Watching = g.Hubs.Watching()
+	return c, err
+}
+
+func (g *grain) create(_ actor.Context, p actors.CreateCoupon, reply func(couponmesh.Coupon, error)) {
+	if err := g.setReminders(p.Spec, p.Principal.CanCreateCoupons() && p.Spec.Validate(true, time.Now()) == nil); err != nil {
+		reply(couponmesh.Coupon{}, err)
 		return
 	}
-	if after := m.Coupon(); after.Version != before.Version {
-		g.changed(ctx, before, after, marks != m.marks())
+	g.M.StartCreate(context.Background(), p.Principal, p.Spec, p.RID, reply)
+}
+
+func (g *grain) update(_ actor.Context, p actors.UpdateCoupon, reply func(couponmesh.Coupon, error)) {
+	m := g.M
+	if err := g.setReminders(p.Spec, m.Exists() && p.Principal.CanEdit(m.Coupon()) && p.Spec.Validate(false, time.Now()) == nil); err != nil {
+		reply(couponmesh.Coupon{}, err)
+		return
 	}
+	m.StartUpdate(context.Background(), p.Principal, p.Spec, reply)
+}
+
+func (g *grain) withdraw(_ actor.Context, p actors.WithdrawCoupon, reply func(couponmesh.Coupon, error)) {
+	g.M.StartWithdraw(context.Background(), p.Principal, reply)
+}
+
+func (g *grain) remind(_ actor.Context, r couponmesh.Reminder, reply func(actors.Empty, error)) {
+	g.M.StartWake(context.Background(), r, func(err error) { reply(actors.Empty{}, err) })
+}
+
+func (g *grain) follower(_ actor.Context, p actors.FollowerChange) (actors.Empty, error) {
+	if p.Follow {
+		g.followers.follow(p.User)
+	} else {
+		g.followers.unfollow(p.User)
+	}
+	return actors.Empty{}, nil
+}
+
+// claim is answered from memory at once when it can be, else once the
+// claim's entry is durable (the pipeline: actors.Journal).
+func (g *grain) claim(_ actor.Context, p actors.ClaimCoupon, reply func(couponmesh.Claim, error)) {
+	g.M.StartClaim(context.Background(), p.User, p.RID, func(cl couponmesh.Claim, err error) {
+		result := "ok"
+		if err != nil {
+			result = string(couponmesh.ErrorCode(err))
+		}
+		g.Cfg.Metrics.Claims.WithLabelValues(result).Inc()
+		reply(cl, err)
+	})
+}
+
+// subscribe registers or renews a hub (with its presence count) and, when
+// the hub may have missed changes, pushes it the coupon after the answer.
+func (g *grain) subscribe(ctx actor.Context, p actors.HubRef, reply func(actors.Empty, error)) {
+	g.Cfg.Metrics.PresenceReceived.Inc()
+	addr := g.Hubs.Subscribe(p)
+	reply(actors.Empty{}, nil)
+	if addr != "" && g.M.Exists() {
+		actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, protocol.CouponPush(g.M.Coupon()))
+	}
+}
+
+func (g *grain) unsubscribe(_ actor.Context, p actors.HubRef) (actors.Empty, error) {
+	g.Cfg.Metrics.PresenceReceived.Inc()
+	g.Hubs.Unsubscribe(p)
+	return actors.Empty{}, nil
 }
 
 // setReminders makes the reminders of spec's start and expiry durable
@@ -229,20 +208,18 @@ func (g *grain) setReminders(spec couponmesh.CouponSpec, allowed bool) error {
 	return nil
 }
 
-// changed publishes a new version: one push per subscribed hub, a snapshot,
-// and feed notices to followers when more than the claimed count changed
-// (transition: a started or expired entry was applied).
-func (g *grain) changed(ctx actor.Context, before, after couponmesh.Coupon, transition bool) {
+// changed publishes a new version (what the machine reports the entries
+// applied changed): one push per subscribed hub, a snapshot, and feed
+// notices to followers when more than the claimed count changed.
+func (g *grain) changed(ctx actor.Context, ch Change) {
+	after := g.M.Coupon()
 	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(after))
-	onlyClaims := before.Version > 0 && !transition && before.Title == after.Title && before.Description == after.Description &&
-		before.Discount == after.Discount && before.Quantity == after.Quantity &&
-		before.StartsAt.Equal(after.StartsAt) && before.ExpiresAt.Equal(after.ExpiresAt) && before.Status == after.Status
-	if onlyClaims {
+	if ch.OnlyClaims() {
 		g.ScheduleSnapshot(ctx)
 		return
 	}
 	g.SnapshotNow()
-	if before.Version == 0 {
+	if ch.Created {
 		g.followers.none()
 	} else {
 		go g.notifyFollowers(after)

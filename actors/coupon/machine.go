@@ -132,6 +132,8 @@ type Machine struct {
 	pendingOther  int                 // other entries decided, not yet durable
 	pendingUsers  map[string]bool     // users with a claim entry pending
 	afterUser     map[string][]func() // requests of users with a pending claim, run again once it is answered
+
+	change Change // what the entries applied since the last TakeChange changed
 }
 
 // Load restores coupon id from its snapshot and journal.
@@ -159,49 +161,118 @@ func Load(ctx context.Context, store couponmesh.Store, id string, now func() tim
 		return nil, err
 	}
 	m.snapSeq = m.journal.Seq
+	m.change = Change{} // the state loaded is the starting point, not a change
 	return m, nil
 }
 
+// Change is what the entries a Machine applied changed, as the grain
+// publishes it: every change is pushed to the hubs; one of more than the
+// claimed count (OnlyClaims false) is also snapshotted at once and told to
+// the coupon's followers.
+type Change struct {
+	Version int64 // the coupon's version after the entries; 0: none applied
+	Created bool  // a created entry: the coupon came into existence (Terms is set too)
+	// Terms: more than the claimed count changed: the text, discount,
+	// quantity or times (an updated entry that changed them), the status
+	// (withdrawn; a claim that sold the coupon out), or a start or expiry
+	// was reached (a started or expired entry).
+	Terms bool
+}
+
+// Applied reports whether any entry was applied.
+func (c Change) Applied() bool { return c.Version != 0 }
+
+// OnlyClaims reports whether claims were all that changed.
+func (c Change) OnlyClaims() bool { return c.Applied() && !c.Created && !c.Terms }
+
+// merge adds the change of a later entry.
+func (c Change) merge(d Change) Change {
+	return Change{Version: max(c.Version, d.Version), Created: c.Created || d.Created, Terms: c.Terms || d.Terms}
+}
+
+// TakeChange returns what the entries applied since the last call changed
+// (those of Load excepted) and starts over: the grain calls it after each
+// message and publishes what it returns.
+func (m *Machine) TakeChange() Change {
+	c := m.change
+	m.change = Change{}
+	return c
+}
+
+// apply folds e into the state (Journal.Apply) and records what it changed
+// (TakeChange).
 func (m *Machine) apply(e couponmesh.Entry) error {
+	ch, err := m.applyEntry(e)
+	if err != nil {
+		return err
+	}
+	m.change = m.change.merge(ch)
+	return nil
+}
+
+func (m *Machine) applyEntry(e couponmesh.Entry) (Change, error) {
+	ch := Change{Version: e.Seq}
 	switch e.Type {
 	case EntryCreated, EntryUpdated:
 		var d couponData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return err
+			return Change{}, err
 		}
+		before := m.c
 		claimed, withdrawn := m.c.Claimed, m.c.Withdrawn
 		m.c = d.Coupon
 		m.c.Claimed, m.c.Withdrawn = claimed, withdrawn
 		if e.Type == EntryCreated {
 			m.exists, m.createRID = true, d.RID
 			m.c.CreatedAt = e.At
+			ch.Created = true
 		}
+		ch.Terms = !sameTerms(before, m.c, m.now())
 	case EntryWithdrawn:
+		ch.Terms = !m.c.Withdrawn
 		m.c.Withdrawn = true
 	case EntryStarted, EntryExpired:
 		var d transitionData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return err
+			return Change{}, err
 		}
 		if e.Type == EntryStarted {
+			ch.Terms = !m.started.Equal(d.Due)
 			m.started = d.Due
 		} else {
+			ch.Terms = !m.expired.Equal(d.Due)
 			m.expired = d.Due
 		}
 	case EntryClaimed:
 		var d ClaimData
 		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return err
+			return Change{}, err
 		}
+		now := m.now()
+		before := status(m.c, now)
 		m.c.Claimed++
 		m.claims[d.User] = claimRecord{Claim: couponmesh.Claim{Coupon: m.id, User: d.User, N: m.c.Claimed, Code: d.Code, At: e.At}, RID: d.RID}
+		ch.Terms = status(m.c, now) != before // e.g. the last unit: sold out
 	default:
-		return fmt.Errorf("unknown entry type %q", e.Type)
+		return Change{}, fmt.Errorf("unknown entry type %q", e.Type)
 	}
 	m.c.ID = m.id
 	m.c.Version = e.Seq
 	m.c.UpdatedAt = e.At
-	return nil
+	return ch, nil
+}
+
+// status is c's status at now.
+func status(c couponmesh.Coupon, now time.Time) couponmesh.Status {
+	c.Refresh(now)
+	return c.Status
+}
+
+// sameTerms reports whether a and b agree on everything but the claimed
+// count: what followers are told about.
+func sameTerms(a, b couponmesh.Coupon, now time.Time) bool {
+	return a.Title == b.Title && a.Description == b.Description && a.Discount == b.Discount && a.Quantity == b.Quantity &&
+		a.StartsAt.Equal(b.StartsAt) && a.ExpiresAt.Equal(b.ExpiresAt) && status(a, now) == status(b, now)
 }
 
 // pend and unpend keep the counts of pending entries (Journal.Pend).
@@ -222,9 +293,6 @@ func (m *Machine) unpend(e couponmesh.Entry) {
 	}
 	m.pendingOther--
 }
-
-// marks returns the due times of the last started and expired entries.
-func (m *Machine) marks() [2]time.Time { return [2]time.Time{m.started, m.expired} }
 
 // Validate implements actors.State: it applies the entries another
 // activation appended (Journal.Validate; ErrBusy while a write is pending).

@@ -24,6 +24,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -37,18 +38,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Config of a hub.
+// Config of a hub. Zero fields take the DefaultConfig values, but for
+// Presence (zero: off).
+//
+// The yaml and env tags are the node configuration's keys (its actors
+// section, COUPONMESH_ACTORS_<KEY>), declared here once: the node embeds
+// Config. Fields tagged yaml:"-" are the node's wiring or keep their
+// defaults (the node sets Presence from its presence_off key).
 type Config struct {
-	Refresh time.Duration // lease renewal period; must be well below the grains' HubLease
-	Call    actors.CallConfig
-	Log     *slog.Logger
+	Refresh time.Duration     `yaml:"hub_refresh" env:"HUB_REFRESH"` // lease renewal period; must be well below the grains' HubLease
+	Call    actors.CallConfig `yaml:"-"`
+	Log     *slog.Logger      `yaml:"-"`
 	// Presence turns on the counting of watchers per coupon (see the
 	// package comment); off, refs carry no count and the grains push no
 	// presence.
-	Presence bool
+	Presence bool `yaml:"-"`
 	// PresenceDebounce is the shortest time between two presence reports
 	// of one coupon (default DefaultPresenceDebounce).
-	PresenceDebounce time.Duration
+	PresenceDebounce time.Duration `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults: renewals every 10 s, presence on,
+// DefaultPresenceDebounce, DefaultCallConfig.
+func DefaultConfig() Config {
+	return Config{Refresh: 10 * time.Second, Call: actors.DefaultCallConfig(), Presence: true, PresenceDebounce: DefaultPresenceDebounce}
+}
+
+// Validate reports settings Start cannot use: a negative renewal period.
+// Each error names the field's key.
+func (c Config) Validate() error {
+	if c.Refresh < 0 {
+		return fmt.Errorf("hub_refresh %s is negative", c.Refresh)
+	}
+	return nil
 }
 
 // DefaultPresenceDebounce is Config.PresenceDebounce's default.
@@ -112,8 +134,9 @@ var _ couponmesh.Hub = (*Hub)(nil)
 
 // Start spawns the hub actor on c's actor system and starts lease renewal.
 func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, error) {
+	d := DefaultConfig()
 	if cfg.Refresh <= 0 {
-		cfg.Refresh = 10 * time.Second
+		cfg.Refresh = d.Refresh
 	}
 	if cfg.Call.Timeout <= 0 {
 		cfg.Call = actors.DefaultCallConfig()
@@ -122,7 +145,7 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 		cfg.Log = slog.Default()
 	}
 	if cfg.PresenceDebounce <= 0 {
-		cfg.PresenceDebounce = DefaultPresenceDebounce
+		cfg.PresenceDebounce = d.PresenceDebounce
 	}
 	h := &Hub{
 		cfg: cfg, c: c, addr: c.ActorSystem.Address(),

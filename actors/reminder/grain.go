@@ -247,31 +247,33 @@ func (g *grain) Receive(ctx actor.Context) {
 	g.After(ctx)
 }
 
-func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
+// methods are the reminder shard's requests.
+var methods = actors.NewMethods(nil,
+	actors.Handle(actors.ReminderSet, func(g *grain, _ actor.Context, r couponmesh.Reminder) (actors.Empty, error) {
+		g.M.add(r)
+		return actors.Empty{}, nil
+	}),
+	actors.Handle(actors.ReminderTick, (*grain).tick),
+	actors.Handle(actors.ReminderCheck, func(g *grain, _ actor.Context, _ actors.Empty) (actors.ShardStatus, error) {
+		return g.M.status(), nil
+	}),
+)
+
+func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) { methods.Serve(g, ctx, req) }
+
+// tick keeps the shard active and reloads it from the store when due.
+func (g *grain) tick(actor.Context, actors.Empty) (actors.Empty, error) {
 	s := g.M
-	switch req.MessageTypeName {
-	case actors.ReminderSet:
-		var r couponmesh.Reminder
-		if actors.Unpack(ctx, req, &r) {
-			s.add(r)
-			actors.Respond(ctx, actors.Empty{}, nil)
+	if s.reloadDue(time.Now()) {
+		opCtx, cancel := g.OpContext()
+		err := s.reload(opCtx)
+		cancel()
+		if err != nil {
+			s.reloadFailed(time.Now())
+			g.Log.Warn("reminders not reloaded; trying again later", "after", reloadRetry, "err", err)
 		}
-	case actors.ReminderTick:
-		if s.reloadDue(time.Now()) {
-			opCtx, cancel := g.OpContext()
-			err := s.reload(opCtx)
-			cancel()
-			if err != nil {
-				s.reloadFailed(time.Now())
-				g.Log.Warn("reminders not reloaded; trying again later", "after", reloadRetry, "err", err)
-			}
-		}
-		actors.Respond(ctx, actors.Empty{}, nil)
-	case actors.ReminderCheck:
-		actors.Respond(ctx, s.status(), nil)
-	default:
-		actors.Unknown(ctx, req)
 	}
+	return actors.Empty{}, nil
 }
 
 // fire wakes the targets of the due reminders, off the mailbox; each

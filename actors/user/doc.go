@@ -4,11 +4,13 @@
 // write token), record_claim (after the coupon grain made a claim durable),
 // follow, unfollow, following, wallet, feed,
 // attach and detach of node hubs (the nodes holding the user's live
-// sessions), and coupon_changed notices from coupon grains.
+// sessions), and coupon_changed notices from coupon grains; declared once,
+// in the grain's actors.Methods table.
 //
 // The feed is the user's journal: entry seq n is feed position n, with no
 // gaps, so a client resumes with a range read. Every new entry is pushed once
-// to each attached hub, in seq order. A claim reaches the wallet through
+// to each attached hub, in seq order: the Machine reports each entry it
+// applies (OnEntry), its own and those another activation wrote. A claim reaches the wallet through
 // record_claim, which the service sends before it acknowledges the claim;
 // if that fails the client is told unavailable and its retry (same request
 // id, idempotent) records it.

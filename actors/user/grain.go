@@ -68,13 +68,6 @@ func (g *grain) Receive(ctx actor.Context) {
 	g.After(ctx)
 }
 
-// answerer is actors.Answerer for requests answered with Empty or an
-// error.
-func answerer(ctx actor.Context) (answer func(error), handled func()) {
-	a, handled := actors.Answerer(ctx, nil)
-	return func(err error) { a(actors.Empty{}, err) }, handled
-}
-
 // published pushes a new feed entry to the hubs of the user's sessions and
 // schedules a snapshot.
 func (g *grain) published(e couponmesh.FeedEntry) {
@@ -101,62 +94,66 @@ func (g *grain) resend(ctx actor.Context, addr string) {
 	}
 }
 
-func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
-	if ok, addr := g.Hubs.HandleHubRef(ctx, req, actors.UserAttach, actors.UserDetach); ok {
-		if addr != "" {
-			g.resend(ctx, addr)
-		}
+// methods are the user grain's requests.
+var methods = actors.NewMethods(nil,
+	actors.Handle(actors.UserAdmit, func(g *grain, _ actor.Context, _ actors.Empty) (actors.Empty, error) {
+		return actors.Empty{}, g.admitWrite()
+	}),
+	actors.HandleLater(actors.UserRecordClaim, func(g *grain, _ actor.Context, p actors.RecordClaim, reply func(actors.Empty, error)) {
+		g.M.StartRecordClaim(context.Background(), p.Claim, emptyReply(reply))
+	}),
+	actors.HandleLater(actors.UserFollow, func(g *grain, _ actor.Context, p actors.CouponRef, reply func(actors.Empty, error)) {
+		g.follow(p, reply, g.M.StartFollow)
+	}),
+	actors.HandleLater(actors.UserUnfollow, func(g *grain, _ actor.Context, p actors.CouponRef, reply func(actors.Empty, error)) {
+		g.follow(p, reply, g.M.StartUnfollow)
+	}),
+	actors.HandleLater(actors.UserCouponChanged, func(g *grain, _ actor.Context, c couponmesh.Coupon, reply func(actors.Empty, error)) {
+		g.M.StartCouponChanged(context.Background(), c, emptyReply(reply))
+	}),
+	actors.Handle(actors.UserFollowing, func(g *grain, _ actor.Context, _ actors.Empty) ([]string, error) {
+		return g.M.Following(), nil
+	}),
+	actors.Handle(actors.UserWallet, func(g *grain, _ actor.Context, _ actors.Empty) ([]couponmesh.Claim, error) {
+		return g.M.Wallet(), nil
+	}),
+	actors.Handle(actors.UserFeed, func(g *grain, _ actor.Context, q actors.FeedQuery) ([]couponmesh.FeedEntry, error) {
+		opCtx, cancel := g.OpContext()
+		defer cancel()
+		return g.M.Feed(opCtx, q.After, q.Limit)
+	}),
+	actors.HandleLater(actors.UserAttach, (*grain).attach),
+	actors.Handle(actors.UserDetach, func(g *grain, _ actor.Context, p actors.HubRef) (actors.Empty, error) {
+		g.Hubs.Unsubscribe(p)
+		return actors.Empty{}, nil
+	}),
+)
+
+func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) { methods.Serve(g, ctx, req) }
+
+// emptyReply adapts reply to the machine's callbacks, which report only an
+// error.
+func emptyReply(reply func(actors.Empty, error)) func(error) {
+	return func(err error) { reply(actors.Empty{}, err) }
+}
+
+// follow runs a follow or unfollow (start) once the user's write rate
+// admits it. The index write after the entry is bounded by the store's own
+// operation timeout.
+func (g *grain) follow(p actors.CouponRef, reply func(actors.Empty, error), start func(context.Context, string, func(error))) {
+	if err := g.admitWrite(); err != nil {
+		reply(actors.Empty{}, err)
 		return
 	}
-	m := g.M
-	opCtx, cancel := g.OpContext()
-	defer cancel()
-	switch req.MessageTypeName {
-	case actors.UserAdmit:
-		actors.Respond(ctx, actors.Empty{}, g.admitWrite())
-	case actors.UserRecordClaim:
-		var p actors.RecordClaim
-		if actors.Unpack(ctx, req, &p) {
-			answer, handled := answerer(ctx)
-			m.StartRecordClaim(context.Background(), p.Claim, answer)
-			handled()
-		}
-	case actors.UserFollow, actors.UserUnfollow:
-		var p actors.CouponRef
-		if !actors.Unpack(ctx, req, &p) {
-			return
-		}
-		if err := g.admitWrite(); err != nil {
-			actors.Respond(ctx, nil, err)
-			return
-		}
-		answer, handled := answerer(ctx)
-		// The index write after the entry is bounded by the store's own
-		// operation timeout.
-		if req.MessageTypeName == actors.UserFollow {
-			m.StartFollow(context.Background(), p.Coupon, answer)
-		} else {
-			m.StartUnfollow(context.Background(), p.Coupon, answer)
-		}
-		handled()
-	case actors.UserCouponChanged:
-		var c couponmesh.Coupon
-		if actors.Unpack(ctx, req, &c) {
-			answer, handled := answerer(ctx)
-			m.StartCouponChanged(context.Background(), c, answer)
-			handled()
-		}
-	case actors.UserFollowing:
-		actors.Respond(ctx, m.Following(), nil)
-	case actors.UserWallet:
-		actors.Respond(ctx, m.Wallet(), nil)
-	case actors.UserFeed:
-		var q actors.FeedQuery
-		if actors.Unpack(ctx, req, &q) {
-			entries, err := m.Feed(opCtx, q.After, q.Limit)
-			actors.Respond(ctx, entries, err)
-		}
-	default:
-		actors.Unknown(ctx, req)
+	start(context.Background(), p.Coupon, emptyReply(reply))
+}
+
+// attach registers or renews a session hub and, when the hub may have
+// missed entries, resends them after the answer.
+func (g *grain) attach(ctx actor.Context, p actors.HubRef, reply func(actors.Empty, error)) {
+	addr := g.Hubs.Subscribe(p)
+	reply(actors.Empty{}, nil)
+	if addr != "" {
+		g.resend(ctx, addr)
 	}
 }

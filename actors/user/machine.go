@@ -33,8 +33,11 @@ type Machine struct {
 	wallet    []couponmesh.Claim
 	recent    []couponmesh.FeedEntry // the last entries, in seq order
 	snapSeq   int64
-	// OnEntry, if set, sees every entry this activation appends, and those
-	// of other activations that Validate applies.
+	// OnEntry, if set, is told what each entry applied after Load changed:
+	// the feed entry it adds, whether this activation appended it or
+	// another one (applied by Validate, or by the catch-up after a write
+	// found the journal moved). It runs before the entry's request is
+	// answered.
 	OnEntry func(couponmesh.FeedEntry)
 }
 
@@ -82,6 +85,9 @@ func (m *Machine) apply(e couponmesh.Entry) error {
 	if len(m.recent) > recentFeed {
 		m.recent = slices.Delete(m.recent, 0, len(m.recent)-recentFeed)
 	}
+	if m.OnEntry != nil {
+		m.OnEntry(fe)
+	}
 	return nil
 }
 
@@ -111,15 +117,10 @@ func (m *Machine) propose(ctx context.Context, typ, unique string, data any, bar
 			return couponmesh.Entry{}, errDone
 		}
 		return couponmesh.Entry{Type: typ, Unique: unique, Data: b}, nil
-	}, Done: func(e couponmesh.Entry, err error) {
+	}, Done: func(_ couponmesh.Entry, err error) {
 		if errors.Is(err, actors.ErrFenced) || errors.Is(err, errDone) {
 			done(nil)
 			return
-		}
-		if err == nil && m.OnEntry != nil {
-			if fe, ferr := toFeed(e); ferr == nil {
-				m.OnEntry(fe)
-			}
 		}
 		done(err)
 	}})
@@ -303,20 +304,9 @@ func (m *Machine) WriteSnapshot(ctx context.Context) error {
 }
 
 // Validate implements actors.State: it applies the entries another
-// activation appended (Journal.Validate) and hands each to OnEntry, as if
-// this activation had appended it, so that sessions get them as pushes.
-func (m *Machine) Validate(ctx context.Context) (int, error) {
-	before := m.journal.Seq
-	n, err := m.journal.Validate(ctx)
-	if m.OnEntry != nil {
-		for _, fe := range m.recent {
-			if fe.Seq > before {
-				m.OnEntry(fe)
-			}
-		}
-	}
-	return n, err
-}
+// activation appended (Journal.Validate); OnEntry sees each, as if this
+// activation had appended it, so that sessions get them as pushes.
+func (m *Machine) Validate(ctx context.Context) (int, error) { return m.journal.Validate(ctx) }
 
 // Stale implements actors.Stale: a write's outcome was unknown and the
 // journal could not be read since.

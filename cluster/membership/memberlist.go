@@ -19,36 +19,42 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Config of the memberlist provider.
+// Config of the memberlist provider. Zero fields take the DefaultConfig
+// values.
+//
+// The yaml and env tags are the node configuration's keys (its cluster
+// section, COUPONMESH_CLUSTER_<KEY>), declared here once: the node embeds
+// Config. Fields tagged yaml:"-" are set by the node (from its top-level
+// keys, the decoded gossip_key, its listeners) or are hooks.
 type Config struct {
-	NodeName      string   // shown to operators; the member ID is protoactor's system ID
-	BindAddr      string   // memberlist host:port (TCP and UDP); port 0 picks one
-	AdvertiseAddr string   // host:port other members reach; empty: the bound address
-	Seeds         []string // host:port of members to join
-	SecretKey     []byte   // gossip encryption (AES, 16/24/32 bytes); nil: none
-	Label         string   // gossip label: members with another label are ignored
+	NodeName      string   `yaml:"-"`                                   // shown to operators; the member ID is protoactor's system ID
+	BindAddr      string   `yaml:"-"`                                   // memberlist host:port (TCP and UDP); port 0 picks one
+	AdvertiseAddr string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // host:port other members reach; empty: the bound address
+	Seeds         []string `yaml:"-"`                                   // host:port of members to join
+	SecretKey     []byte   `yaml:"-"`                                   // gossip encryption (AES, 16/24/32 bytes); nil: none
+	Label         string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`     // gossip label: members with another label are ignored
 	// Profile sets failure detection: "fast" (default: a crash is detected
 	// in about 1.5 s on a LAN) or "lan" (memberlist's defaults, 5–7 s).
 	// ProbeInterval, ProbeTimeout and SuspicionMult override it when set.
-	Profile        string
-	ProbeInterval  time.Duration
-	ProbeTimeout   time.Duration
-	SuspicionMult  int
-	RejoinInterval time.Duration // re-join seeds and known members (partition heal); default 5 s
+	Profile        string        `yaml:"failure_detection" env:"FAILURE_DETECTION"`
+	ProbeInterval  time.Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
+	ProbeTimeout   time.Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
+	SuspicionMult  int           `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
+	RejoinInterval time.Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"` // re-join seeds and known members (partition heal); default 5 s
 	// DeadGrace keeps a member that memberlist declared dead in protoactor's
 	// list this long (default 500 ms), since protoactor's removal is
 	// permanent: a false death (a stale "dead" rumour arriving after a
 	// partition healed) is refuted within a few gossip rounds. Members that
 	// leave gracefully are removed at once.
-	DeadGrace time.Duration
-	HTTPAddr  string // the node's public address, in its metadata
-	AdminAddr string // the node's admin address, in its metadata
+	DeadGrace time.Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
+	HTTPAddr  string        `yaml:"-"` // the node's public address, in its metadata
+	AdminAddr string        `yaml:"-"` // the node's admin address, in its metadata
 	// TopologyDelay makes this member apply membership changes late. For
 	// tests of stale views only.
-	TopologyDelay time.Duration
+	TopologyDelay time.Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"`
 	// OnEvicted is called once when a majority of the other members say they
 	// declared this member dead: it must exit (a new process gets a new ID).
-	OnEvicted func()
+	OnEvicted func() `yaml:"-"`
 	// OnChurn, when set, is called on every change that may have let two
 	// activations of an identity coexist: a member joined or left (or was
 	// declared dead), the member list given to protoactor changed, and
@@ -56,9 +62,9 @@ type Config struct {
 	// blocked (declared dead) is alive in memberlist: a healed partition or
 	// a paused process, which may still be writing until it exits. Called
 	// from memberlist's and the provider's goroutines; it must not block.
-	OnChurn   func(conflict bool)
-	Transport memberlist.Transport // nil: UDP and TCP on BindAddr
-	Log       *slog.Logger
+	OnChurn   func(conflict bool)  `yaml:"-"`
+	Transport memberlist.Transport `yaml:"-"` // nil: UDP and TCP on BindAddr
+	Log       *slog.Logger         `yaml:"-"`
 }
 
 // Meta is what a member publishes about itself (memberlist node metadata,
@@ -117,13 +123,36 @@ type Provider struct {
 
 var _ cluster.ClusterProvider = (*Provider)(nil)
 
+// DefaultConfig returns the defaults: the fast profile, re-joins every 5 s,
+// 500 ms of grace for a member declared dead.
+func DefaultConfig() Config {
+	return Config{Profile: "fast", RejoinInterval: 5 * time.Second, DeadGrace: 500 * time.Millisecond}
+}
+
+// Validate reports settings StartMember would refuse: an unknown profile, a
+// secret key that is not 16, 24 or 32 bytes. Each error names the field's
+// key.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Profile {
+	case "", "fast", "lan":
+	default:
+		errs = append(errs, fmt.Errorf("failure_detection %q: want fast or lan", c.Profile))
+	}
+	if n := len(c.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
+		errs = append(errs, fmt.Errorf("gossip_key: %d bytes, want 16, 24 or 32", n))
+	}
+	return errors.Join(errs...)
+}
+
 // New returns a provider; StartMember starts it.
 func New(cfg Config) *Provider {
+	d := DefaultConfig()
 	if cfg.RejoinInterval <= 0 {
-		cfg.RejoinInterval = 5 * time.Second
+		cfg.RejoinInterval = d.RejoinInterval
 	}
 	if cfg.DeadGrace <= 0 {
-		cfg.DeadGrace = 500 * time.Millisecond
+		cfg.DeadGrace = d.DeadGrace
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -175,7 +204,7 @@ func (p *Provider) start(self Meta, publish func([]*cluster.Member), blocked fun
 
 func (p *Provider) profile() string {
 	if p.cfg.Profile == "" {
-		return "fast"
+		return DefaultConfig().Profile
 	}
 	return p.cfg.Profile
 }

@@ -8,6 +8,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,19 +26,52 @@ import (
 	"github.com/couponmesh/couponmesh/cluster/placement"
 )
 
-// Config of a member.
+// Config of a member. Zero fields take the DefaultConfig values.
+//
+// The yaml and env tags are the node configuration's keys (its cluster
+// section, COUPONMESH_CLUSTER_<KEY>), declared here once: the node embeds
+// Config. Fields tagged yaml:"-" are set by the node (remote_addr is a
+// top-level key, the TLS comes from the remote_tls_* files, the request
+// timeout from actors.request_timeout).
 type Config struct {
-	ClusterName    string
-	RemoteAddr     string // protoactor remote bind host:port; port 0 picks one
-	AdvertisedAddr string // host:port other members dial; empty: the bound address
-	RequestTimeout time.Duration
-	LookupTimeout  time.Duration // placement: wait for an owner's answer (default 1 s)
-	Provider       cluster.ClusterProvider
+	ClusterName    string                  `yaml:"-"`
+	RemoteAddr     string                  `yaml:"-"`                                                 // protoactor remote bind host:port; port 0 picks one
+	AdvertisedAddr string                  `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"` // host:port other members dial; empty: the bound address
+	RequestTimeout time.Duration           `yaml:"-"`
+	LookupTimeout  time.Duration           `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"` // placement: wait for an owner's answer (default 1 s)
+	Provider       cluster.ClusterProvider `yaml:"-"`
 	// TLS, when set, secures node-to-node actor traffic (gRPC): Server for
 	// the listener (mutual TLS: set ClientCAs and ClientAuth), Client for
 	// the connections to the other members.
-	TLS *RemoteTLS
-	Log *slog.Logger
+	TLS *RemoteTLS   `yaml:"-"`
+	Log *slog.Logger `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults: cluster couponmesh, requests of 5 s,
+// placement lookups of 1 s.
+func DefaultConfig() Config {
+	return Config{ClusterName: "couponmesh", RequestTimeout: 5 * time.Second, LookupTimeout: time.Second}
+}
+
+// Validate reports settings Start would refuse: a remote address or an
+// advertised address that is not host:port. Each error names the field's
+// key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.RemoteAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RemoteAddr); err != nil {
+			errs = append(errs, fmt.Errorf("remote_addr %q: %w", c.RemoteAddr, err))
+		}
+	}
+	if c.AdvertisedAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertisedAddr); err != nil {
+			errs = append(errs, fmt.Errorf("remote_advertise_addr %q: %w", c.AdvertisedAddr, err))
+		}
+	}
+	if c.LookupTimeout < 0 {
+		errs = append(errs, fmt.Errorf("lookup_timeout %s is negative", c.LookupTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // RemoteTLS is the TLS of protoactor's remote.
@@ -56,11 +90,12 @@ type Node struct {
 // Start brings up the member with kinds. protoactor's StartMember panics on
 // errors and always sleeps a second; Start turns the panic into an error.
 func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
+	d := DefaultConfig()
 	if cfg.ClusterName == "" {
-		cfg.ClusterName = "couponmesh"
+		cfg.ClusterName = d.ClusterName
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
+		cfg.RequestTimeout = d.RequestTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

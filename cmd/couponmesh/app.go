@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,11 +103,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.mongo, err = mongodb.Open(ctx, mcfg, log); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	a.store, err = cache.New(a.mongo, cache.Config{
-		SizeMB: cfg.Cache.SizeMB, SnapshotTTL: cfg.Cache.SnapshotTTL.D(), BrowseTTL: cfg.Cache.BrowseTTL.D(),
-		FlushInterval: cfg.Cache.SnapshotFlush.D(), FlushEntries: cfg.Cache.SnapshotFlushEntries,
-		FlushMaxAge: cfg.Cache.SnapshotFlushMaxAge.D(), StaleIfDown: cfg.Cache.BrowseStaleIfDown.D(), Registerer: reg,
-	})
+	ccfg := cfg.cacheConfig()
+	ccfg.Registerer = reg
+	a.store, err = cache.New(a.mongo, ccfg)
 	if err != nil {
 		return nil, err
 	}
@@ -120,40 +117,25 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// journal before they answer (DESIGN.md invariant 8).
 	churn := actors.NewChurn()
 	a.churn = churn
-	gcfg := actors.GrainConfig{
-		Store:          a.store,
-		PassivateAfter: cfg.Actors.PassivateAfter.D(),
-		SnapshotDelay:  cfg.Actors.SnapshotDelay.D(),
-		HubLease:       cfg.Actors.HubLease.D(),
-		Call:           call,
-		UserWrites:     actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst},
-		Local:          actors.NewLocalCoupons(churn),
-		Churn:          churn,
-		Metrics:        actors.NewMetrics(reg),
-		Log:            log,
+	gcfg := cfg.Actors.GrainConfig
+	gcfg.Store, gcfg.Call, gcfg.Local, gcfg.Churn, gcfg.Metrics, gcfg.Log = a.store, call, actors.NewLocalCoupons(churn), churn, actors.NewMetrics(reg), log
+	gcfg.UserWrites = actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst}
+	lcfg, err := cfg.memberlistConfig() // validated by LoadConfig
+	if err != nil {
+		return nil, err
 	}
-	var key []byte
-	if cfg.Cluster.GossipKey != "" {
-		key, _ = base64.StdEncoding.DecodeString(cfg.Cluster.GossipKey) // validated by LoadConfig
-	}
-	a.members = membership.New(membership.Config{
-		NodeName: cfg.NodeName, BindAddr: cfg.ClusterAddr, AdvertiseAddr: cfg.Cluster.AdvertiseAddr, Seeds: cfg.Seeds,
-		SecretKey: key, Label: cfg.Cluster.GossipLabel, Profile: cfg.Cluster.Failure,
-		ProbeInterval: cfg.Cluster.ProbeInterval.D(), ProbeTimeout: cfg.Cluster.ProbeTimeout.D(), SuspicionMult: cfg.Cluster.SuspicionMult,
-		RejoinInterval: cfg.Cluster.RejoinInterval.D(), DeadGrace: cfg.Cluster.DeadGrace.D(), TopologyDelay: cfg.Cluster.TopologyDelay.D(),
-		HTTPAddr: a.public, AdminAddr: reachable(a.adminLn.Addr().String(), cfg.RemoteAddr),
-		OnEvicted: func() { close(a.evicted) }, OnChurn: churn.Changed, Log: log,
-	})
+	lcfg.HTTPAddr, lcfg.AdminAddr = a.public, reachable(a.adminLn.Addr().String(), cfg.RemoteAddr)
+	lcfg.OnEvicted, lcfg.OnChurn, lcfg.Log = func() { close(a.evicted) }, churn.Changed, log
+	a.members = membership.New(lcfg)
 	var remoteTLS *node.RemoteTLS
 	if cl := cfg.Cluster; cl.RemoteTLSCert != "" || cl.RemoteTLSKey != "" || cl.RemoteTLSCA != "" {
 		if remoteTLS, err = node.LoadRemoteTLS(cl.RemoteTLSCert, cl.RemoteTLSKey, cl.RemoteTLSCA, cl.RemoteTLSServerName); err != nil {
 			return nil, err
 		}
 	}
-	a.node, err = node.Start(node.Config{
-		RemoteAddr: cfg.RemoteAddr, AdvertisedAddr: cfg.Cluster.RemoteAdvertise, RequestTimeout: call.Timeout,
-		LookupTimeout: cfg.Cluster.LookupTimeout.D(), Provider: a.members, TLS: remoteTLS, Log: log,
-	}, coupon.Kind(gcfg), user.Kind(gcfg), reminder.Kind(gcfg))
+	ncfg := cfg.nodeConfig()
+	ncfg.RequestTimeout, ncfg.Provider, ncfg.TLS, ncfg.Log = call.Timeout, a.members, remoteTLS, log
+	a.node, err = node.Start(ncfg, coupon.Kind(gcfg), user.Kind(gcfg), reminder.Kind(gcfg))
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +144,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	self := a.node.Address()
 	go actors.KeepShards(a.node.Cluster, call, func(kind, id string) bool { return a.node.Lookup.Owner(kind, id) == self },
 		time.Second, log, a.stopRate)
-	if a.hub, err = hub.Start(a.node.Cluster, hub.Config{Refresh: cfg.Actors.HubRefresh.D(), Call: call, Log: log, Presence: !cfg.Actors.PresenceOff}, reg); err != nil {
+	hcfg := cfg.Actors.HubConfig
+	hcfg.Call, hcfg.Log, hcfg.Presence = call, log, !cfg.Actors.PresenceOff
+	if a.hub, err = hub.Start(a.node.Cluster, hcfg, reg); err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	svc := actors.NewService(a.node.Cluster, a.store, call, log)
@@ -175,38 +159,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 			return nil, err
 		}
 	}
-	tokens, err := auth.New(auth.Config{Secret: []byte(cfg.JWTSecret), PublicKeys: public, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TTL: cfg.TokenTTL.D()})
+	tokens, err := auth.New(cfg.authConfig(public))
 	if err != nil {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
-	trusted, err := cfg.trustedProxies()
+	wcfg, err := cfg.wsConfig()
 	if err != nil {
 		return nil, err
 	}
-	w := cfg.WS
-	a.ws = ws.NewHandler(ws.Config{
-		ReadLimit:        w.ReadLimit,
-		SendQueue:        w.SendQueue,
-		PingInterval:     w.PingInterval.D(),
-		AuthTimeout:      w.AuthTimeout.D(),
-		MaxInflight:      w.MaxInflight,
-		MaxSubscriptions: w.MaxSubscriptions,
-		RequestRate:      w.RequestRate,
-		RequestBurst:     w.RequestBurst,
-		FloodRefusals:    w.FloodRefusals,
-		FloodWindow:      w.FloodWindow.D(),
-		SessionsPerUser:  w.SessionsPerUser,
-		SessionsPerIP:    w.SessionsPerIP,
-		HandshakeRate:    w.HandshakeRate,
-		HandshakeBurst:   w.HandshakeBurst,
-		TrustedProxies:   trusted,
-		OriginPatterns:   cfg.AllowedOrigins,
-
-		AnonymousPerIP:         w.AnonymousPerIP,
-		AnonymousRequestRate:   w.AnonymousRequestRate,
-		AnonymousRequestBurst:  w.AnonymousRequestBurst,
-		AnonymousSubscriptions: w.AnonymousSubscriptions,
-	}, svc, a.hub, tokens, reg, log)
+	a.ws = ws.NewHandler(wcfg, svc, a.hub, tokens, reg, log)
 	api := httpapi.New(httpapi.Options{
 		Service: svc, Tokens: tokens, WS: a.ws, Dev: cfg.Dev, Ready: a.ready, Static: webFS(), Log: log,
 	})

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,81 +17,47 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/couponmesh/couponmesh/actors"
+	"github.com/couponmesh/couponmesh/actors/hub"
+	"github.com/couponmesh/couponmesh/cluster/membership"
+	"github.com/couponmesh/couponmesh/cluster/node"
 	"github.com/couponmesh/couponmesh/persistence/cache"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
+	"github.com/couponmesh/couponmesh/transport/auth"
 	"github.com/couponmesh/couponmesh/transport/ws"
 )
 
 // Config is the node configuration: configs/node.yaml, then the environment
 // (COUPONMESH_<KEY>) on top.
 type Config struct {
-	HTTPAddr       string   `yaml:"http_addr" env:"HTTP_ADDR"`
-	AdminAddr      string   `yaml:"admin_addr" env:"ADMIN_ADDR"`
-	AdminToken     string   `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
-	NodeName       string   `yaml:"node_name" env:"NODE_NAME"`
-	RemoteAddr     string   `yaml:"remote_addr" env:"REMOTE_ADDR"`
-	ClusterAddr    string   `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
-	Seeds          []string `yaml:"seeds" env:"SEEDS" envSeparator:","`
-	MongoURI       string   `yaml:"mongo_uri" env:"MONGO_URI"`
-	MongoDatabase  string   `yaml:"mongo_database" env:"MONGO_DATABASE"`
-	DataDir        string   `yaml:"data_dir" env:"DATA_DIR"`
-	Dev            bool     `yaml:"dev" env:"DEV"`
-	JWTSecret      string   `yaml:"jwt_secret" env:"JWT_SECRET"`
-	JWTPublicKeys  string   `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
-	JWTIssuer      string   `yaml:"jwt_issuer" env:"JWT_ISSUER"`
-	JWTAudience    string   `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
-	TokenTTL       Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
-	AllowedOrigins []string `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
-	LogLevel       string   `yaml:"log_level" env:"LOG_LEVEL"`
-	TLSCertFile    string   `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
-	TLSKeyFile     string   `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
-	AllowInsecure  []string `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
-	Cluster        struct {
-		PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"`       // host:port clients reach this node at (1012 hand-overs)
-		AdvertiseAddr       string   `yaml:"advertise_addr" env:"ADVERTISE_ADDR"` // memberlist host:port the others dial
-		RemoteAdvertise     string   `yaml:"remote_advertise_addr" env:"REMOTE_ADVERTISE_ADDR"`
-		GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"` // base64 of 16, 24 or 32 bytes
-		GossipLabel         string   `yaml:"gossip_label" env:"GOSSIP_LABEL"`
-		Failure             string   `yaml:"failure_detection" env:"FAILURE_DETECTION"` // fast or lan
-		ProbeInterval       Duration `yaml:"probe_interval" env:"PROBE_INTERVAL"`
-		ProbeTimeout        Duration `yaml:"probe_timeout" env:"PROBE_TIMEOUT"`
-		SuspicionMult       int      `yaml:"suspicion_mult" env:"SUSPICION_MULT"`
-		RejoinInterval      Duration `yaml:"rejoin_interval" env:"REJOIN_INTERVAL"`
-		DeadGrace           Duration `yaml:"dead_grace" env:"DEAD_GRACE"`
-		LookupTimeout       Duration `yaml:"lookup_timeout" env:"LOOKUP_TIMEOUT"`
-		DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
-		DrainDelay          Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`         // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
-		TopologyDelay       Duration `yaml:"topology_delay" env:"TOPOLOGY_DELAY"`   // tests only
-		RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
-		RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
-		RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
-		RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
-	} `yaml:"cluster" envPrefix:"CLUSTER_"`
-	Actors struct {
-		PassivateAfter Duration `yaml:"passivate_after" env:"PASSIVATE_AFTER"`
-		SnapshotDelay  Duration `yaml:"snapshot_delay" env:"SNAPSHOT_DELAY"`
-		HubLease       Duration `yaml:"hub_lease" env:"HUB_LEASE"`
-		HubRefresh     Duration `yaml:"hub_refresh" env:"HUB_REFRESH"`
-		// PresenceOff turns presence (watcher counts, presence pushes) off.
-		PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
-		RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"`
-	} `yaml:"actors" envPrefix:"ACTORS_"`
-	// Mongo tunes the connection and the group commit. Options written in
-	// mongo_uri (w, maxPoolSize, readPreference, …) win over these keys.
-	Mongo struct {
-		PoolMin                uint64   `yaml:"pool_min" env:"POOL_MIN"`
-		PoolMax                uint64   `yaml:"pool_max" env:"POOL_MAX"`
-		ConnectTimeout         Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
-		ServerSelectionTimeout Duration `yaml:"server_selection_timeout" env:"SERVER_SELECTION_TIMEOUT"`
-		OpTimeout              Duration `yaml:"op_timeout" env:"OP_TIMEOUT"`
-		Heartbeat              Duration `yaml:"heartbeat" env:"HEARTBEAT"`
-		WriteConcern           string   `yaml:"write_concern" env:"WRITE_CONCERN"`
-		WriteTimeout           Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
-		BatchMaxOps            int      `yaml:"batch_max_ops" env:"BATCH_MAX_OPS"`
-		BatchMaxDelay          Duration `yaml:"batch_max_delay" env:"BATCH_MAX_DELAY"`
-		QueueSize              int      `yaml:"queue_size" env:"QUEUE_SIZE"`
-		Flushers               int      `yaml:"flushers" env:"FLUSHERS"`
-	} `yaml:"mongo" envPrefix:"MONGO_"`
+	HTTPAddr       string                        `yaml:"http_addr" env:"HTTP_ADDR"`
+	AdminAddr      string                        `yaml:"admin_addr" env:"ADMIN_ADDR"`
+	AdminToken     string                        `yaml:"admin_token" env:"ADMIN_TOKEN"` // required when admin_addr is not loopback
+	NodeName       string                        `yaml:"node_name" env:"NODE_NAME"`
+	RemoteAddr     string                        `yaml:"remote_addr" env:"REMOTE_ADDR"`
+	ClusterAddr    string                        `yaml:"cluster_addr" env:"CLUSTER_ADDR"`
+	Seeds          []string                      `yaml:"seeds" env:"SEEDS" envSeparator:","`
+	MongoURI       string                        `yaml:"mongo_uri" env:"MONGO_URI"`
+	MongoDatabase  string                        `yaml:"mongo_database" env:"MONGO_DATABASE"`
+	DataDir        string                        `yaml:"data_dir" env:"DATA_DIR"`
+	Dev            bool                          `yaml:"dev" env:"DEV"`
+	JWTSecret      string                        `yaml:"jwt_secret" env:"JWT_SECRET"`
+	JWTPublicKeys  string                        `yaml:"jwt_public_keys" env:"JWT_PUBLIC_KEYS"` // JWKS or PEM file of the identity provider (ES256, EdDSA)
+	AuthConfig     `yaml:",inline" envPrefix:""` // jwt_issuer, jwt_audience, token_ttl (auth.Config; the node sets its keys from jwt_secret and jwt_public_keys)
+	AllowedOrigins []string                      `yaml:"allowed_origins" env:"ALLOWED_ORIGINS" envSeparator:","`
+	LogLevel       string                        `yaml:"log_level" env:"LOG_LEVEL"`
+	TLSCertFile    string                        `yaml:"tls_cert_file" env:"TLS_CERT_FILE"`                    // PEM chain; with tls_key_file the public listener serves HTTPS/WSS (tls.go)
+	TLSKeyFile     string                        `yaml:"tls_key_file" env:"TLS_KEY_FILE"`                      // PEM private key
+	AllowInsecure  []string                      `yaml:"allow_insecure" env:"ALLOW_INSECURE" envSeparator:","` // production checks turned off: mongo, remote, gossip
+	// Cluster holds membership (membership.Config's keys), the member's
+	// remote (node.Config's keys), and the node's own cluster keys.
+	Cluster clusterSection `yaml:"cluster" envPrefix:"CLUSTER_"`
+	// Actors holds the grains' keys (actors.GrainConfig), the hub's
+	// (hub.Config) and the node's own.
+	Actors actorsSection `yaml:"actors" envPrefix:"ACTORS_"`
+	// Mongo tunes the connection and the group commit: the keys of
+	// mongodb.Config. Options written in mongo_uri (w, maxPoolSize,
+	// readPreference, …) win over these keys.
+	Mongo mongoSection `yaml:"mongo" envPrefix:"MONGO_"`
 	Cache struct {
 		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
 		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
@@ -108,32 +73,83 @@ type Config struct {
 		SnapshotFlushEntries int64    `yaml:"snapshot_flush_entries" env:"SNAPSHOT_FLUSH_ENTRIES"`
 		SnapshotFlushMaxAge  Duration `yaml:"snapshot_flush_max_age" env:"SNAPSHOT_FLUSH_MAX_AGE"`
 	} `yaml:"cache" envPrefix:"CACHE_"`
-	WS struct {
-		ReadLimit        int64    `yaml:"read_limit" env:"READ_LIMIT"`
-		SendQueue        int      `yaml:"send_queue" env:"SEND_QUEUE"`
-		PingInterval     Duration `yaml:"ping_interval" env:"PING_INTERVAL"`
-		AuthTimeout      Duration `yaml:"auth_timeout" env:"AUTH_TIMEOUT"`
-		MaxInflight      int      `yaml:"max_inflight" env:"MAX_INFLIGHT"`
-		MaxSubscriptions int      `yaml:"max_subscriptions" env:"MAX_SUBSCRIPTIONS"`
-		RequestRate      float64  `yaml:"request_rate" env:"REQUEST_RATE"` // frames per second per session; negative: no limit
-		RequestBurst     int      `yaml:"request_burst" env:"REQUEST_BURST"`
-		FloodRefusals    int      `yaml:"flood_refusals" env:"FLOOD_REFUSALS"` // refused frames within flood_window before a 1008
-		FloodWindow      Duration `yaml:"flood_window" env:"FLOOD_WINDOW"`
-		SessionsPerUser  int      `yaml:"sessions_per_user" env:"SESSIONS_PER_USER"` // per node; negative: no limit
-		SessionsPerIP    int      `yaml:"sessions_per_ip" env:"SESSIONS_PER_IP"`     // per node; negative: no limit
-		HandshakeRate    float64  `yaml:"handshake_rate" env:"HANDSHAKE_RATE"`       // upgrades per second per client address; negative: no limit
-		HandshakeBurst   int      `yaml:"handshake_burst" env:"HANDSHAKE_BURST"`
-		TrustedProxies   []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
-		// Visitors: sessions that subscribe and get without signing in.
-		AnonymousPerIP         int     `yaml:"anonymous_per_ip" env:"ANONYMOUS_PER_IP"`             // anonymous sessions per client address per node; negative: no limit
-		AnonymousRequestRate   float64 `yaml:"anonymous_request_rate" env:"ANONYMOUS_REQUEST_RATE"` // frames per second per anonymous session; negative: no limit
-		AnonymousRequestBurst  int     `yaml:"anonymous_request_burst" env:"ANONYMOUS_REQUEST_BURST"`
-		AnonymousSubscriptions int     `yaml:"anonymous_subscriptions" env:"ANONYMOUS_SUBSCRIPTIONS"`
-	} `yaml:"ws" envPrefix:"WS_"`
+	// WS holds the WebSocket limits: the keys of ws.Config, and the
+	// trusted proxies.
+	WS     wsSection `yaml:"ws" envPrefix:"WS_"`
 	Limits struct {
 		UserWriteRate  float64 `yaml:"user_write_rate" env:"USER_WRITE_RATE"` // claims, follows, unfollows per second per user, cluster-wide; negative: no limit
 		UserWriteBurst int     `yaml:"user_write_burst" env:"USER_WRITE_BURST"`
 	} `yaml:"limits" envPrefix:"LIMITS_"`
+}
+
+// MemberlistConfig, NodeConfig and HubConfig name the parts' configs
+// embedded in the sections (their types are all called Config).
+type (
+	MemberlistConfig = membership.Config
+	NodeConfig       = node.Config
+	HubConfig        = hub.Config
+	AuthConfig       = auth.Config
+)
+
+// actorsSection is the actors key: the keys of actors.GrainConfig and
+// hub.Config, and the node's own.
+type actorsSection struct {
+	actors.GrainConfig `yaml:",inline" envPrefix:""`
+	HubConfig          `yaml:",inline" envPrefix:""`
+	// PresenceOff turns presence (watcher counts, presence pushes) off
+	// (HubConfig.Presence).
+	PresenceOff    bool     `yaml:"presence_off" env:"PRESENCE_OFF"`
+	RequestTimeout Duration `yaml:"request_timeout" env:"REQUEST_TIMEOUT"` // one call to a grain, retries included (actors.CallConfig.Timeout)
+}
+
+// clusterSection is the cluster key: the keys of membership.Config and
+// node.Config, and the node's own.
+type clusterSection struct {
+	MemberlistConfig    `yaml:",inline" envPrefix:""`
+	NodeConfig          `yaml:",inline" envPrefix:""`
+	PublicAddr          string   `yaml:"public_addr" env:"PUBLIC_ADDR"` // host:port clients reach this node at (1012 hand-overs)
+	GossipKey           string   `yaml:"gossip_key" env:"GOSSIP_KEY"`   // base64 of 16, 24 or 32 bytes (MemberlistConfig.SecretKey)
+	DrainSpread         Duration `yaml:"drain_spread" env:"DRAIN_SPREAD"`
+	DrainDelay          Duration `yaml:"drain_delay" env:"DRAIN_DELAY"`         // /readyz is 503 this long before sessions are handed over (load balancers stop routing first)
+	RemoteTLSCert       string   `yaml:"remote_tls_cert" env:"REMOTE_TLS_CERT"` // node-to-node mutual TLS: this node's certificate,
+	RemoteTLSKey        string   `yaml:"remote_tls_key" env:"REMOTE_TLS_KEY"`   // its key,
+	RemoteTLSCA         string   `yaml:"remote_tls_ca" env:"REMOTE_TLS_CA"`     // the cluster's CA
+	RemoteTLSServerName string   `yaml:"remote_tls_server_name" env:"REMOTE_TLS_SERVER_NAME"`
+}
+
+// mongoSection is the mongo key: mongodb.Config (its tags are the keys),
+// with the pool sizes under the names they had before the section embedded
+// it (mongodb.Config calls them MaxPoolSize and MinPoolSize, and an
+// environment error names the field).
+type mongoSection struct {
+	mongodb.Config `yaml:",inline" envPrefix:""`
+	PoolMin        uint64 `yaml:"pool_min" env:"POOL_MIN"`
+	PoolMax        uint64 `yaml:"pool_max" env:"POOL_MAX"`
+}
+
+// wsSection is the ws key: ws.Config (its tags are the keys), with the
+// trusted proxies as written (CIDRs or single addresses; trustedProxies
+// parses them).
+type wsSection struct {
+	ws.Config      `yaml:",inline" envPrefix:""`
+	TrustedProxies []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" envSeparator:","` // CIDRs whose X-Forwarded-For names the client
+}
+
+// DefaultConfig returns the node configuration before the file and the
+// environment: the sections that embed a part's Config start from that
+// part's DefaultConfig (the only place their defaults are written).
+func DefaultConfig() Config {
+	var c Config
+	c.Mongo.Config = mongodb.DefaultConfig()
+	c.Mongo.PoolMin, c.Mongo.PoolMax = c.Mongo.MinPoolSize, c.Mongo.MaxPoolSize
+	c.WS.Config = ws.DefaultConfig()
+	c.Cluster.MemberlistConfig = membership.DefaultConfig()
+	c.Cluster.NodeConfig = node.DefaultConfig()
+	c.Actors.GrainConfig = actors.DefaultGrainConfig()
+	c.Actors.HubConfig = hub.DefaultConfig()
+	c.AuthConfig = auth.DefaultConfig()
+	c.TTL = 24 * time.Hour // dev-login tokens live a day on a node
+	return c
 }
 
 // Duration is a time.Duration written as "5s" in YAML and the environment.
@@ -161,7 +177,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // LoadConfig reads the YAML file (empty path: none) and applies the
 // environment. Unknown YAML keys are an error.
 func LoadConfig(path string, environ map[string]string) (Config, error) {
-	var cfg Config
+	cfg := DefaultConfig()
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -192,18 +208,13 @@ func (c *Config) fill() {
 	def(&c.ClusterAddr, "127.0.0.1:7946")
 	def(&c.MongoDatabase, "couponmesh")
 	def(&c.DataDir, "./data")
-	def(&c.JWTIssuer, "couponmesh")
-	def(&c.JWTAudience, "couponmesh")
 	def(&c.LogLevel, "info")
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
 	c.fillStore()
-	if c.TokenTTL <= 0 {
-		c.TokenTTL = Duration(24 * time.Hour)
-	}
-	if c.Cluster.Failure == "" {
-		c.Cluster.Failure = "fast"
+	if c.TTL <= 0 {
+		c.TTL = DefaultConfig().TTL
 	}
 	if c.Cluster.RemoteTLSServerName == "" {
 		c.Cluster.RemoteTLSServerName = "couponmesh-node"
@@ -215,7 +226,6 @@ func (c *Config) fill() {
 		c.AllowedOrigins = []string{"localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"}
 	}
 	// The limits print as they apply (--check-config).
-	w, d := &c.WS, ws.DefaultConfig()
 	defInt := func(v *int, def int) {
 		if *v == 0 {
 			*v = def
@@ -226,32 +236,6 @@ func (c *Config) fill() {
 			*v = def
 		}
 	}
-	if w.ReadLimit <= 0 {
-		w.ReadLimit = d.ReadLimit
-	}
-	defInt(&w.SendQueue, d.SendQueue)
-	if w.PingInterval <= 0 {
-		w.PingInterval = Duration(d.PingInterval)
-	}
-	if w.AuthTimeout <= 0 {
-		w.AuthTimeout = Duration(d.AuthTimeout)
-	}
-	defInt(&w.MaxInflight, d.MaxInflight)
-	defInt(&w.MaxSubscriptions, d.MaxSubscriptions)
-	defRate(&w.RequestRate, d.RequestRate)
-	defInt(&w.RequestBurst, d.RequestBurst)
-	defInt(&w.FloodRefusals, d.FloodRefusals)
-	if w.FloodWindow <= 0 {
-		w.FloodWindow = Duration(d.FloodWindow)
-	}
-	defInt(&w.SessionsPerUser, d.SessionsPerUser)
-	defInt(&w.SessionsPerIP, d.SessionsPerIP)
-	defRate(&w.HandshakeRate, d.HandshakeRate)
-	defInt(&w.HandshakeBurst, d.HandshakeBurst)
-	defInt(&w.AnonymousPerIP, d.AnonymousPerIP)
-	defRate(&w.AnonymousRequestRate, d.AnonymousRequestRate)
-	defInt(&w.AnonymousRequestBurst, d.AnonymousRequestBurst)
-	defInt(&w.AnonymousSubscriptions, d.AnonymousSubscriptions)
 	defRate(&c.Limits.UserWriteRate, actors.DefaultUserWrites.Rate)
 	defInt(&c.Limits.UserWriteBurst, actors.DefaultUserWrites.Burst)
 }
@@ -277,38 +261,13 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// fillStore fills the mongo and cache sections from the packages'
-// defaults, so that --check-config shows the values in force.
+// fillStore fills the cache section from the package's defaults, so that
+// --check-config shows the values in force.
 func (c *Config) fillStore() {
-	md := mongodb.DefaultConfig()
-	m := &c.Mongo
 	dur := func(d *Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = Duration(v)
 		}
-	}
-	if m.PoolMax == 0 {
-		m.PoolMax = md.MaxPoolSize
-	}
-	dur(&m.ConnectTimeout, md.ConnectTimeout)
-	dur(&m.ServerSelectionTimeout, md.ServerSelectionTimeout)
-	dur(&m.OpTimeout, md.OpTimeout)
-	dur(&m.Heartbeat, md.HeartbeatInterval)
-	dur(&m.WriteTimeout, m.OpTimeout.D())
-	if m.WriteConcern == "" {
-		m.WriteConcern = md.WriteConcern
-	}
-	if m.BatchMaxOps <= 0 {
-		m.BatchMaxOps = md.BatchMaxOps
-	}
-	if m.BatchMaxDelay <= 0 {
-		m.BatchMaxDelay = Duration(md.BatchMaxDelay)
-	}
-	if m.QueueSize <= 0 {
-		m.QueueSize = md.QueueSize
-	}
-	if m.Flushers <= 0 {
-		m.Flushers = md.Flushers
 	}
 	cd := cache.DefaultConfig()
 	if c.Cache.SizeMB <= 0 {
@@ -326,77 +285,109 @@ func (c *Config) fillStore() {
 
 // mongoConfig is the store configuration for uri.
 func (c *Config) mongoConfig(uri string) mongodb.Config {
-	m := c.Mongo
-	return mongodb.Config{
-		URI:                    uri,
-		Database:               c.MongoDatabase,
-		ConnectTimeout:         m.ConnectTimeout.D(),
-		ServerSelectionTimeout: m.ServerSelectionTimeout.D(),
-		OpTimeout:              m.OpTimeout.D(),
-		HeartbeatInterval:      m.Heartbeat.D(),
-		MaxPoolSize:            m.PoolMax,
-		MinPoolSize:            m.PoolMin,
-		WriteConcern:           m.WriteConcern,
-		WriteTimeout:           m.WriteTimeout.D(),
-		BatchMaxOps:            m.BatchMaxOps,
-		BatchMaxDelay:          m.BatchMaxDelay.D(),
-		QueueSize:              m.QueueSize,
-		Flushers:               m.Flushers,
+	m := c.Mongo.Config
+	m.URI, m.Database = uri, c.MongoDatabase
+	m.MaxPoolSize, m.MinPoolSize = c.Mongo.PoolMax, c.Mongo.PoolMin
+	return m
+}
+
+// cacheConfig is the cache configuration of the cache section. (The
+// section does not embed cache.Config: config_test.go reads its durations
+// as this package's Duration.)
+func (c *Config) cacheConfig() cache.Config {
+	cc := c.Cache
+	return cache.Config{
+		SizeMB: cc.SizeMB, SnapshotTTL: cc.SnapshotTTL.D(), BrowseTTL: cc.BrowseTTL.D(), StaleIfDown: cc.BrowseStaleIfDown.D(),
+		FlushInterval: cc.SnapshotFlush.D(), FlushEntries: cc.SnapshotFlushEntries, FlushMaxAge: cc.SnapshotFlushMaxAge.D(),
 	}
+}
+
+// authConfig is the token configuration with the HS256 secret and the
+// public keys (loaded from jwt_public_keys by the caller).
+func (c *Config) authConfig(public []auth.PublicKey) auth.Config {
+	a := c.AuthConfig
+	a.Secret, a.PublicKeys = []byte(c.JWTSecret), public
+	return a
+}
+
+// memberlistConfig is the membership configuration, with the gossip key
+// decoded; the caller sets the listeners' addresses and the hooks.
+func (c *Config) memberlistConfig() (membership.Config, error) {
+	m := c.Cluster.MemberlistConfig
+	m.NodeName, m.BindAddr, m.Seeds = c.NodeName, c.ClusterAddr, c.Seeds
+	if c.Cluster.GossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey)
+		if err != nil {
+			return m, fmt.Errorf("cluster.gossip_key: not base64: %w", err)
+		}
+		m.SecretKey = k
+	}
+	return m, nil
+}
+
+// nodeConfig is the member's configuration; the caller sets the request
+// timeout, the provider, the TLS and the log.
+func (c *Config) nodeConfig() node.Config {
+	n := c.Cluster.NodeConfig
+	n.RemoteAddr = c.RemoteAddr
+	return n
+}
+
+// wsConfig is the WebSocket configuration, with the trusted proxies parsed.
+func (c *Config) wsConfig() (ws.Config, error) {
+	w := c.WS.Config
+	w.OriginPatterns = c.AllowedOrigins
+	var err error
+	w.TrustedProxies, err = c.trustedProxies()
+	return w, err
 }
 
 func (c *Config) validate() error {
 	var errs []error
-	switch wc := c.Mongo.WriteConcern; wc {
-	case "majority", "default":
-	default:
-		if n, err := strconv.Atoi(wc); err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("mongo.write_concern %q: want majority, default or a number", wc))
-		}
+	if err := c.mongoConfig(c.MongoURI).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("mongo: %w", err))
 	}
-	if c.Mongo.PoolMin > c.Mongo.PoolMax {
-		errs = append(errs, fmt.Errorf("mongo.pool_min %d above pool_max %d", c.Mongo.PoolMin, c.Mongo.PoolMax))
+	if err := c.WS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("ws: %w", err))
 	}
 	if c.AdminToken == "" && !loopback(c.AdminAddr) {
 		errs = append(errs, fmt.Errorf("admin_addr %s is not a loopback address: set admin_token (COUPONMESH_ADMIN_TOKEN)", c.AdminAddr))
 	}
-	switch {
-	case c.JWTSecret == "" && c.JWTPublicKeys == "":
+	if c.JWTSecret == "" && c.JWTPublicKeys == "" {
 		errs = append(errs, errors.New("jwt_secret (HS256, at least 32 bytes) or jwt_public_keys (an identity provider's JWKS or PEM file) is required"))
-	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
-		errs = append(errs, errors.New("jwt_secret must be at least 32 bytes"))
+	}
+	if err := c.authConfig(nil).Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Dev && c.JWTSecret == "" {
 		errs = append(errs, errors.New("dev login signs tokens with jwt_secret: set it, or dev: false"))
 	}
-	if c.Cluster.GossipKey != "" {
-		if k, err := base64.StdEncoding.DecodeString(c.Cluster.GossipKey); err != nil {
-			errs = append(errs, fmt.Errorf("cluster.gossip_key: not base64: %w", err))
-		} else if n := len(k); n != 16 && n != 24 && n != 32 {
-			errs = append(errs, fmt.Errorf("cluster.gossip_key: %d bytes, want 16, 24 or 32", n))
-		}
+	if m, err := c.memberlistConfig(); err != nil {
+		errs = append(errs, err)
+	} else if err := m.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	if err := c.nodeConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	if err := c.cacheConfig().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
+	}
+	if err := c.Actors.GrainConfig.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("actors: %w", err))
+	}
+	if err := c.Actors.HubConfig.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("actors: %w", err))
 	}
 	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
-	}
-	switch c.Cluster.Failure {
-	case "fast", "lan":
-	default:
-		errs = append(errs, fmt.Errorf("cluster.failure_detection %q: want fast or lan", c.Cluster.Failure))
 	}
 	errs = append(errs, c.productionErrors()...)
 	if _, err := c.trustedProxies(); err != nil {
 		errs = append(errs, err)
 	}
-	for name, v := range map[string]int{
-		"ws.request_burst": c.WS.RequestBurst, "ws.handshake_burst": c.WS.HandshakeBurst,
-		"ws.flood_refusals": c.WS.FloodRefusals, "limits.user_write_burst": c.Limits.UserWriteBurst,
-		"ws.max_inflight": c.WS.MaxInflight, "ws.max_subscriptions": c.WS.MaxSubscriptions, "ws.send_queue": c.WS.SendQueue,
-		"ws.anonymous_request_burst": c.WS.AnonymousRequestBurst, "ws.anonymous_subscriptions": c.WS.AnonymousSubscriptions,
-	} {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive", name))
-		}
+	if c.Limits.UserWriteBurst < 0 {
+		errs = append(errs, errors.New("limits.user_write_burst must be positive"))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
@@ -406,8 +397,10 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Redacted returns the config as YAML with secrets masked.
+// Redacted returns the config as YAML with secrets masked, the sections of
+// the parts with the values in force (zero fields at their defaults).
 func (c Config) Redacted() string {
+	c.Mongo.Config, c.WS.Config = c.Mongo.Effective(), c.WS.Effective()
 	if c.JWTSecret != "" {
 		c.JWTSecret = "<redacted>"
 	}

@@ -349,7 +349,7 @@ func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }
 // An idle grain passivates and the next request reactivates it from the
 // database with the same state.
 func TestIdleGrainPassivatesAndReactivates(t *testing.T) {
-	a := startApp(t, func(c *Config) { c.Actors.PassivateAfter = Duration(300 * time.Millisecond) })
+	a := startApp(t, func(c *Config) { c.Actors.PassivateAfter = 300 * time.Millisecond })
 	ctx := context.Background()
 	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Sleepy"), Quantity: ptr(4)})
 	c := dial(t, a, "pat", client.Options{})

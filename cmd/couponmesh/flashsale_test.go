@@ -29,7 +29,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	a := startApp(t, func(c *Config) {
 		c.MongoURI = "mongodb://" + p.Addr() + "/"
 		c.Actors.RequestTimeout = Duration(30 * time.Second)
-		c.Mongo.OpTimeout, c.Mongo.WriteTimeout = Duration(time.Second), Duration(time.Second)
+		c.Mongo.OpTimeout, c.Mongo.WriteTimeout = time.Second, time.Second
 	})
 	const shoppers, quantity = 500, 300
 	id := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "hot", Title: ptr("Drop"), Quantity: ptr(quantity)}).ID

@@ -25,7 +25,7 @@ func TestGroupCommitUnderConcurrentClaims(t *testing.T) {
 		// the tenth waits several seconds. This test is about batching and
 		// correctness, not latency.
 		c.Actors.RequestTimeout = Duration(time.Minute)
-		c.Mongo.OpTimeout, c.Mongo.WriteTimeout = Duration(30*time.Second), Duration(30*time.Second)
+		c.Mongo.OpTimeout, c.Mongo.WriteTimeout = 30*time.Second, 30*time.Second
 	})
 	const coupons, perCoupon, quantity = 100, 10, 5
 	ids := make([]string, coupons)

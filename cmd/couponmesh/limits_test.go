@@ -458,7 +458,7 @@ func TestLimitsConfig(t *testing.T) {
 	}
 	d := ws.DefaultConfig()
 	if cfg.WS.RequestRate != -1 || cfg.WS.RequestBurst != d.RequestBurst || cfg.WS.SessionsPerUser != d.SessionsPerUser ||
-		cfg.WS.SessionsPerIP != d.SessionsPerIP || cfg.WS.HandshakeRate != d.HandshakeRate || cfg.WS.FloodWindow.D() != d.FloodWindow {
+		cfg.WS.SessionsPerIP != d.SessionsPerIP || cfg.WS.HandshakeRate != d.HandshakeRate || cfg.WS.FloodWindow != d.FloodWindow {
 		t.Fatalf("ws limits %+v", cfg.WS)
 	}
 	if cfg.Limits.UserWriteRate != 10 || cfg.Limits.UserWriteBurst != 7 {

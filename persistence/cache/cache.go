@@ -61,6 +61,15 @@ func DefaultConfig() Config {
 		FlushRetry: 500 * time.Millisecond}
 }
 
+// Validate reports settings New would misuse: a shard count that is not a
+// power of two (bigcache's requirement). Zero fields are valid (defaults).
+func (c Config) Validate() error {
+	if c.Shards > 0 && c.Shards&(c.Shards-1) != 0 {
+		return fmt.Errorf("shards %d: want a power of two", c.Shards)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.SizeMB <= 0 {

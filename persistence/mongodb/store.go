@@ -24,56 +24,61 @@ import (
 // the DefaultConfig values (MinPoolSize stays 0). Options written in the URI
 // (w, maxPoolSize, readPreference, heartbeatFrequencyMS, …) win over the
 // fields here, so a production replica set URI works unchanged.
+//
+// The yaml and env tags are the node configuration's keys (the mongo
+// section of configs/node.yaml, COUPONMESH_MONGO_<KEY>), declared here once:
+// the node embeds Config. It sets URI and Database from its mongo_uri and
+// mongo_database keys, and the pool sizes from pool_max and pool_min.
 type Config struct {
 	// URI is a mongodb:// or mongodb+srv:// URI; required. Production: a
 	// replica set, e.g. mongodb://a,b,c/?replicaSet=rs0&w=majority.
-	URI string
+	URI string `yaml:"-"`
 	// Database holds the collections.
-	Database string
+	Database string `yaml:"-"`
 	// ConnectTimeout bounds each dial and Open (connect, ping, indexes).
-	ConnectTimeout time.Duration
+	ConnectTimeout time.Duration `yaml:"connect_timeout" env:"CONNECT_TIMEOUT"`
 	// ServerSelectionTimeout bounds the wait for a suitable server (the
 	// primary, for writes and actor loads) when the driver knows none.
-	ServerSelectionTimeout time.Duration
+	ServerSelectionTimeout time.Duration `yaml:"server_selection_timeout" env:"SERVER_SELECTION_TIMEOUT"`
 	// OpTimeout bounds every Store operation and every BulkWrite attempt,
 	// under the caller's context.
-	OpTimeout time.Duration
+	OpTimeout time.Duration `yaml:"op_timeout" env:"OP_TIMEOUT"`
 	// HeartbeatInterval is how often the driver checks each server; it
 	// bounds how fast a returning database is noticed.
-	HeartbeatInterval time.Duration
+	HeartbeatInterval time.Duration `yaml:"heartbeat" env:"HEARTBEAT"`
 	// MaxPoolSize and MinPoolSize size the connection pool per server.
-	MaxPoolSize, MinPoolSize uint64
+	MaxPoolSize, MinPoolSize uint64 `yaml:"-"`
 	// WriteConcern: "majority" (default), a number of nodes ("1"), or
 	// "default" for the server's default. A w= in the URI wins.
-	WriteConcern string
+	WriteConcern string `yaml:"write_concern" env:"WRITE_CONCERN"`
 
 	// WriteTimeout bounds an Append as a whole (queueing, BulkWrite
 	// attempts, retries), under the caller's context: after it the caller
 	// gets unavailable. Default: OpTimeout.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT"`
 	// BatchMaxOps is the largest BulkWrite of the group commit.
-	BatchMaxOps int
+	BatchMaxOps int `yaml:"batch_max_ops" env:"BATCH_MAX_OPS"`
 	// BatchMaxDelay is how long a flusher waits for more appends before
 	// sending a batch that is not full (0: send what is queued at once).
-	BatchMaxDelay time.Duration
+	BatchMaxDelay time.Duration `yaml:"batch_max_delay" env:"BATCH_MAX_DELAY"`
 	// QueueSize bounds the appends waiting for a flusher; when it is full,
 	// Append waits (backpressure) until its deadline.
-	QueueSize int
+	QueueSize int `yaml:"queue_size" env:"QUEUE_SIZE"`
 	// Flushers is the number of new BulkWrites in flight at once (retries
 	// run apart). FerretDB on SQLite writes one batch at a time, so more
 	// flushers only make smaller batches there (measured with 200 writers:
 	// 75% of the raw bulk insert rate with 1 flusher, 42% with 2). A
 	// replica set far away may want more.
-	Flushers int
+	Flushers int `yaml:"flushers" env:"FLUSHERS"`
 	// RetryBackoff and RetryMaxBackoff shape the exponential backoff between
 	// attempts of a batch whose outcome is unknown.
-	RetryBackoff, RetryMaxBackoff time.Duration
+	RetryBackoff, RetryMaxBackoff time.Duration `yaml:"-"`
 	// ProbeInterval is how often the database is pinged while it is known
 	// to be down (operations fail fast meanwhile).
-	ProbeInterval time.Duration
+	ProbeInterval time.Duration `yaml:"-"`
 
 	// Metrics receives the group commit's metrics (nil: unregistered).
-	Metrics *Metrics
+	Metrics *Metrics `yaml:"-"`
 }
 
 // DefaultConfig returns the production defaults, without a URI.
@@ -96,6 +101,10 @@ func DefaultConfig() Config {
 		ProbeInterval:          250 * time.Millisecond,
 	}
 }
+
+// Effective returns c as Open uses it: zero fields set to their defaults
+// (what `couponmesh node --check-config` prints).
+func (c Config) Effective() Config { return c.withDefaults() }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -139,6 +148,37 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// writeConcern parses Config.WriteConcern: nil for "default" (the
+// server's).
+func writeConcern(s string) (*writeconcern.WriteConcern, error) {
+	switch s {
+	case "default":
+		return nil, nil
+	case "majority":
+		return writeconcern.Majority(), nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("write concern %q: want majority, default or a number", s)
+	}
+	return &writeconcern.WriteConcern{W: n}, nil
+}
+
+// Validate reports the settings Open would refuse: a write concern that is
+// not majority, default or a number, and a pool minimum above its maximum.
+// Each error names the field's key. Zero fields are valid (defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if _, err := writeConcern(c.WriteConcern); err != nil {
+		errs = append(errs, fmt.Errorf("write_concern: %w", err))
+	}
+	if c.MinPoolSize > c.MaxPoolSize {
+		errs = append(errs, fmt.Errorf("pool_min %d above pool_max %d", c.MinPoolSize, c.MaxPoolSize))
+	}
+	return errors.Join(errs...)
+}
+
 // clientOptions builds the driver options: the fields of c, then the URI's
 // own options on top.
 func (c Config) clientOptions() (*options.ClientOptions, error) {
@@ -148,16 +188,12 @@ func (c Config) clientOptions() (*options.ClientOptions, error) {
 		SetHeartbeatInterval(c.HeartbeatInterval).
 		SetMaxPoolSize(c.MaxPoolSize).
 		SetMinPoolSize(c.MinPoolSize)
-	switch c.WriteConcern {
-	case "default":
-	case "majority":
-		opts.SetWriteConcern(writeconcern.Majority())
-	default:
-		n, err := strconv.Atoi(c.WriteConcern)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("mongodb: write concern %q: want majority, default or a number", c.WriteConcern)
-		}
-		opts.SetWriteConcern(&writeconcern.WriteConcern{W: n})
+	wc, err := writeConcern(c.WriteConcern)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb: %w", err)
+	}
+	if wc != nil {
+		opts.SetWriteConcern(wc)
 	}
 	opts.ApplyURI(c.URI)
 	return opts, opts.Validate()

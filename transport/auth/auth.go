@@ -33,21 +33,46 @@ const (
 	VerifiedTokens = 4096
 )
 
-// Config configures token issuing and verification.
+// Config configures token issuing and verification. Zero fields take the
+// DefaultConfig values.
+//
+// The yaml and env tags are the node configuration's keys (top level,
+// COUPONMESH_<KEY>), declared here once: the node embeds Config. The node
+// sets Secret and PublicKeys from its jwt_secret and jwt_public_keys keys
+// (a text secret, a file to load).
 type Config struct {
 	// Secret is the HS256 key, at least MinSecretLen bytes. It signs the
 	// tokens Issue makes (dev login) and verifies HS256 tokens. Optional
 	// when PublicKeys are given.
-	Secret []byte
+	Secret []byte `yaml:"-"`
 	// PublicKeys verify ES256 and EdDSA tokens from an identity provider
 	// (LoadPublicKeys reads them from a JWKS or PEM file).
-	PublicKeys []PublicKey
+	PublicKeys []PublicKey `yaml:"-"`
 	// Issuer is put in and required of the "iss" claim (default DefaultIssuer).
-	Issuer string
+	Issuer string `yaml:"jwt_issuer" env:"JWT_ISSUER"`
 	// Audience is put in and required of the "aud" claim (default DefaultAudience).
-	Audience string
+	Audience string `yaml:"jwt_audience" env:"JWT_AUDIENCE"`
 	// TTL is the lifetime of issued tokens (default DefaultTTL).
-	TTL time.Duration
+	TTL time.Duration `yaml:"token_ttl" env:"TOKEN_TTL"`
+}
+
+// DefaultConfig returns the defaults, without keys: DefaultIssuer,
+// DefaultAudience, DefaultTTL.
+func DefaultConfig() Config {
+	return Config{Issuer: DefaultIssuer, Audience: DefaultAudience, TTL: DefaultTTL}
+}
+
+// Validate reports settings New would refuse or misuse: an HS256 secret
+// shorter than MinSecretLen, a negative TTL. Each error names the key.
+func (c Config) Validate() error {
+	var errs []error
+	if n := len(c.Secret); n > 0 && n < MinSecretLen {
+		errs = append(errs, fmt.Errorf("jwt_secret must be at least %d bytes", MinSecretLen))
+	}
+	if c.TTL < 0 {
+		errs = append(errs, fmt.Errorf("token_ttl %s is negative", c.TTL))
+	}
+	return errors.Join(errs...)
 }
 
 // LocalConfig returns a config for tests and local development with the

@@ -66,13 +66,13 @@ func TestLayout(t *testing.T) {
 
 // TestLayoutTestHelpers: the binary reaches the test helpers (testing,
 // cluster/clustertest, internal/netlab, internal/benchutil,
-// internal/history) only through bench, which runs the same processes as
+// internal/history, internal/testutil) only through bench, which runs the same processes as
 // the cluster tests: no other package cmd/couponmesh links imports one.
 func TestLayoutTestHelpers(t *testing.T) {
 	const mod = "github.com/couponmesh/couponmesh"
 	helpers := map[string]bool{
 		"testing": true, mod + "/cluster/clustertest": true, mod + "/internal/netlab": true,
-		mod + "/internal/benchutil": true, mod + "/internal/history": true,
+		mod + "/internal/benchutil": true, mod + "/internal/history": true, mod + "/internal/testutil": true,
 	}
 	out, err := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, mod+"/cmd/couponmesh").CombinedOutput()
 	if err != nil {

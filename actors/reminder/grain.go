@@ -6,32 +6,60 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"golang.org/x/sync/semaphore"
 )
 
 const (
 	window    = 1000 // reminders a shard keeps in memory
-	maxFiring = 64   // wake-ups in flight per shard
+	maxFiring = 64   // wake-ups started per shard and not answered yet
+	// Wake-ups in flight on a node, all its shards together (the others
+	// started wait for a slot, first come first served): each one holds a
+	// journal append in the group commit (256 per write) until it is
+	// durable; more in flight only wait longer in its queue, and past the
+	// call's 5 s they time out and are fired again.
+	nodeFiring = 256
 	// The shard re-reads the store this often, to find reminders whose
 	// notice was lost (rare: a notice is retried for 5 s). Not more often:
 	// on the embedded database a shard's read scans the whole collection,
 	// and with 10,000 reminders one read of the 16 shards took 5.5 s of the
 	// database's time (at the 5 s this was, the database did little else).
 	reloadEvery = 30 * time.Second
-	retryAfter  = 250 * time.Millisecond // a failed wake-up is tried again after this (doubling up to 5 s)
-	reloadRetry = 5 * time.Second        // a failed re-read of the store is tried again after this
+	// A failed wake-up is tried again after retryAfter, doubling up to
+	// retryMax, each ±50% at random (so that a burst that failed together
+	// is not retried together); after unavailableAfter when the target or
+	// the database did not answer in time: it is busy, not wrong.
+	retryAfter       = 250 * time.Millisecond
+	unavailableAfter = time.Second
+	retryMax         = 5 * time.Second
+	reloadRetry      = 5 * time.Second // a failed re-read of the store is tried again after this
+	// Woken reminders are deleted once no wake-up is in flight on the node
+	// (a delete is one write per reminder on the embedded database, which
+	// would delay the bursts' journal appends), or when this many wait, or
+	// when the oldest has waited deleteAfter.
+	deleteBatch = window / 2
+	deleteAfter = 10 * time.Second
 )
+
+// node is what a node's reminder shards share.
+type node struct {
+	slots  *semaphore.Weighted // nodeFiring wake-ups in flight
+	waking atomic.Int64        // wake-ups started and not answered
+}
 
 // Kind returns the cluster kind hosting the reminder shards.
 func Kind(cfg actors.GrainConfig) *cluster.Kind {
 	cfg.Fill()
+	nd := &node{slots: semaphore.NewWeighted(nodeFiring)}
 	return cluster.NewKind(actors.KindReminders, actor.PropsFromProducer(func() actor.Actor {
-		g := &grain{}
+		g := &grain{node: nd}
 		g.Activation = actors.NewActivation(&cfg, actors.KindReminders, func(ctx context.Context, id string) (*Shard, error) {
 			n, err := strconv.Atoi(id)
 			if err != nil || n < 0 || n >= couponmesh.ReminderShards {
@@ -61,13 +89,14 @@ type Shard struct {
 	firing   map[string]bool       // keys being fired or deleted
 	retry    map[string]retry      // keys whose last wake-up failed
 	woken    []couponmesh.Reminder // answered by their targets, to delete
+	wokenAt  time.Time             // when the first of woken was answered
 	deleting bool                  // a delete of woken reminders is in flight
 	inFlight int                   // wake-ups not answered yet
 }
 
 type retry struct {
-	at    time.Time
-	delay time.Duration
+	at time.Time
+	b  *backoff.ExponentialBackOff
 }
 
 // reloadDue reports whether a keep-alive tick at now should re-read the
@@ -137,20 +166,40 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) 
 }
 
 // done records the outcome of a wake-up: a woken reminder waits (still
-// firing, so never fired again meanwhile) for its deletion, batched.
+// firing, so never fired again meanwhile) for its deletion, batched. A
+// failed one is tried again after a jittered exponential backoff, starting
+// longer when the target was unavailable.
 func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
 	k := r.Key()
 	s.inFlight--
 	if err == nil {
 		delete(s.retry, k)
+		if len(s.woken) == 0 {
+			s.wokenAt = now
+		}
 		s.woken = append(s.woken, r)
 		return
 	}
 	delete(s.firing, k)
-	rt := s.retry[k]
-	rt.delay = min(max(2*rt.delay, retryAfter), 5*time.Second)
-	rt.at = now.Add(rt.delay)
+	rt, ok := s.retry[k]
+	if !ok {
+		first := retryAfter
+		if couponmesh.ErrorCode(err) == couponmesh.CodeUnavailable {
+			first = unavailableAfter
+		}
+		rt.b = &backoff.ExponentialBackOff{InitialInterval: first, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: retryMax}
+	}
+	rt.at = now.Add(rt.b.NextBackOff())
 	s.retry[k] = rt
+}
+
+// deleteDue reports whether the woken reminders should be deleted now,
+// given the wake-ups in flight on the node.
+func (s *Shard) deleteDue(now time.Time, nodeWaking int64) bool {
+	if s.deleting || len(s.woken) == 0 {
+		return false
+	}
+	return nodeWaking == 0 || len(s.woken) >= deleteBatch || now.Sub(s.wokenAt) >= deleteAfter
 }
 
 // deleted records the outcome of deleting rs: on success they are gone;
@@ -191,6 +240,7 @@ func (s *Shard) status() actors.ShardStatus {
 
 type grain struct {
 	*actors.Activation[*Shard]
+	node    *node
 	cluster *cluster.Cluster
 	timer   *time.Timer
 	wakeAt  time.Time
@@ -201,6 +251,7 @@ type fireTick struct{}
 type fired struct {
 	r   couponmesh.Reminder
 	err error
+	at  time.Time // answered
 }
 
 type deleted struct {
@@ -219,11 +270,19 @@ func (g *grain) Receive(ctx actor.Context) {
 		}
 	case fired:
 		if g.Serving() {
-			g.M.done(msg.r, msg.err, time.Now())
-			if msg.err != nil {
+			g.M.done(msg.r, msg.err, msg.at)
+			m := g.Cfg.Metrics.Reminders
+			if msg.err == nil {
+				m.Fired.Inc()
+				m.Lateness.Observe(msg.at.Sub(msg.r.Due).Seconds())
+			} else {
+				reason := "error"
+				if couponmesh.ErrorCode(msg.err) == couponmesh.CodeUnavailable {
+					reason = "unavailable"
+				}
+				m.Retried.WithLabelValues(reason).Inc()
 				g.Log.Warn("reminder not delivered; trying again", "reminder", msg.r.Key(), "err", msg.err)
 			}
-			g.deleteWoken(ctx)
 		}
 	case deleted:
 		if g.Serving() {
@@ -231,11 +290,13 @@ func (g *grain) Receive(ctx actor.Context) {
 			if msg.err != nil {
 				g.Log.Warn("woken reminders not deleted; they fire again (as no-ops)", "reminders", len(msg.rs), "err", msg.err)
 			}
-			g.deleteWoken(ctx)
 		}
 	case *actor.Stopping:
 		if g.timer != nil {
 			g.timer.Stop()
+		}
+		if g.M != nil {
+			g.Cfg.Metrics.Reminders.Pending.DeleteLabelValues(strconv.Itoa(g.M.n))
 		}
 	}
 	if req := g.Activation.Receive(ctx); req != nil {
@@ -243,6 +304,8 @@ func (g *grain) Receive(ctx actor.Context) {
 	}
 	if g.Serving() {
 		g.arm(ctx)
+		g.deleteWoken(ctx)
+		g.Cfg.Metrics.Reminders.Pending.WithLabelValues(strconv.Itoa(g.M.n)).Set(float64(len(g.M.pending)))
 	}
 	g.After(ctx)
 }
@@ -274,17 +337,21 @@ func (g *grain) handle(ctx actor.Context, req *cluster.GrainRequest) {
 	}
 }
 
-// fire wakes the targets of the due reminders, off the mailbox; each
-// reports back with fired.
+// fire wakes the targets of the due reminders, off the mailbox, at most
+// nodeFiring at a time on the node; each reports back with fired.
 func (g *grain) fire(ctx actor.Context) {
 	rs, _ := g.M.due(time.Now())
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	for _, r := range rs {
 		g.M.firing[r.Key()] = true
 		g.M.inFlight++
+		g.node.waking.Add(1)
 		go func() {
+			_ = g.node.slots.Acquire(context.Background(), 1) // cannot fail without a deadline
 			err := g.wake(r)
-			root.Send(self, fired{r: r, err: err})
+			g.node.slots.Release(1)
+			g.node.waking.Add(-1)
+			root.Send(self, fired{r: r, err: err, at: time.Now()})
 		}()
 	}
 }
@@ -302,11 +369,13 @@ func (g *grain) wake(r couponmesh.Reminder) error {
 	return actors.Call(ctx, g.cluster, g.Cfg.Call, kind, id, actors.RemindMethod, r, nil)
 }
 
-// deleteWoken deletes the reminders woken so far in one write, off the
-// mailbox, one write at a time: the deletes of a burst batch themselves.
+// deleteWoken deletes the reminders woken so far in one round trip, off
+// the mailbox, one at a time, when deleteDue says so: after a burst rather
+// than during it. Called after every message (the keep-alive tick comes
+// each second).
 func (g *grain) deleteWoken(ctx actor.Context) {
 	s := g.M
-	if s.deleting || len(s.woken) == 0 {
+	if !s.deleteDue(time.Now(), g.node.waking.Load()) {
 		return
 	}
 	rs := s.woken

@@ -1,6 +1,7 @@
 package reminder
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -47,5 +48,80 @@ func TestShardBacksOffAFailedReload(t *testing.T) {
 	}
 	if !s.reloadDue(t0.Add(reloadRetry)) {
 		t.Fatal("not tried again after reloadRetry")
+	}
+}
+
+// A failed wake-up is tried again after a jittered, growing backoff, which
+// starts longer when the target was unavailable: the wake-ups of a burst
+// that failed together (timed out behind a busy database) are not all
+// tried again at the same moment.
+func TestShardRetriesWithJitteredBackoff(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	unavailable := couponmesh.Errorf(couponmesh.CodeUnavailable, "busy")
+	at := map[time.Duration]bool{}
+	for i := range 50 {
+		r := couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}
+		s.inFlight++
+		s.done(r, unavailable, t0)
+		d := s.retry[r.Key()].at.Sub(t0)
+		if d < unavailableAfter/2 || d > unavailableAfter*3/2 {
+			t.Fatalf("first retry after unavailable in %s, want %s ±50%%", d, unavailableAfter)
+		}
+		at[d] = true
+	}
+	if len(at) < 25 {
+		t.Fatalf("50 wake-ups failed together are retried at %d distinct moments: no jitter", len(at))
+	}
+	r := couponmesh.Reminder{Target: "coupon/x", Name: "expire", Due: t0}
+	var last time.Duration
+	for i := range 10 {
+		s.inFlight++
+		s.done(r, errors.New("early"), t0)
+		d := s.retry[r.Key()].at.Sub(t0)
+		if i == 0 && (d < retryAfter/2 || d > retryAfter*3/2) {
+			t.Fatalf("first retry after an error in %s, want %s ±50%%", d, retryAfter)
+		}
+		if d > retryMax*3/2 {
+			t.Fatalf("retry %d after %s, want at most %s +50%%", i, d, retryMax)
+		}
+		last = d
+	}
+	if last < retryMax/2 {
+		t.Fatalf("the 10th retry after %s: the backoff does not grow", last)
+	}
+}
+
+// Woken reminders are deleted after the node's burst of wake-ups (a delete
+// is a write per reminder on the embedded database, competing with the
+// burst's journal appends), unless many wait or the oldest waited long.
+func TestShardDeletesAfterTheBurst(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	if s.deleteDue(t0, 0) {
+		t.Fatal("a delete with nothing woken")
+	}
+	for i := range 10 {
+		s.inFlight++
+		s.done(couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}, nil, t0)
+	}
+	if s.deleteDue(t0.Add(time.Second), 100) {
+		t.Fatal("deleted while 100 wake-ups are in flight on the node")
+	}
+	if !s.deleteDue(t0.Add(time.Second), 0) {
+		t.Fatal("not deleted once the node's wake-ups are done")
+	}
+	if !s.deleteDue(t0.Add(deleteAfter), 100) {
+		t.Fatalf("not deleted after %s although the node stays busy", deleteAfter)
+	}
+	for i := len(s.woken); i < deleteBatch; i++ {
+		s.woken = append(s.woken, couponmesh.Reminder{})
+	}
+	if !s.deleteDue(t0.Add(time.Second), 100) {
+		t.Fatalf("%d woken reminders wait: they fill the shard's window", deleteBatch)
+	}
+	s.deleting = true
+	if s.deleteDue(t0.Add(time.Hour), 0) {
+		t.Fatal("two deletes in flight")
 	}
 }

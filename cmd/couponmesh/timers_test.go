@@ -499,4 +499,11 @@ func TestRemindersBackfilledForOlderCoupons(t *testing.T) {
 	if late := readTransitions(t, a.mongo, "old-soon").expired[0].Sub(due); late < 0 || late > time.Second {
 		t.Errorf("old-soon: expired entry %v after the due time, want within 1 s", late)
 	}
+	// The reminder metrics saw both wake-ups (the past one about a minute late).
+	if n := metricValue(t, a, "couponmesh_reminders_fired_total"); n < 2 {
+		t.Errorf("couponmesh_reminders_fired_total %v, want at least 2", n)
+	}
+	if n := metricValue(t, a, `couponmesh_reminder_lateness_seconds_bucket{le="40.96"}`); n >= metricValue(t, a, "couponmesh_reminder_lateness_seconds_count") {
+		t.Errorf("lateness histogram: %v wake-ups within 41 s, want fewer than all (one was a minute late)", n)
+	}
 }

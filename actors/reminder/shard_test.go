@@ -46,8 +46,17 @@ func TestShardBacksOffAFailedReload(t *testing.T) {
 			t.Fatalf("tried again %s after a failed re-read", tick)
 		}
 	}
-	if !s.reloadDue(t0.Add(reloadRetry)) {
-		t.Fatal("not tried again after reloadRetry")
+	if !s.reloadDue(t0.Add(reloadRetry*3/2 + time.Millisecond)) {
+		t.Fatal("not tried again after 1.5 × reloadRetry")
+	}
+	// Failing again and again, the re-reads come less often, down to one
+	// each reloadEvery (+20%).
+	var last time.Duration
+	for range 10 {
+		last = s.reloadFailed(t0)
+	}
+	if last < reloadEvery*4/5 || last > reloadEvery*6/5 {
+		t.Fatalf("after 11 failed re-reads the next one in %s, want reloadEvery %s ±20%%", last, reloadEvery)
 	}
 }
 

@@ -626,12 +626,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // timersCalibrate is how many coupons (without times) timersLead creates.
 const timersCalibrate = 300
 
-// timersLead picks the first due time when --lead is 0: twice the time the
-// coupons would take to create at the pace of timersCalibrate coupons
-// created just now, plus a minute for subscribing and settling. It waits
-// less than a fixed lead long enough for a busy machine (300 s were the
-// default, with 10,000 coupons usually created in under a minute) and
-// still stops the run when the pace drops (timersCreate).
+// timersLead picks the first due time when --lead is 0: six times the time
+// the coupons would take to create at the pace of timersCalibrate coupons
+// created just now, plus a minute for subscribing and settling. Six: the
+// pace drops as the collections grow (on a busy machine 300 coupons took
+// 0.9 s, 8,395 then 93.8 s, 3.7 times slower each). It waits less than a
+// fixed lead long enough for a busy machine (300 s was the default) and
+// still stops the run when the pace drops further (timersCreate).
 func timersLead(ctx context.Context, api *client.API, f timersFlags) (time.Time, error) {
 	ids := make([]string, timersCalibrate)
 	for i := range ids {
@@ -646,7 +647,7 @@ func timersLead(ctx context.Context, api *client.API, f timersFlags) (time.Time,
 		return time.Time{}, err
 	}
 	create := time.Since(start) * time.Duration(f.coupons) / timersCalibrate
-	lead := 2*create + time.Minute
+	lead := 6*create + time.Minute
 	fmt.Fprintf(os.Stderr, "timers: %d coupons created in %.1f s: first due in %.0f s\n", timersCalibrate, time.Since(start).Seconds(), lead.Seconds())
 	return time.Now().Add(lead).Truncate(time.Millisecond), nil
 }

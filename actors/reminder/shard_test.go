@@ -134,3 +134,41 @@ func TestShardDeletesAfterTheBurst(t *testing.T) {
 		t.Fatal("two deletes in flight")
 	}
 }
+
+// due skips the reminders already fired without losing any that is to fire
+// again: one whose wake-up failed, one added before them, and those left
+// after a delete.
+func TestShardDueSkipsTheFiredOnly(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	for i := range 5 {
+		s.pending = append(s.pending, couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0.Add(time.Duration(i-10) * time.Millisecond)})
+	}
+	fire := func(now time.Time) []couponmesh.Reminder {
+		rs, _ := s.due(now)
+		for _, r := range rs {
+			s.firing[r.Key()] = true
+			s.inFlight++
+		}
+		return rs
+	}
+	if got := fire(t0); len(got) != 5 {
+		t.Fatalf("fired %d of 5 due", len(got))
+	}
+	if got := fire(t0); len(got) != 0 || s.head != 5 {
+		t.Fatalf("fired %d again (head %d)", len(got), s.head)
+	}
+	s.done(s.pending[2], errors.New("early"), t0)
+	if got := fire(t0.Add(time.Minute)); len(got) != 1 || got[0].Key() != s.pending[2].Key() {
+		t.Fatalf("after a failed wake-up fired %v, want the failed one", got)
+	}
+	early := couponmesh.Reminder{Target: "coupon/early", Name: "expire", Due: t0.Add(-time.Second)}
+	s.add(early)
+	if got := fire(t0); len(got) != 1 || got[0].Key() != early.Key() {
+		t.Fatalf("after adding an earlier reminder fired %v, want it", got)
+	}
+	s.deleted(s.pending[:2], errors.New("down")) // not deleted: fired again later
+	if got := fire(t0); len(got) != 2 {
+		t.Fatalf("after a failed delete fired %d, want the 2 not deleted", len(got))
+	}
+}

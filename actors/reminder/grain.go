@@ -53,6 +53,8 @@ const (
 	// deleteAfter.
 	deleteBatch = window * 3 / 4
 	deleteAfter = 30 * time.Second
+	deleteChunk = 128             // reminders per delete (one write each): within the store's timeout on a busy database
+	deleteRetry = 5 * time.Second // after a failed delete
 )
 
 // node is what a node's reminder shards share.
@@ -87,20 +89,21 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 // Shard is the state of one reminder shard. Not safe for concurrent use:
 // it belongs to its grain.
 type Shard struct {
-	store    couponmesh.Store
-	n        int
-	pending  []couponmesh.Reminder // earliest first, at most window
-	head     int                   // pending[:head] are all firing: due starts after them
-	more     bool                  // the store may hold reminders after pending
-	loadedAt time.Time
-	notUntil time.Time                   // a re-read failed: none before this
-	reloadB  *backoff.ExponentialBackOff // of the failed re-reads; nil after a success
-	firing   map[string]bool             // keys being fired or deleted
-	retry    map[string]retry            // keys whose last wake-up failed
-	woken    []couponmesh.Reminder       // answered by their targets, to delete
-	wokenAt  time.Time                   // when the first of woken was answered
-	deleting bool                        // a delete of woken reminders is in flight
-	inFlight int                         // wake-ups not answered yet
+	store           couponmesh.Store
+	n               int
+	pending         []couponmesh.Reminder // earliest first, at most window
+	head            int                   // pending[:head] are all firing: due starts after them
+	more            bool                  // the store may hold reminders after pending
+	loadedAt        time.Time
+	notUntil        time.Time                   // a re-read failed: none before this
+	reloadB         *backoff.ExponentialBackOff // of the failed re-reads; nil after a success
+	firing          map[string]bool             // keys being fired or deleted
+	retry           map[string]retry            // keys whose last wake-up failed
+	woken           []couponmesh.Reminder       // answered by their targets, to delete
+	wokenAt         time.Time                   // when the first of woken was answered
+	deleting        bool                        // a delete of woken reminders is in flight
+	deleteNotBefore time.Time                   // a delete failed: the next not before this
+	inFlight        int                         // wake-ups not answered yet
 }
 
 type retry struct {
@@ -224,25 +227,34 @@ func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
 // deleteDue reports whether the woken reminders should be deleted now,
 // given the wake-ups in flight on the node.
 func (s *Shard) deleteDue(now time.Time, nodeWaking int64) bool {
-	if s.deleting || len(s.woken) == 0 {
+	if s.deleting || len(s.woken) == 0 || now.Before(s.deleteNotBefore) {
 		return false
 	}
 	return nodeWaking == 0 || len(s.woken) >= deleteBatch || now.Sub(s.wokenAt) >= deleteAfter
 }
 
 // deleted records the outcome of deleting rs: on success they are gone;
-// else they are fired again later (a no-op for their targets) and deleted
-// then.
-func (s *Shard) deleted(rs []couponmesh.Reminder, err error) {
-	s.deleting, s.head = false, 0
+// else they wait to be deleted again, not before deleteRetry (their
+// targets answered: firing them again would be a wake-up each for
+// nothing; it was, until 476 reminders a shard failed to delete on a busy
+// database in `bench timers` and were all fired again).
+func (s *Shard) deleted(rs []couponmesh.Reminder, err error, now time.Time) {
+	s.deleting = false
+	if err != nil {
+		if len(s.woken) == 0 {
+			s.wokenAt = now
+		}
+		s.woken = append(rs, s.woken...)
+		s.deleteNotBefore = now.Add(deleteRetry)
+		return
+	}
+	s.head = 0
 	gone := make(map[string]bool, len(rs))
 	for _, r := range rs {
 		gone[r.Key()] = true
 		delete(s.firing, r.Key())
 	}
-	if err == nil {
-		s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
-	}
+	s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
 }
 
 // Seq implements actors.State: a shard has no journal.
@@ -285,6 +297,7 @@ type fired struct {
 type deleted struct {
 	rs  []couponmesh.Reminder
 	err error
+	at  time.Time
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -314,9 +327,9 @@ func (g *grain) Receive(ctx actor.Context) {
 		}
 	case deleted:
 		if g.Serving() {
-			g.M.deleted(msg.rs, msg.err)
+			g.M.deleted(msg.rs, msg.err, msg.at)
 			if msg.err != nil {
-				g.Log.Warn("woken reminders not deleted; they fire again (as no-ops)", "reminders", len(msg.rs), "err", msg.err)
+				g.Log.Warn("woken reminders not deleted; trying again later", "reminders", len(msg.rs), "after", deleteRetry, "err", msg.err)
 			}
 		}
 	case *actor.Stopping:
@@ -406,13 +419,14 @@ func (g *grain) deleteWoken(ctx actor.Context) {
 	if !s.deleteDue(time.Now(), g.node.waking.Load()) {
 		return
 	}
-	rs := s.woken
-	s.woken, s.deleting = nil, true
+	n := min(len(s.woken), deleteChunk)
+	rs := slices.Clone(s.woken[:n])
+	s.woken, s.deleting = s.woken[n:], true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
 		opCtx, cancel := g.OpContext()
 		defer cancel()
-		root.Send(self, deleted{rs: rs, err: g.Cfg.Store.DeleteReminders(opCtx, rs...)})
+		root.Send(self, deleted{rs: rs, err: g.Cfg.Store.DeleteReminders(opCtx, rs...), at: time.Now()})
 	}()
 }
 

@@ -2,6 +2,7 @@ package reminder
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -167,8 +168,23 @@ func TestShardDueSkipsTheFiredOnly(t *testing.T) {
 	if got := fire(t0); len(got) != 1 || got[0].Key() != early.Key() {
 		t.Fatalf("after adding an earlier reminder fired %v, want it", got)
 	}
-	s.deleted(s.pending[:2], errors.New("down")) // not deleted: fired again later
-	if got := fire(t0); len(got) != 2 {
-		t.Fatalf("after a failed delete fired %d, want the 2 not deleted", len(got))
+	// A failed delete fires nothing again (the targets answered): the
+	// reminders wait for the next delete, after deleteRetry.
+	woken := slices.Clone(s.pending[:2])
+	for _, r := range woken {
+		s.done(r, nil, t0)
+	}
+	s.woken, s.deleting = nil, true
+	s.deleted(woken, errors.New("down"), t0)
+	if got := fire(t0); len(got) != 0 {
+		t.Fatalf("after a failed delete fired %v again", got)
+	}
+	if s.deleteDue(t0.Add(deleteRetry/2), 0) || !s.deleteDue(t0.Add(deleteRetry), 0) || len(s.woken) != 2 {
+		t.Fatalf("after a failed delete: due at once %v, after deleteRetry %v, waiting %d; want false, true, 2",
+			s.deleteDue(t0.Add(deleteRetry/2), 0), s.deleteDue(t0.Add(deleteRetry), 0), len(s.woken))
+	}
+	s.deleted(woken, nil, t0)
+	if len(s.pending) != 4 || len(s.firing) != 4 { // 6 - 2 deleted; the 4 others still in flight
+		t.Fatalf("after the delete: %d pending, %d firing, want 4 and 4", len(s.pending), len(s.firing))
 	}
 }

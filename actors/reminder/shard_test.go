@@ -188,3 +188,20 @@ func TestShardDueSkipsTheFiredOnly(t *testing.T) {
 		t.Fatalf("after the delete: %d pending, %d firing, want 4 and 4", len(s.pending), len(s.firing))
 	}
 }
+
+// After churn a shard re-reads the store soon, not at once (the store is
+// nil here: a read would panic): every shard of every node re-reading the
+// whole collection at a node's death timed the database out.
+func TestShardRereadsSoonAfterChurn(t *testing.T) {
+	s := &Shard{loadedAt: time.Now()}
+	if _, err := s.Validate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if s.reloadDue(now) {
+		t.Fatal("a re-read at once after churn")
+	}
+	if !s.reloadDue(now.Add(churnReload)) {
+		t.Fatalf("no re-read within %s of churn", churnReload)
+	}
+}

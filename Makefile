@@ -62,8 +62,10 @@ fuzz:
 ## load on CPU $(BENCH_LOAD_CPUS)); JSON results in bench-results/, plots in
 ## docs/bench/, and the table of figures against targets written into
 ## docs/BENCHMARKS.md (`couponmesh bench report`). `bench timers` adds about
-## 16-18 minutes on its own (two phases, each creating 10,000 coupons and
-## waiting out its --lead, 300 s by default).
+## 16-18 minutes on its own with a 300 s lead (two phases, each creating
+## 10,000 coupons and waiting out its lead; the lead is now picked from the
+## pace of creating 300 coupons, --lead 0, which waits less on a quiet
+## machine: not timed within `make bench` yet).
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000

@@ -193,6 +193,7 @@ type Metrics struct {
 	// hubs (one per hub per change pushed).
 	PresenceReceived prometheus.Counter
 	PresencePushes   prometheus.Counter
+	Reminders        *ReminderMetrics
 
 	messages atomic.Uint64 // grain requests handled on this node
 }
@@ -227,8 +228,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PresencePushes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "couponmesh_presence_pushes_total", Help: "Presence frames sent by coupon grains on this node to node hubs (one per hub per change pushed).",
 		}),
+		Reminders: newReminderMetrics(),
 	}
 	if reg != nil {
+		reg.MustRegister(m.Reminders.collectors()...)
 		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
 		}, func() float64 { return float64(m.messages.Load()) }))

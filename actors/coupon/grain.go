@@ -22,6 +22,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			if err == nil {
 				m.journal.Observe = cfg.ObserveAppends()
 				m.journal.Superseded = g.Supersede
+				g.backfill(m.Backfill())
 			}
 			return m, err
 		})

@@ -86,6 +86,11 @@ func DecodeClaim(e couponmesh.Entry) (ClaimData, error) {
 type couponData struct {
 	Coupon couponmesh.Coupon `json:"coupon"`
 	RID    string            `json:"rid,omitempty"`
+	// Timed marks entries written since coupons have reminders: the
+	// reminders of the entry's times were stored before it (Reminders).
+	// A coupon whose times come from an entry without it predates them
+	// (Backfill).
+	Timed bool `json:"timed,omitempty"`
 }
 
 // snapshotData holds every claim, so that an activation answers
@@ -98,6 +103,7 @@ type snapshotData struct {
 	Claims    []claimRecord     `json:"claims,omitempty"`
 	Started   time.Time         `json:"started,omitzero"` // due of the last started entry
 	Expired   time.Time         `json:"expired,omitzero"` // due of the last expired entry
+	Timed     bool              `json:"timed,omitempty"`  // couponData.Timed of the last created or updated entry
 }
 
 type claimRecord struct {
@@ -127,6 +133,7 @@ type Machine struct {
 	snapSeq   int64                  // seq of the last snapshot written
 	started   time.Time              // due of the last started entry
 	expired   time.Time              // due of the last expired entry
+	timed     bool                   // the times' reminders were stored (couponData.Timed)
 
 	pendingClaims int                 // claim entries decided, not yet durable
 	pendingOther  int                 // other entries decided, not yet durable
@@ -151,7 +158,7 @@ func Load(ctx context.Context, store couponmesh.Store, id string, now func() tim
 		}
 		m.c, m.exists, m.createRID = d.Coupon, true, d.CreateRID
 		m.c.Withdrawn = d.Withdrawn
-		m.started, m.expired = d.Started, d.Expired
+		m.started, m.expired, m.timed = d.Started, d.Expired, d.Timed
 		for _, r := range d.Claims {
 			m.claims[r.Claim.User] = r
 		}
@@ -222,6 +229,7 @@ func (m *Machine) applyEntry(e couponmesh.Entry) (Change, error) {
 		claimed, withdrawn := m.c.Claimed, m.c.Withdrawn
 		m.c = d.Coupon
 		m.c.Claimed, m.c.Withdrawn = claimed, withdrawn
+		m.timed = d.Timed
 		if e.Type == EntryCreated {
 			m.exists, m.createRID = true, d.RID
 			m.c.CreatedAt = e.At
@@ -398,7 +406,7 @@ func (m *Machine) StartCreate(ctx context.Context, p couponmesh.Principal, spec 
 		}
 		c := couponmesh.Coupon{ID: m.id, Merchant: p.User}
 		_ = spec.Apply(&c)
-		return entry(EntryCreated, "", "", couponData{Coupon: c, RID: rid}), nil
+		return entry(EntryCreated, "", "", couponData{Coupon: c, RID: rid, Timed: true}), nil
 	}, Done: m.couponDone(done)})
 }
 
@@ -428,7 +436,7 @@ func (m *Machine) StartUpdate(ctx context.Context, p couponmesh.Principal, spec 
 		if err := spec.Apply(&c); err != nil {
 			return couponmesh.Entry{}, err
 		}
-		return entry(EntryUpdated, "", "", couponData{Coupon: c}), nil
+		return entry(EntryUpdated, "", "", couponData{Coupon: c, Timed: true}), nil
 	}, Done: m.couponDone(done)})
 }
 
@@ -591,6 +599,36 @@ func sameMilli(a, b time.Time) bool {
 	return a.IsZero() == b.IsZero() && a.UnixMilli() == b.UnixMilli()
 }
 
+// pendingReminders returns the reminders of the transitions (start,
+// expiry) the coupon has not journaled yet.
+func (m *Machine) pendingReminders() []couponmesh.Reminder {
+	if !m.exists || m.c.Withdrawn {
+		return nil
+	}
+	var rs []couponmesh.Reminder
+	if !m.c.StartsAt.IsZero() && !sameMilli(m.started, m.c.StartsAt) {
+		rs = append(rs, couponmesh.Reminder{Target: Entity(m.id), Name: RemindStart, Due: couponmesh.ReminderTime(m.c.StartsAt)})
+	}
+	if !m.c.ExpiresAt.IsZero() && !sameMilli(m.expired, m.c.ExpiresAt) {
+		rs = append(rs, couponmesh.Reminder{Target: Entity(m.id), Name: RemindExpire, Due: couponmesh.ReminderTime(m.c.ExpiresAt)})
+	}
+	return rs
+}
+
+// Backfill returns the reminders a coupon created before coupons had
+// reminders still needs: those of its transitions not journaled yet, when
+// its times come from an entry written without reminders (none for every
+// coupon created or updated since). The grain stores them when it loads
+// the coupon (actors.SetReminders: idempotent), so such a coupon's expiry
+// is journaled and pushed, at once when it is past, from its first
+// activation on.
+func (m *Machine) Backfill() []couponmesh.Reminder {
+	if m.timed {
+		return nil
+	}
+	return m.pendingReminders()
+}
+
 // ErrEarly is returned by Wake for a reminder that is not due yet by this
 // node's clock: the shard tries again.
 var ErrEarly = errors.New("reminder not due yet")
@@ -659,7 +697,7 @@ func (m *Machine) WriteSnapshot(ctx context.Context) error {
 		claims = append(claims, r)
 	}
 	data, err := json.Marshal(snapshotData{Coupon: m.c, Withdrawn: m.c.Withdrawn, CreateRID: m.createRID, Claims: claims,
-		Started: m.started, Expired: m.expired})
+		Started: m.started, Expired: m.expired, Timed: m.timed})
 	if err != nil {
 		return err
 	}
@@ -703,15 +741,7 @@ func (m *Machine) Inspect() any {
 		SnapshotSeq int64                 `json:"snapshotSeq"`
 		Reminders   []couponmesh.Reminder `json:"reminders,omitempty"` // transitions not yet journaled
 	}
-	v := view{Exists: m.exists, Claims: len(m.claims), SnapshotSeq: m.snapSeq}
-	if m.exists && !m.c.Withdrawn {
-		if !m.c.StartsAt.IsZero() && !sameMilli(m.started, m.c.StartsAt) {
-			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindStart, Due: m.c.StartsAt})
-		}
-		if !m.c.ExpiresAt.IsZero() && !sameMilli(m.expired, m.c.ExpiresAt) {
-			v.Reminders = append(v.Reminders, couponmesh.Reminder{Target: Entity(m.id), Name: RemindExpire, Due: m.c.ExpiresAt})
-		}
-	}
+	v := view{Exists: m.exists, Claims: len(m.claims), SnapshotSeq: m.snapSeq, Reminders: m.pendingReminders()}
 	if m.exists {
 		c := m.Coupon()
 		v.Coupon = &c

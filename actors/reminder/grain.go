@@ -3,41 +3,82 @@ package reminder
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
+	"golang.org/x/sync/semaphore"
 )
 
 const (
 	window    = 1000 // reminders a shard keeps in memory
-	maxFiring = 64   // wake-ups in flight per shard
+	maxFiring = 64   // wake-ups started per shard and not answered yet
+	// Wake-ups in flight on a node, all its shards together (the others
+	// started wait for a slot, first come first served): each one holds a
+	// journal append in the group commit (256 per write) until it is
+	// durable; more in flight only wait longer in its queue, and past the
+	// call's 5 s they time out and are fired again.
+	nodeFiring = 256
 	// The shard re-reads the store this often, to find reminders whose
 	// notice was lost (rare: a notice is retried for 5 s). Not more often:
 	// on the embedded database a shard's read scans the whole collection,
 	// and with 10,000 reminders one read of the 16 shards took 5.5 s of the
 	// database's time (at the 5 s this was, the database did little else).
 	reloadEvery = 30 * time.Second
-	retryAfter  = 250 * time.Millisecond // a failed wake-up is tried again after this (doubling up to 5 s)
-	reloadRetry = 5 * time.Second        // a failed re-read of the store is tried again after this
+	// A failed wake-up is tried again after retryAfter, doubling up to
+	// retryMax, each ±50% at random (so that a burst that failed together
+	// is not retried together); after unavailableAfter when the target or
+	// the database did not answer in time: it is busy, not wrong.
+	retryAfter       = 250 * time.Millisecond
+	unavailableAfter = time.Second
+	retryMax         = 5 * time.Second
+	// A failed re-read of the store is tried again after reloadRetry to
+	// 1.5 × reloadRetry, doubling with each failure up to reloadEvery: a
+	// re-read that timed out on a busy database still cost it a scan of
+	// the collection (during the 10,000-coupon set-up of `bench timers`
+	// on a loaded machine, 319 re-reads failed in 3.5 minutes, every 5 s
+	// per shard, while the coupons were being created).
+	reloadRetry = 5 * time.Second
+	churnReload = 10 * time.Second // after churn a shard re-reads the store within this (Validate)
+	nodeLoads   = 2                // re-reads of the store at once on a node, all its shards together
+	// Woken reminders are deleted once no wake-up is in flight on the node
+	// (a delete is one write per reminder on the embedded database, which
+	// would delay the bursts' journal appends), or when this many wait (they
+	// stay in the window until deleted), or when the oldest has waited
+	// deleteAfter.
+	deleteBatch = window * 3 / 4
+	deleteAfter = 30 * time.Second
+	deleteChunk = 128             // reminders per delete (one write each): within the store's timeout on a busy database
+	deleteRetry = 5 * time.Second // after a failed delete
 )
+
+// node is what a node's reminder shards share.
+type node struct {
+	slots  *semaphore.Weighted // nodeFiring wake-ups in flight
+	loads  *semaphore.Weighted // nodeLoads re-reads of the store
+	waking atomic.Int64        // wake-ups started and not answered
+}
 
 // Kind returns the cluster kind hosting the reminder shards.
 func Kind(cfg actors.GrainConfig) *cluster.Kind {
 	cfg.Fill()
+	nd := &node{slots: semaphore.NewWeighted(nodeFiring), loads: semaphore.NewWeighted(nodeLoads)}
 	return cluster.NewKind(actors.KindReminders, actor.PropsFromProducer(func() actor.Actor {
-		g := &grain{}
+		g := &grain{node: nd}
 		g.Activation = actors.NewActivation(&cfg, actors.KindReminders, func(ctx context.Context, id string) (*Shard, error) {
 			n, err := strconv.Atoi(id)
 			if err != nil || n < 0 || n >= couponmesh.ReminderShards {
 				return nil, fmt.Errorf("no reminder shard %q", id)
 			}
-			s := &Shard{store: cfg.Store, n: n, firing: map[string]bool{}, retry: map[string]retry{}}
+			s := &Shard{store: cfg.Store, loads: nd.loads, n: n, firing: map[string]bool{}, retry: map[string]retry{}}
 			if err := s.reload(ctx); err != nil {
 				return nil, err
 			}
@@ -52,27 +93,33 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 // Shard is the state of one reminder shard. Not safe for concurrent use:
 // it belongs to its grain.
 type Shard struct {
-	store    couponmesh.Store
-	n        int
-	pending  []couponmesh.Reminder // earliest first, at most window
-	more     bool                  // the store may hold reminders after pending
-	loadedAt time.Time
-	notUntil time.Time             // a re-read failed: none before this
-	firing   map[string]bool       // keys being fired or deleted
-	retry    map[string]retry      // keys whose last wake-up failed
-	woken    []couponmesh.Reminder // answered by their targets, to delete
-	deleting bool                  // a delete of woken reminders is in flight
-	inFlight int                   // wake-ups not answered yet
+	store           couponmesh.Store
+	loads           *semaphore.Weighted // the node's nodeLoads (nil: no bound)
+	n               int
+	pending         []couponmesh.Reminder // earliest first, at most window
+	head            int                   // pending[:head] are all firing: due starts after them
+	more            bool                  // the store may hold reminders after pending
+	loadedAt        time.Time
+	notUntil        time.Time                   // a re-read failed: none before this
+	reloadB         *backoff.ExponentialBackOff // of the failed re-reads; nil after a success
+	firing          map[string]bool             // keys being fired or deleted
+	retry           map[string]retry            // keys whose last wake-up failed
+	woken           []couponmesh.Reminder       // answered by their targets, to delete
+	wokenAt         time.Time                   // when the first of woken was answered
+	deleting        bool                        // a delete of woken reminders is in flight
+	deleteNotBefore time.Time                   // a delete failed: the next not before this
+	inFlight        int                         // wake-ups not answered yet
 }
 
 type retry struct {
-	at    time.Time
-	delay time.Duration
+	at time.Time
+	b  *backoff.ExponentialBackOff
 }
 
 // reloadDue reports whether a keep-alive tick at now should re-read the
 // store: every reloadEvery, or at once when the window in memory is used up
-// and the store holds more; after a failed re-read, not for reloadRetry.
+// and the store holds more; after a failed re-read, not before its backoff
+// (reloadFailed).
 func (s *Shard) reloadDue(now time.Time) bool {
 	if now.Before(s.notUntil) {
 		return false
@@ -82,14 +129,28 @@ func (s *Shard) reloadDue(now time.Time) bool {
 
 // reloadFailed backs the re-reads off: at every tick they would keep a busy
 // database busier.
-func (s *Shard) reloadFailed(now time.Time) { s.notUntil = now.Add(reloadRetry) }
+func (s *Shard) reloadFailed(now time.Time) time.Duration {
+	if s.reloadB == nil {
+		s.reloadB = &backoff.ExponentialBackOff{InitialInterval: reloadRetry * 5 / 4, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: reloadEvery}
+	}
+	d := s.reloadB.NextBackOff()
+	s.notUntil = now.Add(d)
+	return d
+}
 
 func (s *Shard) reload(ctx context.Context) error {
+	if s.loads != nil {
+		if err := s.loads.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer s.loads.Release(1)
+	}
 	rs, err := s.store.DueReminders(ctx, s.n, window)
 	if err != nil {
 		return err
 	}
-	s.pending, s.more, s.loadedAt = rs, len(rs) == window, time.Now()
+	s.pending, s.more, s.loadedAt, s.head = rs, len(rs) == window, time.Now(), 0
+	s.reloadB = nil
 	return nil
 }
 
@@ -103,17 +164,26 @@ func (s *Shard) add(r couponmesh.Reminder) {
 	}
 	i, _ := slices.BinarySearchFunc(s.pending, r, func(a, b couponmesh.Reminder) int { return a.Due.Compare(b.Due) })
 	s.pending = slices.Insert(s.pending, i, r)
+	s.head = min(s.head, i)
 	if len(s.pending) > window {
 		s.pending, s.more = s.pending[:window], true
 	}
 }
 
 // due returns the reminders to fire now, and when the next one is due
-// (zero: none pending).
+// (zero: none pending). It runs after every message of the shard, so it
+// skips the prefix of reminders already fired (kept until their deletion,
+// which waits for the end of a burst): scanning them each time cost a
+// third of the node's CPU during a burst of 10,000 (pprof of `bench
+// timers`).
 func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) {
-	for _, r := range s.pending {
+	for i := s.head; i < len(s.pending); i++ {
+		r := s.pending[i]
 		k := r.Key()
 		if s.firing[k] {
+			if i == s.head {
+				s.head++
+			}
 			continue
 		}
 		at := r.Due
@@ -137,35 +207,65 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) 
 }
 
 // done records the outcome of a wake-up: a woken reminder waits (still
-// firing, so never fired again meanwhile) for its deletion, batched.
+// firing, so never fired again meanwhile) for its deletion, batched. A
+// failed one is tried again after a jittered exponential backoff, starting
+// longer when the target was unavailable.
 func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
 	k := r.Key()
 	s.inFlight--
 	if err == nil {
 		delete(s.retry, k)
+		if len(s.woken) == 0 {
+			s.wokenAt = now
+		}
 		s.woken = append(s.woken, r)
 		return
 	}
 	delete(s.firing, k)
-	rt := s.retry[k]
-	rt.delay = min(max(2*rt.delay, retryAfter), 5*time.Second)
-	rt.at = now.Add(rt.delay)
+	s.head = 0 // k is to fire again
+	rt, ok := s.retry[k]
+	if !ok {
+		first := retryAfter
+		if couponmesh.ErrorCode(err) == couponmesh.CodeUnavailable {
+			first = unavailableAfter
+		}
+		rt.b = &backoff.ExponentialBackOff{InitialInterval: first, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: retryMax}
+	}
+	rt.at = now.Add(rt.b.NextBackOff())
 	s.retry[k] = rt
 }
 
+// deleteDue reports whether the woken reminders should be deleted now,
+// given the wake-ups in flight on the node.
+func (s *Shard) deleteDue(now time.Time, nodeWaking int64) bool {
+	if s.deleting || len(s.woken) == 0 || now.Before(s.deleteNotBefore) {
+		return false
+	}
+	return nodeWaking == 0 || len(s.woken) >= deleteBatch || now.Sub(s.wokenAt) >= deleteAfter
+}
+
 // deleted records the outcome of deleting rs: on success they are gone;
-// else they are fired again later (a no-op for their targets) and deleted
-// then.
-func (s *Shard) deleted(rs []couponmesh.Reminder, err error) {
+// else they wait to be deleted again, not before deleteRetry (their
+// targets answered: firing them again would be a wake-up each for
+// nothing; it was, until 476 reminders a shard failed to delete on a busy
+// database in `bench timers` and were all fired again).
+func (s *Shard) deleted(rs []couponmesh.Reminder, err error, now time.Time) {
 	s.deleting = false
+	if err != nil {
+		if len(s.woken) == 0 {
+			s.wokenAt = now
+		}
+		s.woken = append(rs, s.woken...)
+		s.deleteNotBefore = now.Add(deleteRetry)
+		return
+	}
+	s.head = 0
 	gone := make(map[string]bool, len(rs))
 	for _, r := range rs {
 		gone[r.Key()] = true
 		delete(s.firing, r.Key())
 	}
-	if err == nil {
-		s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
-	}
+	s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
 }
 
 // Seq implements actors.State: a shard has no journal.
@@ -178,9 +278,20 @@ func (s *Shard) SnapshotDue() bool { return false }
 func (s *Shard) WriteSnapshot(context.Context) error { return nil }
 
 // Validate implements actors.State: after cluster churn another activation
-// may have fired and deleted reminders, or been told of new ones: re-read
-// the store.
-func (s *Shard) Validate(ctx context.Context) (int, error) { return 0, s.reload(ctx) }
+// may have fired and deleted reminders, or been told of new ones: the shard
+// re-reads the store soon, at a random moment within churnReload, not at
+// once. Each re-read scans the whole collection on the embedded database:
+// with 10,000 reminders the re-reads of every shard at a node's death,
+// together with the loads of the shards that moved, timed out, the store
+// declared the database unreachable, and most wake-ups then failed (`bench
+// timers`, three nodes, one killed).
+func (s *Shard) Validate(context.Context) (int, error) {
+	soon := churnReload/2 + rand.N(churnReload/2)
+	if at := time.Now().Add(soon - reloadEvery); at.Before(s.loadedAt) {
+		s.loadedAt = at
+	}
+	return 0, nil
+}
 
 // Inspect implements actors.Inspector: the console's view.
 func (s *Shard) Inspect() any { return s.status() }
@@ -191,6 +302,7 @@ func (s *Shard) status() actors.ShardStatus {
 
 type grain struct {
 	*actors.Activation[*Shard]
+	node    *node
 	cluster *cluster.Cluster
 	timer   *time.Timer
 	wakeAt  time.Time
@@ -201,11 +313,13 @@ type fireTick struct{}
 type fired struct {
 	r   couponmesh.Reminder
 	err error
+	at  time.Time // answered
 }
 
 type deleted struct {
 	rs  []couponmesh.Reminder
 	err error
+	at  time.Time
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -219,23 +333,33 @@ func (g *grain) Receive(ctx actor.Context) {
 		}
 	case fired:
 		if g.Serving() {
-			g.M.done(msg.r, msg.err, time.Now())
-			if msg.err != nil {
+			g.M.done(msg.r, msg.err, msg.at)
+			m := g.Cfg.Metrics.Reminders
+			if msg.err == nil {
+				m.Fired.Inc()
+				m.Lateness.Observe(msg.at.Sub(msg.r.Due).Seconds())
+			} else {
+				reason := "error"
+				if couponmesh.ErrorCode(msg.err) == couponmesh.CodeUnavailable {
+					reason = "unavailable"
+				}
+				m.Retried.WithLabelValues(reason).Inc()
 				g.Log.Warn("reminder not delivered; trying again", "reminder", msg.r.Key(), "err", msg.err)
 			}
-			g.deleteWoken(ctx)
 		}
 	case deleted:
 		if g.Serving() {
-			g.M.deleted(msg.rs, msg.err)
+			g.M.deleted(msg.rs, msg.err, msg.at)
 			if msg.err != nil {
-				g.Log.Warn("woken reminders not deleted; they fire again (as no-ops)", "reminders", len(msg.rs), "err", msg.err)
+				g.Log.Warn("woken reminders not deleted; trying again later", "reminders", len(msg.rs), "after", deleteRetry, "err", msg.err)
 			}
-			g.deleteWoken(ctx)
 		}
 	case *actor.Stopping:
 		if g.timer != nil {
 			g.timer.Stop()
+		}
+		if g.M != nil {
+			g.Cfg.Metrics.Reminders.Pending.DeleteLabelValues(strconv.Itoa(g.M.n))
 		}
 	}
 	if req := g.Activation.Receive(ctx); req != nil {
@@ -243,6 +367,8 @@ func (g *grain) Receive(ctx actor.Context) {
 	}
 	if g.Serving() {
 		g.arm(ctx)
+		g.deleteWoken(ctx)
+		g.Cfg.Metrics.Reminders.Pending.WithLabelValues(strconv.Itoa(g.M.n)).Set(float64(len(g.M.pending)))
 	}
 	g.After(ctx)
 }
@@ -269,24 +395,28 @@ func (g *grain) tick(actor.Context, actors.Empty) (actors.Empty, error) {
 		err := s.reload(opCtx)
 		cancel()
 		if err != nil {
-			s.reloadFailed(time.Now())
-			g.Log.Warn("reminders not reloaded; trying again later", "after", reloadRetry, "err", err)
+			after := s.reloadFailed(time.Now())
+			g.Log.Warn("reminders not reloaded; trying again later", "after", after, "err", err)
 		}
 	}
 	return actors.Empty{}, nil
 }
 
-// fire wakes the targets of the due reminders, off the mailbox; each
-// reports back with fired.
+// fire wakes the targets of the due reminders, off the mailbox, at most
+// nodeFiring at a time on the node; each reports back with fired.
 func (g *grain) fire(ctx actor.Context) {
 	rs, _ := g.M.due(time.Now())
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	for _, r := range rs {
 		g.M.firing[r.Key()] = true
 		g.M.inFlight++
+		g.node.waking.Add(1)
 		go func() {
+			_ = g.node.slots.Acquire(context.Background(), 1) // cannot fail without a deadline
 			err := g.wake(r)
-			root.Send(self, fired{r: r, err: err})
+			g.node.slots.Release(1)
+			g.node.waking.Add(-1)
+			root.Send(self, fired{r: r, err: err, at: time.Now()})
 		}()
 	}
 }
@@ -304,20 +434,23 @@ func (g *grain) wake(r couponmesh.Reminder) error {
 	return actors.Call(ctx, g.cluster, g.Cfg.Call, kind, id, actors.RemindMethod, r, nil)
 }
 
-// deleteWoken deletes the reminders woken so far in one write, off the
-// mailbox, one write at a time: the deletes of a burst batch themselves.
+// deleteWoken deletes the reminders woken so far in one round trip, off
+// the mailbox, one at a time, when deleteDue says so: after a burst rather
+// than during it. Called after every message (the keep-alive tick comes
+// each second).
 func (g *grain) deleteWoken(ctx actor.Context) {
 	s := g.M
-	if s.deleting || len(s.woken) == 0 {
+	if !s.deleteDue(time.Now(), g.node.waking.Load()) {
 		return
 	}
-	rs := s.woken
-	s.woken, s.deleting = nil, true
+	n := min(len(s.woken), deleteChunk)
+	rs := slices.Clone(s.woken[:n])
+	s.woken, s.deleting = s.woken[n:], true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	go func() {
 		opCtx, cancel := g.OpContext()
 		defer cancel()
-		root.Send(self, deleted{rs: rs, err: g.Cfg.Store.DeleteReminders(opCtx, rs...)})
+		root.Send(self, deleted{rs: rs, err: g.Cfg.Store.DeleteReminders(opCtx, rs...), at: time.Now()})
 	}()
 }
 

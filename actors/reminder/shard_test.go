@@ -1,6 +1,8 @@
 package reminder
 
 import (
+	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,7 +47,161 @@ func TestShardBacksOffAFailedReload(t *testing.T) {
 			t.Fatalf("tried again %s after a failed re-read", tick)
 		}
 	}
-	if !s.reloadDue(t0.Add(reloadRetry)) {
-		t.Fatal("not tried again after reloadRetry")
+	if !s.reloadDue(t0.Add(reloadRetry*3/2 + time.Millisecond)) {
+		t.Fatal("not tried again after 1.5 × reloadRetry")
+	}
+	// Failing again and again, the re-reads come less often, down to one
+	// each reloadEvery (+20%).
+	var last time.Duration
+	for range 10 {
+		last = s.reloadFailed(t0)
+	}
+	if last < reloadEvery*4/5 || last > reloadEvery*6/5 {
+		t.Fatalf("after 11 failed re-reads the next one in %s, want reloadEvery %s ±20%%", last, reloadEvery)
+	}
+}
+
+// A failed wake-up is tried again after a jittered, growing backoff, which
+// starts longer when the target was unavailable: the wake-ups of a burst
+// that failed together (timed out behind a busy database) are not all
+// tried again at the same moment.
+func TestShardRetriesWithJitteredBackoff(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	unavailable := couponmesh.Errorf(couponmesh.CodeUnavailable, "busy")
+	at := map[time.Duration]bool{}
+	for i := range 50 {
+		r := couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}
+		s.inFlight++
+		s.done(r, unavailable, t0)
+		d := s.retry[r.Key()].at.Sub(t0)
+		if d < unavailableAfter/2 || d > unavailableAfter*3/2 {
+			t.Fatalf("first retry after unavailable in %s, want %s ±50%%", d, unavailableAfter)
+		}
+		at[d] = true
+	}
+	if len(at) < 25 {
+		t.Fatalf("50 wake-ups failed together are retried at %d distinct moments: no jitter", len(at))
+	}
+	r := couponmesh.Reminder{Target: "coupon/x", Name: "expire", Due: t0}
+	var last time.Duration
+	for i := range 10 {
+		s.inFlight++
+		s.done(r, errors.New("early"), t0)
+		d := s.retry[r.Key()].at.Sub(t0)
+		if i == 0 && (d < retryAfter/2 || d > retryAfter*3/2) {
+			t.Fatalf("first retry after an error in %s, want %s ±50%%", d, retryAfter)
+		}
+		if d > retryMax*3/2 {
+			t.Fatalf("retry %d after %s, want at most %s +50%%", i, d, retryMax)
+		}
+		last = d
+	}
+	if last < retryMax/2 {
+		t.Fatalf("the 10th retry after %s: the backoff does not grow", last)
+	}
+}
+
+// Woken reminders are deleted after the node's burst of wake-ups (a delete
+// is a write per reminder on the embedded database, competing with the
+// burst's journal appends), unless many wait or the oldest waited long.
+func TestShardDeletesAfterTheBurst(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	if s.deleteDue(t0, 0) {
+		t.Fatal("a delete with nothing woken")
+	}
+	for i := range 10 {
+		s.inFlight++
+		s.done(couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}, nil, t0)
+	}
+	if s.deleteDue(t0.Add(time.Second), 100) {
+		t.Fatal("deleted while 100 wake-ups are in flight on the node")
+	}
+	if !s.deleteDue(t0.Add(time.Second), 0) {
+		t.Fatal("not deleted once the node's wake-ups are done")
+	}
+	if !s.deleteDue(t0.Add(deleteAfter), 100) {
+		t.Fatalf("not deleted after %s although the node stays busy", deleteAfter)
+	}
+	for i := len(s.woken); i < deleteBatch; i++ {
+		s.woken = append(s.woken, couponmesh.Reminder{})
+	}
+	if !s.deleteDue(t0.Add(time.Second), 100) {
+		t.Fatalf("%d woken reminders wait: they fill the shard's window", deleteBatch)
+	}
+	s.deleting = true
+	if s.deleteDue(t0.Add(time.Hour), 0) {
+		t.Fatal("two deletes in flight")
+	}
+}
+
+// due skips the reminders already fired without losing any that is to fire
+// again: one whose wake-up failed, one added before them, and those left
+// after a delete.
+func TestShardDueSkipsTheFiredOnly(t *testing.T) {
+	t0 := time.Now()
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	for i := range 5 {
+		s.pending = append(s.pending, couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0.Add(time.Duration(i-10) * time.Millisecond)})
+	}
+	fire := func(now time.Time) []couponmesh.Reminder {
+		rs, _ := s.due(now)
+		for _, r := range rs {
+			s.firing[r.Key()] = true
+			s.inFlight++
+		}
+		return rs
+	}
+	if got := fire(t0); len(got) != 5 {
+		t.Fatalf("fired %d of 5 due", len(got))
+	}
+	if got := fire(t0); len(got) != 0 || s.head != 5 {
+		t.Fatalf("fired %d again (head %d)", len(got), s.head)
+	}
+	s.done(s.pending[2], errors.New("early"), t0)
+	if got := fire(t0.Add(time.Minute)); len(got) != 1 || got[0].Key() != s.pending[2].Key() {
+		t.Fatalf("after a failed wake-up fired %v, want the failed one", got)
+	}
+	early := couponmesh.Reminder{Target: "coupon/early", Name: "expire", Due: t0.Add(-time.Second)}
+	s.add(early)
+	if got := fire(t0); len(got) != 1 || got[0].Key() != early.Key() {
+		t.Fatalf("after adding an earlier reminder fired %v, want it", got)
+	}
+	// A failed delete fires nothing again (the targets answered): the
+	// reminders wait for the next delete, after deleteRetry.
+	woken := slices.Clone(s.pending[:2])
+	for _, r := range woken {
+		s.done(r, nil, t0)
+	}
+	s.woken, s.deleting = nil, true
+	s.deleted(woken, errors.New("down"), t0)
+	if got := fire(t0); len(got) != 0 {
+		t.Fatalf("after a failed delete fired %v again", got)
+	}
+	if s.deleteDue(t0.Add(deleteRetry/2), 0) || !s.deleteDue(t0.Add(deleteRetry), 0) || len(s.woken) != 2 {
+		t.Fatalf("after a failed delete: due at once %v, after deleteRetry %v, waiting %d; want false, true, 2",
+			s.deleteDue(t0.Add(deleteRetry/2), 0), s.deleteDue(t0.Add(deleteRetry), 0), len(s.woken))
+	}
+	s.deleted(woken, nil, t0)
+	if len(s.pending) != 4 || len(s.firing) != 4 { // 6 - 2 deleted; the 4 others still in flight
+		t.Fatalf("after the delete: %d pending, %d firing, want 4 and 4", len(s.pending), len(s.firing))
+	}
+}
+
+// After churn a shard re-reads the store soon, not at once (the store is
+// nil here: a read would panic): every shard of every node re-reading the
+// whole collection at a node's death timed the database out.
+func TestShardRereadsSoonAfterChurn(t *testing.T) {
+	s := &Shard{loadedAt: time.Now()}
+	if _, err := s.Validate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if s.reloadDue(now) {
+		t.Fatal("a re-read at once after churn")
+	}
+	if !s.reloadDue(now.Add(churnReload)) {
+		t.Fatalf("no re-read within %s of churn", churnReload)
 	}
 }

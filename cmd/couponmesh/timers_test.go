@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -440,4 +441,69 @@ func createCouponsWith(t *testing.T, p *proc, prefix string, n int, spec couponm
 		ids[i] = spec.ID
 	}
 	return ids
+}
+
+// Coupons created before coupons had reminders (a created entry without
+// the timed mark, no reminder in the store, as the earlier code wrote
+// them): one due 2 s from now and one whose expiry passed a minute ago get
+// their expired entry (once) and push after their grain is activated, the
+// first within 1 s of its due time. Without the backfill nothing would
+// ever wake them.
+func TestRemindersBackfilledForOlderCoupons(t *testing.T) {
+	a := startApp(t, nil)
+	due := time.Now().Add(2 * time.Second).Truncate(time.Millisecond)
+	past := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	old := map[string]time.Time{"old-soon": due, "old-past": past}
+	for id, exp := range old {
+		c := couponmesh.Coupon{ID: id, Merchant: "acme", Title: "From before reminders", Quantity: 5, ExpiresAt: exp}
+		data, err := json.Marshal(map[string]any{"coupon": c}) // no "timed": written before reminders
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := couponmesh.Entry{Entity: coupon.Entity(id), Seq: 1, Type: coupon.EntryCreated, At: time.Now().Add(-time.Hour), Data: data}
+		if err := a.mongo.Append(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id := range old {
+		rs, err := a.mongo.DueReminders(t.Context(), couponmesh.Reminder{Target: coupon.Entity(id)}.Shard(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(rs, func(r couponmesh.Reminder) bool { return r.Target == coupon.Entity(id) }) {
+			t.Fatalf("%s has a reminder before its grain ran: the test would prove nothing", id)
+		}
+	}
+	pushes := newPushLog()
+	watcher := dial(t, a, "watcher", client.Options{OnCoupon: pushes.on})
+	if _, err := watcher.Subscribe(t.Context(), []client.Sub{{ID: "old-soon"}, {ID: "old-past"}}); err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().After(due) {
+		t.Fatal("the set-up took past the due time: the test would prove nothing")
+	}
+	for id := range old {
+		checkFor(t, 15*time.Second, "the expired push of "+id, func() error {
+			if st, _ := pushes.status(id); st != couponmesh.StatusExpired {
+				return fmt.Errorf("last status pushed %q", st)
+			}
+			return nil
+		})
+	}
+	for id, exp := range old {
+		tr := readTransitions(t, a.mongo, id)
+		if len(tr.expired) != 1 || !tr.due[0].Equal(exp) {
+			t.Fatalf("%s: expired entries at %v for due %v, want one for %v", id, tr.expired, tr.due, exp)
+		}
+	}
+	if late := readTransitions(t, a.mongo, "old-soon").expired[0].Sub(due); late < 0 || late > time.Second {
+		t.Errorf("old-soon: expired entry %v after the due time, want within 1 s", late)
+	}
+	// The reminder metrics saw both wake-ups (the past one about a minute late).
+	if n := metricValue(t, a, "couponmesh_reminders_fired_total"); n < 2 {
+		t.Errorf("couponmesh_reminders_fired_total %v, want at least 2", n)
+	}
+	if n := metricValue(t, a, `couponmesh_reminder_lateness_seconds_bucket{le="40.96"}`); n >= metricValue(t, a, "couponmesh_reminder_lateness_seconds_count") {
+		t.Errorf("lateness histogram: %v wake-ups within 41 s, want fewer than all (one was a minute late)", n)
+	}
 }

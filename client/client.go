@@ -31,6 +31,13 @@ const DefaultDialTimeout = 10 * time.Second
 // ErrClosed is wrapped by the errors of calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
+// ErrNotSent is wrapped (with ErrClosed) by the error of a call that was
+// never sent: the node had announced it was draining (a draining push), so
+// the server never saw the request, and sending it elsewhere is always
+// safe. Only a client without Options.Reconnect sees it; a reconnecting
+// one sends such calls on its next connection.
+var ErrNotSent = errors.New("client: request not sent")
+
 // Options configures Dial. Every field is optional.
 type Options struct {
 	// OnCoupon receives coupon pushes (and, after a reconnect, the resync
@@ -149,6 +156,7 @@ type Client struct {
 	urls        []string // known node URLs, Dial's first
 	urlNext     int
 	preferred   []string // handed over by a 1012 close, tried first
+	leaving     *link    // the last link that got a draining push
 
 	deliverMu sync.Mutex // see resync.go
 	smu       sync.Mutex
@@ -264,6 +272,8 @@ func (c *Client) call(ctx context.Context, op string, params, out any) error {
 		switch {
 		case err == nil:
 			return decodeReply(op, raw, out)
+		case c.opts.Reconnect && errors.Is(err, ErrNotSent) && ctx.Err() == nil:
+			// Never sent (any op): wait for the next connection.
 		case !retry || ctx.Err() != nil:
 			return err
 		case errors.Is(err, ErrClosed):
@@ -491,9 +501,12 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closing = true
-	l := c.last
+	l, leaving := c.last, c.leaving
 	c.mu.Unlock()
 	c.cancel()
+	if leaving != nil && leaving != l {
+		leaving.conn.CloseNow() // still answering what it received
+	}
 	var err error
 	if l != nil && !l.isClosed() {
 		err = l.conn.Close(websocket.StatusNormalClosure, "")

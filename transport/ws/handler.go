@@ -214,14 +214,17 @@ func (h *Handler) remove(s *session) {
 	}
 }
 
-// Drain hands every session over to other nodes: it closes them with 1012
-// (service restart) and a reason listing others (host:port of their public
-// listeners, as many as fit in a close frame), spread evenly over spread so
-// that the other nodes are not stampeded, and waits until they have ended or
-// ctx is done. New sessions are closed the same way at once. Shutdown ends
-// what is left.
+// Drain hands every session over to other nodes, spread evenly over spread
+// so that the other nodes are not stampeded: each session gets a draining
+// push listing others (host:port of their public listeners), is served
+// until its client answers drained or Config.DrainGrace has passed, and is
+// closed with 1012 (service restart) and a reason listing others (as many
+// as fit in a close frame) once its requests are answered (handOver). Drain
+// waits until every session has ended or ctx is done. New sessions are
+// closed with 1012 at once. Shutdown ends what is left.
 func (h *Handler) Drain(ctx context.Context, others []string, spread time.Duration) error {
 	reason := HandoffReason(others)
+	push := drainingFrame(others)
 	h.mu.Lock()
 	h.closing, h.handoff = true, reason
 	open := make([]*session, 0, len(h.sessions))
@@ -240,7 +243,7 @@ func (h *Handler) Drain(ctx context.Context, others []string, spread time.Durati
 				return ctx.Err()
 			}
 		}
-		go s.closeWhenAnswered(websocket.StatusServiceRestart, reason, dropDrain)
+		go s.handOver(push, reason)
 	}
 	h.mu.Lock()
 	left := len(h.sessions)
@@ -254,6 +257,16 @@ func (h *Handler) Drain(ctx context.Context, others []string, spread time.Durati
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// drainingFrame encodes the draining push: {"push":"draining",
+// "addresses":[…]} (an empty list when no other node is known).
+func drainingFrame(others []string) []byte {
+	b, _ := json.Marshal(struct {
+		Push      string   `json:"push"`
+		Addresses []string `json:"addresses"`
+	}{"draining", append([]string{}, others...)}) // strings only: cannot fail
+	return b
 }
 
 // HandoffReason is the 1012 close reason naming other nodes: addresses

@@ -336,7 +336,7 @@ func TestDrainPushBefore1012(t *testing.T) {
 // on the draining push it moves to the other node at once, sends what was
 // not sent yet there, and no call returns an error.
 func TestDrainHandsOverWithoutErrors(t *testing.T) {
-	c := startCluster(t, 2, "COUPONMESH_DRAIN_SPREAD=100ms")
+	c := startCluster(t, 2, "COUPONMESH_CLUSTER_DRAIN_SPREAD=100ms", "COUPONMESH_WS_REQUEST_RATE=-1")
 	victim, other := c.nodes[1], c.nodes[0]
 	s := victim.sessionOpts(t, "mover", client.Options{Reconnect: true, Addresses: []string{other.ws()}})
 	ctx := context.Background()

@@ -73,12 +73,14 @@ type Options struct {
 	// 1002, 1008 or 1009, or when the server refuses the token. Requests
 	// (all of protocol v1's are idempotent; a claim keeps its rid) are sent
 	// again over the new connection, and also after an unavailable reply,
-	// with a jittered backoff, until their context ends.
+	// with a jittered backoff, until their context ends. After a draining
+	// push the next connection is opened at once, and requests not sent
+	// yet (of any op) go there.
 	Reconnect bool
 	// Addresses lists more node URLs to reconnect to (ws://host:port/ws,
 	// http(s) URLs, or host:port which takes the scheme and path of Dial's
-	// url). Dial's url is the first address. Nodes named in a 1012 close
-	// reason are added and tried first.
+	// url). Dial's url is the first address. Nodes named in a draining
+	// push or a 1012 close reason are added and tried first.
 	Addresses []string
 	// Token returns the session token for the auth of each new connection.
 	// When set, Dial authenticates at once, and the client authenticates

@@ -1,15 +1,15 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-b2d2ef4bb9a9ce25';
+const CACHE = 'couponmesh-shell-725e18a51037cbc8';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
-  "/assets/index-3MK3yyM1.js",
-  "/assets/index-C8FlpJAs.css"
+  "/assets/index-C8FlpJAs.css",
+  "/assets/index-DK838YOH.js"
 ];
 
 self.addEventListener('install', (event) => {

@@ -465,12 +465,15 @@ export class CouponmeshClient {
       }
     }
     if (this._drainingWs && this._drainingWs !== ws) {
-      // a second handover before the first socket closed: let it go
+      // a second handover before the first socket closed: let it go, and
+      // what it never answered with it
+      const first = this._drainingConn;
       try {
         this._drainingWs.close(1000, 'handed over');
       } catch {
         /* closed */
       }
+      this._failPending(new CouponmeshError('disconnected', 'connection closed (handed over twice)'), first);
     }
     this._drainingConn = conn;
     this._drainingWs = ws;

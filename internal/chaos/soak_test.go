@@ -37,7 +37,11 @@ const (
 	soakCoupons  = 40
 	soakQuantity = 15 // demand 20 per coupon
 	soakShoppers = 20
+	soakChecked  = 10 // rounds whose claims are checked against the journal
 )
+
+// soakRec records the soak rounds' claims.
+var soakRec history.Recorder
 
 // soakSample is one reading of a process's memory.
 type soakSample struct {
@@ -81,7 +85,19 @@ func TestSoak(t *testing.T) {
 	end := start.Add(dur)
 	nodes := e.all()
 
-	// The sampler.
+	dir := "."
+	if p := os.Getenv("SOAK_REPORT"); p != "" {
+		dir = filepath.Dir(p)
+	}
+
+	// The sampler. Every sample also goes to soak-samples.csv at once, so
+	// that a run that fails later still leaves its figures.
+	csv, err := os.Create(filepath.Join(dir, "soak-samples.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer csv.Close()
+	fmt.Fprintln(csv, "seconds,process,rss_bytes,heap_alloc_bytes,heap_goal_bytes,goroutines")
 	samples := make([][]soakSample, len(nodes)+1) // the last: the database
 	stopSampling := make(chan struct{})
 	var sampling sync.WaitGroup
@@ -90,9 +106,13 @@ func TestSoak(t *testing.T) {
 		defer tick.Stop()
 		for {
 			for i, n := range nodes {
-				samples[i] = append(samples[i], sampleNode(n, time.Since(start)))
+				s := sampleNode(n, time.Since(start))
+				samples[i] = append(samples[i], s)
+				fmt.Fprintf(csv, "%.0f,%s,%.0f,%.0f,%.0f,%.0f\n", s.at.Seconds(), n.Name, s.rss, s.heap, s.heapGoal, s.goroutines)
 			}
-			samples[len(nodes)] = append(samples[len(nodes)], soakSample{at: time.Since(start), rss: rss(e.db.Cmd.Process.Pid), heap: -1, heapGoal: -1, goroutines: -1})
+			s := soakSample{at: time.Since(start), rss: rss(e.db.Cmd.Process.Pid), heap: -1, heapGoal: -1, goroutines: -1}
+			samples[len(nodes)] = append(samples[len(nodes)], s)
+			fmt.Fprintf(csv, "%.0f,database,%.0f,-1,-1,-1\n", s.at.Seconds(), s.rss)
 			select {
 			case <-stopSampling:
 				return
@@ -125,10 +145,6 @@ func TestSoak(t *testing.T) {
 	e.halt()
 
 	// Heap profiles, for what grows (written beside the report).
-	dir := "."
-	if p := os.Getenv("SOAK_REPORT"); p != "" {
-		dir = filepath.Dir(p)
-	}
 	var profiles []string
 	for _, n := range nodes {
 		p := filepath.Join(dir, "soak-heap-"+n.Name+".pb.gz")
@@ -139,16 +155,47 @@ func TestSoak(t *testing.T) {
 		profiles = append(profiles, p)
 	}
 
-	// The invariants of the chaos suite, over the soak's claims too (its
-	// shoppers recorded into e.raw).
-	e.finish(fmt.Sprintf("soak %s", dur))
-
-	report, ok := soakReport(nodes, samples, dur, every, rounds, connectFailures, e.raw.Attempts(), profiles)
+	// The memory report first: the checks below may fail the test.
+	report, ok := soakReport(nodes, samples, dur, every, rounds, connectFailures, soakRec.Attempts(), profiles)
 	t.Log("\n" + report)
 	if p := os.Getenv("SOAK_REPORT"); p != "" {
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// The invariants of the chaos suite over its own load, then over the
+	// soak's last rounds (all of them would take the journals of thousands
+	// of coupons: more than the check's deadline).
+	e.finish(fmt.Sprintf("soak %s", dur))
+	var last []history.Attempt
+	var lastIDs []string
+	from := max(0, rounds-soakChecked)
+	for _, a := range soakRec.Attempts() {
+		var r int
+		if _, err := fmt.Sscanf(a.Coupon, "r%d-", &r); err == nil && r >= from {
+			last = append(last, a)
+		}
+	}
+	for r := from; r < rounds; r++ {
+		for i := range soakCoupons {
+			lastIDs = append(lastIDs, fmt.Sprintf("r%d-c%d", r, i))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	store, err := history.Open(ctx, e.db.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(context.Background())
+	check, err := history.Check(ctx, store, lastIDs, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("soak, last %d rounds: %s", rounds-from, check)
+	for _, v := range check.Violations {
+		t.Error(v)
 	}
 	if !ok {
 		t.Errorf("memory did not level off (see the report)")
@@ -182,7 +229,7 @@ func (e *env) soakCoupons(r int) []string {
 }
 
 // soakShop claims every coupon of ids once as user, in its own session,
-// recorded into e.raw; false when it could not connect.
+// recorded into soakRec; false when it could not connect.
 func (e *env) soakShop(user string, k int, ids []string) bool {
 	c, via := e.connect(user, k, client.Options{})
 	if c == nil {
@@ -198,7 +245,7 @@ func (e *env) soakShop(user string, k int, ids []string) bool {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, _ = e.raw.Claim(ctx, c, via.Name, user, id, user+"-"+id)
+		_, _ = soakRec.Claim(ctx, c, via.Name, user, id, user+"-"+id)
 		cancel()
 	}
 	return true
@@ -280,7 +327,7 @@ func soakReport(nodes []*clustertest.Node, samples [][]soakSample, dur, every ti
 	for _, a := range attempts {
 		outcomes[a.Outcome]++
 	}
-	fmt.Fprintf(&b, "Soak of %s (`make soak SOAK_DURATION=%s`), %s: three nodes and the database in network namespaces, the chaos suite's load (24 shoppers without retries and 6 with, 3 watchers of 300 coupons) and %d rounds of %d new coupons claimed by %d new users each; claims without SDK retries: %d ok, %d sold_out, %d already_claimed, %d other errors, %d unknown, %d without an answer; %d shoppers that could not connect. Memory sampled every %s.\n\n",
+	fmt.Fprintf(&b, "Soak of %s (`make soak SOAK_DURATION=%s`), %s: three nodes and the database in network namespaces, the chaos suite's load (24 shoppers without retries and 6 with, 3 watchers of 300 coupons) and %d rounds of %d new coupons claimed by %d new users each (sessions without SDK retries); the rounds' claims: %d ok, %d sold_out, %d already_claimed, %d other errors, %d unknown, %d without an answer; %d shoppers that could not connect. Memory sampled every %s.\n\n",
 		dur, dur, time.Now().UTC().Format("2006-01-02 15:04 UTC"), rounds, soakCoupons, soakShoppers,
 		outcomes[history.OK], outcomes[history.SoldOut], outcomes[history.AlreadyClaimed], outcomes[history.Failed], outcomes[history.Unknown], outcomes[history.NoAnswer], connectFailures, every)
 

@@ -423,7 +423,10 @@ func soakReport(nodes []*clustertest.Node, samples [][]soakSample, dur, every ti
 		fmt.Fprintf(&b, "\n**Did not level off.** What the heap holds at the end (`go tool pprof -top -sample_index=inuse_space`):\n")
 		for _, p := range profiles {
 			out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", "-sample_index=inuse_space", p).CombinedOutput()
-			fmt.Fprintf(&b, "\n%s:\n\n```\n%s%v\n```\n", filepath.Base(p), out, or(fmt.Sprint(err), ""))
+			if err != nil {
+				out = fmt.Appendf(out, "%v\n", err)
+			}
+			fmt.Fprintf(&b, "\n%s:\n\n```\n%s```\n", filepath.Base(p), out)
 		}
 	}
 	return b.String(), ok

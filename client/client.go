@@ -32,6 +32,13 @@ const DefaultDialTimeout = 10 * time.Second
 // ErrClosed is wrapped by the errors of calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
+// ErrNotSent is wrapped (with ErrClosed) by the error of a call that was
+// never sent: the node had announced it was draining (a draining push), so
+// the server never saw the request, and sending it elsewhere is always
+// safe. Only a client without Options.Reconnect sees it; a reconnecting
+// one sends such calls on its next connection.
+var ErrNotSent = errors.New("client: request not sent")
+
 // Options configures Dial. Every field is optional.
 type Options struct {
 	// OnCoupon receives coupon pushes (and, after a reconnect, the resync
@@ -67,12 +74,14 @@ type Options struct {
 	// 1002, 1008 or 1009, or when the server refuses the token. Requests
 	// (all of protocol v1's are idempotent; a claim keeps its rid) are sent
 	// again over the new connection, and also after an unavailable reply,
-	// with a jittered backoff, until their context ends.
+	// with a jittered backoff, until their context ends. After a draining
+	// push the next connection is opened at once, and requests not sent
+	// yet (of any op) go there.
 	Reconnect bool
 	// Addresses lists more node URLs to reconnect to (ws://host:port/ws,
 	// http(s) URLs, or host:port which takes the scheme and path of Dial's
-	// url). Dial's url is the first address. Nodes named in a 1012 close
-	// reason are added and tried first.
+	// url). Dial's url is the first address. Nodes named in a draining
+	// push or a 1012 close reason are added and tried first.
 	Addresses []string
 	// Token returns the session token for the auth of each new connection.
 	// When set, Dial authenticates at once, and the client authenticates
@@ -139,6 +148,7 @@ type Client struct {
 	urls        []string // known node URLs, Dial's first
 	urlNext     int
 	preferred   []string // handed over by a 1012 close, tried first
+	leaving     *link    // the last link that got a draining push
 
 	deliverMu sync.Mutex // see resync.go
 	smu       sync.Mutex
@@ -254,6 +264,8 @@ func (c *Client) call(ctx context.Context, op string, params, out any) error {
 		switch {
 		case err == nil:
 			return decodeReply(op, raw, out)
+		case c.opts.Reconnect && errors.Is(err, ErrNotSent) && ctx.Err() == nil:
+			// Never sent (any op): wait for the next connection.
 		case !retry || ctx.Err() != nil:
 			return err
 		case errors.Is(err, ErrClosed):
@@ -464,9 +476,12 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closing = true
-	l := c.last
+	l, leaving := c.last, c.leaving
 	c.mu.Unlock()
 	c.cancel()
+	if leaving != nil && leaving != l {
+		leaving.conn.CloseNow() // still answering what it received
+	}
 	var err error
 	if l != nil && !l.isClosed() {
 		err = l.conn.Close(websocket.StatusNormalClosure, "")

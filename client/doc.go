@@ -40,6 +40,15 @@
 // its rid. The client does not reconnect after Close, after close codes
 // 1002, 1008 and 1009, or when the server refuses the token (unauthorized,
 // forbidden): it ends (StateClosed, Done closed) and Err tells why.
+//
+// A draining node first sends a draining push (docs/PROTOCOL.md, "Drain
+// handover"). The Client then sends nothing more on that connection and
+// tells the node so (op drained, after the requests being written); the
+// node answers what it received and closes with 1012. With Reconnect the
+// next connection is opened at once, to the nodes the push names first,
+// and calls not sent yet wait for it (any op: the server never saw them).
+// Without Reconnect a call made after the push fails at once with an error
+// wrapping ErrNotSent and ErrClosed.
 // Options.OnState reports StateConnected, StateReconnecting and
 // StateClosed.
 //

@@ -30,6 +30,15 @@ type link struct {
 	err     error
 	cause   error // set when the client itself cuts the connection
 	done    chan struct{}
+
+	// A draining push (the node hands its sessions over) sets draining and
+	// handoff and closes drainCh; from then on no request is sent on the
+	// link. sending counts the requests being written, so that drained
+	// goes out after the last of them.
+	draining bool
+	handoff  []string
+	drainCh  chan struct{}
+	sending  sync.WaitGroup
 }
 
 type result struct {
@@ -58,7 +67,7 @@ func (c *Client) dial(ctx context.Context, url string) (*link, error) {
 		limit = DefaultReadLimit
 	}
 	conn.SetReadLimit(limit)
-	l := &link{c: c, conn: conn, url: url, pending: make(map[int64]chan result), status: -1, done: make(chan struct{})}
+	l := &link{c: c, conn: conn, url: url, pending: make(map[int64]chan result), status: -1, done: make(chan struct{}), drainCh: make(chan struct{})}
 	go l.readLoop()
 	if c.opts.PingInterval > 0 {
 		go l.keepalive(c.opts.PingInterval)
@@ -145,6 +154,8 @@ func (l *link) dispatch(msg []byte) {
 		}
 	case env.Push == protocol.PushFeed && env.Entry != nil:
 		c.pushFeed(l, *env.Entry)
+	case env.Push == protocol.PushDraining:
+		l.drain(env.Addresses)
 	case env.Push != "":
 		// A push type from a later protocol version: ignore it.
 	default:
@@ -193,6 +204,38 @@ func (l *link) finish(err error) {
 	}
 }
 
+// drain handles the draining push: the node will close the link with 1012
+// once it has answered what it received. The Client stops handing out the
+// link (a reconnecting one connects to the next node at once), no request
+// is sent on it any more, and drained tells the node so once the requests
+// being written are out: the node then answers them and closes, and no
+// request crosses the close frame.
+func (l *link) drain(addresses []string) {
+	l.c.linkDraining(l)
+	l.mu.Lock()
+	if l.draining || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.draining = true
+	l.handoff = addresses
+	close(l.drainCh)
+	l.mu.Unlock()
+	go func() {
+		l.sending.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// Its reply matches no pending request and is dropped.
+		_ = l.conn.Write(ctx, websocket.MessageText, protocol.RequestFrame(l.c.nextID.Add(1), []byte(`,"op":"`+protocol.OpDrained+`"}`)))
+	}()
+}
+
+// notSentErr is the error of a request not sent because the link is
+// draining.
+func (l *link) notSentErr() error {
+	return fmt.Errorf("%w: %w: the node is draining (it named %v)", ErrClosed, ErrNotSent, l.handoff)
+}
+
 func (l *link) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -211,8 +254,10 @@ func (l *link) closedErr() error {
 
 // roundTrip sends the request with the given id and body (the frame after
 // its id: `,"op":…}`) and waits for its reply. An error wrapping ErrClosed
-// means the link ended before the reply came. If ctx ends while the frame is
-// being written, the library closes the connection.
+// means the link ended before the reply came; one that also wraps
+// ErrNotSent, that the link is draining and the request was not sent. If
+// ctx ends while the frame is being written, the library closes the
+// connection.
 func (l *link) roundTrip(ctx context.Context, id int64, body []byte) (json.RawMessage, error) {
 	frame := protocol.RequestFrame(id, body)
 
@@ -222,14 +267,22 @@ func (l *link) roundTrip(ctx context.Context, id int64, body []byte) (json.RawMe
 		l.mu.Unlock()
 		return nil, l.closedErr()
 	}
+	if l.draining {
+		err := l.notSentErr()
+		l.mu.Unlock()
+		return nil, err
+	}
 	l.pending[id] = ch
+	l.sending.Add(1) // before draining is set: drained waits for this write
 	l.mu.Unlock()
 	forget := func() {
 		l.mu.Lock()
 		delete(l.pending, id)
 		l.mu.Unlock()
 	}
-	if err := l.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+	err := l.conn.Write(ctx, websocket.MessageText, frame)
+	l.sending.Done()
+	if err != nil {
 		forget()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -228,6 +228,21 @@ func (c *Client) linkDown(l *link) {
 	}
 }
 
+// linkDraining is called when l got a draining push, before l refuses
+// requests: a reconnecting client stops handing it to new calls (they wait
+// for the next link, which the supervisor connects at once); one that does
+// not reconnect keeps it, and its calls fail with ErrNotSent until the node
+// closes it.
+func (c *Client) linkDraining(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leaving = l
+	if c.opts.Reconnect && c.cur == l {
+		c.cur = nil
+		c.ready = make(chan struct{})
+	}
+}
+
 // publish makes l the link of new calls, unless it has ended already.
 func (c *Client) publish(l *link) {
 	c.mu.Lock()
@@ -296,18 +311,24 @@ func (c *Client) supervise(l *link) {
 	defer c.wg.Done()
 	attempt := 0
 	for {
-		<-l.done // Close (or c.end) closes the link
+		select {
+		case <-l.done: // Close (or c.end) closes the link
+		case <-l.drainCh: // the node hands over: connect the next link now
+		}
 		if c.ctx.Err() != nil {
 			return
 		}
 		l.mu.Lock()
-		status, reason := l.status, l.reason
+		status, reason, draining := l.status, l.reason, l.draining
+		if draining {
+			reason = strings.Join(l.handoff, ",")
+		}
 		l.mu.Unlock()
-		if noReconnect[status] {
+		if noReconnect[status] && !draining {
 			c.end(l.closedErr(), nil)
 			return
 		}
-		if status == websocket.StatusServiceRestart {
+		if draining || status == websocket.StatusServiceRestart {
 			// Draining: go to the nodes it names, after a short random
 			// delay (attempt 0) so that they are not stampeded.
 			c.handover(reason, l.url)

@@ -27,3 +27,14 @@ const (
 
 // Pushes lists every push kind of protocol v1.
 var Pushes = []string{PushCoupon, PushFeed, PushPresence}
+
+// The drain handover (docs/PROTOCOL.md, "Drain handover"): a draining node
+// sends the push PushDraining (DrainingPushFrame); the client sends nothing
+// more on that session but the request OpDrained, answered with an empty
+// ok before the 1012 close. They are control frames of the session, not
+// in Ops or Pushes, and have no golden frames: the drain tests of
+// cmd/couponmesh, transport/ws, client and webclient cover them.
+const (
+	OpDrained    = "drained"
+	PushDraining = "draining"
+)

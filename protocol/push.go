@@ -27,6 +27,19 @@ type (
 	}
 )
 
+// DrainingPushFrame announces a drain: the nodes to go to instead (an
+// empty list when no other node is known).
+type DrainingPushFrame struct {
+	Push      string   `json:"push"` // PushDraining
+	Addresses []string `json:"addresses"`
+}
+
+// DrainingPush encodes the draining push naming others.
+func DrainingPush(others []string) []byte {
+	b, _ := json.Marshal(DrainingPushFrame{PushDraining, append([]string{}, others...)}) // strings only: cannot fail
+	return b
+}
+
 // CouponPush encodes the push frame of a coupon change:
 // {"push":"coupon","coupon":{…}}. Encode it once per change and share it.
 func CouponPush(c couponmesh.Coupon) []byte {

@@ -19,7 +19,7 @@ type Reply struct {
 
 // Message is any server message as a client decodes it: a reply (ID with
 // OK or Error) or a push (Push names the kind; its fields are those of
-// CouponPushFrame, FeedPushFrame or PresencePushFrame).
+// CouponPushFrame, FeedPushFrame, PresencePushFrame or DrainingPushFrame).
 type Message struct {
 	ID    int64             `json:"id"`
 	OK    json.RawMessage   `json:"ok"`
@@ -29,6 +29,8 @@ type Message struct {
 	Coupon   json.RawMessage       `json:"coupon"`
 	Entry    *couponmesh.FeedEntry `json:"entry"`
 	Watching int                   `json:"watching"`
+	// Addresses are the nodes a draining push names.
+	Addresses []string `json:"addresses"`
 }
 
 // The ok payloads of the ops.

@@ -263,7 +263,9 @@ func (a *App) drain() {
 		// clients reconnect, so none of them lands here again.
 		time.Sleep(d)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+10*time.Second)
+	// Each session: its draining push, up to DrainGrace for the client's
+	// drained, then its requests' answers.
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+ws.DefaultConfig().DrainGrace+10*time.Second)
 	defer cancel()
 	if a.ws != nil {
 		if err := a.ws.Drain(ctx, a.otherNodes(), a.cfg.Cluster.DrainSpread.D()); err != nil {

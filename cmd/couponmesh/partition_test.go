@@ -215,7 +215,7 @@ func TestPartitionMinorityWritesReadAfterHeal(t *testing.T) {
 // h's address, with the admin token of the test process (adminCall's).
 func startNodeOn(t *testing.T, h *netlab.Host, db string, seeds []string) *proc {
 	t.Helper()
-	cfg := procConfig(t, h.Name, db, "COUPONMESH_REJOIN_INTERVAL=1s")
+	cfg := procConfig(t, h.Name, db, "COUPONMESH_CLUSTER_REJOIN_INTERVAL=1s")
 	cfg.Host, cfg.HTTP, cfg.Admin, cfg.Gossip, cfg.Seeds = h, "", "", "", seeds
 	cfg.Log = testLogWriter{t, h.Name}
 	return startProc(t, cfg)

@@ -15,6 +15,11 @@
 // every user's feed read through a node equals its journal. It prints a
 // table per run (docs/RELIABILITY.md keeps the latest).
 //
+// TestSoak (`make soak`, outside CI; skipped unless SOAK_DURATION is set)
+// runs the same cluster under the same load, plus rounds of new coupons and
+// users, for SOAK_DURATION, samples each node's RSS and Go heap, and checks
+// that they level off (soak_verdict_test.go says how).
+//
 // The tests carry the build tag chaos (run by `make chaos`, which .ci/run
 // calls), need root and iproute2 and iptables, and remove every namespace,
 // rule, mount and process they create. Test-only code.

@@ -16,6 +16,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/actors/user"
+	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
 
@@ -25,7 +26,10 @@ type Outcome string
 // Outcomes. Only OK, SoldOut, AlreadyClaimed and Failed are definite: the
 // server decided. Unknown (an unavailable or internal reply) and NoAnswer
 // (a deadline, a lost connection) leave the claim's fate open; a retry
-// with the same request id learns it.
+// with the same request id learns it. NotSent (the node had announced a
+// drain, so the client never sent the request: client.ErrNotSent) is a
+// fate known to be nothing, yet not definite either: the same request id
+// is sent again elsewhere and may succeed.
 const (
 	OK             Outcome = "ok"
 	SoldOut        Outcome = "sold_out"
@@ -33,6 +37,7 @@ const (
 	Failed         Outcome = "failed"
 	Unknown        Outcome = "unknown"
 	NoAnswer       Outcome = "no_answer"
+	NotSent        Outcome = "not_sent"
 )
 
 // Definite reports whether the server decided the claim: it was made (OK)
@@ -46,6 +51,9 @@ func (o Outcome) Definite() bool {
 func Classify(err error) (Outcome, couponmesh.Code) {
 	if err == nil {
 		return OK, ""
+	}
+	if errors.Is(err, client.ErrNotSent) {
+		return NotSent, ""
 	}
 	var e *couponmesh.Error
 	if !errors.As(err, &e) {
@@ -228,8 +236,8 @@ func (r Report) String() string {
 	for _, c := range slices.Sorted(maps.Keys(r.Codes)) {
 		codes = append(codes, fmt.Sprintf("%s %d", c, r.Codes[c]))
 	}
-	return fmt.Sprintf("%d attempts (ok %d, sold_out %d, already_claimed %d, failed %d, unknown %d, no answer %d); errors by code: [%s]; %d claims in the journals of %d coupons; longest without an ok %s; %d violations",
-		r.total(), r.Outcomes[OK], r.Outcomes[SoldOut], r.Outcomes[AlreadyClaimed], r.Outcomes[Failed], r.Outcomes[Unknown], r.Outcomes[NoAnswer],
+	return fmt.Sprintf("%d attempts (ok %d, sold_out %d, already_claimed %d, failed %d, unknown %d, no answer %d, not sent %d); errors by code: [%s]; %d claims in the journals of %d coupons; longest without an ok %s; %d violations",
+		r.total(), r.Outcomes[OK], r.Outcomes[SoldOut], r.Outcomes[AlreadyClaimed], r.Outcomes[Failed], r.Outcomes[Unknown], r.Outcomes[NoAnswer], r.Outcomes[NotSent],
 		strings.Join(codes, ", "), claims, len(r.Coupons), r.LongestWithoutOK.Round(time.Millisecond), len(r.Violations))
 }
 

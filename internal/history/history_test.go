@@ -15,6 +15,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
 	"github.com/couponmesh/couponmesh/actors/user"
+	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/internal/history"
 	"github.com/couponmesh/couponmesh/persistence/devdb"
 	"github.com/couponmesh/couponmesh/persistence/devdb/devdbtest"
@@ -99,6 +100,7 @@ func TestClassify(t *testing.T) {
 		{"internal", couponmesh.Errorf(couponmesh.CodeInternal, "x"), history.Unknown},
 		{"deadline", context.DeadlineExceeded, history.NoAnswer},
 		{"connection lost", errors.New("client: connection closed"), history.NoAnswer},
+		{"not sent: draining", fmt.Errorf("%w: %w: draining", client.ErrClosed, client.ErrNotSent), history.NotSent},
 	}
 	for _, c := range cases {
 		if got, _ := history.Classify(c.err); got != c.want {

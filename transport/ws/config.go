@@ -56,6 +56,11 @@ type Config struct {
 	// CloseGrace is how long a session being closed by the server may take
 	// to flush its close frame before its TCP connection is cut (default 5 s).
 	CloseGrace time.Duration `yaml:"-"`
+	// DrainGrace is how long a draining session waits, after its draining
+	// push, for the client's drained (it will send nothing more on the
+	// session) before it is closed with 1012 anyway, once its requests are
+	// answered; requests that arrive meanwhile are served (default 2 s).
+	DrainGrace time.Duration `yaml:"-"`
 
 	// RequestRate is how many request frames per second one session may
 	// send on average, RequestBurst how many at once (a token bucket over
@@ -121,6 +126,7 @@ func DefaultConfig() Config {
 		MaxInflight:      16,
 		MaxSubscriptions: 1000,
 		CloseGrace:       5 * time.Second,
+		DrainGrace:       2 * time.Second,
 		RequestRate:      100,
 		RequestBurst:     200,
 		FloodRefusals:    100,
@@ -201,6 +207,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = d.CloseGrace
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = d.DrainGrace
 	}
 	if c.RequestRate == 0 {
 		c.RequestRate = d.RequestRate

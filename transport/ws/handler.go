@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/couponmesh/couponmesh"
+	"github.com/couponmesh/couponmesh/protocol"
 	"github.com/couponmesh/couponmesh/transport/auth"
 )
 
@@ -214,14 +215,17 @@ func (h *Handler) remove(s *session) {
 	}
 }
 
-// Drain hands every session over to other nodes: it closes them with 1012
-// (service restart) and a reason listing others (host:port of their public
-// listeners, as many as fit in a close frame), spread evenly over spread so
-// that the other nodes are not stampeded, and waits until they have ended or
-// ctx is done. New sessions are closed the same way at once. Shutdown ends
-// what is left.
+// Drain hands every session over to other nodes, spread evenly over spread
+// so that the other nodes are not stampeded: each session gets a draining
+// push listing others (host:port of their public listeners), is served
+// until its client answers drained or Config.DrainGrace has passed, and is
+// closed with 1012 (service restart) and a reason listing others (as many
+// as fit in a close frame) once its requests are answered (handOver). Drain
+// waits until every session has ended or ctx is done. New sessions are
+// closed with 1012 at once. Shutdown ends what is left.
 func (h *Handler) Drain(ctx context.Context, others []string, spread time.Duration) error {
 	reason := HandoffReason(others)
+	push := protocol.DrainingPush(others)
 	h.mu.Lock()
 	h.closing, h.handoff = true, reason
 	open := make([]*session, 0, len(h.sessions))
@@ -240,7 +244,7 @@ func (h *Handler) Drain(ctx context.Context, others []string, spread time.Durati
 				return ctx.Err()
 			}
 		}
-		go s.closeWhenAnswered(websocket.StatusServiceRestart, reason, dropDrain)
+		go s.handOver(push, reason)
 	}
 	h.mu.Lock()
 	left := len(h.sessions)

@@ -46,6 +46,7 @@ type session struct {
 	anonymous   bool                  // no auth yet, and subscribe, unsubscribe or get used (counted in h.ips)
 	deadline    time.Time             // token expiry plus leeway
 	subs        map[string]struct{}   // coupons subscribed (or being subscribed)
+	drainAck    chan struct{}         // while draining: closed when the client sends drained
 	pushes      map[string]queuedPush // coupon → its last push queued (conflate.go); nil until one is
 	qgen        uint64                // incremented each time the writer takes the queue
 
@@ -172,10 +173,51 @@ func (s *session) close(code websocket.StatusCode, reason, metric string) {
 	s.mu.Unlock()
 }
 
+// handOver drains the session: it queues the draining push (which names
+// the nodes to go to), serves requests until the client answers drained
+// (it sends nothing more here) or DrainGrace has passed, then closes with
+// 1012 and reason once every request is answered (closeWhenAnswered). A
+// client that answers drained loses no reply: what it sent before is
+// answered before the close frame, and it sends nothing after.
+func (s *session) handOver(push []byte, reason string) {
+	s.mu.Lock()
+	if s.drainAck == nil {
+		s.drainAck = make(chan struct{})
+	}
+	ack := s.drainAck
+	s.mu.Unlock()
+	if !s.Send(push) {
+		return // closing already
+	}
+	t := time.NewTimer(s.h.cfg.DrainGrace)
+	defer t.Stop()
+	select {
+	case <-ack:
+	case <-t.C:
+	case <-s.ctx.Done():
+		return
+	}
+	s.closeWhenAnswered(websocket.StatusServiceRestart, reason, dropDrain)
+}
+
+// drained records the client's drained: it sends nothing more on this
+// session. Without a drain in progress it means nothing.
+func (s *session) drained() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drainAck != nil {
+		select {
+		case <-s.drainAck:
+		default:
+			close(s.drainAck)
+		}
+	}
+}
+
 // closeWhenAnswered closes the session once none of its requests is in
 // flight (their replies are queued before the close frame), or after
 // RequestTimeout: a client that sent a request before the close comes gets
-// its answer. A drain closes this way.
+// its answer.
 func (s *session) closeWhenAnswered(code websocket.StatusCode, reason, metric string) {
 	deadline := time.Now().Add(s.h.cfg.RequestTimeout)
 	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
@@ -448,7 +490,7 @@ func (s *session) refuse(typ websocket.MessageType, b []byte) {
 // knownOp returns op for the metric label when it is an op of the
 // protocol, else "unknown" (the label never takes client text).
 func knownOp(op string) string {
-	if _, ok := ops[op]; ok || op == "ping" || op == "auth" {
+	if _, ok := ops[op]; ok || op == "ping" || op == "auth" || op == protocol.OpDrained {
 		return op
 	}
 	if op == "" {
@@ -468,6 +510,11 @@ func (s *session) handle(b []byte) {
 	switch req.Op {
 	case "ping":
 		s.answer(req.ID, req.Op, empty{}, nil)
+		return
+	case protocol.OpDrained:
+		// Its reply is queued before the close frame.
+		s.answer(req.ID, req.Op, empty{}, nil)
+		s.drained()
 		return
 	case "auth":
 		res, refused, err := s.auth(&req)

@@ -432,6 +432,69 @@ describe('coupons and resync', () => {
   });
 });
 
+describe('drain handover', () => {
+  it('on a draining push: sends drained, moves unsent requests to the next node, keeps the old socket for its replies', async () => {
+    const c = newClient({ urls: ['ws://a:8080/ws'], random: () => 0.5 });
+    const errors = [];
+    c.on('error', (e) => errors.push(e));
+    c.connect();
+    const old = await openAndAuth();
+    const inFlight = c.wallet();
+    const sentBefore = old.lastRequest('wallet');
+    old.receive(JSON.stringify({ push: 'draining', addresses: ['b:8080', 'c:8080'] }));
+    // drained goes out after every request sent before it, and nothing after it
+    expect(old.requests.at(-1).op).toBe('drained');
+    expect(old.requests.findIndex((r) => r.op === 'drained')).toBeGreaterThan(old.requests.findIndex((r) => r.id === sentBefore.id));
+    const during = c.get('c42'); // made during the handover: waits, never fails
+    const claimed = c.claim('c43', { rid: 'r1' });
+    expect(old.requests.at(-1).op).toBe('drained');
+    expect(c.urls).toEqual(['ws://a:8080/ws', 'ws://b:8080/ws', 'ws://c:8080/ws']);
+    // the next connection opens at once (a jittered delay of at most 250 ms), to a named node
+    await vi.advanceTimersByTimeAsync(250);
+    const next = FakeWebSocket.last;
+    expect(next).not.toBe(old);
+    expect(next.url).toBe('ws://b:8080/ws');
+    // a failed attempt keeps the waiting request for the one after
+    next.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(1000);
+    const next2 = FakeWebSocket.last;
+    expect(next2.url).toBe('ws://c:8080/ws');
+    // the old socket still delivers the reply to what it received
+    old.reply(sentBefore.id, { claims: [{ coupon: 'c1', n: 1 }] });
+    expect(await inFlight).toEqual([{ coupon: 'c1', n: 1 }]);
+    await openAndAuth(next2);
+    const get = next2.lastRequest('get');
+    expect(get.coupon).toBe('c42');
+    next2.reply(get.id, { coupon: coupon('c42', 3) });
+    expect((await during).version).toBe(3);
+    const claim = next2.lastRequest('claim');
+    expect(claim.rid).toBe('r1');
+    // the old socket's 1012 close fails nothing and does not disturb the new connection
+    old.serverClose(1012, 'b:8080,c:8080');
+    expect(c.state).toBe('online');
+    next2.reply(claim.id, { claim: { coupon: 'c43', n: 1, code: 'c43-1' } });
+    await flush();
+    expect((await claimed).queued).toBe(true); // made while not authed: sent from the queue, answered there
+    expect(await c.pendingClaims()).toEqual([]);
+    expect(errors).toEqual([]);
+    c.close();
+  });
+
+  it('a request sent before the draining push and never answered is still reported', async () => {
+    const c = newClient({ urls: ['ws://a:8080/ws', 'ws://b:8080/ws'], random: () => 0.5 });
+    c.connect();
+    const old = await openAndAuth();
+    const lost = c.wallet();
+    old.receive(JSON.stringify({ push: 'draining', addresses: ['b:8080'] }));
+    await vi.advanceTimersByTimeAsync(250);
+    await openAndAuth(FakeWebSocket.last);
+    old.serverClose(1012, 'b:8080');
+    await expect(lost).rejects.toMatchObject({ code: 'disconnected' });
+    expect(c.state).toBe('online');
+    c.close();
+  });
+});
+
 describe('offline claims', () => {
   it('queues a claim made offline with its rid and sends it once on reconnect', async () => {
     const cache = createCache({ store: await memoryStore('claims-1') });

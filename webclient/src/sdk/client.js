@@ -95,7 +95,13 @@ export class CouponmeshClient {
     this._waiting = []; // requests beyond maxInFlight: {frame, entry}
     this._inFlight = 0;
     this._urlIndex = 0;
-    this._preferred = []; // URLs handed over by a 1012 close, tried first
+    this._preferred = []; // URLs handed over by a 1012 close or a draining push, tried first
+    // A draining push hands the connection over: the old socket stays open to
+    // receive the replies of what was sent on it (_drainingConn, _drainingWs),
+    // and requests made meanwhile wait for the next connection (_handingOver).
+    this._drainingConn = 0;
+    this._drainingWs = null;
+    this._handingOver = false;
     this._attempt = 0;
     this._reconnectTimer = null;
     this._pingTimer = null;
@@ -215,10 +221,16 @@ export class CouponmeshClient {
     let opened = false;
     let ended = false;
     const end = (code, reason) => {
-      if (ended || conn !== this._connSeq) return;
+      if (ended) return;
+      if (conn === this._drainingConn) {
+        ended = true;
+        this._onDrainedClose(conn, code, reason);
+        return;
+      }
+      if (conn !== this._connSeq) return;
       ended = true;
       clearTimeout(connectTimer);
-      this._onClose(code, reason);
+      this._onClose(conn, code, reason);
     };
     // A handshake that hangs (a node shutting down, a black-holed address)
     // counts as a failed attempt.
@@ -239,8 +251,8 @@ export class CouponmeshClient {
       this._authenticate(conn);
     };
     ws.onmessage = (ev) => {
-      if (conn !== this._connSeq) return;
-      this._onFrame(ev.data);
+      if (conn !== this._connSeq && conn !== this._drainingConn) return;
+      this._onFrame(ev.data, conn);
     };
     ws.onerror = () => {
       // Browsers follow an error with a close event; some implementations
@@ -285,6 +297,7 @@ export class CouponmeshClient {
   }
 
   _onAuthed(conn, ok) {
+    this._handingOver = false;
     this._authed = true;
     this.anonymous = false;
     this._attempt = 0;
@@ -298,6 +311,7 @@ export class CouponmeshClient {
 
   /** A visitor's connection: online without auth, the allowed ops only. */
   _beAnonymous(conn) {
+    this._handingOver = false;
     this.anonymous = true;
     this.user = undefined;
     this._attempt = 0;
@@ -359,12 +373,12 @@ export class CouponmeshClient {
     if (err.code === 'unauthorized' || err.code === 'forbidden') this._emit('unauthorized', err);
   }
 
-  _onClose(code, reason) {
+  _onClose(conn, code, reason) {
     this._ws = null;
     this._authed = false;
     this.anonymous = false;
     this._stopPing();
-    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`));
+    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`), conn);
     this._emit('close', { code, reason });
     if (!this._started) {
       this._setState(STATES.OFFLINE);
@@ -401,19 +415,82 @@ export class CouponmeshClient {
 
   _dropSocket(code, reason) {
     const ws = this._ws;
+    const draining = this._drainingWs;
     this._connSeq++; // ignore whatever the old socket still reports
     this._ws = null;
+    this._drainingWs = null;
+    this._drainingConn = 0;
+    this._handingOver = false;
     this._authed = false;
     this.anonymous = false;
     this._stopPing();
     this._failPending(new CouponmeshError('disconnected', reason));
-    if (ws) {
+    for (const s of [ws, draining]) {
+      if (!s) continue;
       try {
-        ws.close(code, reason);
+        s.close(code, reason);
       } catch {
         /* already closed */
       }
     }
+  }
+
+  /**
+   * A draining push: the node will close this connection with 1012 once it
+   * has answered what it received. Nothing more is sent on it; drained tells
+   * the node so (after every request sent before it), the socket stays open
+   * for the replies, and the next connection opens at once, to the nodes
+   * the push names first. Requests made meanwhile, and those waiting for a
+   * slot, are sent on the next connection: none is failed for a request the
+   * server never received.
+   */
+  _onDraining(msg, conn) {
+    if (conn !== this._connSeq || !this._ws) return;
+    const ws = this._ws;
+    const addresses = Array.isArray(msg.addresses) ? msg.addresses.filter((a) => typeof a === 'string') : [];
+    const handed = parseAddresses(addresses.join(','), this._lastUrl);
+    for (const u of handed) this._addUrl(u);
+    this._preferred = handed.filter((u) => u !== this._lastUrl);
+    try {
+      ws.send(JSON.stringify({ id: this._nextId++, op: 'drained' }));
+    } catch {
+      /* closing already: its close event ends it */
+    }
+    // The old socket's requests no longer count against the next
+    // connection's slots (each session has its own limit on the server).
+    for (const p of this._pending.values()) {
+      if (p.conn === conn && p.counted) {
+        p.counted = false;
+        this._inFlight = Math.max(0, this._inFlight - 1);
+      }
+    }
+    if (this._drainingWs && this._drainingWs !== ws) {
+      // a second handover before the first socket closed: let it go, and
+      // what it never answered with it
+      const first = this._drainingConn;
+      try {
+        this._drainingWs.close(1000, 'handed over');
+      } catch {
+        /* closed */
+      }
+      this._failPending(new CouponmeshError('disconnected', 'connection closed (handed over twice)'), first);
+    }
+    this._drainingConn = conn;
+    this._drainingWs = ws;
+    this._handingOver = true;
+    this._ws = null;
+    this._authed = false;
+    this.anonymous = false;
+    this._stopPing();
+    this._attempt = 0; // a short random delay: the other nodes are not stampeded
+    this._scheduleReconnect();
+  }
+
+  /** The draining socket closed: what it never answered is lost with it. */
+  _onDrainedClose(conn, code, reason) {
+    this._drainingConn = 0;
+    this._drainingWs = null;
+    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`), conn);
   }
 
   _networkChanged(online) {
@@ -463,22 +540,23 @@ export class CouponmeshClient {
 
   // ---- frames ----
 
-  _onFrame(data) {
+  _onFrame(data, conn = this._connSeq) {
     if (typeof data !== 'string') return; // the server sends text frames only
     for (const { msg, error, raw } of splitFrame(data)) {
       if (error) {
         this._emit('error', new CouponmeshError('bad_request', `malformed message from server: ${raw.slice(0, 80)}`));
         continue;
       }
-      this._onMessage(msg);
+      this._onMessage(msg, conn);
     }
   }
 
-  _onMessage(msg) {
+  _onMessage(msg, conn = this._connSeq) {
     if (!msg || typeof msg !== 'object') return;
     if (typeof msg.push === 'string') {
       this._emit('push', msg);
-      if (msg.push === 'coupon' && msg.coupon) this.applyCoupon(msg.coupon);
+      if (msg.push === 'draining') this._onDraining(msg, conn);
+      else if (msg.push === 'coupon' && msg.coupon) this.applyCoupon(msg.coupon);
       else if (msg.push === 'feed' && msg.entry) this._onFeedPush(msg.entry);
       else if (msg.push === 'presence' && typeof msg.coupon === 'string') {
         this._presenceAt.set(msg.coupon, ++this._presencePushes);
@@ -517,7 +595,8 @@ export class CouponmeshClient {
 
   _send(body, { timeoutMs, direct = false } = {}) {
     return new Promise((resolve, reject) => {
-      if (!(direct ? this._ws : this._ready(body.op))) {
+      const handOver = !direct && this._handingOver; // until the next connection is online
+      if (!handOver && !(direct ? this._ws : this._ready(body.op))) {
         if (this._ws && this.anonymous) reject(new CouponmeshError('unauthorized', `sign in to ${body.op}`));
         else reject(new CouponmeshError('disconnected', `not connected (${body.op})`));
         return;
@@ -537,12 +616,13 @@ export class CouponmeshClient {
         reject(new CouponmeshError('timeout', `no reply to ${body.op} within ${ms} ms`));
       }, ms);
       const frame = JSON.stringify({ id, ...body });
-      if (direct || this._inFlight < this.maxInFlight) this._transmit(id, frame, entry, !direct);
-      else this._waiting.push({ id, op: body.op, frame, entry });
+      if (!handOver && (direct || this._inFlight < this.maxInFlight)) this._transmit(id, frame, entry, !direct);
+      else this._waiting.push({ id, op: body.op, frame, entry }); // sent by _pump on the next connection
     });
   }
 
   _transmit(id, frame, entry, count) {
+    entry.conn = this._connSeq;
     this._pending.set(id, entry);
     if (count) {
       entry.counted = true;
@@ -570,12 +650,24 @@ export class CouponmeshClient {
     }
   }
 
-  _failPending(err) {
-    const pending = [...this._pending.values()];
-    const waiting = this._waiting.map((w) => w.entry);
-    this._pending.clear();
-    this._waiting = [];
-    this._inFlight = 0;
+  /**
+   * Rejects the requests sent on connection conn (every connection's when
+   * conn is undefined) and those waiting to be sent, unless a handover keeps
+   * them for the next connection.
+   */
+  _failPending(err, conn) {
+    const pending = [];
+    for (const [id, p] of this._pending) {
+      if (conn !== undefined && p.conn !== conn) continue;
+      this._pending.delete(id);
+      if (p.counted) this._inFlight = Math.max(0, this._inFlight - 1);
+      pending.push(p);
+    }
+    let waiting = [];
+    if (conn === undefined || !this._handingOver) {
+      waiting = this._waiting.map((w) => w.entry);
+      this._waiting = [];
+    }
     for (const p of [...pending, ...waiting]) {
       clearTimeout(p.timer);
       p.reject(err);

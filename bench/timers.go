@@ -13,9 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
@@ -443,7 +441,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 	if err := sleepCtx(ctx, 2*time.Second); err != nil { // a doubled wake-up would come about now
 		return p, err
 	}
-	entries, err := timersJournal(ctx, e.db)
+	entries, err := timersJournal(ctx, e.db, ids)
 	if err != nil {
 		return p, err
 	}
@@ -579,36 +577,37 @@ func timersWatch(ctx context.Context, e *benchEnv, nodes []*benchNode, ids []str
 	return ws, nil
 }
 
-// timersJournal reads every expired entry from the database: the At of
-// each, by coupon entity, in seq order.
-func timersJournal(ctx context.Context, uri string) (map[string][]time.Time, error) {
+// timersJournal reads the expired entries of the coupons ids from the
+// database, through persistence/mongodb: the At of each, by coupon entity.
+func timersJournal(ctx context.Context, uri string, ids []string) (map[string][]time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // the database may still be busy with the burst
 	defer cancel()
-	mc, err := mongo.Connect(options.Client().ApplyURI(uri))
+	st, err := openStore(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = mc.Disconnect(context.Background()) }()
-	cur, err := mc.Database("couponmesh").Collection("journal").Find(ctx, bson.D{{Key: "t", Value: coupon.EntryExpired}},
-		options.Find().SetProjection(bson.D{{Key: "e", Value: 1}, {Key: "at", Value: 1}, {Key: "ns", Value: 1}, {Key: "seq", Value: 1}}).
-			SetSort(bson.D{{Key: "e", Value: 1}, {Key: "seq", Value: 1}}))
-	if err != nil {
-		return nil, err
-	}
-	defer cur.Close(ctx)
+	defer st.Close(context.Background())
+	var mu sync.Mutex
 	out := map[string][]time.Time{}
-	for cur.Next(ctx) {
-		var d struct {
-			E  string        `bson:"e"`
-			At bson.DateTime `bson:"at"`
-			NS int32         `bson:"ns"`
-		}
-		if err := cur.Decode(&d); err != nil {
-			return nil, err
-		}
-		out[d.E] = append(out[d.E], d.At.Time().Add(time.Duration(d.NS)))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, id := range ids {
+		g.Go(func() error {
+			entries, err := journalEntries(gctx, st, coupon.Entity(id))
+			if err != nil {
+				return fmt.Errorf("journal of %s: %w", id, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range entries {
+				if e.Type == coupon.EntryExpired {
+					out[e.Entity] = append(out[e.Entity], e.At)
+				}
+			}
+			return nil
+		})
 	}
-	return out, cur.Err()
+	return out, g.Wait()
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	if a.mongo, err = mongodb.Open(ctx, mcfg, log); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	ccfg := cfg.cacheConfig()
+	ccfg := cfg.Cache
 	ccfg.Registerer = reg
 	a.store, err = cache.New(a.mongo, ccfg)
 	if err != nil {

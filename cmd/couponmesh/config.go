@@ -58,21 +58,9 @@ type Config struct {
 	// mongodb.Config. Options written in mongo_uri (w, maxPoolSize,
 	// readPreference, …) win over these keys.
 	Mongo mongoSection `yaml:"mongo" envPrefix:"MONGO_"`
-	Cache struct {
-		SizeMB      int      `yaml:"size_mb" env:"SIZE_MB"`
-		SnapshotTTL Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
-		BrowseTTL   Duration `yaml:"browse_ttl" env:"BROWSE_TTL"`
-		// BrowseStaleIfDown: while the database is down, browse pages up
-		// to this old are served rather than an error.
-		BrowseStaleIfDown Duration `yaml:"browse_stale_if_down" env:"BROWSE_STALE_IF_DOWN"`
-		// SnapshotFlush: snapshots are written to the database behind the
-		// grains, each entity at most once per this interval, once
-		// SnapshotFlushEntries journal entries went by or it has waited
-		// SnapshotFlushMaxAge.
-		SnapshotFlush        Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
-		SnapshotFlushEntries int64    `yaml:"snapshot_flush_entries" env:"SNAPSHOT_FLUSH_ENTRIES"`
-		SnapshotFlushMaxAge  Duration `yaml:"snapshot_flush_max_age" env:"SNAPSHOT_FLUSH_MAX_AGE"`
-	} `yaml:"cache" envPrefix:"CACHE_"`
+	// Cache sizes the snapshot and browse caches and the snapshots written
+	// behind: the keys of cache.Config.
+	Cache cache.Config `yaml:"cache" envPrefix:"CACHE_"`
 	// WS holds the WebSocket limits: the keys of ws.Config, and the
 	// trusted proxies.
 	WS     wsSection `yaml:"ws" envPrefix:"WS_"`
@@ -141,6 +129,7 @@ type wsSection struct {
 func DefaultConfig() Config {
 	var c Config
 	c.Mongo.Config = mongodb.DefaultConfig()
+	c.Cache = cache.DefaultConfig()
 	c.Mongo.PoolMin, c.Mongo.PoolMax = c.Mongo.MinPoolSize, c.Mongo.MaxPoolSize
 	c.WS.Config = ws.DefaultConfig()
 	c.Cluster.MemberlistConfig = membership.DefaultConfig()
@@ -212,7 +201,6 @@ func (c *Config) fill() {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
-	c.fillStore()
 	if c.TTL <= 0 {
 		c.TTL = DefaultConfig().TTL
 	}
@@ -261,45 +249,12 @@ func (c *Config) trustedProxies() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// fillStore fills the cache section from the package's defaults, so that
-// --check-config shows the values in force.
-func (c *Config) fillStore() {
-	dur := func(d *Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = Duration(v)
-		}
-	}
-	cd := cache.DefaultConfig()
-	if c.Cache.SizeMB <= 0 {
-		c.Cache.SizeMB = cd.SizeMB
-	}
-	dur(&c.Cache.SnapshotTTL, cd.SnapshotTTL)
-	dur(&c.Cache.BrowseTTL, cd.BrowseTTL)
-	dur(&c.Cache.SnapshotFlush, cd.FlushInterval)
-	if c.Cache.SnapshotFlushEntries <= 0 {
-		c.Cache.SnapshotFlushEntries = cd.FlushEntries
-	}
-	dur(&c.Cache.SnapshotFlushMaxAge, cd.FlushMaxAge)
-	dur(&c.Cache.BrowseStaleIfDown, cd.StaleIfDown)
-}
-
 // mongoConfig is the store configuration for uri.
 func (c *Config) mongoConfig(uri string) mongodb.Config {
 	m := c.Mongo.Config
 	m.URI, m.Database = uri, c.MongoDatabase
 	m.MaxPoolSize, m.MinPoolSize = c.Mongo.PoolMax, c.Mongo.PoolMin
 	return m
-}
-
-// cacheConfig is the cache configuration of the cache section. (The
-// section does not embed cache.Config: config_test.go reads its durations
-// as this package's Duration.)
-func (c *Config) cacheConfig() cache.Config {
-	cc := c.Cache
-	return cache.Config{
-		SizeMB: cc.SizeMB, SnapshotTTL: cc.SnapshotTTL.D(), BrowseTTL: cc.BrowseTTL.D(), StaleIfDown: cc.BrowseStaleIfDown.D(),
-		FlushInterval: cc.SnapshotFlush.D(), FlushEntries: cc.SnapshotFlushEntries, FlushMaxAge: cc.SnapshotFlushMaxAge.D(),
-	}
 }
 
 // authConfig is the token configuration with the HS256 secret and the
@@ -370,7 +325,7 @@ func (c *Config) validate() error {
 	if err := c.nodeConfig().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	}
-	if err := c.cacheConfig().Validate(); err != nil {
+	if err := c.Cache.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cache: %w", err))
 	}
 	if err := c.Actors.GrainConfig.Validate(); err != nil {

@@ -25,7 +25,7 @@ func TestMongoAndCacheConfig(t *testing.T) {
 		m.WriteTimeout != 2*time.Second || m.OpTimeout != 5*time.Second || m.WriteConcern != "majority" || m.Flushers != 1 {
 		t.Errorf("mongo config %+v", m)
 	}
-	if cfg.Cache.SizeMB != 32 || cfg.Cache.BrowseTTL.D() != time.Second || cfg.Cache.SnapshotTTL.D() != 10*time.Minute {
+	if cfg.Cache.SizeMB != 32 || cfg.Cache.BrowseTTL != time.Second || cfg.Cache.SnapshotTTL != 10*time.Minute {
 		t.Errorf("cache config %+v", cfg.Cache)
 	}
 	out := cfg.Redacted()

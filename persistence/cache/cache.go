@@ -21,37 +21,37 @@ type Config struct {
 	// SizeMB bounds the memory of the snapshot cache and of the browse
 	// cache, each (bigcache's HardMaxCacheSize); the oldest entries are
 	// evicted beyond it.
-	SizeMB int
+	SizeMB int `yaml:"size_mb" env:"SIZE_MB"`
 	// Shards of each bigcache (a power of two). An entry larger than
 	// SizeMB/Shards cannot be cached.
-	Shards int
+	Shards int `yaml:"-" env:"-"`
 	// SnapshotTTL is how long a snapshot stays cached.
-	SnapshotTTL time.Duration
+	SnapshotTTL time.Duration `yaml:"snapshot_ttl" env:"SNAPSHOT_TTL"`
 	// BrowseTTL bounds how stale a browse page may be (changes made through
 	// other nodes show after it at the latest).
-	BrowseTTL time.Duration
+	BrowseTTL time.Duration `yaml:"browse_ttl" env:"BROWSE_TTL"`
 	// StaleIfDown: while the database is unavailable, a browse page older
 	// than BrowseTTL (or invalidated) but younger than this is served
 	// rather than an error.
-	StaleIfDown time.Duration
+	StaleIfDown time.Duration `yaml:"browse_stale_if_down" env:"BROWSE_STALE_IF_DOWN"`
 	// MaxDirty bounds the snapshots waiting to be written behind; beyond
 	// it PutSnapshot writes inline.
-	MaxDirty int
+	MaxDirty int `yaml:"-" env:"-"`
 	// FlushInterval is the time between two rounds of writing dirty
 	// snapshots: an entity is written once per interval at most.
-	FlushInterval time.Duration
+	FlushInterval time.Duration `yaml:"snapshot_flush" env:"SNAPSHOT_FLUSH"`
 	// FlushEntries: a round writes an entity once its snapshot moved this
 	// many journal entries since it became dirty (what a reactivation
 	// elsewhere replays at most, about, if this node dies)...
-	FlushEntries int64
+	FlushEntries int64 `yaml:"snapshot_flush_entries" env:"SNAPSHOT_FLUSH_ENTRIES"`
 	// ... or once it has been dirty for FlushMaxAge (from half of it on,
 	// spread by entity).
-	FlushMaxAge time.Duration
+	FlushMaxAge time.Duration `yaml:"snapshot_flush_max_age" env:"SNAPSHOT_FLUSH_MAX_AGE"`
 	// FlushRetry is the pause before writing snapshots again after the
 	// database failed.
-	FlushRetry time.Duration
+	FlushRetry time.Duration `yaml:"-" env:"-"`
 	// Registerer receives the metrics (nil: not registered).
-	Registerer prometheus.Registerer
+	Registerer prometheus.Registerer `yaml:"-" env:"-"`
 }
 
 // DefaultConfig returns the production defaults.

@@ -125,7 +125,7 @@ BENCH_MICRO_TIME ?= 200ms
 bench-micro:
 	$(GO) test -p 1 -run '^$$' -benchtime $(BENCH_MICRO_TIME) -count 1 \
 		-bench '^Benchmark(Push|DecodeRequest|EncodeReply|SessionSend|FanOut|FanOutLoopback|BatchAssembly)$$' \
-		. ./transport/ws ./actors/hub ./persistence/mongodb
+		./protocol ./transport/ws ./actors/hub ./persistence/mongodb
 
 ## lint: go vet, staticcheck (pinned as a tool in go.mod) and gofmt, all clean
 lint:

@@ -33,7 +33,10 @@ import (
 // and a loopback TCP socket, until every client has read it. The op is
 // "pushes=K pushes published back to back, then wait until every client
 // read all K": K=1 is one update at a time, K=16 lets the writers batch
-// queued frames. Figures:
+// queued frames. The K pushes are of K different coupons, each followed by
+// every session: K pushes of one coupon would be conflated (a session with
+// a newer version of a coupon queued sends only that one, docs/PROTOCOL.md).
+// Figures:
 //
 //   - ns/delivery, deliveries/s: the whole op divided by K×sessions;
 //   - send_ns/delivery: the wall time of the publishing loop alone (the
@@ -59,29 +62,39 @@ func BenchmarkFanOutLoopback(b *testing.B) {
 				b.Skipf("%d sessions need %d open files; the limit is %d", n, 2*n+500, lim.Cur)
 			}
 			f := startFanOut(b, n)
-			for _, k := range []int{1, 16} {
+			for _, k := range []int{1, maxPushes} {
 				b.Run(fmt.Sprintf("pushes=%d", k), func(b *testing.B) { f.run(b, k) })
 			}
 		})
 	}
 }
 
+// maxPushes is the largest op: that many pushes back to back.
+const maxPushes = 16
+
 // fanOut is a Handler on a loopback server with n authenticated sessions
-// subscribed to one coupon, each with a client that counts what it reads.
+// subscribed to maxPushes coupons, each with a client that counts what it
+// reads.
 type fanOut struct {
 	n         int
 	h         *Handler
 	hub       *transporttest.Hub
-	coupon    couponmesh.Coupon
-	delivered atomic.Int64 // messages read by all clients
-	want      atomic.Int64 // delivered count at which the current op is done
+	coupons   []couponmesh.Coupon // one per push of an op
+	delivered atomic.Int64        // messages read by all clients
+	want      atomic.Int64        // delivered count at which the current op is done
 	done      chan struct{}
 }
 
 func startFanOut(b *testing.B, n int) *fanOut {
 	f := &fanOut{n: n, hub: transporttest.NewHub(), done: make(chan struct{}, 1)}
 	svc := transporttest.NewService(f.hub)
-	f.coupon = svc.Put(benchCoupon())
+	var subs []string
+	for i := range maxPushes {
+		c := benchCoupon()
+		c.ID = fmt.Sprintf("c%d", i)
+		f.coupons = append(f.coupons, svc.Put(c))
+		subs = append(subs, fmt.Sprintf(`{"id":%q,"version":0}`, c.ID))
+	}
 	tokens, err := auth.New(auth.LocalConfig("bench"))
 	if err != nil {
 		b.Fatal(err)
@@ -124,7 +137,7 @@ func startFanOut(b *testing.B, n int) *fanOut {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}}
 		clients[i] = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 	}
-	subscribe := fmt.Sprintf(`{"id":2,"op":"subscribe","coupons":[{"id":%q,"version":0}]}`, f.coupon.ID)
+	subscribe := `{"id":2,"op":"subscribe","coupons":[` + strings.Join(subs, ",") + `]}`
 	start := time.Now()
 	var next atomic.Int64
 	var setup sync.WaitGroup
@@ -149,8 +162,10 @@ func startFanOut(b *testing.B, n int) *fanOut {
 	if failed != nil {
 		b.Fatal(failed)
 	}
-	if got := f.hub.Subscribers(f.coupon.ID); got != n {
-		b.Fatalf("%d sessions subscribed, want %d", got, n)
+	for _, c := range f.coupons {
+		if got := f.hub.Subscribers(c.ID); got != n {
+			b.Fatalf("%d sessions subscribed to %s, want %d", got, c.ID, n)
+		}
 	}
 	b.Logf("%d sessions connected, authenticated and subscribed in %v", n, time.Since(start).Round(time.Millisecond))
 	return f
@@ -212,9 +227,10 @@ func (f *fanOut) read(ctx context.Context, c *websocket.Conn) {
 func (f *fanOut) op(b *testing.B, k int) time.Duration {
 	f.want.Add(int64(k * f.n))
 	t0 := time.Now()
-	for range k {
-		f.coupon.Version++
-		if got := f.hub.PublishCoupon(f.coupon); got != f.n {
+	for i := range k {
+		c := &f.coupons[i]
+		c.Version++
+		if got := f.hub.PublishCoupon(*c); got != f.n {
 			b.Fatalf("%d sessions took the push, want %d", got, f.n)
 		}
 	}

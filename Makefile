@@ -63,7 +63,7 @@ SOAK_TIMEOUT  ?= 60m
 soak:
 	@mkdir -p bench-results
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_SAMPLE=$(SOAK_SAMPLE) SOAK_REPORT=$(CURDIR)/bench-results/soak.md \
-		$(GO) test -tags chaos -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestSoak$$' ./internal/chaos > bench-results/soak.log 2>&1; \
+		$(GO) test -tags chaos,soak -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestSoak$$' ./internal/chaos > bench-results/soak.log 2>&1; \
 		status=$$?; grep -E '^\s*(=== RUN|--- |PASS|FAIL|ok)|_test.go:[0-9]+: [^n]' bench-results/soak.log | cut -c1-400; \
 		cat bench-results/soak.md 2>/dev/null; exit $$status
 

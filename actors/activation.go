@@ -102,7 +102,7 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		a.activatedAt = time.Now()
 		a.Log = a.Cfg.Log.With("kind", a.Kind, "id", a.ID)
 		a.Cfg.Metrics.Activations.WithLabelValues(a.Kind).Inc()
-		a.ensureLoaded(ctx)
+		a.ensureLoaded()
 		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
 	case *actor.ReceiveTimeout:
 		switch {
@@ -130,7 +130,7 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 	case revalidateTick:
 		a.revalidate = nil
 		if a.Serving() {
-			a.validateNow(ctx, "recheck")
+			a.validateNow(ctx, "stale")
 		}
 	case *cluster.ClusterTopology:
 		// Sent by the placement actor when members left: their hubs are gone.
@@ -160,7 +160,7 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 			a.Leave(ctx, "requested")
 			return nil
 		}
-		if !a.ensureLoaded(ctx) {
+		if !a.ensureLoaded() {
 			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
 			return nil
 		}
@@ -177,34 +177,20 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 	return nil
 }
 
-func (a *Activation[M]) ensureLoaded(ctx actor.Context) bool {
+func (a *Activation[M]) ensureLoaded() bool {
 	if a.loaded {
 		return true
 	}
-	opCtx, cancel := a.OpContext()
+	ctx, cancel := a.OpContext()
 	defer cancel()
 	epoch := a.Cfg.Churn.Epoch() // before the read: churn during it validates again
-	m, err := a.load(opCtx, a.ID)
+	m, err := a.load(ctx, a.ID)
 	if err != nil {
 		a.Log.Warn("load failed", "err", err)
 		return false
 	}
 	a.M, a.loaded, a.validated = m, true, epoch
-	a.recheckWhenSettled(ctx)
 	return true
-}
-
-// recheckWhenSettled has a state read while the cluster is unsettled
-// (Churn.UnsettledFor) validate once more when the window ends: a write a
-// dead member sent before it died may land after the read, and with no
-// later request the grain and its subscribers would never learn of it.
-func (a *Activation[M]) recheckWhenSettled(ctx actor.Context) {
-	d := a.Cfg.Churn.UnsettledFor()
-	if d == 0 || a.revalidate != nil {
-		return
-	}
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	a.revalidate = time.AfterFunc(d+revalidateAfter/5, func() { root.Send(self, revalidateTick{}) })
 }
 
 // validate makes sure the state misses no write of another activation
@@ -241,7 +227,6 @@ func (a *Activation[M]) validateNow(ctx actor.Context, why string) bool {
 		return false
 	case n > 0:
 		a.validated = epoch
-		a.recheckWhenSettled(ctx)
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "caught_up").Inc()
 		a.Log.Info("caught up with entries another activation wrote", "entries", n, "seq", a.M.Seq())
 		if a.OnCaughtUp != nil {
@@ -249,7 +234,6 @@ func (a *Activation[M]) validateNow(ctx actor.Context, why string) bool {
 		}
 	default:
 		a.validated = epoch
-		a.recheckWhenSettled(ctx)
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "current").Inc()
 	}
 	return true

@@ -1,9 +1,6 @@
 package actors
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "sync/atomic"
 
 // Churn tells the grains of a node when an activation may have missed
 // writes of another activation of its identity: a member joined, left or was
@@ -18,21 +15,10 @@ import (
 // journal before it answers (Activation). In steady state that is one atomic
 // load per request. A nil *Churn never asks for validation. Safe for
 // concurrent use.
-//
-// After every change the cluster is also unsettled for a while
-// (UnsettledFor): a write that a dead member sent before it died can still
-// land in the database after a new activation loaded. A grain that loads or
-// validates then reads its journal once more when the window ends.
 type Churn struct {
 	epoch    atomic.Uint64
 	conflict atomic.Bool
-	until    atomic.Int64 // unix nanos: the end of the unsettled window
 }
-
-// unsettled is how long after a membership change a write of another
-// activation may still land: a dead member's last write queued in the
-// database, whose own timeout the database does not know.
-const unsettled = 3 * time.Second
 
 // NewChurn returns a Churn at epoch 1.
 func NewChurn() *Churn {
@@ -47,17 +33,7 @@ func NewChurn() *Churn {
 // stopped writing by then).
 func (c *Churn) Changed(conflict bool) {
 	c.conflict.Store(conflict)
-	c.until.Store(time.Now().Add(unsettled).UnixNano())
 	c.epoch.Add(1)
-}
-
-// UnsettledFor returns how long writes of other activations may still land
-// after the last change (0 when settled or for a nil Churn).
-func (c *Churn) UnsettledFor() time.Duration {
-	if c == nil {
-		return 0
-	}
-	return max(0, time.Until(time.Unix(0, c.until.Load())))
 }
 
 // Epoch returns the current epoch (0 for a nil Churn).

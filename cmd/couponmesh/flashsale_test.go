@@ -17,7 +17,7 @@ import (
 // TestHotCouponBatchUnknownOutcome: 500 shoppers claim one coupon of 300
 // units at once, so that its grain writes its claims in pipelined batches.
 // The reply to the first write is cut after the server applied it
-// (faultproxy.CutReplyTo), then the database goes down until the grain
+// (faultproxy.CutNextReply), then the database goes down until the grain
 // has answered unavailable: the write's outcome stays unknown to the node,
 // and its grain cannot catch up either. Shoppers retry unavailable answers with the same rid, as the SDKs
 // do. Read straight from the database afterwards: exactly 300 claims with
@@ -80,7 +80,7 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	// the database, the database goes down (every connection closed, new
 	// ones too) until the grain has answered unavailable, so that the
 	// retries of that write and the grain's catch-up fail as well.
-	p.CutReplyTo([]byte("insert\x00")) // a write's reply, not a heartbeat's
+	p.CutNextReply()
 	close(start)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

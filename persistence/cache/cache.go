@@ -157,6 +157,7 @@ func New(inner couponmesh.Store, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	s := &Store{Store: inner, cfg: cfg, snaps: snaps, browse: browse, m: m}
+	m.registerCapacity(cfg.Registerer, map[string]*bigcache.BigCache{"snapshot": snaps, "browse": browse})
 	s.startWriter()
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"github.com/allegro/bigcache/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -43,6 +44,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.hits, m.misses, m.saved, m.skipped, m.evictions, m.stale, m.staleServed, m.dirty)
 	}
 	return m
+}
+
+// registerCapacity exports the memory each bigcache holds (its queues'
+// capacity, which grows by doubling up to SizeMB and never shrinks).
+func (m *metrics) registerCapacity(reg prometheus.Registerer, caches map[string]*bigcache.BigCache) {
+	if reg == nil {
+		return
+	}
+	for name, bc := range caches {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "couponmesh_cache_bytes", Help: "Memory held by a cache's queues (bounded by cache.size_mb), by cache.",
+			ConstLabels: prometheus.Labels{"cache": name},
+		}, func() float64 { return float64(bc.Capacity()) }))
+	}
 }
 
 func counterValue(c prometheus.Counter) int64 {

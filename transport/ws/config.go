@@ -30,7 +30,9 @@ type Config struct {
 	// the session with 1009 (default 16 KiB).
 	ReadLimit int64 `yaml:"read_limit" env:"READ_LIMIT"`
 	// SendQueue is how many frames (replies and pushes) may wait for the
-	// writer before the session is dropped as a slow consumer (default 1024).
+	// writer before the session is dropped as a slow consumer (default 1024),
+	// besides one conflated push per followed coupon and one per coupon's
+	// presence.
 	SendQueue int `yaml:"send_queue" env:"SEND_QUEUE"`
 	// PingInterval is the time between WebSocket pings (default 30 s).
 	PingInterval time.Duration `yaml:"ping_interval" env:"PING_INTERVAL"`

@@ -1,6 +1,7 @@
 package ws_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,53 @@ func TestConflationSlowReader(t *testing.T) {
 	}
 	if len(versions) >= changes {
 		t.Fatalf("%d pushes for %d changes: nothing was conflated, the reader was not slow", len(versions), changes)
+	}
+}
+
+// TestManyCouponsChangingAtOnce: a session follows more coupons than its
+// send queue holds frames and every one of them changes while it does not
+// read (a mass expiry). Their pushes take one place per coupon besides the
+// queue's bound, so the session is not dropped and then reads every
+// coupon's new state. Counted against the bound, they would drop it (100
+// frames waiting, bound 32).
+func TestManyCouponsChangingAtOnce(t *testing.T) {
+	cfg := ws.LocalConfig()
+	cfg.SendQueue = 32
+	cfg.PingInterval = time.Minute
+	e := newSmallBufferEnv(t, cfg)
+
+	const coupons = 100
+	desc := strings.Repeat("d", 2000) // a few pushes fill the socket buffers
+	subs := make([]string, coupons)
+	for i := range coupons {
+		id := fmt.Sprintf("c%d", i)
+		e.svc.Put(couponmesh.Coupon{ID: id, Merchant: "m", Title: "t", Quantity: 10, Description: desc, Version: 1})
+		subs[i] = fmt.Sprintf(`{"id":%q,"version":1}`, id)
+	}
+	r := e.slowRaw()
+	r.auth(e.token("watcher", couponmesh.RoleShopper))
+	r.send(`{"id":1,"op":"subscribe","coupons":[` + strings.Join(subs, ",") + `]}`)
+	if m := r.mustNext(); m["ok"] == nil {
+		t.Fatalf("subscribe: %v", m)
+	}
+	for i := range coupons {
+		e.hub.PublishCoupon(couponmesh.Coupon{ID: fmt.Sprintf("c%d", i), Merchant: "m", Title: "t", Quantity: 10, Claimed: 1, Description: desc, Version: 2})
+	}
+	got := map[string]bool{}
+	for len(got) < coupons {
+		m, err := r.next(ctxT(t))
+		if err != nil {
+			t.Fatalf("after %d of %d coupons' pushes: %v (dropped: %v)", len(got), coupons, err,
+				e.metric("couponmesh_ws_sessions_dropped_total", "reason", "slow_consumer"))
+		}
+		c, _ := m["coupon"].(map[string]any)
+		id, _ := c["id"].(string)
+		if v, _ := c["version"].(float64); m["push"] != "coupon" || v != 2 || got[id] {
+			t.Fatalf("unexpected message %v", m)
+		}
+		got[id] = true
+	}
+	if n := e.metric("couponmesh_ws_sessions_dropped_total", "reason", "slow_consumer"); n != 0 {
+		t.Fatalf("slow consumer drops: %v", n)
 	}
 }

@@ -26,7 +26,8 @@
 // Send queue. Replies and pushes share one bounded queue per session (a
 // mutex-guarded slice: an idle session holds no buffer). A session's Send
 // (its couponmesh.Sink side) never blocks: when the queue holds
-// Config.SendQueue frames the session is dropped with close code 1013 and
+// Config.SendQueue frames besides the conflated pushes (at most one per
+// coupon and one per coupon's presence, conflate.go) the session is dropped with close code 1013 and
 // detached from the hub (asynchronously, so a hub calling Send under its own
 // lock cannot deadlock). The writer drains everything queued into as few
 // text frames as possible, several messages per frame separated by '\n', up

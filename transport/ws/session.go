@@ -117,8 +117,9 @@ func (s *session) serve() {
 }
 
 // Send enqueues a frame for the writer and never blocks. It reports false
-// when the session is closing or its queue is full; in the latter case the
-// session is dropped with 1013 and detached from the hub. A coupon push
+// when the session is closing or its queue is full (SendQueue frames besides
+// one conflated push per coupon and per coupon's presence); in the latter
+// case the session is dropped with 1013 and detached from the hub. A coupon push
 // replaces a queued older push of the same coupon, and one older than what
 // was queued before is dropped (conflate.go). frame is shared and not
 // modified.
@@ -133,7 +134,12 @@ func (s *session) Send(frame []byte) bool {
 		s.mu.Unlock()
 		return true
 	}
-	if len(s.queue) >= s.h.cfg.SendQueue {
+	// Conflated pushes hold at most one slot per key of s.pushes (a coupon,
+	// its presence): they do not count against SendQueue, so a session
+	// following many coupons that all change at once (a mass expiry) is not
+	// dropped for it; the queue stays bounded by SendQueue + 2 ×
+	// MaxSubscriptions.
+	if len(s.queue) >= s.h.cfg.SendQueue+len(s.pushes) {
 		s.closeLocked(websocket.StatusTryAgainLater, "slow consumer", dropSlowConsumer)
 		s.mu.Unlock()
 		// Not inline: the hub may be calling Send under its own lock.

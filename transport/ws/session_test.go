@@ -113,6 +113,28 @@ func newSmallBufferEnv(t *testing.T, cfg ws.Config) *env {
 	return e
 }
 
+// slowRaw dials a raw connection with a small receive buffer: with the
+// server's small send buffer, a few KiB of frames the client does not read
+// stop the session's writer.
+func (e *env) slowRaw() *rawConn {
+	e.t.Helper()
+	dialer := &net.Dialer{}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4 << 10)
+		}
+		return c, err
+	}}}
+	c, _, err := websocket.Dial(ctxT(e.t), e.url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{ws.Subprotocol}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.CloseNow() })
+	c.SetReadLimit(-1)
+	return &rawConn{t: e.t, c: c}
+}
+
 func (l smallBuffers) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -139,21 +161,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 
 	// The slow client: a raw connection with a small receive buffer that
 	// stops reading after subscribing.
-	dialer := &net.Dialer{Control: nil}
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetReadBuffer(4 << 10)
-		}
-		return c, err
-	}}}
-	slowConn, _, err := websocket.Dial(ctxT(t), e.url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{ws.Subprotocol}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slowConn.CloseNow()
-	slowConn.SetReadLimit(-1)
-	slow := &rawConn{t: t, c: slowConn}
+	slow := e.slowRaw()
 	slow.auth(e.token("slow", couponmesh.RoleShopper))
 	slow.send(`{"id":1,"op":"subscribe","coupons":[{"id":"hot"}]}`)
 	if m := slow.mustNext(); m["ok"] == nil {

@@ -77,7 +77,9 @@ func newOp(ctx context.Context, entries []couponmesh.Entry) *appendOp {
 type committer struct {
 	s        *Store
 	queue    chan *appendOp
-	quit     chan struct{}  // closed by stop: flush what is queued, then exit
+	quit     chan struct{}   // closed by stop: flush what is queued, then exit
+	probeCtx context.Context // cancelled by stop: ends suspect's pings
+	endProbe context.CancelFunc
 	exited   chan struct{}  // closed when every flusher has returned
 	wg       sync.WaitGroup // flushers
 	retrying sync.WaitGroup // retries of batches with unknown outcomes
@@ -101,6 +103,7 @@ func newCommitter(s *Store) *committer {
 		quit:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}
+	c.probeCtx, c.endProbe = context.WithCancel(context.Background())
 	for range s.cfg.Flushers {
 		c.wg.Go(c.flusher)
 	}
@@ -117,6 +120,7 @@ func (c *committer) stop(ctx context.Context) {
 	c.stopped.Do(func() {
 		c.closed.Store(true)
 		close(c.quit)
+		c.endProbe()
 	})
 	select {
 	case <-c.exited:
@@ -645,9 +649,12 @@ func (c *committer) suspect() {
 	go func() {
 		defer c.checking.Store(false)
 		for {
-			ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.OpTimeout)
+			ctx, cancel := context.WithTimeout(c.probeCtx, c.s.cfg.OpTimeout)
 			err := c.s.client.Ping(ctx, nil)
 			cancel()
+			if c.closed.Load() {
+				return // the store is closing: nothing to report any more
+			}
 			if err == nil {
 				c.setDown(false)
 				return

@@ -41,6 +41,7 @@ type Activation[M State] struct {
 	activatedAt time.Time
 	recent      recentRing // the last requests handled, for ActorInspect
 	snapTimer   *time.Timer
+	idle        idleTimer
 	superseded  bool        // another activation wrote to the journal: step aside
 	leaving     bool        // passivating: requests are turned away until the mailbox is quiet
 	validated   uint64      // the Churn epoch the state was last loaded or validated at
@@ -76,6 +77,51 @@ func NewActivation[M State](cfg *GrainConfig, kind string, load func(ctx context
 
 type snapshotTick struct{}
 
+// idleTimer passivates a grain after a quiet period. protoactor's
+// ReceiveTimeout is not used: its timer goroutine writes the actor's
+// context while the actor invokes a message that arrives as it fires (a
+// data race under -race), and once fired it stays off until set again, so a
+// grain watched by a hub at that moment never passivated after the hub
+// left. The timer only sends idleTick; the grain counts its messages and
+// acts once a whole period went by without any, so it acts after one to two
+// periods of quiet.
+type idleTimer struct {
+	t      *time.Timer
+	period time.Duration
+	seen   uint64 // messages received
+	mark   uint64 // seen when the timer was last armed
+}
+
+// idleTick is the idle timer's message; it is not activity.
+type idleTick struct{}
+
+// arm makes the timer tick after period (again), from now.
+func (it *idleTimer) arm(ctx actor.Context, period time.Duration) {
+	it.period, it.mark = period, it.seen
+	if it.t == nil {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		it.t = time.AfterFunc(period, func() { root.Send(self, idleTick{}) })
+		return
+	}
+	it.t.Reset(period)
+}
+
+// quiet reports, at an idleTick, whether no message came for a whole
+// period; if one did, it arms the timer again.
+func (it *idleTimer) quiet(ctx actor.Context) bool {
+	if it.seen != it.mark {
+		it.arm(ctx, it.period)
+		return false
+	}
+	return true
+}
+
+func (it *idleTimer) stop() {
+	if it.t != nil {
+		it.t.Stop()
+	}
+}
+
 // revalidateTick makes a grain whose state is Stale read its journal again.
 type revalidateTick struct{}
 
@@ -96,24 +142,34 @@ const revalidateAfter = 250 * time.Millisecond
 // when it cannot be), else nil. Every request but ActorInspect is recorded
 // (method, time, duration, outcome) until After.
 func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
-	switch msg := ctx.Message().(type) {
+	msg := ctx.Message()
+	if _, tick := msg.(idleTick); !tick {
+		a.idle.seen++
+	}
+	switch msg := msg.(type) {
 	case *cluster.ClusterInit:
 		a.ID = msg.Identity.Identity
 		a.activatedAt = time.Now()
 		a.Log = a.Cfg.Log.With("kind", a.Kind, "id", a.ID)
 		a.Cfg.Metrics.Activations.WithLabelValues(a.Kind).Inc()
 		a.ensureLoaded()
-		ctx.SetReceiveTimeout(a.Cfg.PassivateAfter)
-	case *actor.ReceiveTimeout:
+		a.idle.arm(ctx, a.Cfg.PassivateAfter)
+	case idleTick:
+		if !a.idle.quiet(ctx) {
+			return nil
+		}
 		switch {
 		case a.leaving && a.Busy != nil && a.Busy():
-			ctx.SetReceiveTimeout(leaveQuiet) // look again after the write
+			a.idle.arm(ctx, leaveQuiet) // look again after the write
 		case a.leaving:
 			ctx.Stop(ctx.Self()) // the mailbox is quiet: nothing is dropped
 		case a.Hubs.Len() == 0:
 			a.Leave(ctx, "idle")
+		default:
+			a.idle.arm(ctx, a.Cfg.PassivateAfter) // watched: look again later
 		}
 	case *actor.Stopping:
+		a.idle.stop()
 		if a.OnLeave != nil {
 			a.OnLeave()
 		}
@@ -293,7 +349,7 @@ func (a *Activation[M]) Leave(ctx actor.Context, why string) {
 		a.snapTimer = nil
 	}
 	a.snapshot()
-	ctx.SetReceiveTimeout(leaveQuiet)
+	a.idle.arm(ctx, leaveQuiet)
 	// Sessions elsewhere follow this grain: their hubs register again with
 	// the next activation, which pushes them its state.
 	a.Hubs.Nudge(ctx, a.Kind, a.ID)

@@ -388,6 +388,34 @@ func TestIdleGrainPassivatesAndReactivates(t *testing.T) {
 	}
 }
 
+// A grain that is watched when its idle period ends stays while watched and
+// passivates once its watchers left. (With protoactor's ReceiveTimeout,
+// which stays off once it fired, such a grain stayed in memory for good.)
+func TestWatchedGrainPassivatesAfterWatchersLeave(t *testing.T) {
+	a := startApp(t, func(c *Config) { c.Actors.PassivateAfter = 300 * time.Millisecond })
+	cp := createCoupon(t, a, "acme", couponmesh.CouponSpec{Title: ptr("Watched"), Quantity: ptr(4)})
+	c := dial(t, a, "wes", client.Options{})
+	if _, err := c.Subscribe(context.Background(), []client.Sub{{ID: cp.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	live := func() bool {
+		var res struct {
+			Actors []ActorInfo `json:"actors"`
+		}
+		if st := adminDo(t, a.AdminAddr(), http.MethodGet, "/admin/api/actors?kind=coupon", &res); st != http.StatusOK {
+			t.Fatalf("actors: status %d", st)
+		}
+		return slices.ContainsFunc(res.Actors, func(ai ActorInfo) bool { return ai.Identity == "coupon/"+cp.ID })
+	}
+	testutil.Until(t, 10*time.Second, "the coupon grain active", live)
+	time.Sleep(time.Second) // several idle periods while watched
+	if !live() {
+		t.Fatal("the watched coupon grain passivated")
+	}
+	c.Close()
+	testutil.Until(t, 15*time.Second, "the coupon grain passivated after its watcher left", func() bool { return !live() })
+}
+
 // Reads of a coupon active on this node are answered from the state its
 // grain published (actors.LocalCoupons), not through the actor system: a
 // read after an acknowledged claim sees it, and concurrent readers never see

@@ -123,7 +123,10 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.TLS.Server)))
 		ropts = append(ropts, remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS.Client))))
 	}
-	ropts = append(ropts, remote.WithServerOptions(sopts...))
+	// The queue of messages to each other node starts at 4,096 and doubles
+	// as needed: protoactor's default allocates 1,000,000 slots (16 MB) per
+	// peer up front, 30 MB of each node's heap in a three-node cluster.
+	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithEndpointWriterQueueSize(4096))
 	lookup := placement.New(cfg.LookupTimeout)
 	ccfg := cluster.Configure(cfg.ClusterName, cfg.Provider, lookup, remote.Configure(host, port, ropts...),
 		cluster.WithKinds(kinds...), cluster.WithRequestTimeout(cfg.RequestTimeout),

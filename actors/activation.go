@@ -246,6 +246,7 @@ func (a *Activation[M]) ensureLoaded() bool {
 		return false
 	}
 	a.M, a.loaded, a.validated = m, true, epoch
+	a.Cfg.Churn.ReadUnsettled() // read during churn: validated again when it settles
 	return true
 }
 
@@ -283,6 +284,7 @@ func (a *Activation[M]) validateNow(ctx actor.Context, why string) bool {
 		return false
 	case n > 0:
 		a.validated = epoch
+		a.Cfg.Churn.ReadUnsettled()
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "caught_up").Inc()
 		a.Log.Info("caught up with entries another activation wrote", "entries", n, "seq", a.M.Seq())
 		if a.OnCaughtUp != nil {
@@ -290,6 +292,7 @@ func (a *Activation[M]) validateNow(ctx actor.Context, why string) bool {
 		}
 	default:
 		a.validated = epoch
+		a.Cfg.Churn.ReadUnsettled()
 		a.Cfg.Metrics.Validations.WithLabelValues(a.Kind, "current").Inc()
 	}
 	return true

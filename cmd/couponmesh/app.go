@@ -53,6 +53,7 @@ type App struct {
 	adminLn   net.Listener
 	draining  atomic.Bool
 	svc       *actors.Service
+	churn     *actors.Churn
 	members   *membership.Provider
 	public    string // host:port clients reach this node at
 
@@ -115,6 +116,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error
 	// Churn: after membership changes, active grains validate against the
 	// journal before they answer (DESIGN.md invariant 8).
 	churn := actors.NewChurn()
+	a.churn = churn
 	gcfg := cfg.Actors.GrainConfig
 	gcfg.Store, gcfg.Call, gcfg.Local, gcfg.Churn, gcfg.Metrics, gcfg.Log = a.store, call, actors.NewLocalCoupons(churn), churn, actors.NewMetrics(reg), log
 	gcfg.UserWrites = actors.RateLimit{Rate: cfg.Limits.UserWriteRate, Burst: cfg.Limits.UserWriteBurst}

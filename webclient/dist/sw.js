@@ -1,7 +1,7 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-725e18a51037cbc8';
+const CACHE = 'couponmesh-shell-8fd9afabee8ef794';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
@@ -9,7 +9,7 @@ const SHELL = [
   "/icons/icon-192.png",
   "/icons/icon-512.png",
   "/assets/index-C8FlpJAs.css",
-  "/assets/index-DK838YOH.js"
+  "/assets/index-DHyifLcK.js"
 ];
 
 self.addEventListener('install', (event) => {

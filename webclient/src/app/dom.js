@@ -15,6 +15,16 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** Sets node's text when it differs (an update in place touches nothing that did not change). */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** Sets an attribute when it differs. */
+export function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
 export function show(node, on) {
   node.hidden = !on;
 }

@@ -5,7 +5,7 @@
 import './style.css';
 import { CouponmeshClient, ClaimQueue, createCache } from '../sdk/index.js';
 import * as api from './api.js';
-import { $, el, show, errText } from './dom.js';
+import { $, el, show, setText, setAttr, errText } from './dom.js';
 import { couponClock, formatWhen } from './time.js';
 import { watchingText } from './presence.js';
 import { qrSvg } from './qr.js';
@@ -239,21 +239,71 @@ async function submitSignIn(ev) {
 
 // ---- coupons: list ----
 
+/**
+ * A coupon card of the list. A card is made once per coupon and then updated
+ * in place (fillCouponItem): a push or a reload of the list never replaces
+ * the card under a finger or the keyboard focus (it did: a tap between a
+ * re-render and the click landed on a node that was gone).
+ */
 function couponItem(c) {
-  return el(
+  const li = el(
     'li',
-    { 'data-coupon-id': c.id, 'data-status': c.status },
+    { 'data-coupon-id': c.id },
     el(
       'a',
       { href: couponPath(c.id), 'data-link': '' },
-      el('strong', { text: c.title }),
-      el('span', { class: 'discount', text: c.discount || '' }),
-      el('span', { class: 'muted', text: `by ${c.merchant}` }),
-      el('span', { class: 'rem', 'data-testid': 'list-remaining', text: `${c.remaining} of ${c.quantity} left` }),
-      el('span', { class: 'watching', 'data-testid': 'list-watching', text: watchingText(app.client.watching(c.id)) }),
-      el('span', { class: `status s-${c.status}`, text: c.status.replace('_', ' ') }),
+      el('strong', {}),
+      el('span', { class: 'discount' }),
+      el('span', { class: 'muted' }),
+      el('span', { class: 'rem', 'data-testid': 'list-remaining' }),
+      el('span', { class: 'watching', 'data-testid': 'list-watching' }),
+      el('span', {}),
     ),
   );
+  fillCouponItem(li, c);
+  return li;
+}
+
+/** Updates a card made by couponItem to c, changing only what differs. */
+function fillCouponItem(li, c) {
+  setAttr(li, 'data-status', c.status);
+  const [title, discount, merchant, rem, watching, status] = li.firstElementChild.children;
+  setText(title, c.title);
+  setText(discount, c.discount || '');
+  setText(merchant, `by ${c.merchant}`);
+  setText(rem, `${c.remaining} of ${c.quantity} left`);
+  setText(watching, watchingText(app.client.watching(c.id)));
+  setAttr(status, 'class', `status s-${c.status}`);
+  setText(status, c.status.replace('_', ' '));
+}
+
+/**
+ * Shows coupons in the list, keyed by coupon id: a card already on screen is
+ * updated in place, new ones are made; reset makes the list exactly these
+ * coupons in this order (cards of others removed), else they are added at
+ * the end (the next page).
+ */
+function renderList(coupons, reset) {
+  const list = $('#coupon-list');
+  const old = new Map([...list.children].map((li) => [li.dataset.couponId, li]));
+  const cards = [];
+  for (const c0 of coupons) {
+    const c = app.client.coupon(c0.id) || c0;
+    const li = old.get(c.id);
+    old.delete(c.id);
+    if (li) fillCouponItem(li, c);
+    cards.push(li || couponItem(c));
+  }
+  if (!reset) {
+    for (const li of cards) if (!li.parentNode) list.append(li);
+    return;
+  }
+  for (const li of old.values()) li.remove();
+  let at = list.firstElementChild;
+  for (const li of cards) {
+    if (li === at) at = at.nextElementSibling;
+    else list.insertBefore(li, at); // a new card, or one that moved
+  }
 }
 
 /** Watches coupons live while they are on screen (anonymous sessions may). */
@@ -302,13 +352,12 @@ async function loadList(reset) {
     app.list.fromCache = true;
   }
   if (app.view !== '#list-view') return;
+  const ids = page.coupons.map((c) => c.id);
+  if (reset) unwatch(ids); // what stays on screen stays watched
+  renderList(page.coupons, reset);
+  watch(ids);
   const list = $('#coupon-list');
-  if (reset) {
-    list.replaceChildren();
-    unwatch();
-  }
-  for (const c of page.coupons) list.append(couponItem(app.client.coupon(c.id) || c));
-  watch(page.coupons.map((c) => c.id));
+  list.dataset.loads = String(Number(list.dataset.loads || 0) + 1); // loads rendered: for tests and the console
   app.list.next = page.next || '';
   show($('#more-btn'), !!app.list.next);
   show($('#list-empty'), list.children.length === 0);
@@ -451,7 +500,7 @@ function onCoupon(c) {
   cache.set(`coupon:${c.id}`, c, COUPON_TTL);
   if (app.current === c.id) renderCoupon(c);
   const li = document.querySelector(`#coupon-list [data-coupon-id="${CSS.escape(c.id)}"]`);
-  if (li) li.replaceWith(couponItem(c));
+  if (li) fillCouponItem(li, c);
   document.dispatchEvent(new CustomEvent('coupon', { detail: c }));
 }
 

@@ -62,8 +62,15 @@ func TestBrowserScheduledDropStartsAndEndsLive(t *testing.T) {
 	s.do(20*time.Second, "open the drop", chromedp.Navigate(base+"/c/drop.noon"))
 	s.waitJS(10*time.Second, "online, scheduled", `window.couponmesh.state === 'online' && `+textIs("#coupon-status", "scheduled"))
 	if time.Until(starts) > time.Second {
-		code := eval[string](s, `window.couponmesh.claim('drop.noon').then(() => 'ok', (e) => e.code)`)
-		if time.Now().Before(starts) && code != string(couponmesh.CodeNotStarted) {
+		// An answer that did not come in time leaves the claim queued (the
+		// SDK resolves {queued: true} and sends it again later): no refusal
+		// to check then, and it is taken out of the queue, not sent after
+		// the start.
+		code := eval[string](s, `window.couponmesh.claim('drop.noon', {rid: 'early'}).then((r) => r.queued ? 'queued' : 'ok', (e) => e.code)`)
+		if code == "queued" {
+			eval[chromedp.Void](s, `window.couponmesh.claimQueue.remove('early').then(() => undefined)`)
+			t.Log("the claim before the start got no answer in time (a busy machine): its refusal is not checked")
+		} else if time.Now().Before(starts) && code != string(couponmesh.CodeNotStarted) {
 			t.Errorf("a claim before the start answered %q, want %s", code, couponmesh.CodeNotStarted)
 		}
 		if code == string(couponmesh.CodeNotStarted) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/google/pprof/profile"
 )
 
 // couponmesh bench coupons: one node, N coupons each followed by one
@@ -77,9 +78,12 @@ type couponsResult struct {
 	DB           string        `json:"db"`                  // devdb (its own process) or embedded (in the node's process)
 	DBCPUs       string        `json:"devdbCpus,omitempty"` // taskset CPU list of the devdb ("": the bench's)
 	Profiles     []string      `json:"profiles,omitempty"`  // CPU profiles written, for go tool pprof
-	TargetP99ms  float64       `json:"targetP99ms"`
-	TargetRate   float64       `json:"targetUpdatesPerSec"`
-	Figures      []benchFigure `json:"figures"`
+	// The node's profile split into the costs of an update (bench
+	// breakdown), its shares of the node's CPU per update at that rate.
+	Breakdown   []costShare   `json:"nodeProfileBreakdown,omitempty"`
+	TargetP99ms float64       `json:"targetP99ms"`
+	TargetRate  float64       `json:"targetUpdatesPerSec"`
+	Figures     []benchFigure `json:"figures"`
 }
 
 // couponsDelivery is one push received: the coupon version and when.
@@ -227,6 +231,9 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	closeAll(clients)
 	closed = true
 	r.tally(&res, func(i int) bool { return clients[i] != nil })
+	if err := r.breakdown(&res); err != nil {
+		fmt.Fprintf(os.Stderr, "bench coupons: breakdown of %s: %v\n", f.profile, err)
+	}
 	res.Figures = couponsFigures(res)
 	res.Time = time.Now().UTC()
 	path, err := e.writeResult(res.Scenario, res)
@@ -477,6 +484,37 @@ func couponsFigures(res couponsResult) []benchFigure {
 		figs = append(figs, cpu)
 	}
 	return figs
+}
+
+// breakdown splits the node's --profile into the costs of an update
+// (breakdownProfile), sets res.Breakdown and writes the table beside the
+// profile (PROFILE.md).
+func (r *couponsRun) breakdown(res *couponsResult) error {
+	i := slices.IndexFunc(res.Rates, func(cr couponsRate) bool { return cr.Profiled })
+	if r.f.profile == "" || i < 0 {
+		return nil
+	}
+	f, err := os.Open(r.f.profile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		return err
+	}
+	costs, total, err := breakdownProfile(p)
+	if err != nil {
+		return err
+	}
+	res.Breakdown = costs
+	var b strings.Builder
+	cr := res.Rates[i]
+	fmt.Fprintf(&b, "Node CPU profile %s of bench %s (database %s) at %g updates/s asked, %.0f/s achieved: node CPU %.0f µs per update.\n\n",
+		r.f.profile, res.Scenario, res.DB, cr.Rate, cr.Achieved, cr.NodeCPUPerUpdateUs)
+	writeBreakdown(&b, costs, total, cr.NodeCPUPerUpdateUs)
+	fmt.Print(b.String())
+	return os.WriteFile(r.f.profile+".md", []byte(b.String()), 0o644)
 }
 
 // couponsScenario is the result's scenario name: coupons with the devdb in

@@ -81,7 +81,11 @@ fuzz:
 ## 16-18 minutes on its own with a 300 s lead (two phases, each creating
 ## 10,000 coupons and waiting out its lead; the lead is now picked from the
 ## pace of creating 300 coupons, --lead 0, which waits less on a quiet
-## machine: not timed within `make bench` yet).
+## machine: not timed within `make bench` yet). `bench coupons` runs twice:
+## with the devdb as its own process (pinned to the load's CPU) and with the
+## database embedded in the node (one rate, ~30 s more); the node's CPU
+## profiles at 2,000 updates/s and their breakdown (PROFILE.md) stay in
+## bench-results/.
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000
@@ -93,7 +97,9 @@ bench: build
 	$(MAKE) --no-print-directory bench-micro > bench-results/micro.txt; status=$$?; cat bench-results/micro.txt; exit $$status
 	$(LOAD) capacity --sessions $(BENCH_SESSIONS) --workers 256 --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/capacity-memory.svg
 	$(LOAD) fanout --followers $(BENCH_FOLLOWERS) --rates $(BENCH_RATES) --duration 5s --node-cpus $(BENCH_NODE_CPUS) --svg docs/bench/fanout-latency.svg
-	$(LOAD) coupons --node-cpus $(BENCH_NODE_CPUS)
+	$(LOAD) coupons --node-cpus $(BENCH_NODE_CPUS) --db-cpus $(BENCH_LOAD_CPUS) --profile-rate 2000 \
+		--profile bench-results/coupons-node.pprof --db-profile bench-results/coupons-devdb.pprof
+	$(LOAD) coupons --db embedded --rates 2000 --node-cpus $(BENCH_NODE_CPUS) --profile bench-results/coupons-embedded-node.pprof
 	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) flashsale --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)

@@ -193,44 +193,51 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		for _, m := range msg.Left {
 			a.Hubs.Remove(m.Address())
 		}
+	case *localRequest: // a request from this node (local_call.go)
+		return a.request(ctx, msg.req)
 	case *cluster.GrainRequest:
-		if msg.MessageTypeName == LeaveMethod {
-			a.Leave(ctx, "moved")
-			return nil
-		}
-		if msg.MessageTypeName == ActorInspect {
-			// Not recorded: a console refreshing it would fill the ring.
-			Respond(ctx, a.inspect(), nil)
-			return nil
-		}
-		if a.leaving {
-			// Like a request to a stopped actor: the caller drops its cached
-			// PID and asks the placement again.
-			ctx.Respond(&actor.DeadLetterResponse{Target: ctx.Self()})
-			return nil
-		}
-		a.Cfg.Metrics.messages.Add(1)
-		a.recent.begin(msg.MessageTypeName)
-		if msg.MessageTypeName == ActorPassivate {
-			Respond(ctx, Empty{}, nil)
-			a.Leave(ctx, "requested")
-			return nil
-		}
-		if !a.ensureLoaded() {
-			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
-			return nil
-		}
-		if msg.MessageTypeName == ActorPing {
-			Respond(ctx, couponmesh.Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
-			return nil
-		}
-		if !a.validate(ctx) {
-			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be checked against the database after a cluster change, retry", a.Kind, a.ID))
-			return nil
-		}
-		return msg
+		return a.request(ctx, msg)
 	}
 	return nil
+}
+
+// request handles the grain request msg (Receive).
+func (a *Activation[M]) request(ctx actor.Context, msg *cluster.GrainRequest) *cluster.GrainRequest {
+	if msg.MessageTypeName == LeaveMethod {
+		a.Leave(ctx, "moved")
+		return nil
+	}
+	if msg.MessageTypeName == ActorInspect {
+		// Not recorded: a console refreshing it would fill the ring.
+		Respond(ctx, a.inspect(), nil)
+		return nil
+	}
+	if a.leaving {
+		// Like a request to a stopped actor: the caller drops its cached
+		// PID and asks the placement again.
+		ctx.Respond(&actor.DeadLetterResponse{Target: ctx.Self()})
+		return nil
+	}
+	a.Cfg.Metrics.messages.Add(1)
+	a.recent.begin(msg.MessageTypeName)
+	if msg.MessageTypeName == ActorPassivate {
+		Respond(ctx, Empty{}, nil)
+		a.Leave(ctx, "requested")
+		return nil
+	}
+	if !a.ensureLoaded() {
+		Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be loaded now, retry", a.Kind, a.ID))
+		return nil
+	}
+	if msg.MessageTypeName == ActorPing {
+		Respond(ctx, couponmesh.Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
+		return nil
+	}
+	if !a.validate(ctx) {
+		Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be checked against the database after a cluster change, retry", a.Kind, a.ID))
+		return nil
+	}
+	return msg
 }
 
 func (a *Activation[M]) ensureLoaded() bool {

@@ -50,7 +50,13 @@ func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, met
 		timeout = min(timeout, time.Until(dl))
 	}
 	deadline := time.Now().Add(timeout)
-	msg := Request(method, payload)
+	var msg *cluster.GrainRequest // the JSON envelope, built at its first use
+	encoded := func() *cluster.GrainRequest {
+		if msg == nil {
+			msg = Request(method, payload)
+		}
+		return msg
+	}
 	var last error = context.DeadlineExceeded
 	var changed <-chan struct{}
 	for attempt := 0; cfg.Retries <= 0 || attempt <= cfg.Retries; attempt++ {
@@ -81,7 +87,7 @@ func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, met
 			}
 			c.PidCache.Set(id, kind, pid)
 		}
-		res, err := request(c, pid, msg, left)
+		res, err := request(c, pid, message(c, pid, method, payload, encoded), left)
 		switch {
 		case err == nil:
 			return Decode(res, out)

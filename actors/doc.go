@@ -8,7 +8,12 @@
 // MessageData is the JSON payload; replies are cluster.GrainResponse (JSON) or
 // cluster.GrainErrorResponse (Reason = error code, Message = client-safe
 // text). A plain Go struct would work on one node and be silently dropped
-// between nodes (see shared/notes/protoactor-guide.md).
+// between nodes (see shared/notes/protoactor-guide.md). The one exception
+// is deliberate and never leaves the node: Call sends the coupon writes and
+// claims to a grain PID of its own node as a localRequest holding the Go
+// payload, and a grain answers a caller of its own node with the Coupon,
+// Claim or Empty value itself (local_call.go), which spares the JSON of
+// both in one process; between nodes both are the envelope above.
 //
 // A grain kind declares its methods once, in a Methods table (a package
 // variable): Handle and HandleLater register a typed handler per method

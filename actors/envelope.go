@@ -34,7 +34,7 @@ func Respond(ctx actor.Context, v any, err error) {
 	if ctx.Sender() == nil {
 		return
 	}
-	ctx.Respond(Reply(v, err))
+	ctx.Respond(replyTo(ctx.ActorSystem(), ctx.Sender(), v, err))
 }
 
 // Replier answers a request after the message that carried it was handled,
@@ -56,7 +56,7 @@ func (r Replier) Respond(v any, err error) {
 	if r.sender == nil || r.root == nil {
 		return
 	}
-	r.root.Send(r.sender, Reply(v, err))
+	r.root.Send(r.sender, replyTo(r.root.ActorSystem(), r.sender, v, err))
 }
 
 // Answerer returns how to answer the request being handled: with Respond
@@ -105,6 +105,11 @@ func Reply(v any, err error) any {
 // *couponmesh.Error; an unexpected type is an internal error.
 func Decode(resp any, out any) error {
 	switch r := resp.(type) {
+	case *localResponse:
+		if out == nil {
+			return nil
+		}
+		return decodeLocal(r.v, out)
 	case *cluster.GrainResponse:
 		if out == nil {
 			return nil

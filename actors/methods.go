@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/couponmesh/couponmesh"
 )
 
 // Methods is a grain kind's table of request handlers, one per method name:
@@ -87,6 +88,13 @@ func HandleLater[G, Req, Resp any](name string, fn func(g G, ctx actor.Context, 
 // when it does not decode (ok false). An Empty request reads nothing.
 func decodeRequest[Req any](ctx actor.Context, req *cluster.GrainRequest) (r Req, ok bool) {
 	if _, none := any(&r).(*Empty); none {
+		return r, true
+	}
+	if payload, data := requestData(ctx, req); data == nil && payload != nil {
+		if err := unpackLocal(payload, &r); err != nil {
+			Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "bad %s payload", req.MessageTypeName))
+			return r, false
+		}
 		return r, true
 	}
 	return r, Unpack(ctx, req, &r)

@@ -15,7 +15,7 @@ import (
 // processes are stopped all the same).
 func Run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), or bench report")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), bench report, or bench breakdown PROFILE…")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -42,7 +42,9 @@ func Run(args []string) error {
 		return benchTimers(ctx, args[1:])
 	case "report":
 		return benchReport(args[1:])
+	case "breakdown":
+		return benchBreakdown(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, timers, report)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, timers, report, breakdown)", args[0])
 	}
 }

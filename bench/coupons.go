@@ -15,6 +15,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/google/pprof/profile"
 )
 
 // couponmesh bench coupons: one node, N coupons each followed by one
@@ -45,6 +46,13 @@ type couponsRate struct {
 	NodeCPUPercent  float64 `json:"nodeCpuPercent"`
 	DBCPUPercent    float64 `json:"devdbCpuPercent"`
 	BenchCPUPercent float64 `json:"benchCpuPercent"`
+	// CPU time (user + system, /proc/PID/stat) of the node and of the devdb
+	// from the rate's start to the end of its grace, per update answered ok
+	// (0 without updates; the devdb's is 0 with --db embedded, where the
+	// node's includes the database).
+	NodeCPUPerUpdateUs float64 `json:"nodeCpuPerUpdateUs"`
+	DBCPUPerUpdateUs   float64 `json:"devdbCpuPerUpdateUs"`
+	Profiled           bool    `json:"profiled,omitempty"` // the CPU profiles were taken during this rate
 	// From the node's /metrics over the rate: the mean journal append (from
 	// the grain's append to its durability), the mean BulkWrite, and the
 	// appends per BulkWrite.
@@ -62,13 +70,20 @@ type couponsResult struct {
 	Connected    int           `json:"followersConnected"`
 	Conns        int           `json:"updateConnections"`
 	Duration     string        `json:"durationPerRate"`
+	Grace        string        `json:"gracePerRate"`
 	Transport    string        `json:"updateTransport"`
 	LatencyFrom  string        `json:"latencyFrom"`
 	SetupSeconds float64       `json:"setupSeconds"`
 	Rates        []couponsRate `json:"rates"`
-	TargetP99ms  float64       `json:"targetP99ms"`
-	TargetRate   float64       `json:"targetUpdatesPerSec"`
-	Figures      []benchFigure `json:"figures"`
+	DB           string        `json:"db"`                  // devdb (its own process) or embedded (in the node's process)
+	DBCPUs       string        `json:"devdbCpus,omitempty"` // taskset CPU list of the devdb ("": the bench's)
+	Profiles     []string      `json:"profiles,omitempty"`  // CPU profiles written, for go tool pprof
+	// The node's profile split into the costs of an update (bench
+	// breakdown), its shares of the node's CPU per update at that rate.
+	Breakdown   []costShare   `json:"nodeProfileBreakdown,omitempty"`
+	TargetP99ms float64       `json:"targetP99ms"`
+	TargetRate  float64       `json:"targetUpdatesPerSec"`
+	Figures     []benchFigure `json:"figures"`
 }
 
 // couponsDelivery is one push received: the coupon version and when.
@@ -91,6 +106,9 @@ type couponsFlags struct {
 	rates              []float64
 	dur, grace         time.Duration
 	dbProfile, profile string
+	profileRate        float64 // the rate the profiles are taken at (0: the first)
+	db                 string  // "devdb" or "embedded"
+	dbCPUs             string
 }
 
 func parseCouponsFlags(args []string) (couponsFlags, error) {
@@ -102,14 +120,26 @@ func parseCouponsFlags(args []string) (couponsFlags, error) {
 	fs.DurationVar(&f.dur, "duration", 5*time.Second, "how long each rate runs")
 	fs.DurationVar(&f.grace, "grace", 2*time.Second, "wait after the last update of a rate for late deliveries")
 	fs.IntVar(&f.conns, "conns", 256, "HTTP connections (and goroutines) sending the updates: the group commit batches what is in flight")
-	fs.StringVar(&f.dbProfile, "db-profile", "", "write a CPU profile of the devdb during the first rate to this file")
-	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the node during the first rate to this file")
+	fs.StringVar(&f.dbProfile, "db-profile", "", "write a CPU profile of the devdb during the --profile-rate to this file (not with --db embedded: the node's profile has the database)")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of the node during the --profile-rate to this file")
+	fs.Float64Var(&f.profileRate, "profile-rate", 0, "the rate of --rates during which the profiles are taken (0: the first)")
+	fs.StringVar(&f.db, "db", "devdb", "where the database runs: devdb (`couponmesh devdb`, its own process, pinned with --db-cpus) or embedded (in the node's process, on its CPUs)")
+	fs.StringVar(&f.dbCPUs, "db-cpus", "", "taskset CPU list to pin the devdb to (empty: where the bench runs)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	var err error
 	if f.rates, err = parseRates(*ratesArg, 100000); err != nil {
 		return f, fmt.Errorf("bench coupons: %w", err)
+	}
+	if f.profileRate != 0 && !slices.Contains(f.rates, f.profileRate) {
+		return f, fmt.Errorf("bench coupons: --profile-rate %g is not one of --rates", f.profileRate)
+	}
+	if f.db != "devdb" && f.db != "embedded" {
+		return f, fmt.Errorf("bench coupons: --db %q: want devdb or embedded", f.db)
+	}
+	if f.db == "embedded" && f.dbProfile != "" {
+		return f, errors.New("bench coupons: --db-profile needs --db devdb (with --db embedded the node's --profile has the database)")
 	}
 	if f.n <= 0 || f.dur <= 0 || f.conns <= 0 {
 		return f, errors.New("bench coupons: --coupons, --duration and --conns must be positive")
@@ -125,8 +155,10 @@ type couponsRun struct {
 	node *benchNode
 	upd  client.API // the merchant's, over --conns connections
 	ids  []string
-	pids [3]int // node, devdb, bench
+	pids [3]int // node, devdb (0 with --db embedded), bench
 	seq  int    // updates handed out so far, over the rates
+
+	profiling sync.WaitGroup // the profiles being taken
 
 	// Follower i appends to recs[i] (OnCoupon runs one at a time per
 	// client); the slices are read once the clients are closed.
@@ -142,7 +174,7 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	}
 	mach := describeMachine(f.nodeCPUs)
 	t0 := time.Now()
-	e, node, api, err := setupOneNode(ctx, f.benchFlags)
+	e, node, api, err := setupNodeDB(ctx, f.benchFlags, f.db == "embedded", f.dbCPUs)
 	if e != nil {
 		defer e.close()
 	}
@@ -173,14 +205,22 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("coupons: %d of %d sessions failed, first: %w", failed, f.n, firstErr)
 	}
 	res := couponsResult{
-		Scenario: "coupons", Machine: mach, Coupons: f.n, Connected: f.n - failed, Conns: f.conns,
-		Duration: f.dur.String(), TargetP99ms: 100, TargetRate: 8000, SetupSeconds: time.Since(t0).Seconds(),
+		Scenario: couponsScenario(f.db), DB: f.db, DBCPUs: f.dbCPUs, Machine: mach, Coupons: f.n, Connected: f.n - failed, Conns: f.conns,
+		Duration: f.dur.String(), Grace: f.grace.String(), TargetP99ms: 100, TargetRate: 8000, SetupSeconds: time.Since(t0).Seconds(),
 		Transport:   fmt.Sprintf("HTTP/1.1 PUT /api/coupons/{id} (new title) over %d keep-alive connections from 127.0.0.1 (protocol v1 has no WebSocket op for merchant writes)", f.conns),
 		LatencyFrom: "the time the bench sent the HTTP update request (includes the request, the durable journal append and the push)",
 	}
 	r.upd = *api
 	r.upd.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: f.conns, MaxConnsPerHost: f.conns}}
-	r.pids = [3]int{node.cmd.Process.Pid, e.procs[0].Cmd.Process.Pid, os.Getpid()}
+	r.pids = [3]int{node.cmd.Process.Pid, 0, os.Getpid()} // pid 0: no devdb, its CPU reads 0
+	if f.db == "devdb" {
+		r.pids[1] = e.procs[0].Cmd.Process.Pid
+	}
+	for _, p := range []string{f.profile, f.dbProfile} {
+		if p != "" {
+			res.Profiles = append(res.Profiles, p)
+		}
+	}
 	for ri := range f.rates {
 		cr, err := r.runRate(ctx, ri)
 		if err != nil {
@@ -191,22 +231,28 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 	closeAll(clients)
 	closed = true
 	r.tally(&res, func(i int) bool { return clients[i] != nil })
+	if err := r.breakdown(&res); err != nil {
+		fmt.Fprintf(os.Stderr, "bench coupons: breakdown of %s: %v\n", f.profile, err)
+	}
 	res.Figures = couponsFigures(res)
 	res.Time = time.Now().UTC()
-	path, err := e.writeResult("coupons", res)
+	path, err := e.writeResult(res.Scenario, res)
 	if err != nil {
 		return err
 	}
 	for _, cr := range res.Rates {
-		fmt.Printf("coupons: %d coupons, one follower each, %g updates/s asked, %.0f/s achieved (%d ok, %d errors, %d sent late, %d not sent): delivery p50 %.1f p95 %.1f p99 %.1f max %.1f ms (target p99 < 100 ms up to ≥ 8,000/s); update reply p99 %.1f ms; drops %d; CPU node %.0f%% devdb %.0f%% bench %.0f%%; journal append mean %.1f ms, BulkWrite mean %.1f ms, %.0f appends each [%s]\n",
-			res.Connected, cr.Rate, cr.Achieved, cr.Updates, cr.UpdateErrors, cr.Behind, cr.Unsent, cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs, cr.UpdateReplyP99, cr.Drops,
-			cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent, cr.AppendMeanMs, cr.BulkWriteMeanMs, cr.BatchMean, path)
+		fmt.Printf("%s: %d coupons, one follower each, database %s, %g updates/s asked, %.0f/s achieved (%d ok, %d errors, %d sent late, %d not sent): delivery p50 %.1f p95 %.1f p99 %.1f max %.1f ms (target p99 < 100 ms up to ≥ 8,000/s); update reply p99 %.1f ms; drops %d; CPU node %.0f%% devdb %.0f%% bench %.0f%%; CPU per update node %.0f µs devdb %.0f µs; journal append mean %.1f ms, BulkWrite mean %.1f ms, %.0f appends each [%s]\n",
+			res.Scenario, res.Connected, res.DB, cr.Rate, cr.Achieved, cr.Updates, cr.UpdateErrors, cr.Behind, cr.Unsent, cr.P50ms, cr.P95ms, cr.P99ms, cr.MaxMs, cr.UpdateReplyP99, cr.Drops,
+			cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent, cr.NodeCPUPerUpdateUs, cr.DBCPUPerUpdateUs, cr.AppendMeanMs, cr.BulkWriteMeanMs, cr.BatchMean, path)
 		if cr.FirstUpdateErr != "" {
 			fmt.Printf("coupons: first update error at %g/s: %s\n", cr.Rate, cr.FirstUpdateErr)
 		}
 	}
 	best, top := res.Figures[0], res.Figures[1]
-	fmt.Printf("coupons: highest rate with p99 < 100 ms: %.0f updates/s (target ≥ 8,000/s); p99 at the top rate: %.1f ms (%s)\n", best.Value, top.Value, top.Note)
+	fmt.Printf("%s: highest rate with p99 < 100 ms: %.0f updates/s (target ≥ 8,000/s); p99 at the top rate: %.1f ms (%s)\n", res.Scenario, best.Value, top.Value, top.Note)
+	for _, p := range res.Profiles {
+		fmt.Printf("%s: CPU profile %s (go tool pprof -top %s)\n", res.Scenario, p, p)
+	}
 	return nil
 }
 
@@ -225,7 +271,8 @@ type couponsSenders struct {
 // deliveries, and the CPU and node metrics meanwhile.
 func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 	rate := r.f.rates[ri]
-	if ri == 0 {
+	profiled := r.f.profileRate == rate || (r.f.profileRate == 0 && ri == 0)
+	if profiled {
 		r.startProfiles(ctx)
 	}
 	s := r.startSenders(ctx, ri, rate)
@@ -238,6 +285,7 @@ func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 	r.pace(ctx, s, w0, rate)
 	s.wg.Wait()
 	cr := s.cr
+	cr.Profiled = profiled && (r.f.profile != "" || r.f.dbProfile != "")
 	if ctx.Err() != nil {
 		return cr, ctx.Err()
 	}
@@ -247,8 +295,17 @@ func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 		return cr, ctx.Err()
 	}
 	wall := time.Since(w0).Seconds()
-	cpu := func(j int) float64 { return 100 * (cpuTime(r.pids[j]) - cpu0[j]).Seconds() / wall }
+	var used [3]time.Duration
+	for j, p := range r.pids {
+		used[j] = cpuTime(p) - cpu0[j]
+	}
+	cpu := func(j int) float64 { return 100 * used[j].Seconds() / wall }
 	cr.NodeCPUPercent, cr.DBCPUPercent, cr.BenchCPUPercent = cpu(0), cpu(1), cpu(2)
+	if cr.Updates > 0 {
+		cr.NodeCPUPerUpdateUs = float64(used[0].Microseconds()) / float64(cr.Updates)
+		cr.DBCPUPerUpdateUs = float64(used[1].Microseconds()) / float64(cr.Updates)
+	}
+	r.profiling.Wait()
 	m1, _ := scrapeNodeMetrics(r.node)
 	mean := func(name string) float64 {
 		if n := m1[name+"_count"] - m0[name+"_count"]; n > 0 {
@@ -267,18 +324,19 @@ func (r *couponsRun) runRate(ctx context.Context, ri int) (couponsRate, error) {
 	return cr, nil
 }
 
-// startProfiles takes the CPU profiles asked for over the first rate.
+// startProfiles takes the CPU profiles asked for over the --profile-rate,
+// for --duration; r.profiling is done when they are written.
 func (r *couponsRun) startProfiles(ctx context.Context) {
 	for path, take := range map[string]func(string) error{
 		r.f.dbProfile: func(p string) error { return r.e.profileDB(ctx, r.f.dur, p) },
 		r.f.profile:   func(p string) error { return profileCPU(ctx, r.node, r.f.dur, p) },
 	} {
 		if path != "" {
-			go func() {
+			r.profiling.Go(func() {
 				if err := take(path); err != nil {
 					fmt.Fprintf(os.Stderr, "bench coupons: profile: %v\n", err)
 				}
-			}()
+			})
 		}
 	}
 }
@@ -412,7 +470,72 @@ func couponsFigures(res couponsResult) []benchFigure {
 	held.Note = fmt.Sprintf("%d coupons; rates tried %s; a rate counts when ≥ 95%% of it was achieved with no update error, no drop and delivery p99 < 100 ms", res.Coupons, ratesList(res.Rates))
 	p99 := atMost("many coupons, one follower each: delivery p99 at the top rate", top.P99ms, "ms", res.TargetP99ms)
 	p99.Note = fmt.Sprintf("at %g updates/s asked, %.0f/s achieved, %d errors, %d drops", top.Rate, top.Achieved, top.UpdateErrors, top.Drops)
-	return []benchFigure{held, p99}
+	if res.DB == "embedded" {
+		// make bench runs this mode at one rate, for its CPU per update:
+		// the rate figures are for reading beside the devdb mode's, not
+		// against the targets (those are the devdb mode's).
+		held.Target, held.Better, p99.Target, p99.Better = 0, "", 0, ""
+	}
+	figs := []benchFigure{held, p99}
+	if i := slices.IndexFunc(res.Rates, func(r couponsRate) bool { return r.Profiled }); i >= 0 {
+		r := res.Rates[i]
+		var cpu benchFigure
+		if res.DB == "embedded" {
+			cpu = benchFigure{What: "many coupons, embedded database: node CPU per durable update (node and database in one process)", Value: r.NodeCPUPerUpdateUs, Unit: "µs"}
+		} else {
+			cpu = atMost("many coupons, database in its own process: node CPU per durable update", r.NodeCPUPerUpdateUs, "µs", 100)
+		}
+		cpu.Note = fmt.Sprintf("at %g updates/s asked, %.0f/s achieved; CPU time of the node from /proc/PID/stat over the rate and its %s grace / updates ok", r.Rate, r.Achieved, res.Grace)
+		if res.DB != "embedded" {
+			cpu.Note += fmt.Sprintf("; devdb %.0f µs per update", r.DBCPUPerUpdateUs)
+		}
+		cpu.Note += "; CPU profiles: " + strings.Join(res.Profiles, ", ")
+		if len(res.Breakdown) > 0 {
+			cpu.Note += fmt.Sprintf("; largest cost %s (%.0f%%)", res.Breakdown[0].Cost, 100*res.Breakdown[0].Share)
+		}
+		figs = append(figs, cpu)
+	}
+	return figs
+}
+
+// breakdown splits the node's --profile into the costs of an update
+// (breakdownProfile), sets res.Breakdown and writes the table beside the
+// profile (PROFILE.md).
+func (r *couponsRun) breakdown(res *couponsResult) error {
+	i := slices.IndexFunc(res.Rates, func(cr couponsRate) bool { return cr.Profiled })
+	if r.f.profile == "" || i < 0 {
+		return nil
+	}
+	f, err := os.Open(r.f.profile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		return err
+	}
+	costs, total, err := breakdownProfile(p)
+	if err != nil {
+		return err
+	}
+	res.Breakdown = costs
+	var b strings.Builder
+	cr := res.Rates[i]
+	fmt.Fprintf(&b, "Node CPU profile %s of bench %s (database %s) at %g updates/s asked, %.0f/s achieved: node CPU %.0f µs per update.\n\n",
+		r.f.profile, res.Scenario, res.DB, cr.Rate, cr.Achieved, cr.NodeCPUPerUpdateUs)
+	writeBreakdown(&b, costs, total, cr.NodeCPUPerUpdateUs)
+	fmt.Print(b.String())
+	return os.WriteFile(r.f.profile+".md", []byte(b.String()), 0o644)
+}
+
+// couponsScenario is the result's scenario name: coupons with the devdb in
+// its own process, coupons-embedded with the database in the node.
+func couponsScenario(db string) string {
+	if db == "embedded" {
+		return "coupons-embedded"
+	}
+	return "coupons"
 }
 
 func ratesList(rs []couponsRate) string {

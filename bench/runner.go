@@ -36,6 +36,7 @@ type benchEnv struct {
 	dir      string // temporary: data directories and process logs
 	out      string
 	nodeCPUs string // taskset CPU list for the nodes ("" : not pinned)
+	dbCPUs   string // taskset CPU list for the devdb ("": where the bench runs)
 	keepLogs bool
 	logLevel string // of the nodes ("": warn)
 	secret   string
@@ -99,7 +100,11 @@ func (e *benchEnv) startDB(ctx context.Context) error {
 	if e.dbPprof, err = freeAddr(); err != nil {
 		return err
 	}
-	cmd := exec.Command(e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn", "--pprof", e.dbPprof)
+	args := []string{e.bin, "devdb", "--addr", addr, "--data", filepath.Join(e.dir, "devdb"), "--log-level", "warn", "--pprof", e.dbPprof}
+	if e.dbCPUs != "" {
+		args = append([]string{"taskset", "-c", e.dbCPUs}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	logf, err := e.logFile("devdb")
 	if err != nil {
 		return err
@@ -548,15 +553,24 @@ func closeAll(clients []*client.Client) {
 	wg.Wait()
 }
 
-// setup starts the database and one node and returns the merchant's API.
+// setupOneNode starts the database and one node and returns the merchant's API.
 func setupOneNode(ctx context.Context, f benchFlags) (*benchEnv, *benchNode, *client.API, error) {
+	return setupNodeDB(ctx, f, false, "")
+}
+
+// setupNodeDB is setupOneNode with the database in the node's process
+// (embedded: no devdb, the node starts its own) or as a devdb pinned to
+// dbCPUs ("": where the bench runs).
+func setupNodeDB(ctx context.Context, f benchFlags, embedded bool, dbCPUs string) (*benchEnv, *benchNode, *client.API, error) {
 	e, err := newBenchEnv(f.out, f.nodeCPUs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	e.keepLogs, e.logLevel = f.keepLogs, f.logLevel
-	if err := e.startDB(ctx); err != nil {
-		return e, nil, nil, err
+	e.keepLogs, e.logLevel, e.dbCPUs = f.keepLogs, f.logLevel, dbCPUs
+	if !embedded {
+		if err := e.startDB(ctx); err != nil {
+			return e, nil, nil, err
+		}
 	}
 	node, err := e.startNode(ctx, "n1")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -31,9 +32,10 @@ var benchNode = sync.OnceValues(func() (*node.Node, error) {
 
 // BenchmarkGrainRequest measures one request to an active grain through
 // the cluster on one node (actors.Call: the PID cache, the mailbox, the
-// grain's dispatch of the method, the JSON payload and reply). Both
-// methods answer from memory, so they show the grains' own cost per
-// request, without the database.
+// grain's dispatch of the method, the payload and reply: Go values within
+// the node for the coupon's methods, JSON otherwise). coupon.get and
+// user.wallet answer from memory, so they show the grains' own cost per
+// request, without the database; coupon.update is a durable write.
 func BenchmarkGrainRequest(b *testing.B) {
 	n, err := benchNode()
 	if err != nil {
@@ -53,6 +55,22 @@ func BenchmarkGrainRequest(b *testing.B) {
 			var c couponmesh.Coupon
 			if err := actors.Call(ctx, n.Cluster, cfg, actors.KindCoupon, id, actors.CouponGet, actors.Empty{}, &c); err != nil || c.ID != id {
 				b.Fatal(c.ID, err)
+			}
+		}
+	})
+	// A durable update (the journal append through the group commit to
+	// the embedded database, then the push and snapshot): its allocations
+	// show the request, entry and reply encodings of the node's side.
+	b.Run("coupon.update", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			t := "Bench " + strconv.Itoa(i)
+			var c couponmesh.Coupon
+			if err := actors.Call(ctx, n.Cluster, cfg, actors.KindCoupon, id, actors.CouponUpdate,
+				actors.UpdateCoupon{Principal: merchant, Spec: couponmesh.CouponSpec{Title: &t}}, &c); err != nil || c.Title != t {
+				b.Fatal(c.Title, err)
 			}
 		}
 	})

@@ -46,14 +46,11 @@ func TestSlowConsumerGets1013(t *testing.T) {
 	a := startApp(t, func(c *Config) {
 		c.WS.SendQueue = 16
 		c.WS.RequestRate = -1
-		// Presence off: when the slow sessions go, the count of all 24
-		// coupons changes at once, and 24 presence pushes would overflow the
-		// healthy session's 16-frame queue as well (1013 for it too).
-		c.Actors.PresenceOff = true
 	})
 	ctx := context.Background()
-	// More coupons than the queue holds, so that the drop does not depend
-	// on how pushes of one coupon are merged in a session's queue.
+	// Coupon pushes are conflated (one per coupon waits in a session's
+	// queue, beside its bound): the slow sessions also follow every coupon,
+	// and the feed pushes of their changes, never conflated, fill the queue.
 	var subs []client.Sub
 	for i := range 24 {
 		c := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: fmt.Sprintf("slow%d", i), Title: ptr("Slow"), Quantity: ptr(10)})
@@ -86,12 +83,23 @@ func TestSlowConsumerGets1013(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, c := range []*client.Client{plain, retrying} {
+		for _, sub := range subs {
+			if _, err := c.Follow(ctx, sub.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Feed(ctx, 0, 1); err != nil { // the session gets the feed's pushes from now on
+			t.Fatal(err)
+		}
+	}
 
 	// Updates with long descriptions (about 4 KB a push) fill the socket
 	// buffers, then the session queues. They go out 8 coupons at a time,
 	// each batch once the healthy subscriber has the last one: its queue
 	// never holds more than 8 pushes (conflated per coupon), however slowly
-	// a busy machine runs it, while the slow sessions' queues collect all 24.
+	// a busy machine runs it, while the slow sessions' queues collect a
+	// feed push per update.
 	api := client.NewAPI(baseURL(a), login(t, baseURL(a), "acme", couponmesh.RoleMerchant))
 	n := 0
 	checkFor(t, 60*time.Second, "both slow sessions dropped", func() error {

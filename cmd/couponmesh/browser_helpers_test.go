@@ -580,3 +580,30 @@ func artifactsDir(t *testing.T) string {
 	}
 	return dir
 }
+
+// markNodes marks the nodes on screen that match sel, each named by its
+// attribute attr, for checkNodesKept; it fails the test when none match.
+func (p *page) markNodes(sel, attr string) {
+	p.t.Helper()
+	n := eval[int](p, fmt.Sprintf(`(() => {
+		const m = window.__kept || (window.__kept = {});
+		m[%[1]s] = {attr: %[2]s, nodes: [...document.querySelectorAll(%[1]s)]};
+		return m[%[1]s].nodes.length;
+	})()`, js(sel), js(attr)))
+	if n == 0 {
+		p.t.Fatalf("%s: nothing on screen matches %s to mark", p.name, sel)
+	}
+}
+
+// checkNodesKept fails the test unless every node marked by markNodes is
+// still the one on screen for its selector and name (updated in place, not
+// replaced).
+func (p *page) checkNodesKept(when string) {
+	p.t.Helper()
+	gone := eval[map[string][]string](p, `Object.fromEntries(Object.entries(window.__kept || {}).map(([sel, {attr, nodes}]) => [sel,
+		nodes.filter((n) => !n.isConnected || document.querySelector(sel + '[' + attr + '="' + CSS.escape(n.getAttribute(attr)) + '"]') !== n)
+			.map((n) => n.getAttribute(attr))]).filter(([, names]) => names.length > 0))`)
+	for sel, names := range gone {
+		p.t.Errorf("%s: the nodes %s of %v were replaced %s, want them updated in place", p.name, sel, names, when)
+	}
+}

@@ -166,14 +166,14 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	// the list under a tap must not swap the node being tapped (that was the
 	// cause of "click ... Could not find node with given id" on a busy
 	// machine: the list re-rendered between chromedp's query and click).
-	p.markCards()
+	p.markNodes(`#coupon-list [data-coupon-id]`, "data-coupon-id")
 	dave := dial(t, a, "dave", client.Options{})
 	if _, err := dave.Claim(ctx, "bagel", "dave-bagel"); err != nil {
 		t.Fatal(err)
 	}
 	dave.Close()
 	p.waitJS(10*time.Second, "the push updates the bagel card", textIs(`#coupon-list [data-coupon-id="bagel"] [data-testid="list-remaining"]`, "18 of 20 left"))
-	p.checkCardsKept("after a coupon push")
+	p.checkNodesKept("after a coupon push")
 
 	// The service worker has cached the app shell once it controls the page.
 	p.waitJS(10*time.Second, "service worker in control", `!!navigator.serviceWorker.controller`)
@@ -195,7 +195,7 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	p.waitListLoaded(loads)
 	p.waitJS(10*time.Second, "list stale marker", shown(`[data-testid="list-stale"]`))
 	p.waitJS(10*time.Second, "cached list", `document.querySelectorAll('#coupon-list [data-coupon-id]').length === 2`)
-	p.checkCardsKept("after the list reloaded from the cache")
+	p.checkNodesKept("after the list reloaded from the cache")
 	p.screenshot("offline-list")
 	p.goTo("/wallet")
 	p.waitJS(10*time.Second, "wallet stale marker", shown(`[data-testid="wallet-stale"]`))
@@ -203,7 +203,7 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	loads = p.listLoads()
 	p.goTo("/")
 	p.waitListLoaded(loads)
-	p.checkCardsKept("after going back to the list")
+	p.checkNodesKept("after going back to the list")
 
 	p.openCoupon("tea", 20)
 	p.waitJS(10*time.Second, "coupon stale marker", shown(`[data-testid="coupon-stale"]`))
@@ -270,22 +270,6 @@ func TestBrowserOfflineClaimIsQueuedAndSentOnce(t *testing.T) {
 	}
 	p.goTo("/wallet")
 	p.waitJS(10*time.Second, "tea in the wallet, nothing queued", shown(`#wallet [data-coupon="tea"]`)+` && !document.querySelector('#wallet li.pending')`)
-}
-
-// markCards marks the coupon cards on screen, for checkCardsKept.
-func (p *page) markCards() {
-	p.t.Helper()
-	eval[chromedp.Void](p, `(() => { window.__marked = [...document.querySelectorAll('#coupon-list [data-coupon-id]')] })()`)
-}
-
-// checkCardsKept fails the test unless every card marked by markCards is
-// still the one on screen for its coupon (updated in place, not replaced).
-func (p *page) checkCardsKept(when string) {
-	p.t.Helper()
-	gone := eval[[]string](p, `window.__marked.filter((li) => !li.isConnected || document.querySelector('#coupon-list [data-coupon-id="' + li.dataset.couponId + '"]') !== li).map((li) => li.dataset.couponId)`)
-	if len(gone) > 0 {
-		p.t.Errorf("%s: the cards of %v were replaced %s, want them updated in place", p.name, gone, when)
-	}
 }
 
 // listLoads is how many times the app rendered a load of the coupon list.

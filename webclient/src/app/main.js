@@ -5,7 +5,7 @@
 import './style.css';
 import { CouponmeshClient, ClaimQueue, createCache } from '../sdk/index.js';
 import * as api from './api.js';
-import { $, el, show, setText, setAttr, errText } from './dom.js';
+import { $, el, show, setText, setAttr, renderKeyed, errText } from './dom.js';
 import { couponClock, formatWhen } from './time.js';
 import { watchingText } from './presence.js';
 import { qrSvg } from './qr.js';
@@ -278,32 +278,17 @@ function fillCouponItem(li, c) {
 }
 
 /**
- * Shows coupons in the list, keyed by coupon id: a card already on screen is
- * updated in place, new ones are made; reset makes the list exactly these
- * coupons in this order (cards of others removed), else they are added at
- * the end (the next page).
+ * Shows coupons in the list, keyed by coupon id (renderKeyed): a card already
+ * on screen is updated in place, new ones are made; reset makes the list
+ * exactly these coupons in this order (cards of others removed), else they
+ * are added at the end (the next page).
  */
 function renderList(coupons, reset) {
-  const list = $('#coupon-list');
-  const old = new Map([...list.children].map((li) => [li.dataset.couponId, li]));
-  const cards = [];
-  for (const c0 of coupons) {
-    const c = app.client.coupon(c0.id) || c0;
-    const li = old.get(c.id);
-    old.delete(c.id);
-    if (li) fillCouponItem(li, c);
-    cards.push(li || couponItem(c));
-  }
-  if (!reset) {
-    for (const li of cards) if (!li.parentNode) list.append(li);
-    return;
-  }
-  for (const li of old.values()) li.remove();
-  let at = list.firstElementChild;
-  for (const li of cards) {
-    if (li === at) at = at.nextElementSibling;
-    else list.insertBefore(li, at); // a new card, or one that moved
-  }
+  renderKeyed(
+    $('#coupon-list'),
+    coupons.map((c) => app.client.coupon(c.id) || c),
+    { key: (c) => c.id, make: couponItem, fill: fillCouponItem, append: !reset },
+  );
 }
 
 /** Watches coupons live while they are on screen (anonymous sessions may). */
@@ -396,7 +381,7 @@ function renderWatching() {
 function onPresence({ coupon, watching }) {
   if (app.current === coupon) renderWatching();
   const li = document.querySelector(`#coupon-list [data-coupon-id="${CSS.escape(coupon)}"] .watching`);
-  if (li) li.textContent = watchingText(watching);
+  if (li) setText(li, watchingText(watching));
 }
 
 function renderClock() {
@@ -603,24 +588,42 @@ function couponTitle(id) {
   return c ? c.title : id;
 }
 
+/**
+ * The wallet: queued claims first, then the claims, newest first. Keyed by
+ * the queued claim's rid and the claim's code (renderKeyed): a push or a
+ * refresh updates the tickets in place.
+ */
 function renderWallet() {
   const ul = $('#wallet');
-  ul.replaceChildren();
-  for (const p of app.pending) {
-    ul.append(el('li', { 'data-pending-rid': p.rid, 'data-coupon': p.coupon, class: 'pending ticket' }, el('a', { href: couponPath(p.coupon), 'data-link': '', text: couponTitle(p.coupon) }), el('span', { text: 'queued: sent when back online' })));
-  }
-  for (const cl of [...app.wallet].reverse()) {
-    ul.append(
-      el(
-        'li',
-        { 'data-claim-code': cl.code, 'data-coupon': cl.coupon, class: 'ticket' },
-        el('a', { href: couponPath(cl.coupon), 'data-link': '', text: couponTitle(cl.coupon) }),
-        el('span', {}, 'Code ', el('code', { text: cl.code })),
-        el('div', { class: 'qr' }, qrSvg(cl.code, `QR code of claim code ${cl.code}`)),
-      ),
-    );
-  }
+  const tickets = [...app.pending.map((p) => ({ pending: p })), ...[...app.wallet].reverse().map((cl) => ({ claim: cl }))];
+  renderKeyed(ul, tickets, {
+    key: (t) => (t.pending ? `pending:${t.pending.rid}` : `claim:${t.claim.code}`),
+    make: ticketItem,
+    fill: fillTicketItem,
+  });
   show($('#wallet-empty'), ul.children.length === 0);
+}
+
+/** A ticket of the wallet: a queued claim ({pending}) or a claim ({claim}). */
+function ticketItem(t) {
+  let li;
+  if (t.pending) {
+    li = el('li', { 'data-pending-rid': t.pending.rid, class: 'pending ticket' }, el('a', { 'data-link': '' }), el('span', { text: 'queued: sent when back online' }));
+  } else {
+    const code = t.claim.code;
+    li = el('li', { 'data-claim-code': code, class: 'ticket' }, el('a', { 'data-link': '' }), el('span', {}, 'Code ', el('code', { text: code })), el('div', { class: 'qr' }, qrSvg(code, `QR code of claim code ${code}`)));
+  }
+  fillTicketItem(li, t);
+  return li;
+}
+
+/** Updates a ticket made by ticketItem (of the same rid or code) to t. */
+function fillTicketItem(li, t) {
+  const coupon = (t.pending || t.claim).coupon;
+  setAttr(li, 'data-coupon', coupon);
+  const a = li.firstElementChild;
+  setAttr(a, 'href', couponPath(coupon));
+  setText(a, couponTitle(coupon));
 }
 
 function showWallet() {
@@ -687,22 +690,31 @@ function onFeed(e) {
 
 const FEED_TEXT = { claimed: 'claimed', followed: 'followed', unfollowed: 'unfollowed', coupon_changed: 'changed' };
 
+/** The feed, newest first, keyed by seq (renderKeyed): a push adds its entry and leaves the others be. */
 function renderFeed() {
-  const ul = $('#feed');
-  ul.replaceChildren(
-    ...app.feed.map((e) =>
-      el(
-        'li',
-        { 'data-seq': String(e.seq), 'data-type': e.type },
-        el('span', { class: 'muted', text: `#${e.seq}` }),
-        ' ',
-        el('span', { text: `${FEED_TEXT[e.type] || e.type} ` }),
-        el('a', { href: couponPath(e.coupon), 'data-link': '', text: couponTitle(e.coupon) }),
-        e.claim ? el('code', { text: ` ${e.claim.code}` }) : null,
-      ),
-    ),
-  );
+  renderKeyed($('#feed'), app.feed, { key: (e) => String(e.seq), make: feedItem, fill: fillFeedItem });
   show($('#feed-empty'), app.feed.length === 0);
+}
+
+function feedItem(e) {
+  const li = el('li', {}, el('span', { class: 'muted' }), ' ', el('span', {}), el('a', { 'data-link': '' }));
+  fillFeedItem(li, e);
+  return li;
+}
+
+/** Updates a feed entry made by feedItem to e. */
+function fillFeedItem(li, e) {
+  setAttr(li, 'data-seq', String(e.seq));
+  setAttr(li, 'data-type', e.type);
+  const [seq, what, a, code] = li.children;
+  setText(seq, `#${e.seq}`);
+  setText(what, `${FEED_TEXT[e.type] || e.type} `);
+  setAttr(a, 'href', couponPath(e.coupon));
+  setText(a, couponTitle(e.coupon));
+  if (!e.claim) {
+    if (code) code.remove();
+  } else if (code) setText(code, ` ${e.claim.code}`);
+  else li.append(el('code', { text: ` ${e.claim.code}` }));
 }
 
 // ---- boot ----

@@ -2,7 +2,7 @@
 // and end times included), a live view of one coupon (claimed over time, remaining, the
 // latest claims as they happen) and withdrawal with a confirmation.
 import * as api from './api.js';
-import { $, el, show, errText } from './dom.js';
+import { $, el, show, setText, setAttr, renderKeyed, errText } from './dom.js';
 import { toLocalInput, fromLocalInput } from './time.js';
 import { navigate } from './router.js';
 
@@ -45,19 +45,33 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
 
   // ---- my coupons ----
 
+  /** A card of my coupons, made once per coupon and then updated in place (fillMyItem). */
   function myItem(c) {
-    return el(
+    const li = el(
       'li',
-      { 'data-coupon-id': c.id, 'data-status': c.status },
+      { 'data-coupon-id': c.id },
       el(
         'a',
         { href: `/merchant/c/${encodeURIComponent(c.id)}`, 'data-link': '' },
-        el('strong', { text: c.title }),
-        el('span', { class: 'discount', text: c.discount || '' }),
-        el('span', { class: 'rem', text: `${c.claimed} claimed · ${c.remaining} of ${c.quantity} left` }),
-        el('span', { class: `status s-${c.status}`, text: c.status.replace('_', ' ') }),
+        el('strong', {}),
+        el('span', { class: 'discount' }),
+        el('span', { class: 'rem' }),
+        el('span', {}),
       ),
     );
+    fillMyItem(li, c);
+    return li;
+  }
+
+  /** Updates a card made by myItem to c, changing only what differs. */
+  function fillMyItem(li, c) {
+    setAttr(li, 'data-status', c.status);
+    const [title, discount, rem, status] = li.firstElementChild.children;
+    setText(title, c.title);
+    setText(discount, c.discount || '');
+    setText(rem, `${c.claimed} claimed · ${c.remaining} of ${c.quantity} left`);
+    setAttr(status, 'class', `status s-${c.status}`);
+    setText(status, c.status.replace('_', ' '));
   }
 
   async function showMine() {
@@ -68,8 +82,11 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
     unwatch();
     try {
       const page = await api.browse({ merchant: app.session.user, limit: 100 });
-      const ul = $('#my-coupons');
-      ul.replaceChildren(...page.coupons.map((c) => myItem(app.client.coupon(c.id) || c)));
+      renderKeyed(
+        $('#my-coupons'),
+        page.coupons.map((c) => app.client.coupon(c.id) || c),
+        { key: (c) => c.id, make: myItem, fill: fillMyItem },
+      );
       for (const c of page.coupons) app.client.applyCoupon(c);
       watch(page.coupons.map((c) => c.id));
       show($('#my-empty'), page.coupons.length === 0);
@@ -203,24 +220,40 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
     const max = Math.max(1, c.quantity);
     const xy = pts.map((p) => `${(((p.t - t0) / (t1 - t0)) * 300).toFixed(1)},${(100 - (p.claimed / max) * 96).toFixed(1)}`);
     if (pts.length) xy.push(`300,${(100 - (pts[pts.length - 1].claimed / max) * 96).toFixed(1)}`);
-    const line = document.createElementNS(NS, 'polyline');
-    line.setAttribute('points', xy.join(' '));
-    line.setAttribute('class', 'chart-line');
-    const base = document.createElementNS(NS, 'line');
-    for (const [k, v] of Object.entries({ x1: 0, y1: 100, x2: 300, y2: 100, class: 'chart-axis' })) base.setAttribute(k, String(v));
-    svg.replaceChildren(base, line);
+    // The axis and the line are made once; a push moves the line's points.
+    let line = svg.querySelector('polyline.chart-line');
+    if (!line) {
+      line = document.createElementNS(NS, 'polyline');
+      line.setAttribute('class', 'chart-line');
+      const base = document.createElementNS(NS, 'line');
+      for (const [k, v] of Object.entries({ x1: 0, y1: 100, x2: 300, y2: 100, class: 'chart-axis' })) base.setAttribute(k, String(v));
+      svg.replaceChildren(base, line);
+    }
+    setAttr(line, 'points', xy.join(' '));
     const mins = Math.round((t1 - t0) / 60000);
     const since = pts.length ? pts[0].claimed : c.claimed;
     const ago = mins < 1 ? 'less than a minute ago' : `${mins} min ago`;
     $('#chart-desc').textContent = `${c.claimed} of ${c.quantity} claimed; ${c.claimed - since} since you opened this page ${ago}.`;
   }
 
+  /** The latest claims, newest first, keyed by claim number (renderKeyed): a push adds its claims and leaves the others be. */
   function renderClaims() {
-    const ol = $('#live-claims');
-    ol.replaceChildren(
-      ...live.claims.slice(0, CLAIMS_SHOWN).map((x) => el('li', { 'data-n': String(x.n) }, el('strong', { text: `Claim #${x.n}` }), el('span', { class: 'muted', text: new Date(x.at).toLocaleTimeString() }))),
-    );
+    renderKeyed($('#live-claims'), live.claims.slice(0, CLAIMS_SHOWN), {
+      key: (x) => String(x.n),
+      make: (x) => {
+        const li = el('li', {}, el('strong', {}), el('span', { class: 'muted' }));
+        fillClaim(li, x);
+        return li;
+      },
+      fill: fillClaim,
+    });
     show($('#live-claims-empty'), live.claims.length === 0);
+  }
+
+  function fillClaim(li, x) {
+    setAttr(li, 'data-n', String(x.n));
+    setText(li.firstElementChild, `Claim #${x.n}`);
+    setText(li.lastElementChild, new Date(x.at).toLocaleTimeString());
   }
 
   function onLiveCoupon(c) {
@@ -295,7 +328,7 @@ export function setupMerchant({ app, route, showView, requireSignIn, signedIn, r
   document.addEventListener('coupon', (ev) => {
     onLiveCoupon(ev.detail);
     const li = document.querySelector(`#my-coupons [data-coupon-id="${CSS.escape(ev.detail.id)}"]`);
-    if (li) li.replaceWith(myItem(ev.detail));
+    if (li) fillMyItem(li, ev.detail);
   });
 
   route(/^\/merchant$/, showMine);

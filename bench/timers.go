@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,6 +98,7 @@ type timersFlags struct {
 	window                  time.Duration
 	keepLogs                bool
 	skipOne, skipThree      bool
+	profileDir              string
 }
 
 func benchTimers(ctx context.Context, args []string) error {
@@ -115,6 +117,7 @@ func benchTimers(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
 	fs.BoolVar(&f.skipOne, "skip-one", false, "skip phase one (one node)")
 	fs.BoolVar(&f.skipThree, "skip-three", false, "skip phase two (three nodes, one killed)")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the nodes that stay and of the devdb over the burst (from 1 s before the first due time, for the spread + 8 s) and a goroutine dump of them 1 s after the first due time to this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -379,6 +382,9 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		}()
 	}
 
+	profiled := timersProfile(ctx, e, f, live, first, n)
+	defer profiled()
+
 	// From just before the first due time until every push is in (or the
 	// window is over): the nodes' CPU.
 	if err := sleepCtx(ctx, time.Until(first.Add(-500*time.Millisecond))); err != nil {
@@ -459,6 +465,48 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 	}
 	p.Journal = lateStats(jl)
 	return p, nil
+}
+
+// timersProfile starts the profiles of --profile-dir over the burst of the
+// phase on n nodes (live: the nodes that stay); the function it returns
+// waits for them.
+func timersProfile(ctx context.Context, e *benchEnv, f timersFlags, live []*benchNode, first time.Time, n int) func() {
+	if f.profileDir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "timers: profiles: %v\n", err)
+		return func() {}
+	}
+	d := f.spread + 8*time.Second
+	var wg sync.WaitGroup
+	report := func(err error) {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "timers: profile: %v\n", err)
+		}
+	}
+	path := func(what string) string {
+		return filepath.Join(f.profileDir, fmt.Sprintf("timers-%dnodes-%s", n, what))
+	}
+	wg.Go(func() {
+		if sleepCtx(ctx, time.Until(first.Add(-time.Second))) == nil {
+			report(e.profileDB(ctx, d, path("devdb.cpu.pprof")))
+		}
+	})
+	for _, nd := range live {
+		wg.Go(func() {
+			if sleepCtx(ctx, time.Until(first.Add(-time.Second))) == nil {
+				report(profileCPU(ctx, nd, d, path(nd.name+".cpu.pprof")))
+			}
+		})
+		wg.Go(func() {
+			if sleepCtx(ctx, time.Until(first.Add(time.Second))) == nil {
+				report(fetchProfile(ctx, nd, "goroutine?debug=1", path(nd.name+".goroutines.txt")))
+			}
+		})
+	}
+	fmt.Fprintf(os.Stderr, "timers: profiles of the burst in %s\n", f.profileDir)
+	return wg.Wait
 }
 
 func timersShard(id string) int { return couponmesh.Reminder{Target: coupon.Entity(id)}.Shard() }

@@ -117,7 +117,7 @@ func benchTimers(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
 	fs.BoolVar(&f.skipOne, "skip-one", false, "skip phase one (one node)")
 	fs.BoolVar(&f.skipThree, "skip-three", false, "skip phase two (three nodes, one killed)")
-	fs.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the nodes that stay and of the devdb over the burst (from 1 s before the first due time, for the spread + 8 s) and a goroutine dump of them 1 s after the first due time to this directory")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the nodes that stay and of the devdb over the burst (from 1 s before the first due time, for the spread + 8 s; the journal is read after them), a goroutine dump of the nodes 1 s after the first due time and their /metrics once the pushes are in, to this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -382,7 +382,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		}()
 	}
 
-	profiled := timersProfile(ctx, e, f, live, first, n)
+	profiled, metrics := timersProfile(ctx, e, f, live, first, n)
 	defer profiled()
 
 	// From just before the first due time until every push is in (or the
@@ -411,6 +411,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		}
 	}
 	win := time.Since(winStart)
+	metrics()
 	p.WindowSeconds = win.Seconds()
 	p.NodeCPUPercent = map[string]float64{}
 	for i, nd := range live {
@@ -443,6 +444,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		p.PushVictim, p.PushOthers = &pv, &po
 	}
 
+	profiled() // the journal reads below are the bench's, not the burst's
 	// The journal: one expired entry per coupon, when.
 	if err := sleepCtx(ctx, 2*time.Second); err != nil { // a doubled wake-up would come about now
 		return p, err
@@ -468,15 +470,15 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 }
 
 // timersProfile starts the profiles of --profile-dir over the burst of the
-// phase on n nodes (live: the nodes that stay); the function it returns
-// waits for them.
-func timersProfile(ctx context.Context, e *benchEnv, f timersFlags, live []*benchNode, first time.Time, n int) func() {
+// phase on n nodes (live: the nodes that stay); wait waits for them, and
+// metrics saves the nodes' /metrics (call it when the pushes are in).
+func timersProfile(ctx context.Context, e *benchEnv, f timersFlags, live []*benchNode, first time.Time, n int) (wait, metrics func()) {
 	if f.profileDir == "" {
-		return func() {}
+		return func() {}, func() {}
 	}
 	if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
 		fmt.Fprintf(os.Stderr, "timers: profiles: %v\n", err)
-		return func() {}
+		return func() {}, func() {}
 	}
 	d := f.spread + 8*time.Second
 	var wg sync.WaitGroup
@@ -506,7 +508,11 @@ func timersProfile(ctx context.Context, e *benchEnv, f timersFlags, live []*benc
 		})
 	}
 	fmt.Fprintf(os.Stderr, "timers: profiles of the burst in %s\n", f.profileDir)
-	return wg.Wait
+	return wg.Wait, func() {
+		for _, nd := range live {
+			report(fetchAdmin(ctx, nd, "/metrics", path(nd.name+".metrics.txt")))
+		}
+	}
 }
 
 func timersShard(id string) int { return couponmesh.Reminder{Target: coupon.Entity(id)}.Shard() }

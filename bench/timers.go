@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/couponmesh/couponmesh"
@@ -647,7 +648,15 @@ func timersJournal(ctx context.Context, uri string, ids []string) (map[string][]
 	g.SetLimit(8)
 	for _, id := range ids {
 		g.Go(func() error {
-			entries, err := journalEntries(gctx, st, coupon.Entity(id))
+			// The database may still be busy with the burst (deleting the
+			// woken reminders): a read that timed out is tried again.
+			entries, err := backoff.Retry(gctx, func() ([]couponmesh.Entry, error) {
+				es, err := journalEntries(gctx, st, coupon.Entity(id))
+				if err != nil && !errors.Is(err, couponmesh.ErrUnavailable) {
+					return nil, backoff.Permanent(err)
+				}
+				return es, err
+			}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(time.Minute))
 			if err != nil {
 				return fmt.Errorf("journal of %s: %w", id, err)
 			}

@@ -2,9 +2,11 @@ package coupon
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/couponmesh/couponmesh"
 )
 
@@ -42,8 +44,21 @@ func newFollowerLoads(store couponmesh.Store, timeout time.Duration) *followerLo
 }
 
 // followers returns the users who follow coupon, read in a batch with
-// other grains' reads; it blocks until the read is done or ctx ends.
+// other grains' reads; it blocks until the read is done or ctx ends. A
+// read the database did not answer in time is tried again (jittered
+// backoff) until ctx ends: a failed read fails every coupon of its batch,
+// and a coupon whose followers are not read tells them nothing.
 func (l *followerLoads) followers(ctx context.Context, coupon string) ([]string, error) {
+	return backoff.Retry(ctx, func() ([]string, error) {
+		users, err := l.once(ctx, coupon)
+		if err != nil && !errors.Is(err, couponmesh.ErrUnavailable) {
+			return nil, backoff.Permanent(err)
+		}
+		return users, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 250 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}), backoff.WithMaxElapsedTime(0))
+}
+
+func (l *followerLoads) once(ctx context.Context, coupon string) ([]string, error) {
 	ch := make(chan followersRes, 1)
 	l.mu.Lock()
 	if _, ok := l.waiting[coupon]; !ok {

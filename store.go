@@ -107,6 +107,9 @@ type Store interface {
 	AddFollower(ctx context.Context, coupon, user string) error
 	RemoveFollower(ctx context.Context, coupon, user string) error
 	Followers(ctx context.Context, coupon string) ([]string, error)
+	// FollowersOf lists the followers of each of coupons in one read (a
+	// coupon nobody follows may be absent from the map).
+	FollowersOf(ctx context.Context, coupons []string) (map[string][]string, error)
 
 	// PutReminder stores r (idempotent: a reminder is its Key).
 	// DeleteReminders removes them, in one write (idempotent). DueReminders

@@ -404,7 +404,13 @@ func (e *benchEnv) profileDB(ctx context.Context, d time.Duration, path string) 
 // fetchProfile writes the /debug/pprof/WHAT of node n's admin listener to
 // path.
 func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+"/debug/pprof/"+what, nil)
+	return fetchAdmin(ctx, n, "/debug/pprof/"+what, path)
+}
+
+// fetchAdmin writes what node n's admin listener answers at urlPath
+// (a profile, /metrics) to path.
+func fetchAdmin(ctx context.Context, n *benchNode, urlPath, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.admin+urlPath, nil)
 	if err != nil {
 		return err
 	}
@@ -414,7 +420,7 @@ func fetchProfile(ctx context.Context, n *benchNode, what, path string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("pprof: %s", resp.Status)
+		return fmt.Errorf("%s: %s", urlPath, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/couponmesh/couponmesh"
@@ -97,6 +99,7 @@ type timersFlags struct {
 	window                  time.Duration
 	keepLogs                bool
 	skipOne, skipThree      bool
+	profileDir              string
 }
 
 func benchTimers(ctx context.Context, args []string) error {
@@ -115,6 +118,7 @@ func benchTimers(ctx context.Context, args []string) error {
 	fs.BoolVar(&f.keepLogs, "keep-logs", false, "keep the processes' logs (their directory is printed at the end)")
 	fs.BoolVar(&f.skipOne, "skip-one", false, "skip phase one (one node)")
 	fs.BoolVar(&f.skipThree, "skip-three", false, "skip phase two (three nodes, one killed)")
+	fs.StringVar(&f.profileDir, "profile-dir", "", "write CPU profiles of the nodes that stay and of the devdb over the burst (from 1 s before the first due time, for the spread + 8 s; the journal is read after them), a goroutine dump of the nodes 1 s after the first due time and their /metrics once the pushes are in, to this directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -379,6 +383,9 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		}()
 	}
 
+	profiled, metrics := timersProfile(ctx, e, f, live, first, n)
+	defer profiled()
+
 	// From just before the first due time until every push is in (or the
 	// window is over): the nodes' CPU.
 	if err := sleepCtx(ctx, time.Until(first.Add(-500*time.Millisecond))); err != nil {
@@ -405,6 +412,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		}
 	}
 	win := time.Since(winStart)
+	metrics()
 	p.WindowSeconds = win.Seconds()
 	p.NodeCPUPercent = map[string]float64{}
 	for i, nd := range live {
@@ -437,6 +445,7 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 		p.PushVictim, p.PushOthers = &pv, &po
 	}
 
+	profiled() // the journal reads below are the bench's, not the burst's
 	// The journal: one expired entry per coupon, when.
 	if err := sleepCtx(ctx, 2*time.Second); err != nil { // a doubled wake-up would come about now
 		return p, err
@@ -459,6 +468,52 @@ func timersRun(ctx context.Context, f timersFlags, n int) (timersPhase, error) {
 	}
 	p.Journal = lateStats(jl)
 	return p, nil
+}
+
+// timersProfile starts the profiles of --profile-dir over the burst of the
+// phase on n nodes (live: the nodes that stay); wait waits for them, and
+// metrics saves the nodes' /metrics (call it when the pushes are in).
+func timersProfile(ctx context.Context, e *benchEnv, f timersFlags, live []*benchNode, first time.Time, n int) (wait, metrics func()) {
+	if f.profileDir == "" {
+		return func() {}, func() {}
+	}
+	if err := os.MkdirAll(f.profileDir, 0o755); err != nil {
+		fmt.Fprintf(os.Stderr, "timers: profiles: %v\n", err)
+		return func() {}, func() {}
+	}
+	d := f.spread + 8*time.Second
+	var wg sync.WaitGroup
+	report := func(err error) {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "timers: profile: %v\n", err)
+		}
+	}
+	path := func(what string) string {
+		return filepath.Join(f.profileDir, fmt.Sprintf("timers-%dnodes-%s", n, what))
+	}
+	wg.Go(func() {
+		if sleepCtx(ctx, time.Until(first.Add(-time.Second))) == nil {
+			report(e.profileDB(ctx, d, path("devdb.cpu.pprof")))
+		}
+	})
+	for _, nd := range live {
+		wg.Go(func() {
+			if sleepCtx(ctx, time.Until(first.Add(-time.Second))) == nil {
+				report(profileCPU(ctx, nd, d, path(nd.name+".cpu.pprof")))
+			}
+		})
+		wg.Go(func() {
+			if sleepCtx(ctx, time.Until(first.Add(time.Second))) == nil {
+				report(fetchProfile(ctx, nd, "goroutine?debug=1", path(nd.name+".goroutines.txt")))
+			}
+		})
+	}
+	fmt.Fprintf(os.Stderr, "timers: profiles of the burst in %s\n", f.profileDir)
+	return wg.Wait, func() {
+		for _, nd := range live {
+			report(fetchAdmin(ctx, nd, "/metrics", path(nd.name+".metrics.txt")))
+		}
+	}
 }
 
 func timersShard(id string) int { return couponmesh.Reminder{Target: coupon.Entity(id)}.Shard() }
@@ -593,7 +648,15 @@ func timersJournal(ctx context.Context, uri string, ids []string) (map[string][]
 	g.SetLimit(8)
 	for _, id := range ids {
 		g.Go(func() error {
-			entries, err := journalEntries(gctx, st, coupon.Entity(id))
+			// The database may still be busy with the burst (deleting the
+			// woken reminders): a read that timed out is tried again.
+			entries, err := backoff.Retry(gctx, func() ([]couponmesh.Entry, error) {
+				es, err := journalEntries(gctx, st, coupon.Entity(id))
+				if err != nil && !errors.Is(err, couponmesh.ErrUnavailable) {
+					return nil, backoff.Permanent(err)
+				}
+				return es, err
+			}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(time.Minute))
 			if err != nil {
 				return fmt.Errorf("journal of %s: %w", id, err)
 			}

@@ -11,7 +11,9 @@
 // Events published: after every change, one push frame per subscribed node
 // hub (protocol.CouponPush, encoded once); after a change of title, terms,
 // quantity or status (the Machine reports it: Change), one coupon_changed notice to each follower's user grain
-// (for their feeds), from a follower set the grain keeps (followers.go).
+// (for their feeds), from a follower set the grain keeps (followers.go),
+// read when missing or older than 30 s in batches shared by the node's
+// coupon grains (followerloads.go).
 // Pushes to one hub leave in version order.
 //
 // A claim is answered only after its journal entry is durable. Claims are

@@ -15,8 +15,9 @@ import (
 // Kind returns the cluster kind hosting coupon grains.
 func Kind(cfg actors.GrainConfig) *cluster.Kind {
 	cfg.Fill()
+	loads := newFollowerLoads(cfg.Store, cfg.OpTimeout)
 	return cluster.NewKind(actors.KindCoupon, actor.PropsFromProducer(func() actor.Actor {
-		g := &grain{}
+		g := &grain{loads: loads}
 		g.Activation = actors.NewActivation(&cfg, actors.KindCoupon, func(ctx context.Context, id string) (*Machine, error) {
 			m, err := Load(ctx, cfg.Store, id, nil)
 			if err == nil {
@@ -41,6 +42,7 @@ type grain struct {
 	published int64  // the version last set in Cfg.Local (0: none)
 	pubEpoch  uint64 // the Churn epoch it was validated at
 	followers followers
+	loads     *followerLoads // the node's, shared by its coupon grains
 	presence  presence
 }
 
@@ -233,7 +235,7 @@ func (g *grain) notifyFollowers(c couponmesh.Coupon) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	users, err := g.followers.list(ctx, func(ctx context.Context) ([]string, error) {
-		return g.Cfg.Store.Followers(ctx, c.ID)
+		return g.loads.followers(ctx, c.ID)
 	})
 	if err != nil {
 		g.Log.Warn("followers lookup failed", "err", err)

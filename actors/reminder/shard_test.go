@@ -205,3 +205,35 @@ func TestShardRereadsSoonAfterChurn(t *testing.T) {
 		t.Fatalf("no re-read within %s of churn", churnReload)
 	}
 }
+
+// A periodic re-read waits while a burst is on (wake-ups in flight on the
+// node, or the shard's next reminder due within burstAhead), at most
+// reloadWaitMax; one that fires reminders or that churn asked for does
+// not wait.
+func TestShardRereadWaitsForTheBurst(t *testing.T) {
+	t0 := time.Now()
+	at := t0.Add(reloadEvery) // a periodic re-read is due
+	s := &Shard{loadedAt: t0, pending: []couponmesh.Reminder{{Target: "coupon/c1", Name: "expire", Due: at.Add(time.Hour)}}}
+	if !s.reloadDue(at) || s.reloadWaits(at, 0) {
+		t.Fatal("a re-read due with nothing due soon and nothing in flight waits")
+	}
+	if !s.reloadWaits(at, 3) {
+		t.Fatal("a re-read does not wait while wake-ups are in flight on the node")
+	}
+	s.pending[0].Due = at.Add(burstAhead - time.Second)
+	if !s.reloadWaits(at, 0) {
+		t.Fatal("a re-read does not wait for a reminder due within burstAhead")
+	}
+	if s.reloadWaits(t0.Add(reloadEvery+reloadWaitMax), 3) {
+		t.Fatal("a re-read waits more than reloadWaitMax")
+	}
+	s.Validate(t.Context())
+	if s.reloadWaits(at, 3) {
+		t.Fatal("a re-read churn asked for waits for the burst")
+	}
+	s.churned = false
+	s.pending, s.more = nil, true
+	if s.reloadWaits(at, 3) {
+		t.Fatal("a shard whose window is used up waits to read the rest")
+	}
+}

@@ -71,3 +71,33 @@ func (s *Store) Followers(ctx context.Context, coupon string) ([]string, error) 
 	}
 	return users, nil
 }
+
+// FollowersOf returns the users who follow each of coupons (sorted; a
+// coupon nobody follows is absent), in one query: on the embedded database
+// each query of the follows collection reads all of it (FerretDB's SQLite
+// backend pushes down only filters on _id), so one read for many coupons
+// costs what one for a single coupon does.
+func (s *Store) FollowersOf(ctx context.Context, coupons []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	if len(coupons) == 0 {
+		return out, nil
+	}
+	if err := s.failFast("followers of many"); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	opts := options.Find().SetSort(bson.D{{Key: "c", Value: 1}, {Key: "u", Value: 1}}).SetProjection(bson.D{{Key: "c", Value: 1}, {Key: "u", Value: 1}})
+	cur, err := s.follows.Find(ctx, bson.D{{Key: "c", Value: bson.D{{Key: "$in", Value: coupons}}}}, opts)
+	if err != nil {
+		return nil, s.unavailable("followers of many", err)
+	}
+	var docs []followDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, s.unavailable("followers of many", err)
+	}
+	for _, d := range docs {
+		out[d.C] = append(out[d.C], d.U)
+	}
+	return out, nil
+}

@@ -50,6 +50,10 @@ var calls = []struct {
 	{"AddFollower", func(ctx context.Context, s couponmesh.Store) error { return s.AddFollower(ctx, "x", "alice") }},
 	{"RemoveFollower", func(ctx context.Context, s couponmesh.Store) error { return s.RemoveFollower(ctx, "x", "alice") }},
 	{"Followers", func(ctx context.Context, s couponmesh.Store) error { _, err := s.Followers(ctx, "x"); return err }},
+	{"FollowersOf", func(ctx context.Context, s couponmesh.Store) error {
+		_, err := s.FollowersOf(ctx, []string{"x", "y"})
+		return err
+	}},
 	{"Ping", func(ctx context.Context, s couponmesh.Store) error { return s.Ping(ctx) }},
 }
 

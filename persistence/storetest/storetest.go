@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -713,6 +714,17 @@ func testFollowers(t *testing.T, s couponmesh.Store) {
 				slices.Sort(got)
 				if !slices.Equal(got, want) {
 					t.Errorf("followers of %s: %v, want %v", coupon, got, want)
+				}
+			}
+			coupons := slices.Collect(maps.Keys(st.want))
+			many, err := s.FollowersOf(ctx(t), append(coupons, "nobody"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, coupon := range append(coupons, "nobody") {
+				got := slices.Sorted(slices.Values(many[coupon]))
+				if want := st.want[coupon]; !slices.Equal(got, want) {
+					t.Errorf("FollowersOf: followers of %s: %v, want %v", coupon, got, want)
 				}
 			}
 		})

@@ -22,8 +22,10 @@ import (
 // session of its own; the merchant updates the coupons round-robin at fixed
 // total rates, each update a durable journaled write through the HTTP API
 // (PUT /api/coupons/{id}: protocol v1 has no WebSocket op for merchant
-// writes). The latency of a delivery is its receive time in the follower
-// minus the time the bench sent the update request.
+// writes; with --batch N in bulk updates of up to N, POST
+// /api/coupons/bulk-update). The latency of a delivery is its receive time
+// in the follower minus the time the bench sent the update request (with
+// --batch: the time the update joined its batch).
 
 // couponsRate is the result of one update rate.
 type couponsRate struct {

@@ -220,3 +220,17 @@ type BrowsePage struct {
 	Coupons []Coupon `json:"coupons"`
 	Next    string   `json:"next,omitempty"`
 }
+
+// MaxBulkUpdates is the most coupon updates one bulk update request
+// (POST /api/coupons/bulk-update) may carry.
+const MaxBulkUpdates = 100
+
+// BulkUpdateResult is the outcome of one item of a bulk update, at the
+// item's place in the request: ID is the item's id as sent, and exactly one
+// of Coupon (the coupon after the update, durable) and Error (what this item
+// got, as the single update would answer it) is set.
+type BulkUpdateResult struct {
+	ID     string  `json:"id"`
+	Coupon *Coupon `json:"coupon,omitempty"`
+	Error  *Error  `json:"error,omitempty"`
+}

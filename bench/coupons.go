@@ -22,8 +22,10 @@ import (
 // session of its own; the merchant updates the coupons round-robin at fixed
 // total rates, each update a durable journaled write through the HTTP API
 // (PUT /api/coupons/{id}: protocol v1 has no WebSocket op for merchant
-// writes). The latency of a delivery is its receive time in the follower
-// minus the time the bench sent the update request.
+// writes; with --batch N in bulk updates of up to N, POST
+// /api/coupons/bulk-update). The latency of a delivery is its receive time
+// in the follower minus the time the bench sent the update request (with
+// --batch: the time the update joined its batch).
 
 // couponsRate is the result of one update rate.
 type couponsRate struct {
@@ -77,6 +79,7 @@ type couponsResult struct {
 	Rates        []couponsRate `json:"rates"`
 	DB           string        `json:"db"`                  // devdb (its own process) or embedded (in the node's process)
 	DBCPUs       string        `json:"devdbCpus,omitempty"` // taskset CPU list of the devdb ("": the bench's)
+	Batch        int           `json:"batch,omitempty"`     // updates per bulk request (0: one PUT per update)
 	Profiles     []string      `json:"profiles,omitempty"`  // CPU profiles written, for go tool pprof
 	// The node's profile split into the costs of an update (bench
 	// breakdown), its shares of the node's CPU per update at that rate.
@@ -109,7 +112,12 @@ type couponsFlags struct {
 	profileRate        float64 // the rate the profiles are taken at (0: the first)
 	db                 string  // "devdb" or "embedded"
 	dbCPUs             string
+	batch              int // updates per bulk request; 1: one PUT each
 }
+
+// couponsLinger is how long a batch of --batch updates waits for more
+// before it is sent with fewer.
+const couponsLinger = 5 * time.Millisecond
 
 func parseCouponsFlags(args []string) (couponsFlags, error) {
 	var f couponsFlags
@@ -125,6 +133,7 @@ func parseCouponsFlags(args []string) (couponsFlags, error) {
 	fs.Float64Var(&f.profileRate, "profile-rate", 0, "the rate of --rates during which the profiles are taken (0: the first)")
 	fs.StringVar(&f.db, "db", "devdb", "where the database runs: devdb (`couponmesh devdb`, its own process, pinned with --db-cpus) or embedded (in the node's process, on its CPUs)")
 	fs.StringVar(&f.dbCPUs, "db-cpus", "", "taskset CPU list to pin the devdb to (empty: where the bench runs)")
+	fs.IntVar(&f.batch, "batch", 1, fmt.Sprintf("updates per request: 1 sends each with PUT /api/coupons/{id}; more sends them in bulk updates (POST /api/coupons/bulk-update) of up to this many, each sent when full or %s after its first update; at most %d", couponsLinger, couponmesh.MaxBulkUpdates))
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -140,6 +149,9 @@ func parseCouponsFlags(args []string) (couponsFlags, error) {
 	}
 	if f.db == "embedded" && f.dbProfile != "" {
 		return f, errors.New("bench coupons: --db-profile needs --db devdb (with --db embedded the node's --profile has the database)")
+	}
+	if f.batch < 1 || f.batch > couponmesh.MaxBulkUpdates {
+		return f, fmt.Errorf("bench coupons: --batch %d: want 1 to %d", f.batch, couponmesh.MaxBulkUpdates)
 	}
 	if f.n <= 0 || f.dur <= 0 || f.conns <= 0 {
 		return f, errors.New("bench coupons: --coupons, --duration and --conns must be positive")
@@ -205,10 +217,15 @@ func benchCoupons(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("coupons: %d of %d sessions failed, first: %w", failed, f.n, firstErr)
 	}
 	res := couponsResult{
-		Scenario: couponsScenario(f.db), DB: f.db, DBCPUs: f.dbCPUs, Machine: mach, Coupons: f.n, Connected: f.n - failed, Conns: f.conns,
+		Scenario: couponsScenario(f.db, f.batch), DB: f.db, DBCPUs: f.dbCPUs, Machine: mach, Coupons: f.n, Connected: f.n - failed, Conns: f.conns,
 		Duration: f.dur.String(), Grace: f.grace.String(), TargetP99ms: 100, TargetRate: 8000, SetupSeconds: time.Since(t0).Seconds(),
 		Transport:   fmt.Sprintf("HTTP/1.1 PUT /api/coupons/{id} (new title) over %d keep-alive connections from 127.0.0.1 (protocol v1 has no WebSocket op for merchant writes)", f.conns),
 		LatencyFrom: "the time the bench sent the HTTP update request (includes the request, the durable journal append and the push)",
+	}
+	if f.batch > 1 {
+		res.Batch = f.batch
+		res.Transport = fmt.Sprintf("HTTP/1.1 POST /api/coupons/bulk-update, up to %d updates (new titles) per request, sent when full or %s after its first, over %d keep-alive connections from 127.0.0.1", f.batch, couponsLinger, f.conns)
+		res.LatencyFrom = "the time the bench handed the update to a batch (includes the wait for the batch, the request, the durable journal append and the push)"
 	}
 	r.upd = *api
 	r.upd.HTTPClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: f.conns, MaxConnsPerHost: f.conns}}
@@ -342,9 +359,14 @@ func (r *couponsRun) startProfiles(ctx context.Context) {
 }
 
 // startSenders starts the goroutines that send the updates handed to
-// s.jobs (update k goes to coupon k mod --coupons) until it is closed.
+// s.jobs (update k goes to coupon k mod --coupons) until it is closed: one
+// PUT each, or with --batch in bulk updates (sendBatches).
 func (r *couponsRun) startSenders(ctx context.Context, ri int, rate float64) *couponsSenders {
 	s := &couponsSenders{jobs: make(chan int, r.f.conns), cr: couponsRate{Rate: rate}}
+	if r.f.batch > 1 {
+		r.sendBatches(ctx, ri, s)
+		return s
+	}
 	for range r.f.conns {
 		s.wg.Go(func() {
 			for k := range s.jobs {
@@ -354,31 +376,109 @@ func (r *couponsRun) startSenders(ctx context.Context, ri int, rate float64) *co
 				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				c, err := r.upd.UpdateCoupon(uctx, r.ids[i], couponmesh.CouponSpec{Title: &title})
 				cancel()
-				done := time.Now()
-				s.emu.Lock()
-				if s.firstAt == 0 || at.UnixNano() < s.firstAt {
-					s.firstAt = at.UnixNano()
-				}
-				s.lastDone = max(s.lastDone, done.UnixNano())
-				if err != nil {
-					if s.cr.UpdateErrors == 0 {
-						s.cr.FirstUpdateErr = err.Error()
-					}
-					s.cr.UpdateErrors++
-				} else {
-					s.cr.Updates++
-					s.replyLats = append(s.replyLats, done.Sub(at))
-				}
-				s.emu.Unlock()
-				if err == nil {
-					r.smu.Lock()
-					r.sents[i] = append(r.sents[i], couponsSent{c.Version, at.UnixNano(), done.UnixNano(), ri})
-					r.smu.Unlock()
-				}
+				r.record(s, ri, i, at, time.Now(), c, err)
 			}
 		})
 	}
 	return s
+}
+
+// record counts one update's answer: c when err is nil. at is when the
+// update was handed out, done when its answer was read.
+func (r *couponsRun) record(s *couponsSenders, ri, i int, at, done time.Time, c couponmesh.Coupon, err error) {
+	s.emu.Lock()
+	if s.firstAt == 0 || at.UnixNano() < s.firstAt {
+		s.firstAt = at.UnixNano()
+	}
+	s.lastDone = max(s.lastDone, done.UnixNano())
+	if err != nil {
+		if s.cr.UpdateErrors == 0 {
+			s.cr.FirstUpdateErr = err.Error()
+		}
+		s.cr.UpdateErrors++
+	} else {
+		s.cr.Updates++
+		s.replyLats = append(s.replyLats, done.Sub(at))
+	}
+	s.emu.Unlock()
+	if err == nil {
+		r.smu.Lock()
+		r.sents[i] = append(r.sents[i], couponsSent{c.Version, at.UnixNano(), done.UnixNano(), ri})
+		r.smu.Unlock()
+	}
+}
+
+// couponsItem is one update of a batch: update k, handed out at.
+type couponsItem struct {
+	k  int
+	at time.Time
+}
+
+// sendBatches gathers the updates of s.jobs into batches of up to --batch
+// (a batch goes when full or couponsLinger after its first update) and
+// sends each in one bulk update from one of --conns goroutines. An update's
+// time is when the gatherer took it, so the wait for its batch counts in
+// its latency.
+func (r *couponsRun) sendBatches(ctx context.Context, ri int, s *couponsSenders) {
+	batches := make(chan []couponsItem, r.f.conns)
+	s.wg.Go(func() {
+		defer close(batches)
+		var (
+			batch []couponsItem
+			flush <-chan time.Time
+		)
+		send := func() {
+			if len(batch) > 0 {
+				batches <- batch
+			}
+			batch, flush = nil, nil
+		}
+		for {
+			select {
+			case k, ok := <-s.jobs:
+				if !ok {
+					send()
+					return
+				}
+				if batch == nil {
+					flush = time.After(couponsLinger)
+				}
+				batch = append(batch, couponsItem{k, time.Now()})
+				if len(batch) == r.f.batch {
+					send()
+				}
+			case <-flush:
+				send()
+			}
+		}
+	})
+	for range r.f.conns {
+		s.wg.Go(func() {
+			for b := range batches {
+				specs := make([]couponmesh.CouponSpec, len(b))
+				for j, it := range b {
+					title := "u" + strconv.Itoa(it.k)
+					specs[j] = couponmesh.CouponSpec{ID: r.ids[it.k%r.f.n], Title: &title}
+				}
+				uctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				res, err := r.upd.UpdateCoupons(uctx, specs)
+				cancel()
+				done := time.Now()
+				for j, it := range b {
+					var c couponmesh.Coupon
+					ierr := err
+					switch {
+					case err != nil:
+					case res[j].Error != nil:
+						ierr = res[j].Error
+					default:
+						c = *res[j].Coupon
+					}
+					r.record(s, ri, it.k%r.f.n, it.at, done, c, ierr)
+				}
+			}
+		})
+	}
 }
 
 // pace hands the rate's updates to the senders from w0 for --duration,
@@ -495,6 +595,11 @@ func couponsFigures(res couponsResult) []benchFigure {
 		}
 		figs = append(figs, cpu)
 	}
+	if res.Batch > 1 {
+		for i := range figs {
+			figs[i].What += fmt.Sprintf(" (bulk updates of up to %d)", res.Batch)
+		}
+	}
 	return figs
 }
 
@@ -530,12 +635,17 @@ func (r *couponsRun) breakdown(res *couponsResult) error {
 }
 
 // couponsScenario is the result's scenario name: coupons with the devdb in
-// its own process, coupons-embedded with the database in the node.
-func couponsScenario(db string) string {
+// its own process, coupons-embedded with the database in the node; with
+// --batch above 1 either ends in -batched.
+func couponsScenario(db string, batch int) string {
+	name := "coupons"
 	if db == "embedded" {
-		return "coupons-embedded"
+		name = "coupons-embedded"
 	}
-	return "coupons"
+	if batch > 1 {
+		name += "-batched"
+	}
+	return name
 }
 
 func ratesList(rs []couponsRate) string {

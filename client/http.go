@@ -54,6 +54,32 @@ func (a *API) UpdateCoupon(ctx context.Context, id string, spec couponmesh.Coupo
 	return c, err
 }
 
+// UpdateCoupons applies many coupon updates in one request (POST
+// /api/coupons/bulk-update): each spec names its coupon in ID and changes the
+// fields it sets, as UpdateCoupon would. It returns one result per spec, in
+// order, each the coupon after its update (durable) or that item's error; a
+// failed item leaves the others done. The error is for the request as a
+// whole: none or more than couponmesh.MaxBulkUpdates specs, a body over the
+// server's limit, no or a bad token, or the node not answering.
+func (a *API) UpdateCoupons(ctx context.Context, specs []couponmesh.CouponSpec) ([]couponmesh.BulkUpdateResult, error) {
+	if specs == nil {
+		specs = []couponmesh.CouponSpec{} // an empty list, not null: the server names the count
+	}
+	var out struct {
+		Results []couponmesh.BulkUpdateResult `json:"results"`
+	}
+	in := struct {
+		Updates []couponmesh.CouponSpec `json:"updates"`
+	}{specs}
+	if err := a.do(ctx, http.MethodPost, "/api/coupons/bulk-update", in, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(specs) {
+		return nil, fmt.Errorf("client: bulk update: %d results for %d updates", len(out.Results), len(specs))
+	}
+	return out.Results, nil
+}
+
 // WithdrawCoupon withdraws a coupon (DELETE /api/coupons/{id}).
 func (a *API) WithdrawCoupon(ctx context.Context, id string) (couponmesh.Coupon, error) {
 	var c couponmesh.Coupon

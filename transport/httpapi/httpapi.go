@@ -16,10 +16,20 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/transport/auth"
+	"golang.org/x/sync/errgroup"
 )
 
-// MaxBody is the largest request body the API reads.
+// MaxBody is the largest request body the API reads, but for a bulk update.
 const MaxBody = 64 << 10
+
+// MaxBulkBody is the largest body of a bulk update (POST
+// /api/coupons/bulk-update), which carries up to couponmesh.MaxBulkUpdates
+// items.
+const MaxBulkBody = 1 << 20
+
+// BulkConcurrency is how many coupons of one bulk update are updated at
+// once; the items of one coupon run one after another, in request order.
+const BulkConcurrency = 16
 
 // Options configures New.
 type Options struct {
@@ -84,6 +94,7 @@ func New(o Options) http.Handler {
 	m.HandleFunc("GET /api/coupons", a.browse)
 	m.HandleFunc("GET /api/coupons/{id}", a.getCoupon)
 	m.HandleFunc("PUT /api/coupons/{id}", a.updateCoupon)
+	m.HandleFunc("POST /api/coupons/bulk-update", a.bulkUpdate)
 	m.HandleFunc("DELETE /api/coupons/{id}", a.withdrawCoupon)
 	if o.Dev {
 		m.HandleFunc("POST /api/dev/login", a.devLogin)
@@ -156,15 +167,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError maps err with couponmesh.AsError and StatusOf, logging internal
 // errors with what caused them.
 func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := a.asError(r, err)
+	if e.Code == couponmesh.CodeUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="couponmesh"`)
+	}
+	writeJSON(w, StatusOf(e.Code), errorBody{e})
+}
+
+// asError maps err with couponmesh.AsError, logging an internal error with
+// what caused it (the answer then says "internal" only).
+func (a *api) asError(r *http.Request, err error) *couponmesh.Error {
 	e := couponmesh.AsError(err)
 	if e.Code == couponmesh.CodeInternal {
 		a.Log.LogAttrs(r.Context(), slog.LevelError, "http: request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	}
-	if e.Code == couponmesh.CodeUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="couponmesh"`)
-	}
-	writeJSON(w, StatusOf(e.Code), errorBody{e})
+	return e
 }
 
 // principal authenticates the request's bearer token.
@@ -184,7 +202,12 @@ func (a *api) principal(r *http.Request) (couponmesh.Principal, error) {
 // decode reads one JSON object from the body into v: at most MaxBody bytes,
 // no unknown fields, nothing after it.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	return decodeMax(w, r, v, MaxBody)
+}
+
+// decodeMax is decode with a body of at most limit bytes.
+func decodeMax(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -283,6 +306,77 @@ func (a *api) updateCoupon(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
+}
+
+// bulkRequest is the body of POST /api/coupons/bulk-update: each item is a
+// coupon update as PUT /api/coupons/{id} takes it, its id in the item.
+type bulkRequest struct {
+	Updates []couponmesh.CouponSpec `json:"updates"`
+}
+
+// bulkResponse is its answer: one result per item, in request order.
+type bulkResponse struct {
+	Results []couponmesh.BulkUpdateResult `json:"results"`
+}
+
+// bulkUpdate applies up to couponmesh.MaxBulkUpdates coupon updates of one
+// principal. The request as a whole fails (its status and error body) only
+// when it cannot be read: no or bad token, malformed or oversized body, no
+// items or too many. Otherwise it answers 200 with one result per item, each
+// item answered as PUT /api/coupons/{id} would answer it (the same checks in
+// the same Service call, durable before it is answered), so one bad item
+// does not fail the others. Different coupons are updated concurrently (at
+// most BulkConcurrency at once); the items of one coupon in request order.
+func (a *api) bulkUpdate(w http.ResponseWriter, r *http.Request) {
+	p, err := a.principal(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var in bulkRequest
+	if err := decodeMax(w, r, &in, MaxBulkBody); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if n := len(in.Updates); n == 0 || n > couponmesh.MaxBulkUpdates {
+		a.writeError(w, r, couponmesh.Errorf(couponmesh.CodeBadRequest,
+			"updates must hold 1-%d coupon updates, got %d", couponmesh.MaxBulkUpdates, n))
+		return
+	}
+	results := make([]couponmesh.BulkUpdateResult, len(in.Updates))
+	byID := make(map[string][]int, len(in.Updates)) // coupon → its items, in order
+	var ids []string                                // coupons in order of first item
+	for i, spec := range in.Updates {
+		results[i].ID = spec.ID
+		if !couponmesh.ValidID(spec.ID) {
+			results[i].Error = couponmesh.Errorf(couponmesh.CodeBadRequest,
+				"id must be 1-%d characters of letters, digits, '_', '-' or '.'", couponmesh.MaxIDLen)
+			continue
+		}
+		if _, ok := byID[spec.ID]; !ok {
+			ids = append(ids, spec.ID)
+		}
+		byID[spec.ID] = append(byID[spec.ID], i)
+	}
+	var g errgroup.Group
+	g.SetLimit(BulkConcurrency)
+	for _, id := range ids {
+		g.Go(func() error {
+			for _, i := range byID[id] {
+				spec := in.Updates[i]
+				spec.ID = ""
+				c, err := a.Service.UpdateCoupon(r.Context(), p, id, spec)
+				if err != nil {
+					results[i].Error = a.asError(r, err)
+					continue
+				}
+				results[i].Coupon = &c
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	writeJSON(w, http.StatusOK, bulkResponse{results})
 }
 
 func (a *api) withdrawCoupon(w http.ResponseWriter, r *http.Request) {

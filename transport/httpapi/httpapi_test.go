@@ -21,14 +21,14 @@ import (
 )
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	svc    *transporttest.Service
 	tokens *auth.Tokens
 	srv    *httptest.Server
 	logs   *bytes.Buffer
 }
 
-func newEnv(t *testing.T, o httpapi.Options) *env {
+func newEnv(t testing.TB, o httpapi.Options) *env {
 	t.Helper()
 	tokens, err := auth.New(auth.LocalConfig("http api tests"))
 	if err != nil {

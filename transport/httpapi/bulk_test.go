@@ -298,3 +298,64 @@ func FuzzBulkUpdate(f *testing.F) {
 		}
 	})
 }
+
+// TestBulkUpdateNodeLimit: two bulk updates at once put no more than
+// BulkInFlight items into the Service together (each alone would put
+// BulkConcurrency there), and both are answered in full.
+func TestBulkUpdateNodeLimit(t *testing.T) {
+	const limit = httpapi.BulkConcurrency + 4
+	e := newEnv(t, httpapi.Options{BulkInFlight: limit})
+	var bodies [2]string
+	for r := range bodies {
+		var b strings.Builder
+		b.WriteString(`{"updates":[`)
+		for i := range httpapi.BulkConcurrency {
+			id := fmt.Sprintf("n%d-%d", r, i)
+			e.svc.Put(couponmesh.Coupon{ID: id, Merchant: "m1", Title: "old", Quantity: 5})
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `{"id":%q,"title":"new"}`, id)
+		}
+		b.WriteString(`]}`)
+		bodies[r] = b.String()
+	}
+	var inFlight, most atomic.Int64
+	release := make(chan struct{})
+	e.svc.Hook = func(ctx context.Context, method string) error {
+		if method != "UpdateCoupon" {
+			return nil
+		}
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	done := make(chan response, 2)
+	for _, body := range bodies {
+		go func() { done <- e.do("POST", bulkPath, e.token("m1", couponmesh.RoleMerchant), body) }()
+	}
+	testutil.Until(t, 10*time.Second, "BulkInFlight items in flight", func() bool { return most.Load() == limit })
+	close(release)
+	for range bodies {
+		select {
+		case r := <-done:
+			for i, g := range bulkResults(t, r) {
+				if g.Error != nil || g.Coupon == nil {
+					t.Errorf("result %d: %+v %+v", i, g.Coupon, g.Error)
+				}
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("bulk update did not answer")
+		}
+	}
+	if m := most.Load(); m != limit {
+		t.Fatalf("at most %d in flight, want %d", m, limit)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/transport/auth"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 // MaxBody is the largest request body the API reads, but for a bulk update.
@@ -30,6 +31,12 @@ const MaxBulkBody = 1 << 20
 // BulkConcurrency is how many coupons of one bulk update are updated at
 // once; the items of one coupon run one after another, in request order.
 const BulkConcurrency = 16
+
+// DefaultBulkInFlight bounds the items of all bulk updates in the Service
+// at once on a node: as many as 256 connections of single updates put
+// there. Without it 256 connections of bulk updates put 4,096 at once
+// into a node and it collapsed (docs/BENCHMARKS.md, bulk updates).
+const DefaultBulkInFlight = 256
 
 // Options configures New.
 type Options struct {
@@ -47,6 +54,9 @@ type Options struct {
 	Static fs.FS
 	// Log receives internal errors (nil: slog.Default()).
 	Log *slog.Logger
+	// BulkInFlight bounds the bulk update items in the Service at once,
+	// over every request (0: DefaultBulkInFlight); items wait for a place.
+	BulkInFlight int
 }
 
 // statuses is the one table from error codes to HTTP statuses.
@@ -77,6 +87,7 @@ type api struct {
 	Options
 	mux    *http.ServeMux // every route but the static files
 	static http.Handler
+	bulk   *semaphore.Weighted // BulkInFlight places
 }
 
 // New returns the public HTTP handler.
@@ -84,7 +95,10 @@ func New(o Options) http.Handler {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	a := &api{Options: o, mux: http.NewServeMux()}
+	if o.BulkInFlight <= 0 {
+		o.BulkInFlight = DefaultBulkInFlight
+	}
+	a := &api{Options: o, mux: http.NewServeMux(), bulk: semaphore.NewWeighted(int64(o.BulkInFlight))}
 	a.static = a.staticHandler()
 	m := a.mux
 	if o.WS != nil {
@@ -326,7 +340,8 @@ type bulkResponse struct {
 // item answered as PUT /api/coupons/{id} would answer it (the same checks in
 // the same Service call, durable before it is answered), so one bad item
 // does not fail the others. Different coupons are updated concurrently (at
-// most BulkConcurrency at once); the items of one coupon in request order.
+// most BulkConcurrency at once, and BulkInFlight over every bulk request of
+// the node); the items of one coupon in request order.
 func (a *api) bulkUpdate(w http.ResponseWriter, r *http.Request) {
 	p, err := a.principal(r)
 	if err != nil {
@@ -365,7 +380,12 @@ func (a *api) bulkUpdate(w http.ResponseWriter, r *http.Request) {
 			for _, i := range byID[id] {
 				spec := in.Updates[i]
 				spec.ID = ""
+				if err := a.bulk.Acquire(r.Context(), 1); err != nil {
+					results[i].Error = couponmesh.Errorf(couponmesh.CodeUnavailable, "the node is busy: retry")
+					continue
+				}
 				c, err := a.Service.UpdateCoupon(r.Context(), p, id, spec)
+				a.bulk.Release(1)
 				if err != nil {
 					results[i].Error = a.asError(r, err)
 					continue

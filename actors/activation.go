@@ -42,6 +42,7 @@ type Activation[M State] struct {
 	recent      recentRing // the last requests handled, for ActorInspect
 	snapTimer   *time.Timer
 	idle        idleTimer
+	snapSince   time.Time   // when the snapshot snapTimer is for was first due to be scheduled
 	superseded  bool        // another activation wrote to the journal: step aside
 	leaving     bool        // passivating: requests are turned away until the mailbox is quiet
 	validated   uint64      // the Churn epoch the state was last loaded or validated at
@@ -182,7 +183,7 @@ func (a *Activation[M]) Receive(ctx actor.Context) *cluster.GrainRequest {
 		a.snapshot()
 	case snapshotTick:
 		a.snapTimer = nil
-		a.snapshot()
+		a.onSnapshotTick(ctx)
 	case revalidateTick:
 		a.revalidate = nil
 		if a.Serving() {
@@ -376,13 +377,40 @@ func (a *Activation[M]) OpContext() (context.Context, context.CancelFunc) {
 }
 
 // ScheduleSnapshot writes a snapshot within SnapshotDelay, once for any
-// number of changes until then.
+// number of changes until then; while the grain is Busy (journal writes
+// pending or in flight) it waits for the pipeline to drain, at most
+// snapshotMaxDefer SnapshotDelays in all (see onSnapshotTick).
 func (a *Activation[M]) ScheduleSnapshot(ctx actor.Context) {
 	if a.snapTimer != nil {
 		return
 	}
+	a.snapSince = time.Now()
+	a.armSnapshot(ctx, a.Cfg.SnapshotDelay)
+}
+
+func (a *Activation[M]) armSnapshot(ctx actor.Context, d time.Duration) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	a.snapTimer = time.AfterFunc(a.Cfg.SnapshotDelay, func() { root.Send(self, snapshotTick{}) })
+	a.snapTimer = time.AfterFunc(d, func() { root.Send(self, snapshotTick{}) })
+}
+
+// snapshotMaxDefer bounds, in SnapshotDelays since it was scheduled, how
+// long a snapshot waits for a busy grain's pipeline to drain.
+const snapshotMaxDefer = 10
+
+// onSnapshotTick writes the scheduled snapshot, unless the grain is Busy
+// and the snapshot has waited less than snapshotMaxDefer SnapshotDelays:
+// then it looks again a quarter of a SnapshotDelay later. A snapshot is
+// written on the grain's goroutine (its mailbox waits for the database)
+// and, for a coupon, holds every claim: during a flash sale it was a write
+// of hundreds of kilobytes every second that stalled the pipeline, soon
+// outdated. Snapshots only save replay (state = snapshot + the journal
+// after it), so a later one loses nothing.
+func (a *Activation[M]) onSnapshotTick(ctx actor.Context) {
+	if a.Busy != nil && a.Busy() && time.Since(a.snapSince) < snapshotMaxDefer*a.Cfg.SnapshotDelay {
+		a.armSnapshot(ctx, max(a.Cfg.SnapshotDelay/4, time.Millisecond))
+		return
+	}
+	a.snapshot()
 }
 
 // SnapshotNow writes a snapshot if entries were applied since the last one.

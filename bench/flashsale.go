@@ -102,6 +102,7 @@ func benchFlashsale(ctx context.Context, args []string) (err error) {
 	spread := fs.Int("spread", 200, "coupons of the reference run (units/spread each)")
 	three := fs.Bool("three", true, "also run on three nodes")
 	profile := fs.String("profile", "", "write a CPU profile of the (first) node over the first 3 s of the one-node drop to this file")
+	dbProfile := fs.String("db-profile", "", "write CPU profiles of the devdb over the first 2 s of the one-node drop and of its spread reference to FILE-hot.pprof and FILE-spread.pprof")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,11 +114,11 @@ func benchFlashsale(ctx context.Context, args []string) (err error) {
 		if n == 3 && !*three {
 			break
 		}
-		prof := *profile
+		prof, dbProf := *profile, *dbProfile
 		if n > 1 {
-			prof = ""
+			prof, dbProf = "", ""
 		}
-		r, err := flashsaleOn(ctx, f, n, *shoppers, *watchers, *units, *spread, prof)
+		r, err := flashsaleOn(ctx, f, n, *shoppers, *watchers, *units, *spread, prof, dbProf)
 		if err != nil {
 			return fmt.Errorf("%d node(s): %w", n, err)
 		}
@@ -189,6 +190,7 @@ type flashsale struct {
 	spreadIDs []string // the coupons of the reference run
 	clients   []*client.Client
 	r         *flashRun
+	dbProfile string // FILE of --db-profile (empty: none)
 
 	final      []atomic.Int64 // by watcher: when it first held the final state (Unix ns)
 	deliveries atomic.Int64
@@ -198,7 +200,7 @@ type flashsale struct {
 
 // flashsaleOn runs one flash sale and its spread reference on n fresh nodes
 // over a fresh devdb, and stops them.
-func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units, spread int, profile string) (flashRun, error) {
+func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units, spread int, profile, dbProfile string) (flashRun, error) {
 	r := flashRun{Nodes: n, Shoppers: shoppers, Watchers: watchers, Units: units, SpreadCoupons: spread, Errors: map[string]int{}}
 	e, err := newBenchEnv(f.out, f.nodeCPUs)
 	if err != nil {
@@ -226,7 +228,7 @@ func flashsaleOn(ctx context.Context, f benchFlags, n, shoppers, watchers, units
 	if err != nil {
 		return r, err
 	}
-	s := &flashsale{f: f, e: e, nodes: nodes, hot: hot[0], spreadIDs: spreadIDs, r: &r}
+	s := &flashsale{f: f, e: e, nodes: nodes, hot: hot[0], spreadIDs: spreadIDs, r: &r, dbProfile: dbProfile}
 	raws, err := s.connectWatchers(ctx, api)
 	defer func() { closeRaw(raws) }()
 	if err != nil {
@@ -350,6 +352,7 @@ func (s *flashsale) drop(ctx context.Context, profile string) (claimRound, error
 			}
 		})
 	}
+	s.profileDB(ctx, &pwg, "hot")
 	hr := claimAll(ctx, s.clients, func(int) string { return s.hot }, "h")
 	pwg.Wait()
 	r.Dropped = dropped() - d0
@@ -497,7 +500,10 @@ func (s *flashsale) reference(ctx context.Context) error {
 		return err
 	}
 	spread := len(s.spreadIDs)
+	var pwg sync.WaitGroup
+	s.profileDB(ctx, &pwg, "spread")
 	sr := claimAll(ctx, s.clients, func(i int) string { return s.spreadIDs[i%spread] }, "s")
+	pwg.Wait()
 	if s1, err := scrapeNodeMetrics(s.nodes[0]); err == nil {
 		r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs = bulkStats(s0, s1)
 	}
@@ -518,6 +524,19 @@ func (s *flashsale) reference(ctx context.Context) error {
 		r.HotPctSpread = 100 * r.ClaimsPerSec / r.SpreadClaimsPerSec
 	}
 	return nil
+}
+
+// profileDB starts a CPU profile of the devdb over the next 2 s into
+// FILE-phase.pprof (--db-profile), on wg.
+func (s *flashsale) profileDB(ctx context.Context, wg *sync.WaitGroup, phase string) {
+	if s.dbProfile == "" {
+		return
+	}
+	wg.Go(func() {
+		if err := s.e.profileDB(ctx, 2*time.Second, s.dbProfile+"-"+phase+".pprof"); err != nil {
+			fmt.Fprintf(os.Stderr, "bench flashsale: devdb profile: %v\n", err)
+		}
+	})
 }
 
 // bulkStats returns the BulkWrites of a node's group commit between two

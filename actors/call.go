@@ -87,6 +87,7 @@ func Call(ctx context.Context, c *cluster.Cluster, cfg CallConfig, kind, id, met
 			}
 			c.PidCache.Set(id, kind, pid)
 		}
+		cachedPID(c, kind, id)
 		res, err := request(c, pid, message(c, pid, method, payload, encoded), left)
 		switch {
 		case err == nil:

@@ -309,6 +309,7 @@ func (j *Journal) Settle(ctx context.Context, r *BatchResult) {
 	}
 	for range written {
 		p := j.pending[0]
+		j.pending[0] = nil // the slot stays in the backing array: let p (and its Done) go
 		j.pending = j.pending[1:]
 		j.inflight--
 		if j.Unpend != nil {

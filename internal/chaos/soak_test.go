@@ -128,6 +128,13 @@ func TestSoak(t *testing.T) {
 		}
 	})
 
+	// Heap profiles under load at the start of the middle third and at the
+	// end, for what grows between them (soakGrowth, in the report).
+	third := filepath.Join(dir, "soak-heap-%s-third.pb.gz")
+	loaded := filepath.Join(dir, "soak-heap-%s-end.pb.gz")
+	thirdTimer := time.AfterFunc(dur/3, func() { saveProfiles(t, nodes, third) })
+	defer thirdTimer.Stop()
+
 	// The rounds.
 	rounds, connectFailures := 0, 0
 	for r := 0; time.Now().Before(end); r++ {
@@ -149,6 +156,7 @@ func TestSoak(t *testing.T) {
 	}
 	close(stopSampling)
 	sampling.Wait()
+	saveProfiles(t, nodes, loaded)
 	e.halt()
 
 	// Heap profiles, for what grows (written beside the report).
@@ -164,6 +172,7 @@ func TestSoak(t *testing.T) {
 
 	// The memory report first: the checks below may fail the test.
 	report, ok := soakReport(nodes, samples, dur, every, rounds, connectFailures, soakRec.Attempts(), profiles)
+	report += soakGrowth(nodes, third, loaded)
 	t.Log("\n" + report)
 	if p := os.Getenv("SOAK_REPORT"); p != "" {
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
@@ -334,6 +343,32 @@ func heapProfile(n *clustertest.Node, path string) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// saveProfiles saves each node's heap profile to fmt.Sprintf(pattern, name).
+func saveProfiles(t *testing.T, nodes []*clustertest.Node, pattern string) {
+	for _, n := range nodes {
+		if err := heapProfile(n, fmt.Sprintf(pattern, n.Name)); err != nil {
+			t.Logf("heap profile of %s: %v", n.Name, err)
+		}
+	}
+}
+
+// soakGrowth renders, per node, what its live heap gained from the profile
+// of the middle third's start (base) to the one at the end of the load
+// (`go tool pprof -diff_base`), largest first.
+func soakGrowth(nodes []*clustertest.Node, base, end string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nWhat the live heap gained from the start of the middle third to the end of the load (both under load, after a GC; `go tool pprof -top -diff_base=BASE -sample_index=inuse_space END`):\n")
+	for _, n := range nodes {
+		from, to := fmt.Sprintf(base, n.Name), fmt.Sprintf(end, n.Name)
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=20", "-sample_index=inuse_space", "-diff_base="+from, to).CombinedOutput()
+		if err != nil {
+			out = fmt.Appendf(out, "%v\n", err)
+		}
+		fmt.Fprintf(&b, "\n%s (%s -> %s):\n\n```\n%s```\n", n.Name, filepath.Base(from), filepath.Base(to), out)
+	}
+	return b.String()
 }
 
 // soakReport renders the samples as Markdown (a row per minute, means of

@@ -165,6 +165,12 @@ func TestClaimsRacingTheExpiry(t *testing.T) {
 		wg.Go(func() {
 			time.Sleep(time.Until(at))
 			_, err := s.Claim(t.Context(), c.ID, "r")
+			for tries := 0; couponmesh.ErrorCode(err) == couponmesh.CodeUnavailable && tries < 20; tries++ {
+				// Outcome unknown (a busy machine: the database's pool
+				// was slow): the same rid gets the claim's first answer.
+				time.Sleep(100 * time.Millisecond)
+				_, err = s.Claim(t.Context(), c.ID, "r")
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch code := couponmesh.ErrorCode(err); code {
@@ -283,9 +289,12 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 	store := openStoreAt(t, c.db)
 	const n = 1000
 	api := merchantAPI(t, node)
-	// create makes the n coupons of an attempt, due from base on, 1 ms apart.
-	create := func(attempt int, base time.Time) []string {
-		ids := make([]string, n)
+	// create makes the n coupons of an attempt, due from base on, 1 ms
+	// apart; late: some were refused because their due time had passed
+	// before the node decided (the attempt ran out of time).
+	create := func(attempt int, base time.Time) (ids []string, late bool) {
+		ids = make([]string, n)
+		var mu sync.Mutex
 		var wg sync.WaitGroup
 		work := make(chan int)
 		for range 16 {
@@ -293,11 +302,16 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 				for i := range work {
 					due := base.Add(time.Duration(i) * time.Millisecond)
 					c, err := api.CreateCoupon(t.Context(), couponmesh.CouponSpec{ID: fmt.Sprintf("t%d-%d", attempt, i), Title: ptr("Timer"), Quantity: ptr(1), ExpiresAt: &due})
-					if err != nil {
+					switch {
+					case err != nil && couponmesh.ErrorCode(err) == couponmesh.CodeBadRequest && time.Now().After(due):
+						mu.Lock()
+						late = true
+						mu.Unlock()
+					case err != nil:
 						t.Errorf("create %d: %v", i, err)
-						continue
+					default:
+						ids[i] = c.ID
 					}
-					ids[i] = c.ID
 				}
 			})
 		}
@@ -309,7 +323,7 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
-		return ids
+		return ids, late
 	}
 	// The coupons must exist, and be watched, before they are due, or the
 	// test proves nothing; how long creating them takes depends on the
@@ -320,8 +334,9 @@ func TestThousandCouponsDueInOneSecond(t *testing.T) {
 	for attempt, margin := 0, 15*time.Second; ; attempt++ {
 		start := time.Now()
 		base = start.Add(margin).Truncate(time.Second)
-		ids = create(attempt, base)
-		if time.Until(base) > margin/4 {
+		var late bool
+		ids, late = create(attempt, base)
+		if !late && time.Until(base) > margin/4 {
 			break
 		}
 		if attempt == 2 {

@@ -762,6 +762,55 @@ func TestPingDetectsDeadConnection(t *testing.T) {
 	}
 }
 
+// walletHeldOnA dials node a of a new world, with Reconnect as given, and
+// makes a wallet read that node a holds (its first, until its session
+// ends); it returns once node a runs it. The read's error comes on the
+// channel.
+func walletHeldOnA(t *testing.T, reconnect bool) (*world, <-chan error) {
+	t.Helper()
+	held := make(chan struct{}, 1)
+	var first atomic.Bool
+	w := newWorld(t, func(ctx context.Context, method string) error {
+		if method == "Wallet" && first.CompareAndSwap(false, true) {
+			held <- struct{}{}
+			<-ctx.Done() // until node a's session ends
+		}
+		return nil
+	})
+	var rec recorder
+	opts := rec.options(w.token(t, "alice"))
+	opts.Reconnect = reconnect
+	c, err := client.Dial(ctxT(t), w.a.url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := ctxT(t)
+	res := make(chan error, 1)
+	go func() {
+		_, err := c.Wallet(ctx)
+		res <- err
+	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the wallet read never reached node a")
+	}
+	return w, res
+}
+
+// result waits for the error on res.
+func result(t *testing.T, res <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-res:
+		return err
+	case <-ctxT(t).Done():
+		t.Fatal("the wallet read did not return")
+		return nil
+	}
+}
+
 // TestPendingAt1012IsNotSent: a call still waiting for its reply when the
 // node closes with 1012 was never run there (a node answers every request
 // it ran before its 1012 close: docs/PROTOCOL.md, "Drain handover"). Without
@@ -772,40 +821,9 @@ func TestPingDetectsDeadConnection(t *testing.T) {
 func TestPendingAt1012IsNotSent(t *testing.T) {
 	for _, reconnect := range []bool{false, true} {
 		t.Run(fmt.Sprintf("reconnect=%v", reconnect), func(t *testing.T) {
-			held := make(chan struct{}, 1)
-			var first atomic.Bool
-			w := newWorld(t, func(ctx context.Context, method string) error {
-				if method == "Wallet" && first.CompareAndSwap(false, true) {
-					held <- struct{}{}
-					<-ctx.Done() // until node a's session ends
-				}
-				return nil
-			})
-			var rec recorder
-			opts := rec.options(w.token(t, "alice"))
-			opts.Reconnect = reconnect
-			c, err := client.Dial(ctxT(t), w.a.url, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx := ctxT(t)
-			res := make(chan error, 1)
-			go func() {
-				_, err := c.Wallet(ctx)
-				res <- err
-			}()
-			select {
-			case <-held:
-			case <-ctx.Done():
-				t.Fatal("the wallet read never reached node a")
-			}
+			w, res := walletHeldOnA(t, reconnect)
 			w.a.closeWith(websocket.StatusServiceRestart, w.b.hostport)
-			select {
-			case err = <-res:
-			case <-ctx.Done():
-				t.Fatal("the wallet read did not return")
-			}
+			err := result(t, res)
 			if !reconnect {
 				if !errors.Is(err, client.ErrNotSent) || !errors.Is(err, client.ErrClosed) {
 					t.Fatalf("wallet pending at the 1012 close: %v, want ErrNotSent and ErrClosed", err)
@@ -828,44 +846,13 @@ func TestPendingAt1012IsNotSent(t *testing.T) {
 func TestPendingAtOtherClosesIsNotNotSent(t *testing.T) {
 	for _, code := range []websocket.StatusCode{websocket.StatusInternalError, -1} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
-			held := make(chan struct{}, 1)
-			w := newWorld(t, func(ctx context.Context, method string) error {
-				if method == "Wallet" {
-					held <- struct{}{}
-					<-ctx.Done()
-				}
-				return nil
-			})
-			var rec recorder
-			opts := rec.options(w.token(t, "alice"))
-			opts.Reconnect = false
-			c, err := client.Dial(ctxT(t), w.a.url, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx := ctxT(t)
-			res := make(chan error, 1)
-			go func() {
-				_, err := c.Wallet(ctx)
-				res <- err
-			}()
-			select {
-			case <-held:
-			case <-ctx.Done():
-				t.Fatal("the wallet read never reached node a")
-			}
+			w, res := walletHeldOnA(t, false)
 			if code == -1 {
 				w.a.drop()
 			} else {
 				w.a.closeWith(code, "requests still running")
 			}
-			select {
-			case err = <-res:
-			case <-ctx.Done():
-				t.Fatal("the wallet read did not return")
-			}
-			if !errors.Is(err, client.ErrClosed) || errors.Is(err, client.ErrNotSent) {
+			if err := result(t, res); !errors.Is(err, client.ErrClosed) || errors.Is(err, client.ErrNotSent) {
 				t.Fatalf("wallet pending at close %v: %v, want ErrClosed without ErrNotSent", code, err)
 			}
 		})

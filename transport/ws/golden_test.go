@@ -116,15 +116,18 @@ func TestGoldenFramesEndToEnd(t *testing.T) {
 		}
 	}
 	e.svc.Put(couponmesh.Coupon{ID: "c7", Merchant: "acme", Title: "c7", Quantity: 100, Version: 20})
-	for pushes[protocol.PushCoupon] == 0 {
-		m := r.mustNext()
-		if kind, ok := m["push"].(string); ok {
-			pushes[kind]++
-			if err := sameFields("", m, goldenMap(t, protocoltest.Pushes, kind), maps); err != nil {
-				t.Errorf("push %s: %v\n%v", kind, err, m)
+	untilPush := func(want string) { // checks the pushes until one of kind want has come
+		for pushes[want] == 0 {
+			m := r.mustNext()
+			if kind, ok := m["push"].(string); ok {
+				pushes[kind]++
+				if err := sameFields("", m, goldenMap(t, protocoltest.Pushes, kind), maps); err != nil {
+					t.Errorf("push %s: %v\n%v", kind, err, m)
+				}
 			}
 		}
 	}
+	untilPush(protocol.PushCoupon)
 
 	for _, tc := range []struct {
 		frame string
@@ -147,15 +150,7 @@ func TestGoldenFramesEndToEnd(t *testing.T) {
 	}
 
 	go e.h.Drain(context.Background(), []string{"b:8080"}, 0)
-	for pushes[protocol.PushDraining] == 0 {
-		m := r.mustNext()
-		if kind, ok := m["push"].(string); ok {
-			pushes[kind]++
-			if err := sameFields("", m, goldenMap(t, protocoltest.Pushes, kind), maps); err != nil {
-				t.Errorf("push %s: %v\n%v", kind, err, m)
-			}
-		}
-	}
+	untilPush(protocol.PushDraining)
 	drained := protocoltest.Frame(t, protocoltest.Requests, protocol.OpDrained)
 	req, derr := protocol.DecodeRequest(drained)
 	if derr != nil {

@@ -32,11 +32,13 @@ const DefaultDialTimeout = 10 * time.Second
 // ErrClosed is wrapped by the errors of calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
-// ErrNotSent is wrapped (with ErrClosed) by the error of a call that was
-// never sent: the node had announced it was draining (a draining push), so
-// the server never saw the request, and sending it elsewhere is always
-// safe. Only a client without Options.Reconnect sees it; a reconnecting
-// one sends such calls on its next connection.
+// ErrNotSent is wrapped (with ErrClosed) by the error of a call the node
+// never ran, so sending it elsewhere is always safe: the node had announced
+// it was draining (a draining push) and the call was not sent, or the node
+// closed the connection with 1012 before replying to it (a node closes
+// with 1012 only once every request it ran is answered: docs/PROTOCOL.md,
+// "Drain handover"). Only a client without Options.Reconnect sees it; a
+// reconnecting one sends such calls (any op) on its next connection.
 var ErrNotSent = errors.New("client: request not sent")
 
 // Options configures Dial. Every field is optional.
@@ -76,7 +78,7 @@ type Options struct {
 	// again over the new connection, and also after an unavailable reply,
 	// with a jittered backoff, until their context ends. After a draining
 	// push the next connection is opened at once, and requests not sent
-	// yet (of any op) go there.
+	// yet (of any op) go there, as do those a 1012 close left unanswered.
 	Reconnect bool
 	// Addresses lists more node URLs to reconnect to (ws://host:port/ws,
 	// http(s) URLs, or host:port which takes the scheme and path of Dial's

@@ -49,6 +49,14 @@
 // and calls not sent yet wait for it (any op: the server never saw them).
 // Without Reconnect a call made after the push fails at once with an error
 // wrapping ErrNotSent and ErrClosed.
+//
+// A 1012 close means the node ran none of the requests it left unanswered
+// (docs/PROTOCOL.md, "Drain handover", revision 6): their calls fail with
+// an error wrapping ErrNotSent and ErrClosed, or, with Reconnect, are sent
+// again on the next connection (any op). After any other close, or a
+// connection lost without one, an unanswered call's outcome is unknown: it
+// fails with ErrClosed alone (with Reconnect, the v1 ops are sent again, as
+// they are idempotent).
 // Options.OnState reports StateConnected, StateReconnecting and
 // StateClosed.
 //

@@ -123,6 +123,9 @@ func TestGoldenFrames(t *testing.T) {
 		},
 	}
 	for _, op := range protocol.Ops {
+		if op == protocol.OpDrained {
+			continue // no call sends it: the SDK answers a draining push with it (TestGoldenDrainHandover)
+		}
 		f, ok := call[op]
 		if !ok {
 			t.Errorf("no SDK call for op %s", op)
@@ -151,6 +154,9 @@ func TestGoldenFrames(t *testing.T) {
 func TestGoldenPushesAndErrors(t *testing.T) {
 	var batch []string // the pushes, then the reply
 	for _, kind := range protocol.Pushes {
+		if kind == protocol.PushDraining {
+			continue // it ends the use of the connection: TestGoldenDrainHandover
+		}
 		batch = append(batch, string(protocoltest.Frame(t, protocoltest.Pushes, kind)))
 	}
 	batch = append(batch, `{"id":ID,"ok":{}}`)
@@ -196,6 +202,9 @@ func TestGoldenPushesAndErrors(t *testing.T) {
 	}
 	mu.Unlock()
 	for _, kind := range protocol.Pushes {
+		if kind == protocol.PushDraining {
+			continue
+		}
 		if want := protocoltest.Frame(t, protocoltest.Pushes, kind); !bytes.Equal(got[kind], want) {
 			t.Errorf("push %s delivered as\n%s\nthe golden push is\n%s", kind, got[kind], want)
 		}
@@ -213,5 +222,48 @@ func TestGoldenPushesAndErrors(t *testing.T) {
 		if !errors.As(err, &ce) || *ce != *m.Error {
 			t.Errorf("error %s: the call returned %v, want %+v", code, err, m.Error)
 		}
+	}
+}
+
+// TestGoldenDrainHandover: the golden draining push makes the SDK send the
+// golden drained request (but its id), which reads the golden reply, and
+// nothing more on that connection: a later call fails with ErrNotSent,
+// naming the addresses of the push.
+func TestGoldenDrainHandover(t *testing.T) {
+	push := protocoltest.Frame(t, protocoltest.Pushes, protocol.PushDraining)
+	var want protocol.DrainingPushFrame
+	if err := json.Unmarshal(push, &want); err != nil || len(want.Addresses) == 0 {
+		t.Fatalf("golden draining push %s: %v", push, err)
+	}
+	golden := protocoltest.Frame(t, protocoltest.Requests, protocol.OpDrained)
+	reply := withID(t, protocoltest.Frame(t, protocoltest.Replies, protocol.OpDrained), goldenReq(t, protocol.OpDrained).ID)
+	sent := make(chan string, 1)
+	url := scripted(t, func(frame string) string {
+		req, _ := protocol.DecodeRequest([]byte(frame))
+		if req.Op == protocol.OpDrained {
+			sent <- frame
+			return reply
+		}
+		return string(push) + "\n" + `{"id":ID,"ok":{}}`
+	})
+	c, err := client.Dial(ctxT(t), url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Ping(ctxT(t)); err != nil { // answered after the push, on the same connection
+		t.Fatal(err)
+	}
+	select {
+	case frame := <-sent:
+		if withoutID([]byte(frame)) != withoutID(golden) {
+			t.Errorf("the SDK answered the draining push with\n%s\nthe golden drained request is\n%s", frame, golden)
+		}
+	case <-ctxT(t).Done():
+		t.Fatal("no drained request after the draining push")
+	}
+	err = c.Ping(ctxT(t))
+	if !errors.Is(err, client.ErrNotSent) || !strings.Contains(err.Error(), strings.Join(want.Addresses, " ")) {
+		t.Errorf("a call after the draining push: %v, want ErrNotSent naming %v", err, want.Addresses)
 	}
 }

@@ -242,11 +242,19 @@ func (l *link) isClosed() bool {
 	return l.closed
 }
 
+// closedErr is the error of a request the link did not answer because it
+// ended. After a 1012 close it also wraps ErrNotSent: a node closes with
+// 1012 only once every request it ran is answered (docs/PROTOCOL.md,
+// "Drain handover"), so it ran none of those left unanswered, and sending
+// them elsewhere is safe. After any other end their outcome is unknown.
 func (l *link) closedErr() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var ce websocket.CloseError
 	if errors.As(l.err, &ce) {
+		if ce.Code == websocket.StatusServiceRestart {
+			return fmt.Errorf("%w: %w: status %d %q: the node did not run it", ErrClosed, ErrNotSent, ce.Code, ce.Reason)
+		}
 		return fmt.Errorf("%w: status %d %q", ErrClosed, ce.Code, ce.Reason)
 	}
 	return fmt.Errorf("%w: %v", ErrClosed, l.err)
@@ -255,7 +263,8 @@ func (l *link) closedErr() error {
 // roundTrip sends the request with the given id and body (the frame after
 // its id: `,"op":…}`) and waits for its reply. An error wrapping ErrClosed
 // means the link ended before the reply came; one that also wraps
-// ErrNotSent, that the link is draining and the request was not sent. If
+// ErrNotSent, that the node did not run it: the link is draining and the
+// request was not sent, or the link ended with 1012 before its reply. If
 // ctx ends while the frame is being written, the library closes the
 // connection.
 func (l *link) roundTrip(ctx context.Context, id int64, body []byte) (json.RawMessage, error) {

@@ -761,3 +761,100 @@ func TestPingDetectsDeadConnection(t *testing.T) {
 		t.Fatalf("%d connections, want 2", n)
 	}
 }
+
+// walletHeldOnA dials node a of a new world, with Reconnect as given, and
+// makes a wallet read that node a holds (its first, until its session
+// ends); it returns once node a runs it. The read's error comes on the
+// channel.
+func walletHeldOnA(t *testing.T, reconnect bool) (*world, <-chan error) {
+	t.Helper()
+	held := make(chan struct{}, 1)
+	var first atomic.Bool
+	w := newWorld(t, func(ctx context.Context, method string) error {
+		if method == "Wallet" && first.CompareAndSwap(false, true) {
+			held <- struct{}{}
+			<-ctx.Done() // until node a's session ends
+		}
+		return nil
+	})
+	var rec recorder
+	opts := rec.options(w.token(t, "alice"))
+	opts.Reconnect = reconnect
+	c, err := client.Dial(ctxT(t), w.a.url, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := ctxT(t)
+	res := make(chan error, 1)
+	go func() {
+		_, err := c.Wallet(ctx)
+		res <- err
+	}()
+	select {
+	case <-held:
+	case <-ctx.Done():
+		t.Fatal("the wallet read never reached node a")
+	}
+	return w, res
+}
+
+// result waits for the error on res.
+func result(t *testing.T, res <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-res:
+		return err
+	case <-ctxT(t).Done():
+		t.Fatal("the wallet read did not return")
+		return nil
+	}
+}
+
+// TestPendingAt1012IsNotSent: a call still waiting for its reply when the
+// node closes with 1012 was never run there (a node answers every request
+// it ran before its 1012 close: docs/PROTOCOL.md, "Drain handover"). Without
+// Reconnect it fails with an error wrapping ErrNotSent and ErrClosed; with
+// Reconnect it is sent again on the node the close names and answered
+// there. Node a holds the wallet read and its relay closes with 1012, as a
+// node does that read the request only after it had decided to close.
+func TestPendingAt1012IsNotSent(t *testing.T) {
+	for _, reconnect := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reconnect=%v", reconnect), func(t *testing.T) {
+			w, res := walletHeldOnA(t, reconnect)
+			w.a.closeWith(websocket.StatusServiceRestart, w.b.hostport)
+			err := result(t, res)
+			if !reconnect {
+				if !errors.Is(err, client.ErrNotSent) || !errors.Is(err, client.ErrClosed) {
+					t.Fatalf("wallet pending at the 1012 close: %v, want ErrNotSent and ErrClosed", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("wallet pending at the 1012 close, with Reconnect: %v, want it answered by node b", err)
+			}
+			if sent := w.b.sent("wallet"); len(sent) != 1 {
+				t.Fatalf("wallet frames at node b: %q, want the one sent again", sent)
+			}
+		})
+	}
+}
+
+// TestPendingAtOtherClosesIsNotNotSent: a call pending when the
+// connection ends otherwise than with 1012 (1011, or without a close
+// frame) has an unknown outcome: ErrClosed without ErrNotSent.
+func TestPendingAtOtherClosesIsNotNotSent(t *testing.T) {
+	for _, code := range []websocket.StatusCode{websocket.StatusInternalError, -1} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			w, res := walletHeldOnA(t, false)
+			if code == -1 {
+				w.a.drop()
+			} else {
+				w.a.closeWith(code, "requests still running")
+			}
+			if err := result(t, res); !errors.Is(err, client.ErrClosed) || errors.Is(err, client.ErrNotSent) {
+				t.Fatalf("wallet pending at close %v: %v, want ErrClosed without ErrNotSent", code, err)
+			}
+		})
+	}
+}

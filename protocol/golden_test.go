@@ -42,6 +42,7 @@ func watched(c couponmesh.Coupon, n int) couponmesh.Coupon {
 var goldenID = map[string]int64{
 	protocol.OpAuth: 1, protocol.OpPing: 2, protocol.OpSubscribe: 3, protocol.OpUnsubscribe: 4, protocol.OpGet: 5,
 	protocol.OpClaim: 6, protocol.OpFollow: 7, protocol.OpUnfollow: 8, protocol.OpWallet: 9, protocol.OpFeed: 10,
+	protocol.OpDrained: 11,
 }
 
 // goldenRequests holds each op's fields (nil: none).
@@ -58,6 +59,7 @@ var goldenRequests = map[string]any{
 	protocol.OpUnfollow:    protocol.CouponParams{Coupon: "c42"},
 	protocol.OpWallet:      nil,
 	protocol.OpFeed:        protocol.FeedParams{After: 87, Limit: 100},
+	protocol.OpDrained:     nil,
 }
 
 func goldenReplies() map[string]any {
@@ -82,6 +84,7 @@ func goldenReplies() map[string]any {
 			{Seq: 88, Type: couponmesh.FeedClaimed, Coupon: "c42", At: gClaim.At, Claim: &gClaim},
 			{Seq: 89, Type: couponmesh.FeedCouponChanged, Coupon: "c42", At: time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC), Change: &changed},
 		}},
+		protocol.OpDrained: protocol.Empty{},
 	}
 }
 
@@ -123,6 +126,7 @@ func goldenFrames(t *testing.T) map[string][]byte {
 		Seq: 90, Type: couponmesh.FeedFollowed, Coupon: "c42", At: time.Date(2026, 12, 1, 10, 6, 0, 0, time.UTC),
 	})
 	out[protocoltest.Pushes+"/"+protocol.PushPresence] = protocol.PresencePush("c42", 1234)
+	out[protocoltest.Pushes+"/"+protocol.PushDraining] = protocol.DrainingPush([]string{"10.0.0.2:8080", "10.0.0.3:8080"})
 	for code, msg := range goldenErrors {
 		out[protocoltest.Errors+"/"+string(code)] = protocol.ErrorFrame(goldenID[protocol.OpClaim], &couponmesh.Error{Code: code, Message: msg})
 	}
@@ -239,6 +243,8 @@ func TestGoldenMessagesDecode(t *testing.T) {
 				t.Fatal(err)
 			}
 			again = protocol.PresencePush(id, m.Watching)
+		case protocol.PushDraining:
+			again = protocol.DrainingPush(m.Addresses)
 		}
 		if want := protocoltest.Frame(t, protocoltest.Pushes, kind); !bytes.Equal(again, want) {
 			t.Errorf("push %s decoded as a Message and encoded again:\n%s\nwant\n%s", kind, again, want)

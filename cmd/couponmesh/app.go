@@ -264,8 +264,10 @@ func (a *App) drain() {
 		time.Sleep(d)
 	}
 	// Each session: its draining push, up to DrainGrace for the client's
-	// drained, then its requests' answers.
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+ws.DefaultConfig().DrainGrace+10*time.Second)
+	// drained, then its requests' answers (1011 for one still running
+	// AnswerSlack past its timeout).
+	wsd := ws.DefaultConfig()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Cluster.DrainSpread.D()+wsd.DrainGrace+wsd.RequestTimeout+ws.AnswerSlack)
 	defer cancel()
 	if a.ws != nil {
 		if err := a.ws.Drain(ctx, a.otherNodes(), a.cfg.Cluster.DrainSpread.D()); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
+	"github.com/couponmesh/couponmesh/internal/testutil"
 )
 
 // Close codes 1012 and 1013 as the Go SDK sees them, end to end (issue 15).
@@ -175,7 +176,12 @@ func TestSlowConsumerGets1013(t *testing.T) {
 //
 // Before the draining push (issue 15) the close frame could cross requests
 // on the wire: 2 of 1,625 replies lost in the chaos drain scenario, and this
-// test failed about one run in three.
+// test failed about one run in three. On a starved machine the client may
+// not answer drained within the grace (DrainGrace): requests it sent after
+// the node decided to close are then left unanswered by the 1012 close,
+// and since revision 6 of the protocol that means the node never ran them,
+// so they too fail with ErrNotSent (once "1071 answered, 7 not sent, 2
+// sent and lost" under heavy load, before revision 6).
 func TestDrainAnswersRequestsInFlight(t *testing.T) {
 	a := startApp(t, func(c *Config) {
 		c.WS.RequestRate = -1
@@ -186,44 +192,29 @@ func TestDrainAnswersRequestsInFlight(t *testing.T) {
 	if _, err := s.Wallet(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var ok, notSent int
-	var lost []error
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-s.Done():
-					return
-				default:
-				}
-				_, err := s.Wallet(ctx)
-				mu.Lock()
-				switch {
-				case err == nil:
-					ok++
-				case errors.Is(err, client.ErrNotSent):
-					notSent++
-				default:
-					lost = append(lost, err)
-				}
-				mu.Unlock()
-				if errors.Is(err, client.ErrNotSent) {
-					<-s.Done() // the node closes once it has answered the rest
-					return
-				}
-			}
-		})
-	}
+	calls := testutil.StartCallers(8, s.Done(), func() (bool, error) {
+		_, err := s.Wallet(ctx)
+		if errors.Is(err, client.ErrNotSent) {
+			<-s.Done() // the node closes once it has answered the rest
+			return true, err
+		}
+		return false, err
+	})
 	time.Sleep(300 * time.Millisecond)
 	go a.Drain(ctx)
-	wg.Wait()
+	calls.Wait()
 	if s.CloseStatus() != websocket.StatusServiceRestart {
 		t.Fatalf("session ended with %v, want 1012", s.Err())
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	ok, notSent := calls.OK(), 0
+	var lost []error
+	for _, err := range calls.Errs() {
+		if errors.Is(err, client.ErrNotSent) {
+			notSent++
+		} else {
+			lost = append(lost, err)
+		}
+	}
 	t.Logf("%d requests answered, %d not sent after the draining push, %d sent and lost", ok, notSent, len(lost))
 	if ok == 0 {
 		t.Fatal("no request was answered before the drain")
@@ -348,32 +339,13 @@ func TestDrainHandsOverWithoutErrors(t *testing.T) {
 	victim, other := c.nodes[1], c.nodes[0]
 	s := victim.sessionOpts(t, "mover", client.Options{Reconnect: true, Addresses: []string{other.ws()}})
 	ctx := context.Background()
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var ok int
-	var errs []error
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-				_, err := s.Wallet(cctx)
-				cancel()
-				mu.Lock()
-				if err == nil {
-					ok++
-				} else {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	calls := testutil.StartCallers(8, nil, func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		_, err := s.Wallet(cctx)
+		return false, err
+	})
+	defer calls.Stop()
 	time.Sleep(300 * time.Millisecond)
 	ctl(t, other, "drain", victim.name, "--wait")
 	checkFor(t, 30*time.Second, victim.name+" exited", func() error {
@@ -382,22 +354,16 @@ func TestDrainHandsOverWithoutErrors(t *testing.T) {
 		}
 		return nil
 	})
-	mu.Lock()
-	before := ok
-	mu.Unlock()
+	before := calls.OK()
 	checkFor(t, 20*time.Second, "calls answered by "+other.name, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if ok < before+16 {
+		if ok := calls.OK(); ok < before+16 {
 			return fmt.Errorf("%d calls answered since the drain", ok-before)
 		}
 		return nil
 	})
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("%d calls answered across the drain, %d errors", ok, len(errs))
+	calls.Stop()
+	errs := calls.Errs()
+	t.Logf("%d calls answered across the drain, %d errors", calls.OK(), len(errs))
 	for _, err := range errs[:min(len(errs), 3)] {
 		t.Errorf("client-visible error across the drain: %v", err)
 	}

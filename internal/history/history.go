@@ -26,10 +26,11 @@ type Outcome string
 // Outcomes. Only OK, SoldOut, AlreadyClaimed and Failed are definite: the
 // server decided. Unknown (an unavailable or internal reply) and NoAnswer
 // (a deadline, a lost connection) leave the claim's fate open; a retry
-// with the same request id learns it. NotSent (the node had announced a
-// drain, so the client never sent the request: client.ErrNotSent) is a
-// fate known to be nothing, yet not definite either: the same request id
-// is sent again elsewhere and may succeed.
+// with the same request id learns it. NotSent (client.ErrNotSent: the node
+// had announced a drain, so the client never sent the request, or closed
+// with 1012 before answering it, which it does only for requests it never
+// ran) is a fate known to be nothing, yet not definite either: the same
+// request id is sent again elsewhere and may succeed.
 const (
 	OK             Outcome = "ok"
 	SoldOut        Outcome = "sold_out"

@@ -69,3 +69,40 @@ func TestUntil(t *testing.T) {
 	ok := false
 	testutil.Until(t, time.Second, "true", func() bool { ok = !ok; return !ok })
 }
+
+// TestCallers: the goroutines count the calls that returned nil and keep
+// the errors; one that reports last ends, Stop ends the others, and a
+// closed done ends them all before their next call.
+func TestCallers(t *testing.T) {
+	boom := errors.New("boom")
+	var mu sync.Mutex
+	n := 0
+	c := testutil.StartCallers(4, nil, func() (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if n == 3 {
+			return true, boom
+		}
+		return false, nil
+	})
+	testutil.Until(t, 10*time.Second, "calls", func() bool { return c.OK() >= 100 })
+	c.Stop()
+	if errs := c.Errs(); len(errs) != 1 || !errors.Is(errs[0], boom) {
+		t.Fatalf("errors %v, want the one boom", errs)
+	}
+	mu.Lock()
+	calls := n
+	mu.Unlock()
+	if got := c.OK() + len(c.Errs()); got != calls {
+		t.Fatalf("%d calls counted, %d made", got, calls)
+	}
+
+	done := make(chan struct{})
+	close(done)
+	c = testutil.StartCallers(4, done, func() (bool, error) {
+		t.Error("called after done was closed")
+		return true, nil
+	})
+	c.Wait()
+}

@@ -1,11 +1,14 @@
 package ws_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/coder/websocket"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/protocol"
@@ -67,7 +70,8 @@ func goldenMap(t *testing.T, kind, name string) map[string]any {
 // that each is answered ok with the fields of the golden reply, that the
 // pushes it gets carry the fields of the golden pushes, and that errors
 // carry those of the golden errors: a field renamed on the server fails
-// here.
+// here. drained comes last, as the answer to the draining push of a real
+// drain, and the session then ends with 1012.
 func TestGoldenFramesEndToEnd(t *testing.T) {
 	e := newEnv(t, ws.LocalConfig())
 	for _, id := range []string{"c42", "c7"} {
@@ -77,6 +81,9 @@ func TestGoldenFramesEndToEnd(t *testing.T) {
 	maps := []string{".ok.watching"}
 	pushes := map[string]int{}
 	for _, op := range protocol.Ops {
+		if op == protocol.OpDrained {
+			continue // below, in a drain: the client sends nothing after it
+		}
 		frame := string(protocoltest.Frame(t, protocoltest.Requests, op))
 		if op == protocol.OpAuth {
 			var req protocol.AuthParams
@@ -109,15 +116,18 @@ func TestGoldenFramesEndToEnd(t *testing.T) {
 		}
 	}
 	e.svc.Put(couponmesh.Coupon{ID: "c7", Merchant: "acme", Title: "c7", Quantity: 100, Version: 20})
-	for pushes[protocol.PushCoupon] == 0 {
-		m := r.mustNext()
-		if kind, ok := m["push"].(string); ok {
-			pushes[kind]++
-			if err := sameFields("", m, goldenMap(t, protocoltest.Pushes, kind), maps); err != nil {
-				t.Errorf("push %s: %v\n%v", kind, err, m)
+	untilPush := func(want string) { // checks the pushes until one of kind want has come
+		for pushes[want] == 0 {
+			m := r.mustNext()
+			if kind, ok := m["push"].(string); ok {
+				pushes[kind]++
+				if err := sameFields("", m, goldenMap(t, protocoltest.Pushes, kind), maps); err != nil {
+					t.Errorf("push %s: %v\n%v", kind, err, m)
+				}
 			}
 		}
 	}
+	untilPush(protocol.PushCoupon)
 
 	for _, tc := range []struct {
 		frame string
@@ -137,5 +147,24 @@ func TestGoldenFramesEndToEnd(t *testing.T) {
 		if got := m["error"].(map[string]any)["code"]; got != string(tc.code) {
 			t.Errorf("%s: answered %v, want %s", tc.frame, m, tc.code)
 		}
+	}
+
+	go e.h.Drain(context.Background(), []string{"b:8080"}, 0)
+	untilPush(protocol.PushDraining)
+	drained := protocoltest.Frame(t, protocoltest.Requests, protocol.OpDrained)
+	req, derr := protocol.DecodeRequest(drained)
+	if derr != nil {
+		t.Fatal(derr)
+	}
+	r.send(string(drained))
+	m := r.mustNext()
+	if id, _ := m["id"].(float64); int64(id) != req.ID || m["ok"] == nil {
+		t.Fatalf("%s: answered %v", drained, m)
+	}
+	if err := sameFields("", m, goldenMap(t, protocoltest.Replies, protocol.OpDrained), maps); err != nil {
+		t.Errorf("reply to drained: %v\n%v", err, m)
+	}
+	if code := r.closeStatus(); code != websocket.StatusServiceRestart {
+		t.Errorf("after drained the session ended with %v, want 1012", code)
 	}
 }

@@ -220,8 +220,9 @@ func (h *Handler) remove(s *session) {
 // push listing others (host:port of their public listeners), is served
 // until its client answers drained or Config.DrainGrace has passed, and is
 // closed with 1012 (service restart) and a reason listing others (as many
-// as fit in a close frame) once its requests are answered (handOver). Drain
-// waits until every session has ended or ctx is done. New sessions are
+// as fit in a close frame) once its requests are answered (handOver; 1011
+// instead if one is still running AnswerSlack past Config.RequestTimeout).
+// Drain waits until every session has ended or ctx is done. New sessions are
 // closed with 1012 at once. Shutdown ends what is left.
 func (h *Handler) Drain(ctx context.Context, others []string, spread time.Duration) error {
 	reason := HandoffReason(others)

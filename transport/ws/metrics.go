@@ -17,6 +17,7 @@ const (
 	dropBadSubprotocol = "bad_subprotocol"
 	dropShutdown       = "shutdown"
 	dropDrain          = "drain"
+	dropStillRunning   = "requests_running" // a drain that found a request running past its timeout: 1011
 	dropFlood          = "flood"
 	dropUserSessions   = "user_sessions"
 	dropUserFlooded    = "user_flooded"

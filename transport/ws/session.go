@@ -39,6 +39,7 @@ type session struct {
 	mu          sync.Mutex
 	queue       [][]byte // frames waiting for the writer
 	closing     bool     // a close was requested or the session ended: Send refuses
+	stopped     bool     // closeWhenAnswered decided to close: the reader runs no frame read from now on
 	ended       bool     // the reader has returned
 	closeCode   websocket.StatusCode
 	closeReason string
@@ -58,6 +59,10 @@ type session struct {
 	timer    *time.Timer    // auth deadline, then token expiry
 	pinger   *time.Timer    // next keepalive ping
 	inflight atomic.Int32
+	// handling is true while the reader runs a frame it admitted (admit):
+	// set under mu, where admission is ordered against stopped, and cleared
+	// once the frame is answered or its request counted in inflight.
+	handling atomic.Bool
 	pinging  atomic.Bool
 	requests sync.WaitGroup
 
@@ -184,7 +189,9 @@ func (s *session) close(code websocket.StatusCode, reason, metric string) {
 // (it sends nothing more here) or DrainGrace has passed, then closes with
 // 1012 and reason once every request is answered (closeWhenAnswered). A
 // client that answers drained loses no reply: what it sent before is
-// answered before the close frame, and it sends nothing after.
+// answered before the close frame, and it sends nothing after. A client
+// that kept sending gets no reply to the frames read after the close was
+// decided, and none of them was run.
 func (s *session) handOver(push []byte, reason string) {
 	s.mu.Lock()
 	if s.drainAck == nil {
@@ -220,13 +227,28 @@ func (s *session) drained() {
 	}
 }
 
-// closeWhenAnswered closes the session once none of its requests is in
-// flight (their replies are queued before the close frame), or after
-// RequestTimeout: a client that sent a request before the close comes gets
-// its answer.
+// closeWhenAnswered closes the session with code once every frame the
+// reader admitted is answered: it first stops admission (frames read from
+// then on are not run, and get no reply), then waits until no frame is
+// being handled and no request is in flight, so their replies are queued
+// before the close frame. A close with code therefore means that every
+// request the client sent and got no reply to was never run (the 1012
+// guarantee of docs/PROTOCOL.md, "Drain handover"). If a request is still
+// running AnswerSlack past RequestTimeout (an op that ignores its
+// context), the session is closed with 1011 instead, whose requests have
+// an unknown outcome.
 func (s *session) closeWhenAnswered(code websocket.StatusCode, reason, metric string) {
-	deadline := time.Now().Add(s.h.cfg.RequestTimeout)
-	for s.inflight.Load() > 0 && time.Now().Before(deadline) {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	deadline := time.Now().Add(s.h.cfg.RequestTimeout + AnswerSlack)
+	// handling before inflight: a frame the reader finishes counts its
+	// request in inflight before it clears handling.
+	for s.handling.Load() || s.inflight.Load() > 0 {
+		if !time.Now().Before(deadline) {
+			s.close(websocket.StatusInternalError, stillRunningReason, dropStillRunning)
+			return
+		}
 		select {
 		case <-s.ctx.Done():
 			return // the session ended meanwhile
@@ -235,6 +257,15 @@ func (s *session) closeWhenAnswered(code websocket.StatusCode, reason, metric st
 	}
 	s.close(code, reason, metric)
 }
+
+// AnswerSlack is how long past Config.RequestTimeout a drain waits for a
+// request whose context has ended to return, before it closes the session
+// with 1011 instead of 1012.
+const AnswerSlack = time.Second
+
+// stillRunningReason is the 1011 close reason of a session that could not
+// be closed with 1012 because a request of it kept running.
+const stillRunningReason = "requests still running"
 
 func (s *session) closeLocked(code websocket.StatusCode, reason, metric string) {
 	if s.closing {
@@ -421,7 +452,7 @@ var readPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // readLoop reads client frames until the connection fails or closes. A
 // frame over ReadLimit makes the library close the session with 1009 (also
 // when it comes in fragments: the limit applies to the whole message).
-// Every frame takes a token of the session's request rate first.
+// Only frames admitted (admit) are run; the others are read and dropped.
 func (s *session) readLoop() error {
 	ctx := context.Background() // no per-read timer; closing the conn ends a read
 	for {
@@ -435,16 +466,9 @@ func (s *session) readLoop() error {
 			readPool.Put(buf)
 			return err
 		}
-		switch {
-		case s.isClosing():
-			// Closing (e.g. for flooding): what still arrives is not run.
-		case !s.frames.Allow():
-			s.refuse(typ, buf.Bytes())
-		case typ != websocket.MessageText:
-			s.h.m.requests.WithLabelValues("invalid", string(couponmesh.CodeBadRequest)).Inc()
-			s.Send(errorFrame(0, couponmesh.Errorf(couponmesh.CodeBadRequest, "binary frames are not supported: send JSON text frames")))
-		default:
-			s.handle(buf.Bytes())
+		if s.admit() {
+			s.serveFrame(typ, buf.Bytes())
+			s.handling.Store(false)
 		}
 		if buf.Cap() <= 2*int(s.h.cfg.ReadLimit) {
 			readPool.Put(buf)
@@ -452,10 +476,35 @@ func (s *session) readLoop() error {
 	}
 }
 
-func (s *session) isClosing() bool {
+// admit reports whether the reader may run the frame it has just read, and
+// marks it as being handled (handling) if so. Under mu: a close decided
+// before (closing, or stopped by closeWhenAnswered) refuses the frame; one
+// decided after sees handling and waits for the frame's reply. It takes
+// the place of the closing check the reader made per frame: no lock is
+// added to the read path, only two atomic stores.
+func (s *session) admit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing
+	if s.closing || s.stopped {
+		return false // what still arrives is not run
+	}
+	s.handling.Store(true)
+	return true
+}
+
+// serveFrame runs one admitted frame: its reply is queued, or its request
+// counted in inflight, when it returns. Every frame takes a token of the
+// session's request rate first.
+func (s *session) serveFrame(typ websocket.MessageType, b []byte) {
+	switch {
+	case !s.frames.Allow():
+		s.refuse(typ, b)
+	case typ != websocket.MessageText:
+		s.h.m.requests.WithLabelValues("invalid", string(couponmesh.CodeBadRequest)).Inc()
+		s.Send(errorFrame(0, couponmesh.Errorf(couponmesh.CodeBadRequest, "binary frames are not supported: send JSON text frames")))
+	default:
+		s.handle(b)
+	}
 }
 
 // floodReason is the 1008 close reason of a session that kept sending over

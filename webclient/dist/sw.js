@@ -1,7 +1,7 @@
 // couponmesh service worker: caches the app shell so the app opens offline.
 // Never touches /api or /ws: live data goes to the network, and the app's
 // own cache (localforage) keeps what it shows offline.
-const CACHE = 'couponmesh-shell-6d93ddb9791ac08a';
+const CACHE = 'couponmesh-shell-f54cec24a740c689';
 const SHELL = [
   "/",
   "/manifest.webmanifest",
@@ -9,7 +9,7 @@ const SHELL = [
   "/icons/icon-192.png",
   "/icons/icon-512.png",
   "/assets/index-C8FlpJAs.css",
-  "/assets/index-UFU7s1FR.js"
+  "/assets/index-CG8WPFtz.js"
 ];
 
 self.addEventListener('install', (event) => {

@@ -480,7 +480,7 @@ describe('drain handover', () => {
     c.close();
   });
 
-  it('a request sent before the draining push and never answered is still reported', async () => {
+  it('a request sent before the draining push and lost with the connection (no 1012) is still reported', async () => {
     const c = newClient({ urls: ['ws://a:8080/ws', 'ws://b:8080/ws'], random: () => 0.5 });
     c.connect();
     const old = await openAndAuth();
@@ -488,9 +488,74 @@ describe('drain handover', () => {
     old.receive(JSON.stringify({ push: 'draining', addresses: ['b:8080'] }));
     await vi.advanceTimersByTimeAsync(250);
     await openAndAuth(FakeWebSocket.last);
-    old.serverClose(1012, 'b:8080');
+    old.serverClose(1006);
     await expect(lost).rejects.toMatchObject({ code: 'disconnected' });
     expect(c.state).toBe('online');
+    c.close();
+  });
+
+  it('a request the draining socket left unanswered at its 1012 close is sent again on the next connection', async () => {
+    const c = newClient({ urls: ['ws://a:8080/ws', 'ws://b:8080/ws'], random: () => 0.5, maxInFlight: 1 });
+    c.connect();
+    const old = await openAndAuth();
+    const unanswered = c.wallet();
+    const sent = old.lastRequest('wallet');
+    old.receive(JSON.stringify({ push: 'draining', addresses: ['b:8080'] }));
+    await vi.advanceTimersByTimeAsync(250);
+    const next = await openAndAuth(FakeWebSocket.last);
+    const busy = c.get('c1'); // takes the new connection's only slot
+    const get = next.lastRequest('get');
+    const queued = c.get('c2'); // waits for that slot: the old socket's close must not fail it
+    old.serverClose(1012, 'b:8080'); // the node ran none of what it left unanswered
+    expect(next.lastRequest('wallet')).toBeUndefined(); // waits for a slot
+    next.reply(get.id, { coupon: coupon('c1', 1) });
+    await busy;
+    const again = next.lastRequest('wallet');
+    expect(again).toEqual(sent); // the same frame, id included, before the request made later
+    next.reply(again.id, { claims: [] });
+    expect(await unanswered).toEqual([]);
+    const get2 = next.lastRequest('get');
+    expect(get2.coupon).toBe('c2');
+    next.reply(get2.id, { coupon: coupon('c2', 1) });
+    expect((await queued).id).toBe('c2');
+    expect(c.state).toBe('online');
+    c.close();
+  });
+
+  it('requests the current socket left unanswered at a 1012 close wait for the next connection, also past a second 1012', async () => {
+    const c = newClient({ urls: ['ws://a:8080/ws'], random: () => 0.5 });
+    c.connect();
+    const first = await openAndAuth();
+    const unanswered = c.wallet();
+    const sent = first.lastRequest('wallet');
+    first.serverClose(1012, 'b:8080,c:8080'); // no draining push (a node of an earlier revision)
+    const during = c.get('c42'); // made while reconnecting: waits, never fails
+    await vi.advanceTimersByTimeAsync(250);
+    const second = FakeWebSocket.last;
+    expect(second.url).toBe('ws://b:8080/ws');
+    second.open(); // a node draining too: 1012 at once, before its auth reply
+    await flush();
+    second.serverClose(1012, 'c:8080');
+    await vi.advanceTimersByTimeAsync(250);
+    const third = await openAndAuth(FakeWebSocket.last);
+    expect(third.url).toBe('ws://c:8080/ws');
+    const again = third.lastRequest('wallet');
+    expect(again).toEqual(sent);
+    third.reply(again.id, { claims: [{ coupon: 'c1', n: 1 }] });
+    expect(await unanswered).toEqual([{ coupon: 'c1', n: 1 }]);
+    const get = third.lastRequest('get');
+    third.reply(get.id, { coupon: coupon('c42', 2) });
+    expect((await during).version).toBe(2);
+    c.close();
+  });
+
+  it('a 1006 close still rejects what the socket left unanswered', async () => {
+    const c = newClient({ urls: ['ws://a:8080/ws'], random: () => 0.5 });
+    c.connect();
+    const ws = await openAndAuth();
+    const lost = c.wallet();
+    ws.serverClose(1006);
+    await expect(lost).rejects.toMatchObject({ code: 'disconnected' });
     c.close();
   });
 });

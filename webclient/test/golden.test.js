@@ -149,6 +149,16 @@ describe('golden frames', () => {
           expect(c.coupon(changed.id)).toEqual(changed); // applied from the entry
         },
       },
+      // No call sends drained: the SDK answers the draining push with it, as
+      // the last request on the socket (so it comes last here too).
+      drained: {
+        send: async () => ws.receive(frame('pushes', 'draining')),
+        check: (_, ok) => {
+          expect(ok).toEqual({}); // its reply matches no call and is dropped
+          expect(ws.requests.at(-1).op).toBe('drained');
+          expect(c.state).toBe('reconnecting');
+        },
+      },
     };
     expect(Object.keys(ops).sort()).toEqual(names('requests'));
     expect(names('replies')).toEqual(names('requests'));
@@ -185,10 +195,14 @@ describe('golden frames', () => {
       coupon: (m) => known('coupon', field(m, 'coupon')),
       feed: (m) => known('entry', field(m, 'entry')),
       presence: (m) => ({ coupon: field(m, 'coupon'), watching: field(m, 'watching') }),
+      // the addresses join the node URLs, tried first by the next connection
+      draining: (m) => field(m, 'addresses').map((a) => `ws://${a}/ws`),
     };
     expect(Object.keys(want).sort()).toEqual(names('pushes'));
-    for (const kind of names('pushes')) {
+    // draining last: the socket is handed over after it
+    for (const kind of names('pushes').sort((a, b) => (a === 'draining') - (b === 'draining'))) {
       ws.receive(frame('pushes', kind));
+      if (kind === 'draining') got.draining = c.urls.slice(1);
       expect(got[kind], `push ${kind}`).toEqual(want[kind](golden('pushes', kind)));
     }
     c.close();

@@ -287,6 +287,9 @@ export class CouponmeshClient {
         this._fatal(err);
         return;
       }
+      // The connection ended (or was handed over) meanwhile: its end
+      // scheduled the next attempt and kept what waits for it.
+      if (!this._ws) return;
       // timeout or another failure: drop this connection and try again.
       this._dropSocket(4000, 'auth failed');
       this._scheduleReconnect();
@@ -378,6 +381,12 @@ export class CouponmeshClient {
     this._authed = false;
     this.anonymous = false;
     this._stopPing();
+    if (code === 1012 && this._started) {
+      // The node ran none of what it left unanswered (docs/PROTOCOL.md,
+      // "Drain handover"): a handover, as after a draining push.
+      this._resendLater(conn);
+      this._handingOver = true;
+    }
     this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`), conn);
     this._emit('close', { code, reason });
     if (!this._started) {
@@ -442,7 +451,9 @@ export class CouponmeshClient {
    * for the replies, and the next connection opens at once, to the nodes
    * the push names first. Requests made meanwhile, and those waiting for a
    * slot, are sent on the next connection: none is failed for a request the
-   * server never received.
+   * server never received. When the node then closes this socket with 1012,
+   * what it left unanswered goes to the next connection too (the node ran
+   * none of it).
    */
   _onDraining(msg, conn) {
     if (conn !== this._connSeq || !this._ws) return;
@@ -473,7 +484,7 @@ export class CouponmeshClient {
       } catch {
         /* closed */
       }
-      this._failPending(new CouponmeshError('disconnected', 'connection closed (handed over twice)'), first);
+      this._failPending(new CouponmeshError('disconnected', 'connection closed (handed over twice)'), first, { keepWaiting: true });
     }
     this._drainingConn = conn;
     this._drainingWs = ws;
@@ -486,11 +497,20 @@ export class CouponmeshClient {
     this._scheduleReconnect();
   }
 
-  /** The draining socket closed: what it never answered is lost with it. */
+  /**
+   * The draining socket closed. With 1012 the node ran none of what it left
+   * unanswered: those requests go to the next connection (now, if it is
+   * online). Any other end leaves their outcome unknown: they fail with
+   * `disconnected`.
+   */
   _onDrainedClose(conn, code, reason) {
     this._drainingConn = 0;
     this._drainingWs = null;
-    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`), conn);
+    if (code === 1012) {
+      this._resendLater(conn);
+      this._pump();
+    }
+    this._failPending(new CouponmeshError('disconnected', `connection closed (${code}${reason ? ' ' + reason : ''})`), conn, { keepWaiting: true });
   }
 
   _networkChanged(online) {
@@ -582,7 +602,11 @@ export class CouponmeshClient {
   /**
    * Sends a request and resolves with its `ok` object, or rejects with a
    * CouponmeshError (server code, `timeout` or `disconnected`). Needs an
-   * authenticated connection: rejects with `disconnected` otherwise.
+   * authenticated connection: rejects with `disconnected` otherwise. A
+   * request left unanswered by a 1012 close (the node ran none of them,
+   * docs/PROTOCOL.md "Drain handover") is sent again on the next
+   * connection, within its timeout; one left unanswered by any other end of
+   * the connection rejects with `disconnected` (its outcome is unknown).
    */
   request(op, fields = {}, { timeoutMs } = {}) {
     return this._send({ ...fields, op }, { timeoutMs });
@@ -602,7 +626,7 @@ export class CouponmeshClient {
         return;
       }
       const id = this._nextId++;
-      const entry = { resolve, reject, timer: null, counted: false, conn: this._connSeq };
+      const entry = { resolve, reject, timer: null, counted: false, conn: this._connSeq, op: body.op, frame: null, direct };
       const ms = timeoutMs ?? this.requestTimeoutMs;
       entry.timer = setTimeout(() => {
         if (!this._pending.has(id)) {
@@ -616,6 +640,7 @@ export class CouponmeshClient {
         reject(new CouponmeshError('timeout', `no reply to ${body.op} within ${ms} ms`));
       }, ms);
       const frame = JSON.stringify({ id, ...body });
+      entry.frame = frame; // sent again after a 1012 close (_resendLater)
       if (!handOver && (direct || this._inFlight < this.maxInFlight)) this._transmit(id, frame, entry, !direct);
       else this._waiting.push({ id, op: body.op, frame, entry }); // sent by _pump on the next connection
     });
@@ -651,11 +676,33 @@ export class CouponmeshClient {
   }
 
   /**
+   * Moves the requests sent on connection conn and never answered to the
+   * front of the waiting list, to be sent again (same id and frame) on the
+   * next connection: the node closed conn with 1012, which it does only
+   * once everything it ran is answered, so it ran none of them. A
+   * connection's own auth (direct) is not moved.
+   */
+  _resendLater(conn) {
+    const again = [];
+    for (const [id, p] of this._pending) {
+      if (p.conn !== conn || p.direct) continue;
+      this._pending.delete(id);
+      if (p.counted) {
+        p.counted = false;
+        this._inFlight = Math.max(0, this._inFlight - 1);
+      }
+      again.push({ id, op: p.op, frame: p.frame, entry: p });
+    }
+    this._waiting.unshift(...again);
+  }
+
+  /**
    * Rejects the requests sent on connection conn (every connection's when
    * conn is undefined) and those waiting to be sent, unless a handover keeps
-   * them for the next connection.
+   * them for the next connection or keepWaiting says they wait for another
+   * connection than conn.
    */
-  _failPending(err, conn) {
+  _failPending(err, conn, { keepWaiting = false } = {}) {
     const pending = [];
     for (const [id, p] of this._pending) {
       if (conn !== undefined && p.conn !== conn) continue;
@@ -664,7 +711,7 @@ export class CouponmeshClient {
       pending.push(p);
     }
     let waiting = [];
-    if (conn === undefined || !this._handingOver) {
+    if (conn === undefined || (!this._handingOver && !keepWaiting)) {
       waiting = this._waiting.map((w) => w.entry);
       this._waiting = [];
     }

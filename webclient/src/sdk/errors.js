@@ -29,7 +29,9 @@ export const COUPON_STATUSES = Object.freeze(['scheduled', 'active', 'sold_out',
  * An error answered by the server ({"error":{"code","message"}}) or raised by
  * the SDK itself. Server codes are ERROR_CODES; the SDK adds `timeout` (no
  * reply in time) and `disconnected` (the connection ended, or there was
- * none, before a reply came).
+ * none, before a reply came; not for requests a 1012 close left unanswered:
+ * the node ran none of them, and the client sends them again on its next
+ * connection).
  */
 export class CouponmeshError extends Error {
   constructor(code, message) {

@@ -79,13 +79,15 @@ func (s *Store) Entries(ctx context.Context, entity string, after int64, limit i
 	// point read each, until the first missing one. FerretDB pushes down only
 	// an exact _id filter (anything else scans the whole collection in Go),
 	// and MongoDB answers point reads from the _id index. Catch-up reads,
-	// the common case, are 0-2 entries.
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	// the common case, are 0-2 entries. OpTimeout bounds each read, not
+	// all of them: a feed page or a catch-up of hundreds of entries is as
+	// many round trips, and only the caller's ctx bounds their sum.
 	var out []couponmesh.Entry
 	for seq := after + 1; limit <= 0 || len(out) < limit; seq++ {
 		var d entryDoc
-		err := s.journal.FindOne(ctx, bson.D{{Key: "_id", Value: couponmesh.EntryKey(entity, seq)}}).Decode(&d)
+		rctx, cancel := s.op(ctx)
+		err := s.journal.FindOne(rctx, bson.D{{Key: "_id", Value: couponmesh.EntryKey(entity, seq)}}).Decode(&d)
+		cancel()
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			break
 		}

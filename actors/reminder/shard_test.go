@@ -227,11 +227,17 @@ func TestShardRereadWaitsForTheBurst(t *testing.T) {
 	if s.reloadWaits(t0.Add(reloadEvery+reloadWaitMax), 3) {
 		t.Fatal("a re-read waits more than reloadWaitMax")
 	}
+	// One that churn asked for waits too (at a node's death those of every
+	// shard that stayed scanned the collection in the middle of the burst),
+	// at most reloadWaitMax past its time.
 	s.Validate(t.Context())
-	if s.reloadWaits(at, 3) {
-		t.Fatal("a re-read churn asked for waits for the burst")
+	now := time.Now()
+	if !s.reloadDue(now.Add(churnReload)) || !s.reloadWaits(now.Add(churnReload), 3) {
+		t.Fatal("a re-read churn asked for does not wait for the burst")
 	}
-	s.churned = false
+	if s.reloadWaits(now.Add(churnReload+reloadWaitMax), 3) {
+		t.Fatal("a re-read churn asked for waits more than reloadWaitMax")
+	}
 	s.pending, s.more = nil, true
 	if s.reloadWaits(at, 3) {
 		t.Fatal("a shard whose window is used up waits to read the rest")

@@ -157,13 +157,13 @@ func (g *grain) withdraw(_ actor.Context, p actors.WithdrawCoupon, reply func(co
 // unchecked are the methods a coupon grain serves before it validates its
 // state after churn (actors.Activation.Unchecked): a reminder's wake-up (an
 // append fenced by its key: Machine.StartWake), a hub's registration,
-// renewal or unregistration (no state in the answer; subscribe checks
-// before it pushes the state to a hub it did not know) and a follower
-// change. At a node's death every grain on the members that stayed used to
-// read its journal before its expiry and before its hubs' renewals, which
-// the membership change triggers for every coupon at once: a point read
-// per coupon on the database while the expiries' appends waited behind
-// them (`bench timers`, three nodes, one killed).
+// renewal or unregistration (no state in the answer; subscribe validates
+// as it says) and a follower change. At a node's death every grain on the
+// members that stayed used to read its journal before its expiry and
+// before its hubs' renewals, which the membership change triggers for
+// every coupon at once: a point read per coupon on the database while the
+// expiries' appends waited behind them (`bench timers`, three nodes, one
+// killed).
 func unchecked(method string) bool {
 	switch method {
 	case actors.RemindMethod, actors.CouponSubscribe, actors.CouponUnsubscribe, actors.CouponFollower:
@@ -218,12 +218,19 @@ func (g *grain) claim(_ actor.Context, p actors.ClaimCoupon, reply func(couponme
 
 // subscribe registers or renews a hub (with its presence count) and, when
 // the hub may have missed changes, pushes it the coupon after the answer.
+//
+// After churn it validates the state first (pushing what another
+// activation wrote to every hub: Activation.OnCaughtUp) when it pushes the
+// state to a hub it did not know, and on a known hub's renewal once the
+// cluster is settled: that renewal is how a coupon no client asks for
+// catches up with a write that landed late (actors.Churn). Not inside the
+// unsettled window: a validation there is repeated after it anyway, and at
+// a node's death the hubs renew every coupon at once, inside it.
 func (g *grain) subscribe(ctx actor.Context, p actors.HubRef, reply func(actors.Empty, error)) {
 	g.Cfg.Metrics.PresenceReceived.Inc()
-	if p.Refresh && !g.Hubs.Known(p.Address) && !g.Check(ctx) {
-		// The state is pushed to a hub this grain did not know: validated
-		// first (unchecked), and the hub renews again later.
-		reply(actors.Empty{}, g.ErrUnchecked())
+	push := p.Refresh && !g.Hubs.Known(p.Address)
+	if (push || (p.Refresh && g.Stale() && g.Cfg.Churn.UnsettledFor() == 0)) && !g.Check(ctx) {
+		reply(actors.Empty{}, g.ErrUnchecked()) // the hub renews again later
 		return
 	}
 	addr := g.Hubs.Subscribe(p)

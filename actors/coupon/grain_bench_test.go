@@ -32,7 +32,7 @@ var benchNode = sync.OnceValues(func() (*node.Node, error) {
 })
 
 var (
-	nodeChurn   = actors.NewChurnWindow(50 * time.Millisecond)
+	nodeChurn   = actors.NewChurnWindow(10 * time.Second) // TestWakeAfterChurnReadsNoJournal works inside it
 	nodeMetrics = actors.NewMetrics(nil)
 )
 

@@ -117,8 +117,9 @@ func TestUncheckedWakeIsFencedByTheJournal(t *testing.T) {
 
 // After cluster churn a reminder's wake-up appends without reading the
 // journal first (the append is fenced by its key: Machine.StartWake), and
-// so does a known hub's renewal (no state in its answer); a read of the
-// coupon still validates. At a node's death every coupon on the members
+// so does a known hub's renewal inside the unsettled window (no state in
+// its answer; after the window it validates, TestLateWriteAfterChurnReachesSubscribers
+// in cmd/couponmesh); a read of the coupon still validates. At a node's death every coupon on the members
 // that stayed used to read its journal before its expiry and before each
 // renewal the membership change set off, a point read per coupon on the
 // database while the expiries waited (`bench timers`, three nodes, one

@@ -59,6 +59,13 @@ type Activation[M State] struct {
 	// flight: a leaving grain stops only once it is false, so that their
 	// answers are not lost with the mailbox.
 	Busy func() bool
+	// Unchecked, when set, names the methods that the grain serves before
+	// its state is validated after churn (see validate): those whose
+	// answer carries no state (a hub's renewal of a known lease) or whose
+	// outcome is a journal append, fenced by its unique key whatever the
+	// state (a reminder's wake-up). Such a method calls Check before it
+	// answers anything from its state.
+	Unchecked func(method string) bool
 }
 
 // LeaveMethod is the request (a cluster.GrainRequest with this method and
@@ -234,11 +241,26 @@ func (a *Activation[M]) request(ctx actor.Context, msg *cluster.GrainRequest) *c
 		Respond(ctx, couponmesh.Pong{Identity: a.Kind + "/" + a.ID, Address: ctx.Self().Address, ActivatedAt: a.activatedAt}, nil)
 		return nil
 	}
-	if !a.validate(ctx) {
-		Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be checked against the database after a cluster change, retry", a.Kind, a.ID))
+	if (a.Unchecked == nil || !a.Unchecked(msg.MessageTypeName)) && !a.Check(ctx) {
+		Respond(ctx, nil, a.ErrUnchecked())
 		return nil
 	}
 	return msg
+}
+
+// Check validates the state after churn when it needs it (validate): an
+// Unchecked method calls it before it answers from the state, and answers
+// ErrUnchecked when it returns false.
+func (a *Activation[M]) Check(ctx actor.Context) bool { return a.validate(ctx) }
+
+// Stale reports whether the state may miss writes another activation made
+// during churn: Check would read the journal.
+func (a *Activation[M]) Stale() bool { return a.Cfg.Churn.Stale(a.validated) }
+
+// ErrUnchecked is the answer of a request that needs the state validated
+// when the journal cannot be read.
+func (a *Activation[M]) ErrUnchecked() error {
+	return couponmesh.Errorf(couponmesh.CodeUnavailable, "%s %s cannot be checked against the database after a cluster change, retry", a.Kind, a.ID)
 }
 
 func (a *Activation[M]) ensureLoaded() bool {

@@ -54,6 +54,13 @@ func (s *Subscribers) apply(p HubRef) (known bool) {
 	return known
 }
 
+// Known reports whether hub addr holds a lease (Subscribe with a renewal
+// from it returns "": the grain need not push it its state).
+func (s *Subscribers) Known(addr string) bool {
+	_, ok := s.hubs[addr]
+	return ok
+}
+
 // Remove drops hub addr.
 func (s *Subscribers) Remove(addr string) { delete(s.hubs, addr) }
 

@@ -2,6 +2,8 @@ package coupon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -32,6 +34,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		}
 		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		g.OnCaughtUp = g.caughtUp
+		g.Unchecked = unchecked
 		return g
 	}))
 }
@@ -151,8 +154,44 @@ func (g *grain) withdraw(_ actor.Context, p actors.WithdrawCoupon, reply func(co
 	g.M.StartWithdraw(context.Background(), p.Principal, reply)
 }
 
-func (g *grain) remind(_ actor.Context, r couponmesh.Reminder, reply func(actors.Empty, error)) {
-	g.M.StartWake(context.Background(), r, func(err error) { reply(actors.Empty{}, err) })
+// unchecked are the methods a coupon grain serves before it validates its
+// state after churn (actors.Activation.Unchecked): a reminder's wake-up (an
+// append fenced by its key: Machine.StartWake), a hub's registration,
+// renewal or unregistration (no state in the answer; subscribe validates
+// as it says) and a follower change. At a node's death every grain on the
+// members that stayed used to read its journal before its expiry and
+// before its hubs' renewals, which the membership change triggers for
+// every coupon at once: a point read per coupon on the database while the
+// expiries' appends waited behind them (`bench timers`, three nodes, one
+// killed).
+func unchecked(method string) bool {
+	switch method {
+	case actors.RemindMethod, actors.CouponSubscribe, actors.CouponUnsubscribe, actors.CouponFollower:
+		return true
+	}
+	return false
+}
+
+func (g *grain) remind(ctx actor.Context, r couponmesh.Reminder, reply func(actors.Empty, error)) {
+	g.M.StartWake(context.Background(), r, g.Stale(), func(err error) {
+		if !errors.Is(err, ErrUnchecked) {
+			reply(actors.Empty{}, err)
+			return
+		}
+		// Nothing to do by a state not validated since churn: validate it
+		// and decide again (rare: a reminder whose time moved or passed).
+		// Not while entries are pending (a write in flight makes the
+		// validation wait for its outcome): the shard tries again soon.
+		if !g.M.Journal().Idle() {
+			reply(actors.Empty{}, fmt.Errorf("coupon %s: %w; journal busy, retry", g.ID, ErrUnchecked))
+			return
+		}
+		if !g.Check(ctx) {
+			reply(actors.Empty{}, g.ErrUnchecked())
+			return
+		}
+		g.M.StartWake(context.Background(), r, false, func(err error) { reply(actors.Empty{}, err) })
+	})
 }
 
 func (g *grain) follower(_ actor.Context, p actors.FollowerChange) (actors.Empty, error) {
@@ -179,8 +218,21 @@ func (g *grain) claim(_ actor.Context, p actors.ClaimCoupon, reply func(couponme
 
 // subscribe registers or renews a hub (with its presence count) and, when
 // the hub may have missed changes, pushes it the coupon after the answer.
+//
+// After churn it validates the state first (pushing what another
+// activation wrote to every hub: Activation.OnCaughtUp) when it pushes the
+// state to a hub it did not know, and on a known hub's renewal once the
+// cluster is settled: that renewal is how a coupon no client asks for
+// catches up with a write that landed late (actors.Churn). Not inside the
+// unsettled window: a validation there is repeated after it anyway, and at
+// a node's death the hubs renew every coupon at once, inside it.
 func (g *grain) subscribe(ctx actor.Context, p actors.HubRef, reply func(actors.Empty, error)) {
 	g.Cfg.Metrics.PresenceReceived.Inc()
+	push := p.Refresh && !g.Hubs.Known(p.Address)
+	if (push || (p.Refresh && g.Stale() && g.Cfg.Churn.UnsettledFor() == 0)) && !g.Check(ctx) {
+		reply(actors.Empty{}, g.ErrUnchecked()) // the hub renews again later
+		return
+	}
 	addr := g.Hubs.Subscribe(p)
 	reply(actors.Empty{}, nil)
 	if addr != "" && g.M.Exists() {

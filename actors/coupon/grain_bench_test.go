@@ -20,15 +20,21 @@ import (
 
 // benchNode is a one-member cluster with the real coupon and user grains
 // over the package's embedded database, started once per test process
-// (protoactor trips -race when members start one after another).
+// (protoactor trips -race when members start one after another). Its
+// grains validate after nodeChurn's changes and count in nodeMetrics.
 var benchNode = sync.OnceValues(func() (*node.Node, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	gcfg := actors.GrainConfig{Store: store, Log: log}
+	gcfg := actors.GrainConfig{Store: store, Log: log, Churn: nodeChurn, Metrics: nodeMetrics}
 	return node.Start(node.Config{
 		RemoteAddr: "127.0.0.1:0", Log: log,
 		Provider: membership.New(membership.Config{BindAddr: "127.0.0.1:0", Log: log}),
 	}, coupon.Kind(gcfg), user.Kind(gcfg))
 })
+
+var (
+	nodeChurn   = actors.NewChurnWindow(10 * time.Second) // TestWakeAfterChurnReadsNoJournal works inside it
+	nodeMetrics = actors.NewMetrics(nil)
+)
 
 // BenchmarkGrainRequest measures one request to an active grain through
 // the cluster on one node (actors.Call: the PID cache, the mailbox, the

@@ -648,10 +648,16 @@ func (m *Machine) Backfill() []couponmesh.Reminder {
 // node's clock: the shard tries again.
 var ErrEarly = errors.New("reminder not due yet")
 
+// ErrUnchecked is returned by StartWake, when told its state is not
+// validated since churn, for a reminder it would do nothing for: the state
+// may miss the entry that makes the wake-up due (another activation moved
+// the time there), so the caller validates the state and wakes it again.
+var ErrUnchecked = errors.New("nothing to do by a state not validated since churn")
+
 // Wake handles a due reminder (inline, for callers without a mailbox).
 func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
 	_, err := inline(ctx, m, func(done func(struct{}, error)) {
-		m.StartWake(ctx, r, func(err error) { done(struct{}{}, err) })
+		m.StartWake(ctx, r, false, func(err error) { done(struct{}{}, err) })
 	})
 	return err
 }
@@ -662,7 +668,17 @@ func (m *Machine) Wake(ctx context.Context, r couponmesh.Reminder) error {
 // durable. A reminder for a time the coupon no longer has (moved, withdrawn,
 // never created) does nothing. Claims are refused by time from expiresAt
 // on, so no claim entry follows the expired entry.
-func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, done func(error)) {
+//
+// unchecked tells that the state was not validated since cluster churn:
+// another activation may have appended entries it has not applied. The
+// wake-up may still append: the entry's _id (entity#seq) is unique, so an
+// append after entries this state misses fails (duplicate key), the
+// journal catches up and the wake-up is decided again on the state it read
+// (Journal.Settle); one that lands proves the state was the journal's. So
+// an expiry on a state not validated since churn costs no read of the
+// journal first. Only a decision to do nothing could rest on what the
+// state misses: that one is answered ErrUnchecked instead.
+func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, unchecked bool, done func(error)) {
 	due := r.Due // the coupon's own time when it has more than milliseconds
 	if t := m.c.ExpiresAt; r.Name == RemindExpire && sameMilli(t, due) && t.After(due) {
 		due = t
@@ -697,6 +713,9 @@ func (m *Machine) StartWake(ctx context.Context, r couponmesh.Reminder, done fun
 	}, Done: func(_ couponmesh.Entry, err error) {
 		if errors.Is(err, errDone) {
 			err = nil
+			if unchecked {
+				err = ErrUnchecked
+			}
 		}
 		done(err)
 	}})

@@ -7,7 +7,8 @@
 // actors.KeepShards on every node activates the shards it owns and keeps
 // them active. A shard keeps its earliest reminders (up to a window) in
 // memory, sleeps until the first is due, and wakes each target grain with
-// actors.RemindMethod, at most maxFiring at a time, off its mailbox; once a
+// actors.RemindMethod, at most maxFiring at a time per lane (the member
+// that owns the target; Shard.lane), off its mailbox; once a
 // target answered, the reminder is deleted. A target that fails is tried
 // again after a backoff; a reminder due while the database is down fires
 // when it is back. Firing is at least once: targets make wake-ups

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,13 +20,24 @@ import (
 )
 
 const (
-	window    = 1000 // reminders a shard keeps in memory
-	maxFiring = 64   // wake-ups started per shard and not answered yet
-	// Wake-ups in flight on a node, all its shards together (the others
-	// started wait for a slot, first come first served): each one holds a
-	// journal append in the group commit (256 per write) until it is
-	// durable; more in flight only wait longer in its queue, and past the
-	// call's 5 s they time out and are fired again.
+	window = 1000 // reminders a shard keeps in memory
+	// Wake-ups started per shard and not answered yet, per lane: the member
+	// that owns the target in the shard's view (Shard.lane).
+	maxFiring = 64
+	// Wake-ups in flight on a node per lane, all its shards together (the
+	// others started wait for a slot, first come first served): each one
+	// holds a journal append in the group commit of the lane's member (256
+	// per write) until it is durable; more in flight only wait longer in
+	// its queue, and past the call's 5 s they time out and are fired again.
+	//
+	// Per lane, because a wake-up to a member that just died waits until
+	// the cluster declares it dead (about 1.3 s) and is then sent to the
+	// new owner: with one cap for all members, those wake-ups took every
+	// slot of the shards and of the node within a few hundred
+	// milliseconds of a kill, and the expiries of the coupons on the
+	// members that stayed waited behind them (`bench timers`, three nodes,
+	// one killed: p50 4 s late, against 0.1 s for those due before the
+	// slots filled).
 	nodeFiring = 256
 	// The shard re-reads the store this often, to find reminders whose
 	// notice was lost (rare: a notice is retried for 5 s). Not more often:
@@ -67,15 +79,48 @@ const (
 
 // node is what a node's reminder shards share.
 type node struct {
-	slots  *semaphore.Weighted // nodeFiring wake-ups in flight
 	loads  *semaphore.Weighted // nodeLoads re-reads of the store
 	waking atomic.Int64        // wake-ups started and not answered
+
+	mu    sync.Mutex
+	lanes map[string]*lane // by member address: nodeFiring wake-ups in flight each
+}
+
+// lane is the node's cap of wake-ups in flight towards one member.
+type lane struct {
+	slots *semaphore.Weighted
+	users int // wake-ups holding or waiting for a slot (the lane is dropped at 0)
+}
+
+// acquire waits for a slot of the lane of member addr and returns its
+// release.
+func (nd *node) acquire(addr string) (release func()) {
+	nd.mu.Lock()
+	if nd.lanes == nil {
+		nd.lanes = map[string]*lane{}
+	}
+	l := nd.lanes[addr]
+	if l == nil {
+		l = &lane{slots: semaphore.NewWeighted(nodeFiring)}
+		nd.lanes[addr] = l
+	}
+	l.users++
+	nd.mu.Unlock()
+	_ = l.slots.Acquire(context.Background(), 1) // cannot fail without a deadline
+	return func() {
+		l.slots.Release(1)
+		nd.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(nd.lanes, addr)
+		}
+		nd.mu.Unlock()
+	}
 }
 
 // Kind returns the cluster kind hosting the reminder shards.
 func Kind(cfg actors.GrainConfig) *cluster.Kind {
 	cfg.Fill()
-	nd := &node{slots: semaphore.NewWeighted(nodeFiring), loads: semaphore.NewWeighted(nodeLoads)}
+	nd := &node{loads: semaphore.NewWeighted(nodeLoads)}
 	return cluster.NewKind(actors.KindReminders, actor.PropsFromProducer(func() actor.Actor {
 		g := &grain{node: nd}
 		g.Activation = actors.NewActivation(&cfg, actors.KindReminders, func(ctx context.Context, id string) (*Shard, error) {
@@ -83,7 +128,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			if err != nil || n < 0 || n >= couponmesh.ReminderShards {
 				return nil, fmt.Errorf("no reminder shard %q", id)
 			}
-			s := &Shard{store: cfg.Store, loads: nd.loads, n: n, firing: map[string]bool{}, retry: map[string]retry{}}
+			s := &Shard{store: cfg.Store, loads: nd.loads, n: n, firing: map[string]bool{}, retry: map[string]retry{}, lane: g.lane}
 			if err := s.reload(ctx); err != nil {
 				return nil, err
 			}
@@ -113,8 +158,14 @@ type Shard struct {
 	wokenAt         time.Time                   // when the first of woken was answered
 	deleting        bool                        // a delete of woken reminders is in flight
 	deleteNotBefore time.Time                   // a delete failed: the next not before this
-	churned         bool                        // Validate asked for a re-read: it does not wait for a burst's end
 	inFlight        int                         // wake-ups not answered yet
+	// lane returns the lane of a reminder's wake-up: the member that owns
+	// its target now (nil: one lane for all). At most maxFiring wake-ups of
+	// a lane are in flight (lanes), so a member that stopped answering
+	// holds up only the reminders of its own targets.
+	lane   func(couponmesh.Reminder) string
+	lanes  map[string]int    // wake-ups in flight by lane
+	laneOf map[string]string // lane of each key in flight
 }
 
 type retry struct {
@@ -141,9 +192,15 @@ func (s *Shard) reloadDue(now time.Time) bool {
 // of 10,000 expiries the shards' re-reads every 30 s were 80% of the
 // database's CPU (`bench timers --profile-dir`), beside the journal
 // appends the pushes wait for. A re-read that fires reminders (the window
-// in memory used up) or that churn asked for (Validate) does not wait.
+// in memory used up) does not wait. One that churn asked for (Validate)
+// waits too: at a node's death it came 5 to 10 s after the change on every
+// shard of the members that stayed, each a scan of the collection, while
+// the coupons of the dead node were being loaded on them and expired
+// (`bench timers`, three nodes, one killed); what it is for (a reminder
+// whose notice reached another activation of the shard during the churn)
+// is found by it at the end of the burst.
 func (s *Shard) reloadWaits(now time.Time, nodeWaking int64) bool {
-	if (len(s.pending) == 0 && s.more) || s.churned || now.Sub(s.loadedAt) >= reloadEvery+reloadWaitMax {
+	if (len(s.pending) == 0 && s.more) || now.Sub(s.loadedAt) >= reloadEvery+reloadWaitMax {
 		return false
 	}
 	return nodeWaking > 0 || (s.head < len(s.pending) && s.pending[s.head].Due.Before(now.Add(burstAhead)))
@@ -172,7 +229,7 @@ func (s *Shard) reload(ctx context.Context) error {
 		return err
 	}
 	s.pending, s.more, s.loadedAt, s.head = rs, len(rs) == window, time.Now(), 0
-	s.reloadB, s.churned = nil, false
+	s.reloadB = nil
 	return nil
 }
 
@@ -192,13 +249,37 @@ func (s *Shard) add(r couponmesh.Reminder) {
 	}
 }
 
-// due returns the reminders to fire now, and when the next one is due
-// (zero: none pending). It runs after every message of the shard, so it
-// skips the prefix of reminders already fired (kept until their deletion,
-// which waits for the end of a burst): scanning them each time cost a
-// third of the node's CPU during a burst of 10,000 (pprof of `bench
-// timers`).
-func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) {
+// laneFor returns the lane of r's wake-up ("" without a lane function).
+func (s *Shard) laneFor(r couponmesh.Reminder) string {
+	if s.lane == nil {
+		return ""
+	}
+	return s.lane(r)
+}
+
+// started records that r's wake-up is in flight on lane l (fire does it
+// for every reminder due returned).
+func (s *Shard) started(r couponmesh.Reminder, l string) {
+	k := r.Key()
+	s.firing[k] = true
+	s.inFlight++
+	if s.lanes == nil {
+		s.lanes, s.laneOf = map[string]int{}, map[string]string{}
+	}
+	s.lanes[l]++
+	s.laneOf[k] = l
+}
+
+// due returns the reminders to fire now, with their lanes, and when the
+// next one is due (zero: none pending). A reminder whose lane has
+// maxFiring wake-ups in flight waits (it is fired once one is answered),
+// and the others are fired meanwhile. It runs after every message of the
+// shard, so it skips the prefix of reminders already fired (kept until
+// their deletion, which waits for the end of a burst): scanning them each
+// time cost a third of the node's CPU during a burst of 10,000 (pprof of
+// `bench timers`).
+func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, lanes []string, next time.Time) {
+	var extra map[string]int // of fire, by lane
 	for i := s.head; i < len(s.pending); i++ {
 		r := s.pending[i]
 		k := r.Key()
@@ -213,8 +294,13 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) 
 			at = rt.at
 		}
 		if !at.After(now) {
-			if s.inFlight+len(fire) < maxFiring {
-				fire = append(fire, r)
+			l := s.laneFor(r)
+			if s.lanes[l]+extra[l] < maxFiring {
+				if extra == nil {
+					extra = map[string]int{}
+				}
+				extra[l]++
+				fire, lanes = append(fire, r), append(lanes, l)
 			}
 			continue
 		}
@@ -225,7 +311,7 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) 
 			break // sorted by Due: nothing later can be earlier (retries aside)
 		}
 	}
-	return fire, next
+	return fire, lanes, next
 }
 
 // done records the outcome of a wake-up: a woken reminder waits (still
@@ -235,6 +321,12 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, next time.Time) 
 func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
 	k := r.Key()
 	s.inFlight--
+	if l, ok := s.laneOf[k]; ok {
+		delete(s.laneOf, k)
+		if s.lanes[l]--; s.lanes[l] <= 0 {
+			delete(s.lanes, l)
+		}
+	}
 	if err == nil {
 		delete(s.retry, k)
 		if len(s.woken) == 0 {
@@ -302,7 +394,7 @@ func (s *Shard) WriteSnapshot(context.Context) error { return nil }
 // Validate implements actors.State: after cluster churn another activation
 // may have fired and deleted reminders, or been told of new ones: the shard
 // re-reads the store soon, at a random moment within churnReload, not at
-// once. Each re-read scans the whole collection on the embedded database:
+// once, and not during a burst of wake-ups (reloadWaits). Each re-read scans the whole collection on the embedded database:
 // with 10,000 reminders the re-reads of every shard at a node's death,
 // together with the loads of the shards that moved, timed out, the store
 // declared the database unreachable, and most wake-ups then failed (`bench
@@ -312,7 +404,6 @@ func (s *Shard) Validate(context.Context) (int, error) {
 	if at := time.Now().Add(soon - reloadEvery); at.Before(s.loadedAt) {
 		s.loadedAt = at
 	}
-	s.churned = true
 	return 0, nil
 }
 
@@ -426,22 +517,52 @@ func (g *grain) tick(actor.Context, actors.Empty) (actors.Empty, error) {
 }
 
 // fire wakes the targets of the due reminders, off the mailbox, at most
-// nodeFiring at a time on the node; each reports back with fired.
+// nodeFiring at a time on the node per lane; each reports back with fired.
 func (g *grain) fire(ctx actor.Context) {
-	rs, _ := g.M.due(time.Now())
+	rs, lanes, _ := g.M.due(time.Now())
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	for _, r := range rs {
-		g.M.firing[r.Key()] = true
-		g.M.inFlight++
+	for i, r := range rs {
+		l := lanes[i]
+		g.M.started(r, l)
 		g.node.waking.Add(1)
 		go func() {
-			_ = g.node.slots.Acquire(context.Background(), 1) // cannot fail without a deadline
+			release := g.node.acquire(l)
 			err := g.wake(r)
-			g.node.slots.Release(1)
+			release()
 			g.node.waking.Add(-1)
 			root.Send(self, fired{r: r, err: err, at: time.Now()})
 		}()
 	}
+}
+
+// owner is what the cluster's identity lookup (cluster/placement) offers:
+// the member that owns an identity in this member's view, and whether the
+// last topology change moved it there (recently).
+type owner interface {
+	Owner(kind, id string) string
+	Moved(kind, id string) bool
+}
+
+// lane is the shard's lane function: the address of the member that owns
+// the reminder's target now ("" when the lookup cannot tell), with a
+// " moved" suffix when the last topology change gave the target that
+// owner. A moved target's grain is loaded from the database on its new
+// owner first: in the lane of the member's other targets those wake-ups
+// filled its slots while the loads queued, and the coupons that had not
+// moved waited behind them (`bench timers`, three nodes, one killed).
+func (g *grain) lane(r couponmesh.Reminder) string {
+	if g.cluster == nil {
+		return ""
+	}
+	o, ok := g.cluster.IdentityLookup.(owner)
+	if !ok {
+		return ""
+	}
+	kind, id, _ := strings.Cut(r.Target, "/")
+	if o.Moved(kind, id) {
+		return o.Owner(kind, id) + " moved"
+	}
+	return o.Owner(kind, id)
 }
 
 // wake calls the reminder's target (a bad target is dropped: deleted as
@@ -479,7 +600,7 @@ func (g *grain) deleteWoken(ctx actor.Context) {
 
 // arm sets the timer for the next due reminder.
 func (g *grain) arm(ctx actor.Context) {
-	fire, next := g.M.due(time.Now())
+	fire, _, next := g.M.due(time.Now())
 	if len(fire) > 0 {
 		next = time.Now()
 	}

@@ -3,6 +3,7 @@ package reminder
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -146,10 +147,9 @@ func TestShardDueSkipsTheFiredOnly(t *testing.T) {
 		s.pending = append(s.pending, couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0.Add(time.Duration(i-10) * time.Millisecond)})
 	}
 	fire := func(now time.Time) []couponmesh.Reminder {
-		rs, _ := s.due(now)
-		for _, r := range rs {
-			s.firing[r.Key()] = true
-			s.inFlight++
+		rs, lanes, _ := s.due(now)
+		for i, r := range rs {
+			s.started(r, lanes[i])
 		}
 		return rs
 	}
@@ -227,13 +227,62 @@ func TestShardRereadWaitsForTheBurst(t *testing.T) {
 	if s.reloadWaits(t0.Add(reloadEvery+reloadWaitMax), 3) {
 		t.Fatal("a re-read waits more than reloadWaitMax")
 	}
+	// One that churn asked for waits too (at a node's death those of every
+	// shard that stayed scanned the collection in the middle of the burst),
+	// at most reloadWaitMax past its time.
 	s.Validate(t.Context())
-	if s.reloadWaits(at, 3) {
-		t.Fatal("a re-read churn asked for waits for the burst")
+	now := time.Now()
+	if !s.reloadDue(now.Add(churnReload)) || !s.reloadWaits(now.Add(churnReload), 3) {
+		t.Fatal("a re-read churn asked for does not wait for the burst")
 	}
-	s.churned = false
+	if s.reloadWaits(now.Add(churnReload+reloadWaitMax), 3) {
+		t.Fatal("a re-read churn asked for waits more than reloadWaitMax")
+	}
 	s.pending, s.more = nil, true
 	if s.reloadWaits(at, 3) {
 		t.Fatal("a shard whose window is used up waits to read the rest")
+	}
+}
+
+// A lane whose wake-ups do not come back (its member died and the cluster
+// has not noticed yet) holds up only its own reminders: those of the other
+// lanes keep firing, at most maxFiring in flight each.
+func TestShardLaneOfADeadMemberHoldsUpOnlyItsOwn(t *testing.T) {
+	t0 := time.Now()
+	lane := func(r couponmesh.Reminder) string { return r.Target[len(r.Target)-1:] } // "coupon/…a" or "coupon/…b"
+	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}, lane: lane}
+	for i := range 300 {
+		l := "a"
+		if i%3 == 0 {
+			l = "b" // the dead member: every third, as for one of three nodes
+		}
+		s.pending = append(s.pending, couponmesh.Reminder{Target: "coupon/c" + strconv.Itoa(i) + l, Name: "expire", Due: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	now := t0.Add(time.Second)
+	fired := map[string]int{}
+	var inFlightA []couponmesh.Reminder
+	for round := 0; round < 10; round++ {
+		rs, lanes, _ := s.due(now)
+		for i, r := range rs {
+			s.started(r, lanes[i])
+			fired[lanes[i]]++
+			if lanes[i] == "a" {
+				inFlightA = append(inFlightA, r)
+			}
+		}
+		if s.lanes["a"] > maxFiring || s.lanes["b"] > maxFiring {
+			t.Fatalf("round %d: %d and %d in flight per lane, at most %d each", round, s.lanes["a"], s.lanes["b"], maxFiring)
+		}
+		// The live member answers everything in flight; the dead one nothing.
+		for _, r := range inFlightA {
+			s.done(r, nil, now)
+		}
+		inFlightA = nil
+	}
+	if fired["a"] != 200 {
+		t.Fatalf("fired %d of the 200 reminders of the live member, want all: held up by the dead one's %d", fired["a"], fired["b"])
+	}
+	if fired["b"] != maxFiring {
+		t.Fatalf("fired %d of the dead member's reminders, want %d (its lane full)", fired["b"], maxFiring)
 	}
 }

@@ -44,6 +44,7 @@ type Lookup struct {
 	c       *cluster.Cluster
 	self    string
 	ring    atomic.Pointer[cluster.Rendezvous]
+	prev    atomic.Pointer[ringAt]        // the ring before the last swap, and when it was swapped out
 	changed atomic.Pointer[chan struct{}] // closed and replaced at every ring swap
 	pid     *actor.PID
 	sub     *eventstream.Subscription
@@ -74,6 +75,16 @@ func (a Activation) MailboxLen() int {
 
 var _ cluster.IdentityLookup = (*Lookup)(nil)
 
+// ringAt is a ring that was replaced at a time.
+type ringAt struct {
+	ring  *cluster.Rendezvous
+	until time.Time
+}
+
+// MovedFor is how long after a topology change Moved reports the
+// identities whose owner it changed.
+const MovedFor = 30 * time.Second
+
 // New returns a lookup whose Get waits at most timeout (≤0: 1 s) for the
 // owner's answer.
 func New(timeout time.Duration) *Lookup {
@@ -99,7 +110,7 @@ func (l *Lookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
 			ring := cluster.NewRendezvous()
 			ring.UpdateMembers(t.Members)
-			l.ring.Store(ring)
+			l.prev.Store(&ringAt{ring: l.ring.Swap(ring), until: time.Now()})
 			next := make(chan struct{})
 			close(*l.changed.Swap(&next))
 			c.ActorSystem.Root.Send(l.pid, t)
@@ -111,6 +122,20 @@ func (l *Lookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
 // member's current view ("" when no member hosts kind).
 func (l *Lookup) Owner(kind, id string) string {
 	return l.ring.Load().GetByClusterIdentity(&cluster.ClusterIdentity{Kind: kind, Identity: id})
+}
+
+// Moved reports whether the last topology change, less than MovedFor ago,
+// gave kind/id another owner in this member's view: its grain is not
+// active on its owner yet, or is being activated (loaded from the
+// database). The reminder shards keep the wake-ups of such targets apart
+// from the others (actors/reminder).
+func (l *Lookup) Moved(kind, id string) bool {
+	p := l.prev.Load()
+	if p == nil || time.Since(p.until) >= MovedFor {
+		return false
+	}
+	ci := &cluster.ClusterIdentity{Kind: kind, Identity: id}
+	return p.ring.GetByClusterIdentity(ci) != l.ring.Load().GetByClusterIdentity(ci)
 }
 
 // Get implements cluster.IdentityLookup: it asks the owner in this member's

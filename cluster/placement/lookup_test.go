@@ -7,6 +7,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
 )
 
 // Activations pages through the activations in identity order, whatever
@@ -90,4 +92,43 @@ func BenchmarkConsoleQueries100k(b *testing.B) {
 			l.Find("user", "id012345")
 		}
 	})
+}
+
+// Moved reports, for MovedFor after a topology change, exactly the
+// identities whose owner the change gave to another member: those of a
+// member that died, not the others.
+func TestMovedAfterAMemberDies(t *testing.T) {
+	members := func(ports ...int) *cluster.Rendezvous {
+		var ms []*cluster.Member
+		for _, p := range ports {
+			ms = append(ms, &cluster.Member{Id: fmt.Sprint(p), Host: "127.0.0.1", Port: int32(p), Kinds: []string{"coupon"}})
+		}
+		r := cluster.NewRendezvous()
+		r.UpdateMembers(ms)
+		return r
+	}
+	l := New(0)
+	before := members(7001, 7002, 7003)
+	l.ring.Store(members(7001, 7003)) // 7002 died
+	l.prev.Store(&ringAt{ring: before, until: time.Now()})
+	moved := 0
+	for i := range 300 {
+		id := fmt.Sprint("c", i)
+		was := before.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "coupon", Identity: id})
+		if got, want := l.Moved("coupon", id), was == "127.0.0.1:7002"; got != want {
+			t.Fatalf("%s (owner %s before): Moved %v, want %v", id, was, got, want)
+		}
+		if l.Moved("coupon", id) {
+			moved++
+		}
+	}
+	if moved == 0 || moved == 300 {
+		t.Fatalf("%d of 300 moved: the test proves nothing", moved)
+	}
+	l.prev.Store(&ringAt{ring: before, until: time.Now().Add(-MovedFor)})
+	for i := range 300 {
+		if l.Moved("coupon", fmt.Sprint("c", i)) {
+			t.Fatalf("c%d still moved %s after the change", i, MovedFor)
+		}
+	}
 }

@@ -102,9 +102,16 @@ func (g *grain) pushesAfter(ctx actor.Context) {
 		p.held = false
 	case pushTick:
 		p.timer = nil
-		if p.held && g.Serving() && g.M.Exists() && g.M.Seq() > p.version {
+		switch {
+		case !p.held || g.M == nil || !g.M.Exists() || g.M.Seq() <= p.version:
+			p.held = false
+		case g.Serving():
 			g.push(ctx)
+		default:
+			// Validating against the journal after churn: look again
+			// later rather than lose the count.
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			p.timer = time.AfterFunc(claimPushMaxInterval, func() { root.Send(self, pushTick{}) })
 		}
-		p.held = false
 	}
 }

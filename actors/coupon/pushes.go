@@ -11,9 +11,10 @@ import (
 // Coupon pushes of a watched coupon. Every push costs a frame per watching
 // session, written by the node that serves the claims (about 10 µs of its
 // CPU each: `bench fanout`). During a drop a hot coupon settles a batch of
-// claims every few tens of milliseconds; pushed after every batch, 5,000
-// watchers took about 55,000 frames from the node's core in 1.6 s, a third
-// of what the claims themselves had (docs/BENCHMARKS.md, flash sale).
+// claims every few tens of milliseconds; pushed after every batch, its
+// 5,000 watchers got 55,000 frames in a 2 s drop, and the drop took
+// 0.4–0.65 s more of the node's CPU than the same claims over 200 coupons
+// (docs/BENCHMARKS.md, flash sale).
 //
 // So a change of the claimed count alone is pushed at most once per
 // claimPushInterval(watchers, budget): a coupon's claim pushes cost at most

@@ -37,6 +37,11 @@ type GrainConfig struct {
 	Churn   *Churn       `yaml:"-"`
 	Metrics *Metrics     `yaml:"-"`
 	Log     *slog.Logger `yaml:"-"`
+
+	// ClaimPushBudget bounds the frames per second that pushes of one
+	// coupon's claimed count may cost, summed over its watching sessions
+	// (0: the coupon kind's default, 10,000; actors/coupon pushes.go).
+	ClaimPushBudget int `yaml:"-"`
 }
 
 // DefaultGrainConfig returns the defaults: passivation after 5 idle

@@ -75,6 +75,39 @@ type flashRun struct {
 	SpreadBulkWrites  int64   `json:"spreadBulkWrites"`
 	SpreadBulkDocs    int64   `json:"spreadBulkWriteDocs"`
 	SpreadBulkWriteMs float64 `json:"spreadBulkWriteMeanMs"`
+
+	// CPU time (user + system, /proc/PID/stat) used from the first claim
+	// sent to the last answer of the drop and of the spread reference: the
+	// nodes', the devdb's and the load generator's (this process: the
+	// shoppers and the watchers). Seconds.
+	CPU       flashCPU `json:"cpu"`
+	SpreadCPU flashCPU `json:"spreadCpu"`
+}
+
+// flashCPU is the CPU time of a flash sale's processes over one round.
+type flashCPU struct {
+	Nodes float64 `json:"nodesSeconds"`
+	DB    float64 `json:"devdbSeconds"`
+	Load  float64 `json:"loadSeconds"`
+}
+
+// flashCPUNow reads the CPU time the nodes, the devdb and this process
+// have used so far.
+func (s *flashsale) flashCPUNow() flashCPU {
+	var c flashCPU
+	for _, n := range s.nodes {
+		c.Nodes += cpuTime(n.cmd.Process.Pid).Seconds()
+	}
+	if len(s.e.procs) > 0 {
+		c.DB = cpuTime(s.e.procs[0].Cmd.Process.Pid).Seconds()
+	}
+	c.Load = cpuTime(os.Getpid()).Seconds()
+	return c
+}
+
+// since is c minus the earlier reading c0.
+func (c flashCPU) since(c0 flashCPU) flashCPU {
+	return flashCPU{Nodes: c.Nodes - c0.Nodes, DB: c.DB - c0.DB, Load: c.Load - c0.Load}
 }
 
 // flashsaleResult is the JSON of the flashsale scenario.
@@ -175,10 +208,11 @@ func flashWrong(r flashRun) int {
 func abs(n int) int { return max(n, -n) }
 
 func printFlashRun(r flashRun) {
-	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag after the last ok p50 %.0f p99 %.0f max %.0f ms, first to last watcher %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms (spread: %d of %d, mean %.1f ms)\n",
+	fmt.Printf("flashsale, %d node(s): %d shoppers, %d watchers, %d units: %d ok, %d sold_out, errors %s (sent again with their rid: %d ok, %d sold_out, %d failing); sold out after %.2fs: %.0f claims/s vs %.0f claims/s over %d coupons (%.0f%%, target ≥ 80%%); answers p99 %.0f ms (ok p50 %.0f p99 %.0f, sold_out p50 %.0f p99 %.0f, max %.0f; target ≤ 3000); watchers final %d/%d, lag after the last ok p50 %.0f p99 %.0f max %.0f ms, first to last watcher %.0f ms (target ≤ 1000); %d deliveries, %.0f/s; dropped %v; n distinct 1..units %v; journal %d claims; node 1 group commit: %d BulkWrites of %d documents, mean %.1f ms (spread: %d of %d, mean %.1f ms); CPU s nodes/devdb/load %.2f/%.2f/%.2f (spread %.2f/%.2f/%.2f)\n",
 		r.Nodes, r.Shoppers, r.Watchers, r.Units, r.OK, r.SoldOut, fmtCodes(r.Errors), r.RetriedOK, r.RetriedSoldOut, r.StillFailing, r.SoldOutSeconds, r.ClaimsPerSec, r.SpreadClaimsPerSec, r.SpreadCoupons, r.HotPctSpread,
 		r.AllP99ms, r.OKP50ms, r.OKP99ms, r.SoldOutP50ms, r.SoldOutP99ms, r.AllMaxms, r.WatchersFinal, r.Watchers, r.LagP50ms, r.LagP99ms, r.LagMaxms, r.FinalSpreadMs,
-		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs, r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs)
+		r.Deliveries, r.DeliveriesPerSec, r.Dropped, r.DistinctN, r.JournalClaims, r.BulkWrites, r.BulkDocs, r.BulkWriteMs, r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs,
+		r.CPU.Nodes, r.CPU.DB, r.CPU.Load, r.SpreadCPU.Nodes, r.SpreadCPU.DB, r.SpreadCPU.Load)
 }
 
 // flashsale is one flash sale on its processes, step by step.
@@ -353,7 +387,9 @@ func (s *flashsale) drop(ctx context.Context, profile string) (claimRound, error
 		})
 	}
 	s.profileDB(ctx, &pwg, "hot")
+	c0 := s.flashCPUNow()
 	hr := claimAll(ctx, s.clients, func(int) string { return s.hot }, "h")
+	r.CPU = s.flashCPUNow().since(c0)
 	pwg.Wait()
 	r.Dropped = dropped() - d0
 	if m1, err := scrapeNodeMetrics(s.nodes[0]); err == nil {
@@ -502,7 +538,9 @@ func (s *flashsale) reference(ctx context.Context) error {
 	spread := len(s.spreadIDs)
 	var pwg sync.WaitGroup
 	s.profileDB(ctx, &pwg, "spread")
+	c0 := s.flashCPUNow()
 	sr := claimAll(ctx, s.clients, func(i int) string { return s.spreadIDs[i%spread] }, "s")
+	r.SpreadCPU = s.flashCPUNow().since(c0)
 	pwg.Wait()
 	if s1, err := scrapeNodeMetrics(s.nodes[0]); err == nil {
 		r.SpreadBulkWrites, r.SpreadBulkDocs, r.SpreadBulkWriteMs = bulkStats(s0, s1)

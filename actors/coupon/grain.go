@@ -47,6 +47,7 @@ type grain struct {
 	followers followers
 	loads     *followerLoads // the node's, shared by its coupon grains
 	presence  presence
+	pushes    pushes
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -65,6 +66,7 @@ func (g *grain) Receive(ctx actor.Context) {
 		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
 	g.publishLocal()
+	g.pushesAfter(ctx)
 	g.presenceAfter(ctx)
 	g.After(ctx)
 }
@@ -95,7 +97,7 @@ func (g *grain) caughtUp(ctx actor.Context) {
 	if !g.M.Exists() {
 		return
 	}
-	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(g.M.Coupon()))
+	g.push(ctx)
 	g.publishLocal()
 	g.ScheduleSnapshot(ctx)
 }
@@ -264,15 +266,18 @@ func (g *grain) setReminders(spec couponmesh.CouponSpec, allowed bool) error {
 }
 
 // changed publishes a new version (what the machine reports the entries
-// applied changed): one push per subscribed hub, a snapshot, and feed
-// notices to followers when more than the claimed count changed.
+// applied changed): one push per subscribed hub (a change of the claimed
+// count alone at most once per claim push interval: pushes.go), a
+// snapshot, and feed notices to followers when more than the claimed
+// count changed.
 func (g *grain) changed(ctx actor.Context, ch Change) {
-	after := g.M.Coupon()
-	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(after))
 	if ch.OnlyClaims() {
+		g.pushClaims(ctx)
 		g.ScheduleSnapshot(ctx)
 		return
 	}
+	g.push(ctx)
+	after := g.M.Coupon()
 	g.SnapshotNow()
 	if ch.Created {
 		g.followers.none()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors/coupon"
+	"github.com/couponmesh/couponmesh/client"
 	"github.com/couponmesh/couponmesh/persistence/faultproxy"
 	"github.com/couponmesh/couponmesh/persistence/mongodb"
 )
@@ -175,4 +176,101 @@ func openStoreAt(t testing.TB, uri string) *mongodb.Store {
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s
+}
+
+// TestClaimPushesOfAWatchedCoupon: a change of a watched coupon's claimed
+// count alone is pushed at most once per claim push interval (here 250 ms:
+// one watcher, a budget of 4 frames a second), the newest count still
+// reaches the watcher after the last claim (from the grain's timer), the
+// versions it receives only grow, and the claim that sells the coupon out
+// is pushed (a change of status: never held, pushes.go). Pushed after every claim (29 claims one
+// after another), the watcher would get about one push per claim.
+func TestClaimPushesOfAWatchedCoupon(t *testing.T) {
+	const budget, interval = 4, 250 * time.Millisecond
+	a := startApp(t, func(c *Config) { c.Actors.ClaimPushBudget = budget })
+	const quantity = 30
+	id := createCoupon(t, a, "acme", couponmesh.CouponSpec{ID: "watched", Title: ptr("Drop"), Quantity: ptr(quantity)}).ID
+
+	type push struct {
+		at      time.Time
+		version int64
+		claimed int
+		status  couponmesh.Status
+	}
+	var (
+		mu     sync.Mutex
+		pushes []push
+	)
+	w := dial(t, a, "watcher", client.Options{OnCoupon: func(c couponmesh.Coupon) {
+		if c.ID != id {
+			return
+		}
+		mu.Lock()
+		pushes = append(pushes, push{at: time.Now(), version: c.Version, claimed: c.Claimed, status: c.Status})
+		mu.Unlock()
+	}})
+	if _, err := w.Subscribe(t.Context(), []client.Sub{{ID: id}}); err != nil {
+		t.Fatal(err)
+	}
+	// The grain counts the watcher (the hub's presence report).
+	checkFor(t, 10*time.Second, "the grain counts the watcher", func() error {
+		c, err := a.svc.Coupon(t.Context(), id)
+		if err == nil && c.Watching != 1 {
+			err = fmt.Errorf("watching %d", c.Watching)
+		}
+		return err
+	})
+	lastPushed := func() push {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(pushes) == 0 {
+			return push{}
+		}
+		return pushes[len(pushes)-1]
+	}
+
+	start := time.Now()
+	for i := range quantity - 1 {
+		if _, err := a.svc.Claim(t.Context(), fmt.Sprintf("u%02d", i), id, fmt.Sprintf("r%02d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	checkFor(t, 10*time.Second, "the last count pushed after the claims", func() error {
+		if p := lastPushed(); p.claimed != quantity-1 {
+			return fmt.Errorf("last push says %d claimed", p.claimed)
+		}
+		return nil
+	})
+	mu.Lock()
+	during := 0
+	for _, p := range pushes {
+		if p.claimed > 0 {
+			during++
+		}
+	}
+	mu.Unlock()
+	// The claims' pushes span elapsed plus at most one interval.
+	if most := int((elapsed+interval)/interval) + 2; during > most {
+		t.Errorf("%d claim pushes for %d claims in %s: want at most %d (one per %s)", during, quantity-1, elapsed, most, interval)
+	}
+	t.Logf("%d claims in %s: %d pushes", quantity-1, elapsed, during)
+
+	// The last unit: its state (sold out) reaches the watcher.
+	if _, err := a.svc.Claim(t.Context(), "last", id, "r-last"); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, "the sold-out state pushed", func() error {
+		if p := lastPushed(); p.status != couponmesh.StatusSoldOut || p.claimed != quantity {
+			return fmt.Errorf("last push: %+v", p)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(pushes); i++ {
+		if pushes[i].version <= pushes[i-1].version {
+			t.Errorf("push %d has version %d after %d", i, pushes[i].version, pushes[i-1].version)
+		}
+	}
 }

@@ -269,7 +269,12 @@ func (g *grain) setReminders(spec couponmesh.CouponSpec, allowed bool) error {
 // applied changed): one push per subscribed hub (a change of the claimed
 // count alone at most once per claim push interval: pushes.go), a
 // snapshot, and feed notices to followers when more than the claimed
-// count changed.
+// count changed. An expiry alone is not snapshotted now: browse finds an
+// expired coupon by its expiry time (persistence/mongodb statusFilter),
+// and a snapshot only saves replay, so the next change or the passivation
+// writes it. A write per coupon, on the grain's goroutine, at a burst of
+// expiries (`bench timers`) held up the grain's next messages and the
+// database's journal appends.
 func (g *grain) changed(ctx actor.Context, ch Change) {
 	if ch.OnlyClaims() {
 		g.pushClaims(ctx)
@@ -278,7 +283,9 @@ func (g *grain) changed(ctx actor.Context, ch Change) {
 	}
 	g.push(ctx)
 	after := g.M.Coupon()
-	g.SnapshotNow()
+	if !ch.OnlyExpiry() {
+		g.SnapshotNow()
+	}
 	if ch.Created {
 		g.followers.none()
 	} else {

@@ -197,6 +197,8 @@ type Change struct {
 	// (withdrawn; a claim that sold the coupon out), or a start or expiry
 	// was reached (a started or expired entry).
 	Terms bool
+	// notExpiry: Terms by something else than an expired entry.
+	notExpiry bool
 }
 
 // Applied reports whether any entry was applied.
@@ -205,9 +207,13 @@ func (c Change) Applied() bool { return c.Version != 0 }
 // OnlyClaims reports whether claims were all that changed.
 func (c Change) OnlyClaims() bool { return c.Applied() && !c.Created && !c.Terms }
 
+// OnlyExpiry reports whether reaching the expiry (an expired entry) is all
+// that changed, claims aside.
+func (c Change) OnlyExpiry() bool { return c.Terms && !c.Created && !c.notExpiry }
+
 // merge adds the change of a later entry.
 func (c Change) merge(d Change) Change {
-	return Change{Version: max(c.Version, d.Version), Created: c.Created || d.Created, Terms: c.Terms || d.Terms}
+	return Change{Version: max(c.Version, d.Version), Created: c.Created || d.Created, Terms: c.Terms || d.Terms, notExpiry: c.notExpiry || d.notExpiry}
 }
 
 // TakeChange returns what the entries applied since the last call changed
@@ -279,6 +285,7 @@ func (m *Machine) applyEntry(e couponmesh.Entry) (Change, error) {
 	default:
 		return Change{}, fmt.Errorf("unknown entry type %q", e.Type)
 	}
+	ch.notExpiry = ch.Terms && e.Type != EntryExpired
 	m.c.ID = m.id
 	m.c.Version = e.Seq
 	m.c.UpdatedAt = e.At

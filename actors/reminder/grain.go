@@ -66,11 +66,17 @@ const (
 	// is due within burstAhead, for at most reloadWaitMax.
 	burstAhead    = 5 * time.Second
 	reloadWaitMax = reloadEvery
-	// Woken reminders are deleted once no wake-up is in flight on the node
-	// (a delete is one write per reminder on the embedded database, which
-	// would delay the bursts' journal appends), or when this many wait (they
-	// stay in the window until deleted), or when the oldest has waited
-	// deleteAfter.
+	// Woken reminders are deleted once the node has had no wake-up in
+	// flight for deleteQuiet (a delete is one write per reminder on the
+	// embedded database, which would delay the bursts' journal appends), or
+	// when this many wait (they stay in the window until deleted), or when
+	// the oldest has waited deleteAfter. Quiet for a while, not just idle:
+	// when a node dies, the members that stay finish their own shards'
+	// burst, then take over the dead one's shards a moment later; their
+	// deletes in between were a fifth of the database's CPU while the
+	// moved coupons were being loaded and expired (`bench timers`, three
+	// nodes, one killed).
+	deleteQuiet = 3 * time.Second
 	deleteBatch = window * 3 / 4
 	deleteAfter = 30 * time.Second
 	deleteChunk = 128             // reminders per delete (one write each): within the store's timeout on a busy database
@@ -81,6 +87,7 @@ const (
 type node struct {
 	loads  *semaphore.Weighted // nodeLoads re-reads of the store
 	waking atomic.Int64        // wake-ups started and not answered
+	woke   atomic.Int64        // when the last wake-up was answered (Unix ns)
 
 	mu    sync.Mutex
 	lanes map[string]*lane // by member address: nodeFiring wake-ups in flight each
@@ -128,7 +135,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			if err != nil || n < 0 || n >= couponmesh.ReminderShards {
 				return nil, fmt.Errorf("no reminder shard %q", id)
 			}
-			s := &Shard{store: cfg.Store, loads: nd.loads, n: n, firing: map[string]bool{}, retry: map[string]retry{}, lane: g.lane}
+			s := &Shard{store: cfg.Store, loads: nd.loads, n: n, firing: map[rkey]bool{}, retry: map[rkey]retry{}, lane: g.lane}
 			if err := s.reload(ctx); err != nil {
 				return nil, err
 			}
@@ -152,8 +159,8 @@ type Shard struct {
 	loadedAt        time.Time
 	notUntil        time.Time                   // a re-read failed: none before this
 	reloadB         *backoff.ExponentialBackOff // of the failed re-reads; nil after a success
-	firing          map[string]bool             // keys being fired or deleted
-	retry           map[string]retry            // keys whose last wake-up failed
+	firing          map[rkey]bool               // reminders being fired or deleted
+	retry           map[rkey]retry              // reminders whose last wake-up failed
 	woken           []couponmesh.Reminder       // answered by their targets, to delete
 	wokenAt         time.Time                   // when the first of woken was answered
 	deleting        bool                        // a delete of woken reminders is in flight
@@ -164,9 +171,19 @@ type Shard struct {
 	// a lane are in flight (lanes), so a member that stopped answering
 	// holds up only the reminders of its own targets.
 	lane   func(couponmesh.Reminder) string
-	lanes  map[string]int    // wake-ups in flight by lane
-	laneOf map[string]string // lane of each key in flight
+	lanes  map[string]int  // wake-ups in flight by lane
+	laneOf map[rkey]string // lane of each reminder in flight
 }
+
+// rkey is a reminder's identity (what couponmesh.Reminder.Key says, as a
+// map key built without allocating: due scans the shard's window after
+// every message of the shard).
+type rkey struct {
+	target, name string
+	due          int64 // Unix ms, as in Key
+}
+
+func keyOf(r couponmesh.Reminder) rkey { return rkey{r.Target, r.Name, r.Due.UnixMilli()} }
 
 type retry struct {
 	at time.Time
@@ -235,7 +252,7 @@ func (s *Shard) reload(ctx context.Context) error {
 
 // add records a reminder the shard was told of.
 func (s *Shard) add(r couponmesh.Reminder) {
-	if slices.ContainsFunc(s.pending, func(p couponmesh.Reminder) bool { return p.Key() == r.Key() }) {
+	if slices.ContainsFunc(s.pending, func(p couponmesh.Reminder) bool { return keyOf(p) == keyOf(r) }) {
 		return
 	}
 	if s.more && len(s.pending) > 0 && r.Due.After(s.pending[len(s.pending)-1].Due) {
@@ -260,11 +277,11 @@ func (s *Shard) laneFor(r couponmesh.Reminder) string {
 // started records that r's wake-up is in flight on lane l (fire does it
 // for every reminder due returned).
 func (s *Shard) started(r couponmesh.Reminder, l string) {
-	k := r.Key()
+	k := keyOf(r)
 	s.firing[k] = true
 	s.inFlight++
 	if s.lanes == nil {
-		s.lanes, s.laneOf = map[string]int{}, map[string]string{}
+		s.lanes, s.laneOf = map[string]int{}, map[rkey]string{}
 	}
 	s.lanes[l]++
 	s.laneOf[k] = l
@@ -282,7 +299,7 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, lanes []string, 
 	var extra map[string]int // of fire, by lane
 	for i := s.head; i < len(s.pending); i++ {
 		r := s.pending[i]
-		k := r.Key()
+		k := keyOf(r)
 		if s.firing[k] {
 			if i == s.head {
 				s.head++
@@ -319,7 +336,7 @@ func (s *Shard) due(now time.Time) (fire []couponmesh.Reminder, lanes []string, 
 // failed one is tried again after a jittered exponential backoff, starting
 // longer when the target was unavailable.
 func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
-	k := r.Key()
+	k := keyOf(r)
 	s.inFlight--
 	if l, ok := s.laneOf[k]; ok {
 		delete(s.laneOf, k)
@@ -350,12 +367,13 @@ func (s *Shard) done(r couponmesh.Reminder, err error, now time.Time) {
 }
 
 // deleteDue reports whether the woken reminders should be deleted now,
-// given the wake-ups in flight on the node.
-func (s *Shard) deleteDue(now time.Time, nodeWaking int64) bool {
+// given the wake-ups in flight on the node and when its last one was
+// answered.
+func (s *Shard) deleteDue(now time.Time, nodeWaking int64, nodeWoke time.Time) bool {
 	if s.deleting || len(s.woken) == 0 || now.Before(s.deleteNotBefore) {
 		return false
 	}
-	return nodeWaking == 0 || len(s.woken) >= deleteBatch || now.Sub(s.wokenAt) >= deleteAfter
+	return (nodeWaking == 0 && now.Sub(nodeWoke) >= deleteQuiet) || len(s.woken) >= deleteBatch || now.Sub(s.wokenAt) >= deleteAfter
 }
 
 // deleted records the outcome of deleting rs: on success they are gone;
@@ -374,12 +392,12 @@ func (s *Shard) deleted(rs []couponmesh.Reminder, err error, now time.Time) {
 		return
 	}
 	s.head = 0
-	gone := make(map[string]bool, len(rs))
+	gone := make(map[rkey]bool, len(rs))
 	for _, r := range rs {
-		gone[r.Key()] = true
-		delete(s.firing, r.Key())
+		gone[keyOf(r)] = true
+		delete(s.firing, keyOf(r))
 	}
-	s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[p.Key()] })
+	s.pending = slices.DeleteFunc(s.pending, func(p couponmesh.Reminder) bool { return gone[keyOf(p)] })
 }
 
 // Seq implements actors.State: a shard has no journal.
@@ -420,7 +438,20 @@ type grain struct {
 	cluster *cluster.Cluster
 	timer   *time.Timer
 	wakeAt  time.Time
+	// lanes caches lane by target until the owners change (lanesValid
+	// closed), for at most lanesFor, and lanesMax targets.
+	lanes      map[string]string
+	lanesValid <-chan struct{}
+	lanesAt    time.Time
 }
+
+// lanesMax bounds the lanes a shard caches (one per target; a shard holds
+// at most window reminders); lanesFor how long (a target stops being
+// "moved" some time after the change: placement.MovedFor).
+const (
+	lanesMax = 4 * window
+	lanesFor = 5 * time.Second
+)
 
 type fireTick struct{}
 
@@ -529,6 +560,7 @@ func (g *grain) fire(ctx actor.Context) {
 			release := g.node.acquire(l)
 			err := g.wake(r)
 			release()
+			g.node.woke.Store(time.Now().UnixNano())
 			g.node.waking.Add(-1)
 			root.Send(self, fired{r: r, err: err, at: time.Now()})
 		}()
@@ -541,6 +573,7 @@ func (g *grain) fire(ctx actor.Context) {
 type owner interface {
 	Owner(kind, id string) string
 	Moved(kind, id string) bool
+	Changed() <-chan struct{}
 }
 
 // lane is the shard's lane function: the address of the member that owns
@@ -550,6 +583,12 @@ type owner interface {
 // owner first: in the lane of the member's other targets those wake-ups
 // filled its slots while the loads queued, and the coupons that had not
 // moved waited behind them (`bench timers`, three nodes, one killed).
+//
+// Lanes are cached by target until the owners change: due asks for the
+// lane of every due reminder not fired yet, after every message of the
+// shard, and while lanes are full that was the same few hundred
+// reminders each time, two rendezvous hashes each (a quarter of a node's
+// CPU during a burst, pprof of `bench timers`).
 func (g *grain) lane(r couponmesh.Reminder) string {
 	if g.cluster == nil {
 		return ""
@@ -558,11 +597,25 @@ func (g *grain) lane(r couponmesh.Reminder) string {
 	if !ok {
 		return ""
 	}
-	kind, id, _ := strings.Cut(r.Target, "/")
-	if o.Moved(kind, id) {
-		return o.Owner(kind, id) + " moved"
+	stale := g.lanes == nil || len(g.lanes) >= lanesMax || time.Since(g.lanesAt) > lanesFor
+	select {
+	case <-g.lanesValid:
+		stale = true
+	default:
 	}
-	return o.Owner(kind, id)
+	if stale {
+		g.lanes, g.lanesValid, g.lanesAt = make(map[string]string), o.Changed(), time.Now()
+	}
+	if l, ok := g.lanes[r.Target]; ok {
+		return l
+	}
+	kind, id, _ := strings.Cut(r.Target, "/")
+	l := o.Owner(kind, id)
+	if o.Moved(kind, id) {
+		l += " moved"
+	}
+	g.lanes[r.Target] = l
+	return l
 }
 
 // wake calls the reminder's target (a bad target is dropped: deleted as
@@ -584,7 +637,7 @@ func (g *grain) wake(r couponmesh.Reminder) error {
 // each second).
 func (g *grain) deleteWoken(ctx actor.Context) {
 	s := g.M
-	if !s.deleteDue(time.Now(), g.node.waking.Load()) {
+	if !s.deleteDue(time.Now(), g.node.waking.Load(), time.Unix(0, g.node.woke.Load())) {
 		return
 	}
 	n := min(len(s.woken), deleteChunk)

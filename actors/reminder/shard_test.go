@@ -68,14 +68,14 @@ func TestShardBacksOffAFailedReload(t *testing.T) {
 // tried again at the same moment.
 func TestShardRetriesWithJitteredBackoff(t *testing.T) {
 	t0 := time.Now()
-	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	s := &Shard{firing: map[rkey]bool{}, retry: map[rkey]retry{}}
 	unavailable := couponmesh.Errorf(couponmesh.CodeUnavailable, "busy")
 	at := map[time.Duration]bool{}
 	for i := range 50 {
 		r := couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}
 		s.inFlight++
 		s.done(r, unavailable, t0)
-		d := s.retry[r.Key()].at.Sub(t0)
+		d := s.retry[keyOf(r)].at.Sub(t0)
 		if d < unavailableAfter/2 || d > unavailableAfter*3/2 {
 			t.Fatalf("first retry after unavailable in %s, want %s ±50%%", d, unavailableAfter)
 		}
@@ -89,7 +89,7 @@ func TestShardRetriesWithJitteredBackoff(t *testing.T) {
 	for i := range 10 {
 		s.inFlight++
 		s.done(r, errors.New("early"), t0)
-		d := s.retry[r.Key()].at.Sub(t0)
+		d := s.retry[keyOf(r)].at.Sub(t0)
 		if i == 0 && (d < retryAfter/2 || d > retryAfter*3/2) {
 			t.Fatalf("first retry after an error in %s, want %s ±50%%", d, retryAfter)
 		}
@@ -105,34 +105,39 @@ func TestShardRetriesWithJitteredBackoff(t *testing.T) {
 
 // Woken reminders are deleted after the node's burst of wake-ups (a delete
 // is a write per reminder on the embedded database, competing with the
-// burst's journal appends), unless many wait or the oldest waited long.
+// burst's journal appends), once the node was quiet for deleteQuiet,
+// unless many wait or the oldest waited long.
 func TestShardDeletesAfterTheBurst(t *testing.T) {
 	t0 := time.Now()
-	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
-	if s.deleteDue(t0, 0) {
+	quiet := t0.Add(-deleteQuiet) // the node's last wake-up, long enough ago
+	s := &Shard{firing: map[rkey]bool{}, retry: map[rkey]retry{}}
+	if s.deleteDue(t0, 0, quiet) {
 		t.Fatal("a delete with nothing woken")
 	}
 	for i := range 10 {
 		s.inFlight++
 		s.done(couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0}, nil, t0)
 	}
-	if s.deleteDue(t0.Add(time.Second), 100) {
+	if s.deleteDue(t0.Add(time.Second), 100, quiet) {
 		t.Fatal("deleted while 100 wake-ups are in flight on the node")
 	}
-	if !s.deleteDue(t0.Add(time.Second), 0) {
+	if s.deleteDue(t0.Add(time.Second), 0, t0) {
+		t.Fatalf("deleted %s after the node's last wake-up: another burst may follow (a dead member's shards)", time.Second)
+	}
+	if !s.deleteDue(t0.Add(time.Second), 0, quiet) {
 		t.Fatal("not deleted once the node's wake-ups are done")
 	}
-	if !s.deleteDue(t0.Add(deleteAfter), 100) {
+	if !s.deleteDue(t0.Add(deleteAfter), 100, quiet) {
 		t.Fatalf("not deleted after %s although the node stays busy", deleteAfter)
 	}
 	for i := len(s.woken); i < deleteBatch; i++ {
 		s.woken = append(s.woken, couponmesh.Reminder{})
 	}
-	if !s.deleteDue(t0.Add(time.Second), 100) {
+	if !s.deleteDue(t0.Add(time.Second), 100, t0) {
 		t.Fatalf("%d woken reminders wait: they fill the shard's window", deleteBatch)
 	}
 	s.deleting = true
-	if s.deleteDue(t0.Add(time.Hour), 0) {
+	if s.deleteDue(t0.Add(time.Hour), 0, quiet) {
 		t.Fatal("two deletes in flight")
 	}
 }
@@ -142,7 +147,7 @@ func TestShardDeletesAfterTheBurst(t *testing.T) {
 // after a delete.
 func TestShardDueSkipsTheFiredOnly(t *testing.T) {
 	t0 := time.Now()
-	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}}
+	s := &Shard{firing: map[rkey]bool{}, retry: map[rkey]retry{}}
 	for i := range 5 {
 		s.pending = append(s.pending, couponmesh.Reminder{Target: "coupon/c" + string(rune('A'+i)), Name: "expire", Due: t0.Add(time.Duration(i-10) * time.Millisecond)})
 	}
@@ -179,9 +184,9 @@ func TestShardDueSkipsTheFiredOnly(t *testing.T) {
 	if got := fire(t0); len(got) != 0 {
 		t.Fatalf("after a failed delete fired %v again", got)
 	}
-	if s.deleteDue(t0.Add(deleteRetry/2), 0) || !s.deleteDue(t0.Add(deleteRetry), 0) || len(s.woken) != 2 {
+	if s.deleteDue(t0.Add(deleteRetry/2), 0, time.Time{}) || !s.deleteDue(t0.Add(deleteRetry), 0, time.Time{}) || len(s.woken) != 2 {
 		t.Fatalf("after a failed delete: due at once %v, after deleteRetry %v, waiting %d; want false, true, 2",
-			s.deleteDue(t0.Add(deleteRetry/2), 0), s.deleteDue(t0.Add(deleteRetry), 0), len(s.woken))
+			s.deleteDue(t0.Add(deleteRetry/2), 0, time.Time{}), s.deleteDue(t0.Add(deleteRetry), 0, time.Time{}), len(s.woken))
 	}
 	s.deleted(woken, nil, t0)
 	if len(s.pending) != 4 || len(s.firing) != 4 { // 6 - 2 deleted; the 4 others still in flight
@@ -250,7 +255,7 @@ func TestShardRereadWaitsForTheBurst(t *testing.T) {
 func TestShardLaneOfADeadMemberHoldsUpOnlyItsOwn(t *testing.T) {
 	t0 := time.Now()
 	lane := func(r couponmesh.Reminder) string { return r.Target[len(r.Target)-1:] } // "coupon/…a" or "coupon/…b"
-	s := &Shard{firing: map[string]bool{}, retry: map[string]retry{}, lane: lane}
+	s := &Shard{firing: map[rkey]bool{}, retry: map[rkey]retry{}, lane: lane}
 	for i := range 300 {
 		l := "a"
 		if i%3 == 0 {

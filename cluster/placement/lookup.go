@@ -44,7 +44,7 @@ type Lookup struct {
 	c       *cluster.Cluster
 	self    string
 	ring    atomic.Pointer[cluster.Rendezvous]
-	prev    atomic.Pointer[ringAt]        // the ring before the last swap, and when it was swapped out
+	prev    atomic.Pointer[[]ringAt]      // the rings swapped out less than MovedFor ago (at most maxPrev), newest last
 	changed atomic.Pointer[chan struct{}] // closed and replaced at every ring swap
 	pid     *actor.PID
 	sub     *eventstream.Subscription
@@ -110,7 +110,7 @@ func (l *Lookup) Setup(c *cluster.Cluster, _ []string, _ bool) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
 			ring := cluster.NewRendezvous()
 			ring.UpdateMembers(t.Members)
-			l.prev.Store(&ringAt{ring: l.ring.Swap(ring), until: time.Now()})
+			l.swapped(l.ring.Swap(ring), time.Now())
 			next := make(chan struct{})
 			close(*l.changed.Swap(&next))
 			c.ActorSystem.Root.Send(l.pid, t)
@@ -124,19 +124,51 @@ func (l *Lookup) Owner(kind, id string) string {
 	return l.ring.Load().GetByClusterIdentity(&cluster.ClusterIdentity{Kind: kind, Identity: id})
 }
 
-// Moved reports whether the last topology change, less than MovedFor ago,
-// gave kind/id another owner in this member's view: its grain is not
-// active on its owner yet, or is being activated (loaded from the
-// database). The reminder shards keep the wake-ups of such targets apart
-// from the others (actors/reminder).
+// Moved reports whether a topology change less than MovedFor ago gave
+// kind/id another owner in this member's view (any change: a grain that
+// moved away and back was stopped here meanwhile): its grain is not active
+// on its owner yet, or is being activated (loaded from the database). The
+// reminder shards keep the wake-ups of such targets apart from the others
+// (actors/reminder), and the hubs renew their leases first (actors/hub).
 func (l *Lookup) Moved(kind, id string) bool {
 	p := l.prev.Load()
-	if p == nil || time.Since(p.until) >= MovedFor {
+	if p == nil {
 		return false
 	}
 	ci := &cluster.ClusterIdentity{Kind: kind, Identity: id}
-	return p.ring.GetByClusterIdentity(ci) != l.ring.Load().GetByClusterIdentity(ci)
+	now := l.ring.Load().GetByClusterIdentity(ci)
+	for _, r := range *p {
+		if time.Since(r.until) < MovedFor && r.ring.GetByClusterIdentity(ci) != now {
+			return true
+		}
+	}
+	return false
 }
+
+// maxPrev bounds the rings Moved compares with (the newest).
+const maxPrev = 8
+
+// swapped records ring, swapped out at t (only the event stream's
+// goroutine calls it).
+func (l *Lookup) swapped(ring *cluster.Rendezvous, t time.Time) {
+	var rs []ringAt
+	if p := l.prev.Load(); p != nil {
+		for _, r := range *p {
+			if t.Sub(r.until) < MovedFor {
+				rs = append(rs, r)
+			}
+		}
+	}
+	rs = append(rs, ringAt{ring: ring, until: t})
+	if len(rs) > maxPrev {
+		rs = rs[len(rs)-maxPrev:]
+	}
+	l.prev.Store(&rs)
+}
+
+// Changed returns a channel that is closed at the next change of the
+// owners (Owner and Moved may answer differently once it is closed).
+func (l *Lookup) Changed() <-chan struct{} { return *l.changed.Load() }
 
 // Get implements cluster.IdentityLookup: it asks the owner in this member's
 // view to activate the identity. nil (the caller retries with backoff) when

@@ -98,19 +98,10 @@ func BenchmarkConsoleQueries100k(b *testing.B) {
 // identities whose owner the change gave to another member: those of a
 // member that died, not the others.
 func TestMovedAfterAMemberDies(t *testing.T) {
-	members := func(ports ...int) *cluster.Rendezvous {
-		var ms []*cluster.Member
-		for _, p := range ports {
-			ms = append(ms, &cluster.Member{Id: fmt.Sprint(p), Host: "127.0.0.1", Port: int32(p), Kinds: []string{"coupon"}})
-		}
-		r := cluster.NewRendezvous()
-		r.UpdateMembers(ms)
-		return r
-	}
 	l := New(0)
-	before := members(7001, 7002, 7003)
-	l.ring.Store(members(7001, 7003)) // 7002 died
-	l.prev.Store(&ringAt{ring: before, until: time.Now()})
+	before := ring(7001, 7002, 7003)
+	l.ring.Store(ring(7001, 7003)) // 7002 died
+	l.swapped(before, time.Now())
 	moved := 0
 	for i := range 300 {
 		id := fmt.Sprint("c", i)
@@ -125,10 +116,58 @@ func TestMovedAfterAMemberDies(t *testing.T) {
 	if moved == 0 || moved == 300 {
 		t.Fatalf("%d of 300 moved: the test proves nothing", moved)
 	}
-	l.prev.Store(&ringAt{ring: before, until: time.Now().Add(-MovedFor)})
+	l.prev.Store(nil)
+	l.swapped(before, time.Now().Add(-MovedFor))
 	for i := range 300 {
 		if l.Moved("coupon", fmt.Sprint("c", i)) {
 			t.Fatalf("c%d still moved %s after the change", i, MovedFor)
 		}
 	}
+}
+
+// Moved counts every change of the last MovedFor, not only the last one:
+// an identity that moved to another member and back was stopped here
+// meanwhile, and one moved by the first of two quick changes is still
+// loading on its new owner.
+func TestMovedOverSeveralChanges(t *testing.T) {
+	l := New(0)
+	three, two := ring(7001, 7002, 7003), ring(7001, 7003)
+	// 7002 is partitioned away and back: three, two, three again.
+	l.ring.Store(three)
+	l.swapped(three, time.Now())
+	l.swapped(two, time.Now())
+	flipped := 0
+	for i := range 300 {
+		id := fmt.Sprint("c", i)
+		ci := &cluster.ClusterIdentity{Kind: "coupon", Identity: id}
+		want := two.GetByClusterIdentity(ci) != three.GetByClusterIdentity(ci)
+		if got := l.Moved("coupon", id); got != want {
+			t.Fatalf("%s: Moved %v, want %v (it moved away and back)", id, got, want)
+		}
+		if want {
+			flipped++
+		}
+	}
+	if flipped == 0 {
+		t.Fatal("no identity moved: the test proves nothing")
+	}
+	for range 2 * maxPrev {
+		l.swapped(three, time.Now())
+	}
+	for i := range 300 {
+		if l.Moved("coupon", fmt.Sprint("c", i)) {
+			t.Fatalf("c%d moved: only the last %d rings count", i, maxPrev)
+		}
+	}
+}
+
+// ring returns the rendezvous ring of members on 127.0.0.1 at ports.
+func ring(ports ...int) *cluster.Rendezvous {
+	var ms []*cluster.Member
+	for _, p := range ports {
+		ms = append(ms, &cluster.Member{Id: fmt.Sprint(p), Host: "127.0.0.1", Port: int32(p), Kinds: []string{"coupon"}})
+	}
+	r := cluster.NewRendezvous()
+	r.UpdateMembers(ms)
+	return r
 }

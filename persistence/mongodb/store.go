@@ -90,6 +90,7 @@ func DefaultConfig() Config {
 		OpTimeout:              5 * time.Second,
 		HeartbeatInterval:      time.Second,
 		MaxPoolSize:            100,
+		MinPoolSize:            20,
 		WriteConcern:           "majority",
 		WriteTimeout:           0, // OpTimeout
 		BatchMaxOps:            256,
@@ -179,6 +180,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxConnecting is how many connections a node's pool opens at once (the
+// driver's default is 2; a maxConnecting in the URI wins). With the pool
+// grown only to what steady traffic needed (~20 connections), a burst of
+// grain loads at a node's death waited to check out a connection while
+// the pool opened the rest two at a time: 543 loads queued in the pool,
+// 16 reading, 1 s after the death was seen (`bench timers --profile-dir`,
+// goroutine dump). MinPoolSize keeps some open for the same reason.
+const maxConnecting = 8
+
 // clientOptions builds the driver options: the fields of c, then the URI's
 // own options on top.
 func (c Config) clientOptions() (*options.ClientOptions, error) {
@@ -187,7 +197,8 @@ func (c Config) clientOptions() (*options.ClientOptions, error) {
 		SetServerSelectionTimeout(c.ServerSelectionTimeout).
 		SetHeartbeatInterval(c.HeartbeatInterval).
 		SetMaxPoolSize(c.MaxPoolSize).
-		SetMinPoolSize(c.MinPoolSize)
+		SetMinPoolSize(c.MinPoolSize).
+		SetMaxConnecting(maxConnecting)
 	wc, err := writeConcern(c.WriteConcern)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: %w", err)
@@ -196,6 +207,10 @@ func (c Config) clientOptions() (*options.ClientOptions, error) {
 		opts.SetWriteConcern(wc)
 	}
 	opts.ApplyURI(c.URI)
+	if min, max := opts.MinPoolSize, opts.MaxPoolSize; min != nil && max != nil && *max > 0 && *min > *max && c.MinPoolSize == *min {
+		// A maxPoolSize in the URI below pool_min: the URI wins.
+		opts.SetMinPoolSize(*max)
+	}
 	return opts, opts.Validate()
 }
 
@@ -204,7 +219,6 @@ const (
 	journalColl   = "journal"
 	snapshotsColl = "snapshots"
 	followsColl   = "follows"
-	remindersColl = "reminders"
 )
 
 // Store is a couponmesh.Store over one MongoDB database.
@@ -222,7 +236,7 @@ type Store struct {
 	snapshots       *mongo.Collection
 	browse          *mongo.Collection // snapshots, with the URI's read preference
 	follows         *mongo.Collection
-	reminders       *mongo.Collection
+	reminders       [couponmesh.ReminderShards]*mongo.Collection // by shard: remindersColl
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -261,7 +275,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		snapshots: db.Collection(snapshotsColl, primary),
 		browse:    db.Collection(snapshotsColl),
 		follows:   db.Collection(followsColl, primary),
-		reminders: db.Collection(remindersColl, primary),
+	}
+	for n := range s.reminders {
+		s.reminders[n] = db.Collection(remindersColl(n), primary)
 	}
 	octx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -270,6 +286,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return nil, unavailable("mongodb: ping", err)
 	}
 	if err := s.createIndexes(octx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if err := s.migrateReminders(octx, db); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -297,12 +317,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			{Keys: bson.D{{Key: "status", Value: 1}, {Key: "created", Value: -1}, {Key: "cid", Value: -1}}},
 			{Keys: bson.D{{Key: "created", Value: -1}, {Key: "cid", Value: -1}}},
 		},
-		s.reminders: {
-			{Keys: bson.D{{Key: "shard", Value: 1}, {Key: "due", Value: 1}}},
-		},
 		s.follows: {
 			{Keys: bson.D{{Key: "c", Value: 1}, {Key: "u", Value: 1}}},
 		},
+	}
+	for _, c := range s.reminders {
+		idx[c] = []mongo.IndexModel{{Keys: bson.D{{Key: "due", Value: 1}}}}
 	}
 	// One index per command: FerretDB v1.24 panics (and drops the
 	// connection) when one createIndexes command names two or more indexes

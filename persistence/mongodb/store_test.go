@@ -229,3 +229,56 @@ func TestDocuments(t *testing.T) {
 		t.Errorf("no unique index uk_1 on journal: %v", idx)
 	}
 }
+
+// TestRemindersMoveToShardCollections: reminders left in the one
+// collection of the stores before the split are moved into their shards'
+// collections when a store opens, and fire from there.
+func TestRemindersMoveToShardCollections(t *testing.T) {
+	cfg := mongodb.DefaultConfig()
+	cfg.URI, cfg.Database = testDB.URI(), fmt.Sprintf("legacy%d", dbSeq.Add(1))
+	client, err := mongo.Connect(options.Client().ApplyURI(testDB.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	legacy := client.Database(cfg.Database).Collection("reminders")
+	due := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var want []couponmesh.Reminder
+	for i := range 700 { // more than a page of the move
+		r := couponmesh.Reminder{Target: fmt.Sprintf("coupon/c%d", i), Name: "expire", Due: due.Add(time.Duration(i) * time.Second)}
+		want = append(want, r)
+		doc := bson.D{{Key: "_id", Value: r.Key()}, {Key: "shard", Value: r.Shard()}, {Key: "due", Value: r.Due}, {Key: "target", Value: r.Target}, {Key: "name", Value: r.Name}}
+		if _, err := legacy.InsertOne(t.Context(), doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := mongodb.Open(t.Context(), cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	got := map[string]bool{}
+	for n := range couponmesh.ReminderShards {
+		rs, err := s.DueReminders(t.Context(), n, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Shard() != n {
+				t.Errorf("reminder %s in shard %d, want %d", r.Key(), n, r.Shard())
+			}
+			got[r.Key()] = true
+		}
+	}
+	for _, r := range want {
+		if !got[r.Key()] {
+			t.Errorf("reminder %s not moved", r.Key())
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d reminders after the move, want %d", len(got), len(want))
+	}
+	if n, err := legacy.CountDocuments(t.Context(), bson.D{}); err != nil || n != 0 {
+		t.Errorf("old collection holds %d reminders (err %v), want 0", n, err)
+	}
+}

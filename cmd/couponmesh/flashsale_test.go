@@ -17,8 +17,8 @@ import (
 
 // TestHotCouponBatchUnknownOutcome: 500 shoppers claim one coupon of 300
 // units at once, so that its grain writes its claims in pipelined batches.
-// The reply to the first write is cut after the server applied it
-// (faultproxy.CutNextReply), then the database goes down until the grain
+// The reply to the first journal write is cut after the server applied it
+// (faultproxy.CutReplyTo), then the database goes down until the grain
 // has answered unavailable: the write's outcome stays unknown to the node,
 // and its grain cannot catch up either. Shoppers retry unavailable answers with the same rid, as the SDKs
 // do. Read straight from the database afterwards: exactly 300 claims with
@@ -76,12 +76,16 @@ func TestHotCouponBatchUnknownOutcome(t *testing.T) {
 	before := a.mongo.CommitStats()
 	allDone := make(chan struct{})
 	go func() { wg.Wait(); close(allDone) }()
-	// The first write of the claims reaches the server and its reply is
-	// cut (the outcome is unknown to the node); as soon as its entry is in
+	// The first journal write of the claims reaches the server and its
+	// reply is cut (the outcome is unknown to the node); as soon as its entry is in
 	// the database, the database goes down (every connection closed, new
 	// ones too) until the grain has answered unavailable, so that the
 	// retries of that write and the grain's catch-up fail as well.
-	p.CutNextReply()
+	// The journal's insert command, not whatever comes first on some
+	// connection: with the pool's idle connections (pool_min) and its
+	// heartbeats armed too, CutNextReply cut a validation read and cleared
+	// the pool, and no write had an unknown outcome (a busy make test).
+	p.CutReplyTo([]byte("insert\x00\x08\x00\x00\x00journal\x00"))
 	close(start)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -90,7 +90,7 @@ func (s *Store) DeleteReminders(ctx context.Context, rs ...couponmesh.Reminder) 
 		if len(ms) == 0 {
 			continue
 		}
-		if _, err := s.reminders[n].BulkWrite(ctx, ms, options.BulkWrite().SetOrdered(false)); err != nil {
+		if err := s.bulk(ctx, s.reminders[n], ms); err != nil {
 			return s.unavailable(fmt.Sprintf("delete %d reminders", len(rs)), err)
 		}
 	}
@@ -128,20 +128,26 @@ func (s *Store) DueReminders(ctx context.Context, shard, limit int) ([]couponmes
 }
 
 // migrateReminders moves the reminders of the one collection stores used
-// before the split into their shards' collections, a page at a time
-// (idempotent: a reminder is its _id; one moved and not yet deleted from
-// the old collection is moved again). With the old collection empty or
-// absent it costs one read.
+// before the split into their shards' collections, a page at a time: one
+// unordered bulk upsert per shard, then one bulk delete from the old
+// collection, each bounded by OpTimeout (idempotent: a reminder is its
+// _id; one moved and not deleted yet is moved again). With the old
+// collection empty or absent it costs one read.
 func (s *Store) migrateReminders(ctx context.Context, db *mongo.Database) error {
 	legacy := db.Collection(legacyRemindersColl, options.Collection().SetReadPreference(readpref.Primary()))
 	moved := 0
 	for {
-		cur, err := legacy.Find(ctx, bson.D{}, options.Find().SetLimit(500))
+		docs, err := func() ([]reminderDoc, error) {
+			ctx, cancel := s.op(ctx)
+			defer cancel()
+			cur, err := legacy.Find(ctx, bson.D{}, options.Find().SetLimit(500))
+			if err != nil {
+				return nil, err
+			}
+			var docs []reminderDoc
+			return docs, cur.All(ctx, &docs)
+		}()
 		if err != nil {
-			return unavailable("mongodb: read "+legacyRemindersColl, err)
-		}
-		var docs []reminderDoc
-		if err := cur.All(ctx, &docs); err != nil {
 			return unavailable("mongodb: read "+legacyRemindersColl, err)
 		}
 		if len(docs) == 0 {
@@ -150,17 +156,34 @@ func (s *Store) migrateReminders(ctx context.Context, db *mongo.Database) error 
 			}
 			return nil
 		}
+		var puts [couponmesh.ReminderShards][]mongo.WriteModel
 		del := make([]mongo.WriteModel, 0, len(docs))
 		for _, d := range docs {
 			r := couponmesh.Reminder{Target: d.Target, Name: d.Name, Due: d.Due}
-			if err := s.putReminder(ctx, r); err != nil {
-				return unavailable("mongodb: move reminder "+d.ID, err)
-			}
+			doc := reminderDoc{ID: r.Key(), Due: r.Due.UTC(), Target: r.Target, Name: r.Name}
+			puts[r.Shard()] = append(puts[r.Shard()], mongo.NewReplaceOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: doc.ID}}).SetReplacement(doc).SetUpsert(true))
 			del = append(del, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}))
 		}
-		if _, err := legacy.BulkWrite(ctx, del, options.BulkWrite().SetOrdered(false)); err != nil {
+		for n, ms := range puts {
+			if len(ms) == 0 {
+				continue
+			}
+			if err := s.bulk(ctx, s.reminders[n], ms); err != nil {
+				return unavailable("mongodb: move reminders to "+remindersColl(n), err)
+			}
+		}
+		if err := s.bulk(ctx, legacy, del); err != nil {
 			return unavailable("mongodb: delete from "+legacyRemindersColl, err)
 		}
 		moved += len(docs)
 	}
+}
+
+// bulk runs ms on c, unordered, within OpTimeout.
+func (s *Store) bulk(ctx context.Context, c *mongo.Collection, ms []mongo.WriteModel) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := c.BulkWrite(ctx, ms, options.BulkWrite().SetOrdered(false))
+	return err
 }

@@ -46,21 +46,16 @@ func (s *Store) PutReminder(ctx context.Context, r couponmesh.Reminder) error {
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	if err := s.putReminder(ctx, r); err != nil {
-		return s.unavailable("put reminder "+r.Key(), err)
+	doc := toReminderDoc(r)
+	_, err := s.reminders[r.Shard()].ReplaceOne(ctx, bson.D{{Key: "_id", Value: doc.ID}}, doc, options.Replace().SetUpsert(true))
+	if err != nil && !mongo.IsDuplicateKeyError(err) { // a racing upsert of the same reminder
+		return s.unavailable("put reminder "+doc.ID, err)
 	}
 	return nil
 }
 
-// putReminder upserts r into its shard's collection.
-func (s *Store) putReminder(ctx context.Context, r couponmesh.Reminder) error {
-	id := r.Key()
-	doc := reminderDoc{ID: id, Due: r.Due.UTC(), Target: r.Target, Name: r.Name}
-	_, err := s.reminders[r.Shard()].ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
-	if err != nil && !mongo.IsDuplicateKeyError(err) { // a racing upsert of the same reminder
-		return err
-	}
-	return nil
+func toReminderDoc(r couponmesh.Reminder) reminderDoc {
+	return reminderDoc{ID: r.Key(), Due: r.Due.UTC(), Target: r.Target, Name: r.Name}
 }
 
 // DeleteReminders removes rs in one round trip (one delete statement per
@@ -160,7 +155,7 @@ func (s *Store) migrateReminders(ctx context.Context, db *mongo.Database) error 
 		del := make([]mongo.WriteModel, 0, len(docs))
 		for _, d := range docs {
 			r := couponmesh.Reminder{Target: d.Target, Name: d.Name, Due: d.Due}
-			doc := reminderDoc{ID: r.Key(), Due: r.Due.UTC(), Target: r.Target, Name: r.Name}
+			doc := toReminderDoc(r)
 			puts[r.Shard()] = append(puts[r.Shard()], mongo.NewReplaceOneModel().
 				SetFilter(bson.D{{Key: "_id", Value: doc.ID}}).SetReplacement(doc).SetUpsert(true))
 			del = append(del, mongo.NewDeleteOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}))

@@ -192,6 +192,7 @@ type Metrics struct {
 	Claims        *prometheus.CounterVec
 	AppendSeconds prometheus.Histogram
 	Activations   *prometheus.CounterVec
+	Loads         *prometheus.CounterVec // state loads by cause: request, deferred (Activation.Lazy)
 	RateLimited   *prometheus.CounterVec
 	Validations   *prometheus.CounterVec
 	// PresenceReceived counts the hub refs (registrations, renewals and
@@ -222,6 +223,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "couponmesh_activations_total", Help: "Grain activations on this node, by kind.",
 		}, []string{"kind"}),
+		Loads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "couponmesh_grain_loads_total", Help: "Grain state loads on this node, by kind and cause: a request that needs the state, or deferred (after a hub's renewal activated the grain).",
+		}, []string{"kind", "cause"}),
 		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "couponmesh_grain_rate_limited_total", Help: "Requests refused with rate_limited by grains on this node, by kind (user: the user's write rate).",
 		}, []string{"kind"}),
@@ -239,7 +243,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Reminders.collectors()...)
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.Loads, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
 		}, func() float64 { return float64(m.messages.Load()) }))
 	}

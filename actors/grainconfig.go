@@ -42,6 +42,8 @@ type GrainConfig struct {
 	// coupon's claimed count may cost, summed over its watching sessions
 	// (0: the coupon kind's default, 10,000; actors/coupon pushes.go).
 	ClaimPushBudget int `yaml:"-"`
+
+	deferred chan struct{} // the kind's deferred loads in flight (Fill makes it)
 }
 
 // DefaultGrainConfig returns the defaults: passivation after 5 idle
@@ -99,6 +101,9 @@ func (c *GrainConfig) Fill() {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.deferred == nil {
+		c.deferred = make(chan struct{}, deferredLoads)
 	}
 }
 

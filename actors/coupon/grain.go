@@ -35,6 +35,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
 		g.OnCaughtUp = g.caughtUp
 		g.Unchecked = unchecked
+		g.Lazy = lazy
 		return g
 	}))
 }
@@ -48,6 +49,9 @@ type grain struct {
 	loads     *followerLoads // the node's, shared by its coupon grains
 	presence  presence
 	pushes    pushes
+	// owed are the hubs that renewed a lease this activation did not know
+	// before its state was loaded (lazy): they get the state once it is.
+	owed map[string]struct{}
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -65,6 +69,7 @@ func (g *grain) Receive(ctx actor.Context) {
 		}
 		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
 	}
+	g.payOwed(ctx)
 	g.publishLocal()
 	g.pushesAfter(ctx)
 	g.presenceAfter(ctx)
@@ -218,6 +223,32 @@ func (g *grain) claim(_ actor.Context, p actors.ClaimCoupon, reply func(couponme
 	})
 }
 
+// lazy names the methods served before the state is loaded
+// (actors.Activation.Lazy): a hub's registration, renewal and
+// unregistration only set or drop a lease. One that activates the grain
+// (it moved, or was passivated) queues the load (LoadLater): a renewing
+// hub gets the state, and the watchers the presence count, once it is
+// loaded.
+func lazy(method string) bool {
+	return method == actors.CouponSubscribe || method == actors.CouponUnsubscribe
+}
+
+// payOwed pushes the state to the hubs owed it (subscribe before the load),
+// once it is loaded and the deferred load has had its turn (a wake-up
+// that loaded it first pushes its change to every hub, owed ones too).
+func (g *grain) payOwed(ctx actor.Context) {
+	if len(g.owed) == 0 || !g.Serving() || g.LoadQueued() {
+		return
+	}
+	if g.M.Exists() {
+		frame := protocol.CouponPush(g.M.Coupon())
+		for addr := range g.owed {
+			actors.PushTo(ctx, addr, actors.PushCoupon, g.ID, frame)
+		}
+	}
+	clear(g.owed)
+}
+
 // subscribe registers or renews a hub (with its presence count) and, when
 // the hub may have missed changes, pushes it the coupon after the answer.
 //
@@ -230,6 +261,17 @@ func (g *grain) claim(_ actor.Context, p actors.ClaimCoupon, reply func(couponme
 // a node's death the hubs renew every coupon at once, inside it.
 func (g *grain) subscribe(ctx actor.Context, p actors.HubRef, reply func(actors.Empty, error)) {
 	g.Cfg.Metrics.PresenceReceived.Inc()
+	if !g.Loaded() {
+		if addr := g.Hubs.Subscribe(p); addr != "" {
+			if g.owed == nil {
+				g.owed = make(map[string]struct{})
+			}
+			g.owed[addr] = struct{}{}
+		}
+		reply(actors.Empty{}, nil)
+		g.LoadLater(ctx) // the owed hubs and the presence count wait for it
+		return
+	}
 	push := p.Refresh && !g.Hubs.Known(p.Address)
 	if (push || (p.Refresh && g.Stale() && g.Cfg.Churn.UnsettledFor() == 0)) && !g.Check(ctx) {
 		reply(actors.Empty{}, g.ErrUnchecked()) // the hub renews again later
@@ -242,9 +284,11 @@ func (g *grain) subscribe(ctx actor.Context, p actors.HubRef, reply func(actors.
 	}
 }
 
-func (g *grain) unsubscribe(_ actor.Context, p actors.HubRef) (actors.Empty, error) {
+func (g *grain) unsubscribe(ctx actor.Context, p actors.HubRef) (actors.Empty, error) {
 	g.Cfg.Metrics.PresenceReceived.Inc()
 	g.Hubs.Unsubscribe(p)
+	delete(g.owed, p.Address)
+	g.LoadLater(ctx) // unloaded (lazy): the presence count is pushed once it is
 	return actors.Empty{}, nil
 }
 

@@ -61,6 +61,7 @@ type pushTick struct{}
 func (g *grain) push(ctx actor.Context) {
 	c := g.M.Coupon()
 	g.Hubs.Push(ctx, actors.PushCoupon, g.ID, protocol.CouponPush(c))
+	clear(g.owed) // they had it now
 	p := &g.pushes
 	p.version, p.at, p.held = c.Version, time.Now(), false
 	if p.timer != nil {

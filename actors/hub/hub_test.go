@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/actors"
@@ -106,7 +107,8 @@ func TestHub(t *testing.T) {
 	}
 	t.Cleanup(func() { store.Close(context.Background()) })
 	call := actors.DefaultCallConfig()
-	gcfg := actors.GrainConfig{Store: store, HubLease: 5 * time.Second, SnapshotDelay: 50 * time.Millisecond, Log: log}
+	metrics := actors.NewMetrics(nil)
+	gcfg := actors.GrainConfig{Store: store, HubLease: 5 * time.Second, SnapshotDelay: 50 * time.Millisecond, Log: log, Metrics: metrics}
 	n, err := node.Start(node.Config{
 		RemoteAddr: "127.0.0.1:0", Log: log,
 		Provider: membership.New(membership.Config{BindAddr: "127.0.0.1:0", Log: log}),
@@ -244,6 +246,34 @@ func TestHub(t *testing.T) {
 		// the sink well before the periodic renewal (10 s).
 		claim(t, "p2", c.ID)
 		hasVersion(t, s, c.ID, c.Version+2)
+	})
+
+	t.Run("a renewal activates the grain without loading it; the load comes later and pushes the state", func(t *testing.T) {
+		loads := func(cause string) float64 {
+			return promtest.ToFloat64(metrics.Loads.WithLabelValues(actors.KindCoupon, cause))
+		}
+		c := create(t, "deferred")
+		s := &sink{}
+		if err := h.Subscribe(ctx, s, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		hasPushes := len(s.versions(c.ID))
+		requested, deferred := loads("request"), loads("deferred")
+		if err := actors.Call(ctx, n.Cluster, call, actors.KindCoupon, c.ID, actors.ActorPassivate, actors.Empty{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The passivating grain nudged the hub, whose renewal activated a
+		// new grain: that one owes the hub its state and loads it when
+		// the node's deferred loads come to it, not at the renewal.
+		testutil.CheckFor(t, 10*time.Second, "the state pushed by the new activation", func() error {
+			if got := len(s.versions(c.ID)); got <= hasPushes {
+				return fmt.Errorf("%d pushes of %s, want more than %d", got, c.ID, hasPushes)
+			}
+			return nil
+		})
+		if r, d := loads("request")-requested, loads("deferred")-deferred; r != 0 || d != 1 {
+			t.Fatalf("loads of the new activation: %v by a request, %v deferred; want 0 and 1", r, d)
+		}
 	})
 
 	t.Run("a subscribe to a coupon that does not exist still registers", func(t *testing.T) {

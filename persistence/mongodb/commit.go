@@ -93,7 +93,7 @@ type committer struct {
 	down     atomic.Bool
 	checking atomic.Bool // a suspect goroutine is pinging
 
-	bulkWrites, ops, retries, readBacks atomic.Int64
+	bulkWrites, ops, retries, readBacks, unknown atomic.Int64
 }
 
 func newCommitter(s *Store) *committer {
@@ -134,12 +134,13 @@ type CommitStats struct {
 	Ops        int64 // appends answered (any result)
 	Retries    int64 // BulkWrite attempts after an unknown outcome
 	ReadBacks  int64 // documents read back to resolve a duplicate after an unknown outcome
+	Unknown    int64 // appends whose write had an unknown outcome (then retried, or answered unavailable)
 }
 
 // CommitStats returns the counters of the group commit.
 func (s *Store) CommitStats() CommitStats {
 	c := s.commit
-	return CommitStats{BulkWrites: c.bulkWrites.Load(), Ops: c.ops.Load(), Retries: c.retries.Load(), ReadBacks: c.readBacks.Load()}
+	return CommitStats{BulkWrites: c.bulkWrites.Load(), Ops: c.ops.Load(), Retries: c.retries.Load(), ReadBacks: c.readBacks.Load(), Unknown: c.unknown.Load()}
 }
 
 // Append inserts e durably through the group commit. It returns an error
@@ -294,6 +295,7 @@ func (c *committer) write(batch []*appendOp) {
 		c.s.metrics.QueueWait.Observe(now.Sub(op.enqueued).Seconds())
 	}
 	if unknown := c.attempt(batch, 0); len(unknown) > 0 {
+		c.unknown.Add(int64(len(unknown)))
 		// A copy: the flusher reuses batch's array for its next batch.
 		unknown = slices.Clone(unknown)
 		c.retrying.Go(func() { c.retry(unknown) })
@@ -439,7 +441,7 @@ func (c *committer) bulk(ctx context.Context, batch []*appendOp, ordered bool, a
 		m.BulkWrites.Inc()
 		m.BatchSize.Observe(float64(len(models)))
 		start := time.Now()
-		_, err := s.journal.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(ordered))
+		_, err := s.appends.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(ordered))
 		m.BulkSeconds.Observe(time.Since(start).Seconds())
 		var bwe mongo.BulkWriteException
 		switch {
@@ -595,17 +597,17 @@ func (c *committer) readBack(ctx context.Context, op *appendOp, doc entryDoc) (b
 		}
 		return true, d.Tok == op.tok, nil
 	}
-	if maj := c.s.journalMajority; maj != nil {
+	if maj := c.s.appendsMajority; maj != nil {
 		found, ours, err := read(maj)
 		if err != nil || found {
 			return ours, err
 		}
 	}
-	_, ours, err := read(c.s.journal)
+	_, ours, err := read(c.s.appends)
 	switch {
 	case err != nil:
 		return false, err
-	case ours && c.s.journalMajority != nil:
+	case ours && c.s.appendsMajority != nil:
 		return false, errNotYetMajority
 	}
 	return ours, nil

@@ -214,6 +214,27 @@ func (c Config) clientOptions() (*options.ClientOptions, error) {
 	return opts, opts.Validate()
 }
 
+// writerPool is how many connections the group commit may hold beyond one
+// per flusher: its retries and read-backs run apart from the flushers.
+const writerPool = 4
+
+// writerOptions are the options of the group commit's own client: opts with
+// a pool of its own, Flushers + writerPool connections at most (less if the
+// URI's maxPoolSize says so), one per flusher kept open. Appends used to
+// share the pool of every read: at a node's death, the grains that moved
+// here queued ~600 loads for a connection and the one flusher waited
+// behind them, so every journal append on the node did, the expiries of
+// the coupons that had not moved too (`bench timers --profile-dir`,
+// goroutine dump 1 s after the first due time).
+func writerOptions(opts *options.ClientOptions, flushers int) *options.ClientOptions {
+	w := *opts
+	size := uint64(flushers + writerPool)
+	if opts.MaxPoolSize != nil && *opts.MaxPoolSize > 0 {
+		size = min(size, *opts.MaxPoolSize)
+	}
+	return w.SetMaxPoolSize(size).SetMinPoolSize(min(uint64(flushers), size))
+}
+
 // Collection names.
 const (
 	journalColl   = "journal"
@@ -226,17 +247,20 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	client  *mongo.Client
+	writer  *mongo.Client // the group commit's own connections (writerPool)
 	metrics *Metrics
 	commit  *committer
 
 	journal *mongo.Collection
-	// journalMajority reads with read concern majority; set when writes
-	// use write concern majority (read-backs of unknown outcomes).
-	journalMajority *mongo.Collection
-	snapshots       *mongo.Collection
-	browse          *mongo.Collection // snapshots, with the URI's read preference
-	follows         *mongo.Collection
-	reminders       [couponmesh.ReminderShards]*mongo.Collection // by shard: remindersColl
+	// appends is the journal on the writer client: the group commit's
+	// BulkWrites and read-backs. appendsMajority reads with read concern
+	// majority; set when writes use write concern majority (read-backs of
+	// unknown outcomes).
+	appends, appendsMajority *mongo.Collection
+	snapshots                *mongo.Collection
+	browse                   *mongo.Collection // snapshots, with the URI's read preference
+	follows                  *mongo.Collection
+	reminders                [couponmesh.ReminderShards]*mongo.Collection // by shard: remindersColl
 }
 
 var _ couponmesh.Store = (*Store)(nil)
@@ -261,6 +285,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mongodb: connect: %w", err)
 	}
+	writer, err := mongo.Connect(writerOptions(opts, cfg.Flushers))
+	if err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongodb: connect: %w", err)
+	}
+	disconnect := func() {
+		_ = writer.Disconnect(context.WithoutCancel(ctx))
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+	}
 	db := client.Database(cfg.Database)
 	// Actor loads (journal, snapshots) read the primary whatever the URI
 	// says: a secondary may lag behind an acknowledged write. Browse reads
@@ -270,8 +303,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		cfg:       cfg,
 		log:       log,
 		client:    client,
+		writer:    writer,
 		metrics:   cfg.Metrics,
 		journal:   db.Collection(journalColl, primary),
+		appends:   writer.Database(cfg.Database).Collection(journalColl, primary),
 		snapshots: db.Collection(snapshotsColl, primary),
 		browse:    db.Collection(snapshotsColl),
 		follows:   db.Collection(followsColl, primary),
@@ -282,19 +317,19 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	octx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	if err := client.Ping(octx, nil); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		disconnect()
 		return nil, unavailable("mongodb: ping", err)
 	}
 	if err := s.createIndexes(octx); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		disconnect()
 		return nil, err
 	}
 	if err := s.migrateReminders(ctx, db); err != nil {
-		_ = client.Disconnect(context.WithoutCancel(ctx))
+		disconnect()
 		return nil, err
 	}
 	if wcString(opts.WriteConcern) == "majority" {
-		s.journalMajority = db.Collection(journalColl, options.Collection().
+		s.appendsMajority = writer.Database(cfg.Database).Collection(journalColl, options.Collection().
 			SetReadPreference(readpref.Primary()).SetReadConcern(readconcern.Majority()))
 	}
 	s.commit = newCommitter(s)
@@ -365,7 +400,7 @@ func sqliteBusy(err error) bool {
 // is not an error.
 func (s *Store) Close(ctx context.Context) error {
 	s.commit.stop(ctx)
-	err := s.client.Disconnect(ctx)
+	err := errors.Join(s.writer.Disconnect(ctx), s.client.Disconnect(ctx))
 	if errors.Is(err, mongo.ErrClientDisconnected) {
 		return nil
 	}

@@ -302,10 +302,12 @@ func (a *Activation[M]) LoadLater(ctx actor.Context) {
 	}
 	a.lazy = true
 	self, root, timeout := ctx.Self(), ctx.ActorSystem().Root, a.Cfg.OpTimeout
-	sem := a.Cfg.deferred
+	sem := a.Cfg.deferred // nil (a config not Filled): unbounded
 	go func() {
-		sem <- struct{}{}
-		defer func() { <-sem }()
+		if sem != nil {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+		}
 		_, _ = root.RequestFuture(self, loadTick{}, timeout).Result()
 	}()
 }

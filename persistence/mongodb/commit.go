@@ -448,7 +448,7 @@ func (c *committer) bulk(ctx context.Context, batch []*appendOp, ordered bool, a
 		case err == nil:
 			c.setDown(false)
 		case !errors.As(err, &bwe):
-			c.suspect()
+			c.suspect(s.writer)
 			// Network error, timeout, server selection: nothing is known.
 			level := slog.LevelWarn
 			if attempt > 0 {
@@ -640,11 +640,17 @@ func (c *committer) setDown(down bool) {
 	}
 }
 
-// suspect is called when an operation got no answer (network error or
-// timeout). A timeout alone may be an overloaded database rather than a
-// dead one, so a ping decides: if it fails too, the database is down, and
-// it is pinged every ProbeInterval until it answers.
-func (c *committer) suspect() {
+// suspect is called when an operation of client got no answer (network
+// error or timeout). A timeout alone may be an overloaded database rather
+// than a dead one, so a ping decides: if it fails too, the database is
+// down, and it is pinged every ProbeInterval until it answers. The ping
+// goes through the client that failed: its pool was cleared and its
+// driver waits for the server to be seen again, where the other client
+// may still hold connections the server closed (a ping on one fails at
+// once): after a database kill -9 and restart, pinging the reads' client
+// when an append failed declared the database down, and 421 claims were
+// answered unavailable in the chaos suite against 0 before.
+func (c *committer) suspect(client *mongo.Client) {
 	if !c.checking.CompareAndSwap(false, true) {
 		return
 	}
@@ -652,7 +658,7 @@ func (c *committer) suspect() {
 		defer c.checking.Store(false)
 		for {
 			ctx, cancel := context.WithTimeout(c.probeCtx, c.s.cfg.OpTimeout)
-			err := c.s.client.Ping(ctx, nil)
+			err := client.Ping(ctx, nil)
 			cancel()
 			if c.closed.Load() {
 				return // the store is closing: nothing to report any more

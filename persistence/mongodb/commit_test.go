@@ -241,3 +241,39 @@ func readJournal(t *testing.T, s *mongodb.Store) map[string]string {
 	}
 	return out
 }
+
+// TestAppendSurvivesADatabaseRestart: an append whose write meets a
+// database that is gone (every connection closed, new ones too) and back
+// within the write's timeout is written, not answered unavailable. The
+// check of whether the database is down pings through the client that
+// failed (the group commit's own): the reads' client still held the
+// connections the database had closed, and a ping on one failed at once,
+// declared the database down and failed the retry fast (421 unavailable
+// claims in the chaos suite's database kill -9, against 0 before).
+func TestAppendSurvivesADatabaseRestart(t *testing.T) {
+	s, p, _ := proxied(t, func(c *mongodb.Config) {
+		c.OpTimeout, c.WriteTimeout, c.RetryBackoff = 3*time.Second, 15*time.Second, 100*time.Millisecond
+	})
+	ctx := t.Context()
+	// Both clients hold open connections.
+	if err := s.Append(ctx, couponmesh.Entry{Entity: "coupon/restart", Seq: 1, Type: "x", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Entries(ctx, "coupon/restart", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	p.SetMode(faultproxy.Down)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Append(ctx, couponmesh.Entry{Entity: "coupon/restart", Seq: 2, Type: "x", At: time.Now()})
+	}()
+	time.Sleep(time.Second) // how long the database is gone
+	p.SetMode(faultproxy.Forward)
+	if err := <-done; err != nil {
+		t.Fatalf("append across the restart: %v", err)
+	}
+	es, err := s.Entries(ctx, "coupon/restart", 0, 0)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("journal %d entries (%v), want 2", len(es), err)
+	}
+}

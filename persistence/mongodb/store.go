@@ -441,7 +441,7 @@ func unavailable(what string, err error) error {
 // database is down (operations then fail fast until a ping succeeds).
 func (s *Store) unavailable(what string, err error) error {
 	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
-		s.commit.suspect()
+		s.commit.suspect(s.client)
 	}
 	return unavailable(what, err)
 }

@@ -6,7 +6,8 @@
 // subscribes (coupon) or attaches (user feed), renews that lease every
 // Refresh, and unregisters when the last one leaves. A renewal that reaches a
 // grain which did not know the node (it moved or was reactivated) makes the
-// grain send its current state, so sessions never keep a stale version.
+// grain send its current state (once loaded: a renewal that activates a
+// coupon grain queues its load), so sessions never keep a stale version.
 //
 // Presence: with Config.Presence the hub counts, per coupon, the distinct
 // signed-in shoppers (couponmesh.Viewer; anonymous sessions are not

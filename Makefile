@@ -85,7 +85,9 @@ fuzz:
 ## with the devdb as its own process (pinned to the load's CPU) and with the
 ## database embedded in the node (one rate, ~30 s more); the node's CPU
 ## profiles at 2,000 updates/s and their breakdown (PROFILE.md) stay in
-## bench-results/.
+## bench-results/. `bench cluster-claims` (~4 minutes) runs the same steady
+## claims on 1, 3 and 10 nodes (all on the nodes' CPU) and keeps each size's
+## merged CPU profile (bench-results/cluster-claims-Nnodes.pprof).
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000
@@ -101,6 +103,7 @@ bench: build
 		--profile bench-results/coupons-node.pprof --db-profile bench-results/coupons-devdb.pprof
 	$(LOAD) coupons --db embedded --rates 2000 --node-cpus $(BENCH_NODE_CPUS) --profile bench-results/coupons-embedded-node.pprof
 	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)
+	$(LOAD) cluster-claims --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) flashsale --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
 	$(BIN) bench failover

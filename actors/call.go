@@ -114,6 +114,7 @@ func request(c *cluster.Cluster, pid *actor.PID, msg any, timeout time.Duration)
 	if pid.Address == c.ActorSystem.Address() {
 		return f.Result()
 	}
+	remoteRequests.Inc()
 	type result struct {
 		v   any
 		err error
@@ -187,6 +188,18 @@ func topologyChanged(c *cluster.Cluster) <-chan struct{} {
 	return w.changed
 }
 
+// The messages this process sends to other members, by kind: requests
+// (Call), replies to callers on other nodes, and pushes to their hubs.
+// One process is one node; in-process test clusters share the counts.
+var (
+	remoteMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "couponmesh_remote_messages_total", Help: "Messages sent to other members of the cluster, by kind (request, reply, push).",
+	}, []string{"kind"})
+	remoteRequests = remoteMessages.WithLabelValues("request")
+	remoteReplies  = remoteMessages.WithLabelValues("reply")
+	remotePushes   = remoteMessages.WithLabelValues("push")
+)
+
 // Metrics of the grains.
 type Metrics struct {
 	Claims        *prometheus.CounterVec
@@ -243,7 +256,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Reminders.collectors()...)
-		reg.MustRegister(m.Claims, m.AppendSeconds, m.Activations, m.Loads, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		reg.MustRegister(remoteMessages, m.Claims, m.AppendSeconds, m.Activations, m.Loads, m.RateLimited, m.Validations, m.PresenceReceived, m.PresencePushes, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "couponmesh_grain_requests_total", Help: "Requests handled by the grains on this node (inspections excepted).",
 		}, func() float64 { return float64(m.messages.Load()) }))
 	}

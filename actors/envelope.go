@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -143,7 +144,16 @@ func Unpack(ctx actor.Context, req *cluster.GrainRequest, v any) bool {
 
 // Unknown answers a request for a method the grain does not have.
 func Unknown(ctx actor.Context, req *cluster.GrainRequest) {
-	Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeBadRequest, "unknown method %q", req.MessageTypeName))
+	Respond(ctx, nil, couponmesh.Errorf(couponmesh.CodeBadRequest, unknownMethod+"%q", req.MessageTypeName))
+}
+
+const unknownMethod = "unknown method "
+
+// IsUnknownMethod reports whether err is a grain's answer to a method it
+// does not have (Unknown): a node of an older build.
+func IsUnknownMethod(err error) bool {
+	var e *couponmesh.Error
+	return errors.As(err, &e) && e.Code == couponmesh.CodeBadRequest && strings.HasPrefix(e.Message, unknownMethod)
 }
 
 var errNoCluster = errors.New("actors: cluster not started")

@@ -37,10 +37,10 @@ type localRequest struct {
 type localResponse struct{ v any }
 
 // localPayload reports whether a request payload may travel as a Go value
-// (see above): the coupon writes and claims.
+// (see above): the coupon writes and the claims.
 func localPayload(p any) bool {
 	switch p.(type) {
-	case UpdateCoupon, CreateCoupon, WithdrawCoupon, ClaimCoupon:
+	case UpdateCoupon, CreateCoupon, WithdrawCoupon, ClaimCoupon, UserClaimCoupon:
 		return true
 	}
 	return false
@@ -92,8 +92,12 @@ func unpackLocal[V any](payload any, v *V) error {
 // replyTo builds the answer for a sender: a localResponse when the sender
 // is on this node and v may travel as a value, else the envelope (Reply).
 func replyTo(system *actor.ActorSystem, sender *actor.PID, v any, err error) any {
-	if err == nil && sender != nil && sender.Address == system.Address() && localReply(v) {
+	local := sender != nil && sender.Address == system.Address()
+	if err == nil && local && localReply(v) {
 		return &localResponse{v: v}
+	}
+	if !local {
+		remoteReplies.Inc()
 	}
 	return Reply(v, err)
 }

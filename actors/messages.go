@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/couponmesh/couponmesh"
+import (
+	"time"
+
+	"github.com/couponmesh/couponmesh"
+)
 
 // Coupon grain methods and their payloads.
 const (
@@ -16,8 +20,9 @@ const (
 
 // User grain methods and their payloads.
 const (
+	UserClaim         = "user.claim"          // UserClaimCoupon → Claim: admits the write, claims the coupon, records the claim
 	UserAdmit         = "user.admit"          // {} → {}: takes a write token (before a claim), or rate_limited
-	UserRecordClaim   = "user.record_claim"   // RecordClaim → FeedEntry
+	UserRecordClaim   = "user.record_claim"   // RecordClaim → {}
 	UserFollow        = "user.follow"         // CouponRef → {}
 	UserUnfollow      = "user.unfollow"       // CouponRef → {}
 	UserFollowing     = "user.following"      // {} → []string
@@ -93,6 +98,20 @@ type FollowerChange struct {
 // CouponRef names a coupon.
 type CouponRef struct {
 	Coupon string `json:"coupon"`
+}
+
+// UserClaimCoupon asks a user grain to claim Coupon for its user: the
+// grain admits the write (its write rate), calls the coupon grain
+// (coupon.claim with RID) without holding its mailbox, and answers once the
+// claim is in the wallet. Budget is the caller's time left: the coupon call
+// gets most of it, so that its outcome still reaches the caller.
+//
+// user.admit and user.record_claim are the same in steps, the way nodes of
+// builds before user.claim claim (during a rolling update).
+type UserClaimCoupon struct {
+	Coupon string        `json:"coupon"`
+	RID    string        `json:"rid"`
+	Budget time.Duration `json:"budget"`
 }
 
 // RecordClaim adds a durable claim to its user's wallet and feed.

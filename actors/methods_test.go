@@ -87,8 +87,13 @@ func TestMethodsTable(t *testing.T) {
 	if err := call("t.add", "raw:{not json", &sum); code(err) != couponmesh.CodeBadRequest || !strings.Contains(err.Error(), "bad t.add payload") {
 		t.Fatalf("bad payload: %v", err)
 	}
-	if err := call("t.nope", Empty{}, nil); code(err) != couponmesh.CodeBadRequest || !strings.Contains(err.Error(), `unknown method "t.nope"`) {
+	if err := call("t.nope", Empty{}, nil); code(err) != couponmesh.CodeBadRequest || !strings.Contains(err.Error(), `unknown method "t.nope"`) || !IsUnknownMethod(err) {
 		t.Fatalf("unknown method: %v", err)
+	}
+	// Only the unknown method's answer is (Service.Claim falls back to the
+	// older methods on it), not a bad_request of a method the grain has.
+	if err := call("t.add", "raw:{not json", &sum); IsUnknownMethod(err) {
+		t.Fatalf("a bad payload taken for an unknown method: %v", err)
 	}
 	// An Empty request reads no payload (callers send {} or nothing).
 	var published int

@@ -159,6 +159,9 @@ func (s *Subscribers) Nudge(ctx actor.Context, kind, id string) {
 
 // PushTo sends one push frame to the hub at addr.
 func PushTo(ctx actor.Context, addr, method, key string, frame []byte) {
+	if addr != ctx.ActorSystem().Address() {
+		remotePushes.Inc()
+	}
 	ctx.Send(actor.NewPID(addr, HubName), &cluster.GrainRequest{MessageTypeName: method + ":" + key, MessageData: frame})
 }
 

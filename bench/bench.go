@@ -15,7 +15,7 @@ import (
 // processes are stopped all the same).
 func Run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), bench report, or bench breakdown PROFILE…")
+		return errors.New("usage: couponmesh bench capacity|fanout|coupons|claims|cluster-claims|flashsale|reads|failover|drain|presence|timers [flags] (--help for the flags), bench report, or bench breakdown PROFILE…")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -26,6 +26,8 @@ func Run(args []string) error {
 		return benchFanout(ctx, args[1:])
 	case "claims":
 		return benchClaims(ctx, args[1:])
+	case "cluster-claims":
+		return benchClusterClaims(ctx, args[1:])
 	case "flashsale":
 		return benchFlashsale(ctx, args[1:])
 	case "reads":
@@ -45,6 +47,6 @@ func Run(args []string) error {
 	case "breakdown":
 		return benchBreakdown(args[1:])
 	default:
-		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, flashsale, reads, failover, drain, presence, timers, report, breakdown)", args[0])
+		return fmt.Errorf("bench: unknown scenario %q (want: capacity, fanout, coupons, claims, cluster-claims, flashsale, reads, failover, drain, presence, timers, report, breakdown)", args[0])
 	}
 }

@@ -48,6 +48,13 @@ var (
 	}
 )
 
+// costRules is a breakdown's rules: strong ones (our code, nearest the
+// work), weak ones (the libraries every path runs through).
+type costRules struct{ strong, weak []costRule }
+
+// updateCosts split a durable update's node CPU (bench coupons).
+var updateCosts = costRules{strongCosts, weakCosts}
+
 // costShare is one cost of a breakdown.
 type costShare struct {
 	Cost  string  `json:"cost"`
@@ -55,9 +62,9 @@ type costShare struct {
 	Share float64 `json:"share"`      // of all samples, 0..1
 }
 
-// breakdownProfile splits the CPU samples of p into the costs, largest
-// first, and returns them with the samples' total CPU seconds.
-func breakdownProfile(p *profile.Profile) ([]costShare, float64, error) {
+// breakdownProfile splits the CPU samples of p into the costs of rules,
+// largest first, and returns them with the samples' total CPU seconds.
+func breakdownProfile(p *profile.Profile, rules costRules) ([]costShare, float64, error) {
 	vi := slices.IndexFunc(p.SampleType, func(t *profile.ValueType) bool { return t.Type == "cpu" })
 	if vi < 0 {
 		return nil, 0, errors.New("not a CPU profile (no cpu sample type)")
@@ -68,7 +75,7 @@ func breakdownProfile(p *profile.Profile) ([]costShare, float64, error) {
 	for _, s := range p.Sample {
 		v := float64(s.Value[vi]) * unit
 		total += v
-		by[classifySample(s)] += v
+		by[classifySample(s, rules)] += v
 	}
 	out := make([]costShare, 0, len(by))
 	for c, v := range by {
@@ -79,8 +86,8 @@ func breakdownProfile(p *profile.Profile) ([]costShare, float64, error) {
 }
 
 // classifySample returns the cost of one sample (see the rules above).
-func classifySample(s *profile.Sample) string {
-	for _, rules := range [][]costRule{strongCosts, weakCosts} {
+func classifySample(s *profile.Sample, cr costRules) string {
+	for _, rules := range [][]costRule{cr.strong, cr.weak} {
 		for _, loc := range s.Location { // leaf first
 			for _, line := range loc.Line { // inlined callees first, their caller last
 				if line.Function == nil {
@@ -120,23 +127,23 @@ func writeBreakdown(w io.Writer, costs []costShare, total, perUpdateUs float64) 
 func benchBreakdown(args []string) error {
 	fs := flag.NewFlagSet("bench breakdown", flag.ContinueOnError)
 	per := fs.Float64("per-update-us", 0, "the node's CPU per update (µs, from bench coupons) to split over the costs")
+	claims := fs.Bool("claims", false, "split by the costs of a claim across nodes (bench cluster-claims) instead of a coupon update's")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	rules := updateCosts
+	if *claims {
+		rules = claimCosts
 	}
 	if fs.NArg() == 0 {
 		return errors.New("usage: couponmesh bench breakdown [--per-update-us N] PROFILE…")
 	}
 	for _, path := range fs.Args() {
-		f, err := os.Open(path)
+		p, err := readProfile(path)
 		if err != nil {
 			return err
 		}
-		p, err := profile.Parse(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		costs, total, err := breakdownProfile(p)
+		costs, total, err := breakdownProfile(p, rules)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -145,4 +152,31 @@ func benchBreakdown(args []string) error {
 		fmt.Println()
 	}
 	return nil
+}
+
+// readProfile parses the profile file at path.
+func readProfile(path string) (*profile.Profile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// breakdownFile is breakdownProfile of the profile file at path.
+func breakdownFile(path string, rules costRules) ([]costShare, error) {
+	p, err := readProfile(path)
+	if err != nil {
+		return nil, err
+	}
+	costs, _, err := breakdownProfile(p, rules)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return costs, nil
 }

@@ -41,7 +41,7 @@ func TestBreakdownProfile(t *testing.T) {
 			sample(5e6, loc("runtime.futex"), loc("runtime.schedule")),
 		},
 	}
-	costs, total, err := breakdownProfile(p)
+	costs, total, err := breakdownProfile(p, updateCosts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/couponmesh/couponmesh"
 	"github.com/couponmesh/couponmesh/client"
-	"github.com/google/pprof/profile"
 )
 
 // couponmesh bench coupons: one node, N coupons each followed by one
@@ -611,16 +610,11 @@ func (r *couponsRun) breakdown(res *couponsResult) error {
 	if r.f.profile == "" || i < 0 {
 		return nil
 	}
-	f, err := os.Open(r.f.profile)
+	p, err := readProfile(r.f.profile)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	p, err := profile.Parse(f)
-	if err != nil {
-		return err
-	}
-	costs, total, err := breakdownProfile(p)
+	costs, total, err := breakdownProfile(p, updateCosts)
 	if err != nil {
 		return err
 	}

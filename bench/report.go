@@ -23,7 +23,7 @@ const (
 
 // scenarioOrder is the order of the report's table; other scenarios follow
 // by name.
-var scenarioOrder = []string{"capacity", "fanout", "coupons", "coupons-embedded", "claims", "flashsale", "reads", "failover", "drain", "presence", "timers"}
+var scenarioOrder = []string{"capacity", "fanout", "coupons", "coupons-embedded", "claims", "cluster-claims", "flashsale", "reads", "failover", "drain", "presence", "timers"}
 
 // benchRecord is what the report reads of any scenario's JSON result.
 type benchRecord struct {

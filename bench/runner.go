@@ -434,7 +434,8 @@ func fetchAdmin(ctx context.Context, n *benchNode, urlPath, path string) error {
 }
 
 // settle waits until the processes started (the database and the nodes)
-// are idle, below 5% of a core over a second, so that work left from a
+// are idle, below 5% of a core over a second (and 1.5% more per node past
+// two: an idle node's gossip and timers), so that work left from a
 // scenario's set-up (snapshots written behind, which FerretDB makes slow)
 // does not run during its measurement. It gives up quietly after a minute.
 func (e *benchEnv) settle(ctx context.Context) error {
@@ -456,7 +457,7 @@ func (e *benchEnv) settle(ctx context.Context) error {
 		case <-time.After(time.Second):
 		}
 		now := busy()
-		if now-last < 50*time.Millisecond {
+		if now-last < 50*time.Millisecond+15*time.Millisecond*time.Duration(max(len(e.procs)-3, 0)) {
 			return nil
 		}
 		last = now
@@ -739,6 +740,17 @@ func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlag
 type nodeMetrics map[string]float64
 
 func (m nodeMetrics) get(name string) float64 { return m[name] }
+
+// sum is the sum of name's samples over all their labels.
+func (m nodeMetrics) sum(name string) float64 {
+	var v float64
+	for k, x := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			v += x
+		}
+	}
+	return v
+}
 
 // scrapeNodeMetrics reads the node's Prometheus metrics from its admin
 // listener (loopback, no admin token in bench nodes).

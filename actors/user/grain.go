@@ -2,6 +2,7 @@ package user
 
 import (
 	"context"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -26,13 +27,15 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			}
 			return m, err
 		})
-		g.Busy = func() bool { return g.M != nil && !g.M.Journal().Idle() }
+		g.Busy = func() bool { return g.claiming > 0 || g.M != nil && !g.M.Journal().Idle() }
 		return g
 	}))
 }
 
 type grain struct {
 	*actors.Activation[*Machine]
+	cluster    *cluster.Cluster
+	claiming   int           // user.claim calls to coupon grains in flight (Busy until answered)
 	ctx        actor.Context // the context of the message being handled
 	loadedSeq  int64         // feed seq when this activation loaded
 	writes     *rate.Limiter // the user's write rate, across sessions and nodes
@@ -55,12 +58,22 @@ func (g *grain) admitWrite() error {
 func (g *grain) Receive(ctx actor.Context) {
 	g.ctx = ctx
 	defer func() { g.ctx = nil }()
+	if init, ok := ctx.Message().(*cluster.ClusterInit); ok {
+		g.cluster = init.Cluster
+	}
 	if req := g.Activation.Receive(ctx); req != nil {
 		g.handle(ctx, req)
-	} else if r, ok := ctx.Message().(*actors.BatchResult); ok && g.M != nil {
-		opCtx, cancel := g.OpContext()
-		g.M.Journal().Settle(opCtx, r)
-		cancel()
+	} else {
+		switch m := ctx.Message().(type) {
+		case *actors.BatchResult:
+			if g.M != nil {
+				opCtx, cancel := g.OpContext()
+				g.M.Journal().Settle(opCtx, m)
+				cancel()
+			}
+		case *claimed:
+			g.record(m)
+		}
 	}
 	if g.M != nil {
 		actors.Flush(ctx, g.M.Journal(), g.Cfg.OpTimeout)
@@ -99,6 +112,7 @@ var methods = actors.NewMethods(nil,
 	actors.Handle(actors.UserAdmit, func(g *grain, _ actor.Context, _ actors.Empty) (actors.Empty, error) {
 		return actors.Empty{}, g.admitWrite()
 	}),
+	actors.HandleLater(actors.UserClaim, (*grain).claim),
 	actors.HandleLater(actors.UserRecordClaim, func(g *grain, _ actor.Context, p actors.RecordClaim, reply func(actors.Empty, error)) {
 		g.M.StartRecordClaim(context.Background(), p.Claim, emptyReply(reply))
 	}),
@@ -155,5 +169,61 @@ func (g *grain) attach(ctx actor.Context, p actors.HubRef, reply func(actors.Emp
 	reply(actors.Empty{}, nil)
 	if addr != "" {
 		g.resend(ctx, addr)
+	}
+}
+
+// claimed is the coupon grain's answer to a claim of user.claim, back on
+// the user grain's goroutine.
+type claimed struct {
+	coupon string
+	claim  couponmesh.Claim
+	err    error
+	reply  func(couponmesh.Claim, error)
+}
+
+// claimShare is the part of the caller's budget the coupon call may take:
+// the rest is for recording the claim and the answer's way back.
+const claimShare = 0.8
+
+// claim admits the write and calls the coupon grain on a goroutine of its
+// own, so that the mailbox goes on (a hot coupon answers slowly); the
+// answer comes back as a claimed message, which records it.
+func (g *grain) claim(ctx actor.Context, p actors.UserClaimCoupon, reply func(couponmesh.Claim, error)) {
+	if err := g.admitWrite(); err != nil {
+		reply(couponmesh.Claim{}, err)
+		return
+	}
+	budget := g.Cfg.Call.Timeout
+	if p.Budget > 0 {
+		budget = min(budget, time.Duration(float64(p.Budget)*claimShare))
+	}
+	c, cfg, root, self, user := g.cluster, g.Cfg.Call, ctx.ActorSystem().Root, ctx.Self(), g.ID
+	g.claiming++
+	go func() {
+		cctx, cancel := context.WithTimeout(context.Background(), budget)
+		defer cancel()
+		var cl couponmesh.Claim
+		err := actors.Call(cctx, c, cfg, actors.KindCoupon, p.Coupon, actors.CouponClaim, actors.ClaimCoupon{User: user, RID: p.RID}, &cl)
+		root.Send(self, &claimed{coupon: p.Coupon, claim: cl, err: err, reply: reply})
+	}()
+}
+
+// record puts a claim the coupon grain made durable into the wallet and
+// answers once that is durable too.
+func (g *grain) record(m *claimed) {
+	g.claiming--
+	switch {
+	case m.err != nil:
+		m.reply(couponmesh.Claim{}, m.err)
+	case g.M == nil:
+		m.reply(couponmesh.Claim{}, actors.RecordClaimFailed(m.coupon, g.ID, couponmesh.ErrUnavailable))
+	default:
+		g.M.StartRecordClaim(context.Background(), m.claim, func(err error) {
+			if err != nil {
+				m.reply(couponmesh.Claim{}, actors.RecordClaimFailed(m.coupon, g.ID, err))
+				return
+			}
+			m.reply(m.claim, nil)
+		})
 	}
 }

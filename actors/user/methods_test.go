@@ -10,7 +10,7 @@ import (
 // The user grain answers every user method of actors/messages.go, under the
 // names other nodes send.
 func TestUserMethods(t *testing.T) {
-	want := []string{actors.UserAdmit, actors.UserAttach, actors.UserCouponChanged, actors.UserDetach, actors.UserFeed,
+	want := []string{actors.UserAdmit, actors.UserAttach, actors.UserClaim, actors.UserCouponChanged, actors.UserDetach, actors.UserFeed,
 		actors.UserFollow, actors.UserFollowing, actors.UserRecordClaim, actors.UserUnfollow, actors.UserWallet}
 	slices.Sort(want)
 	if got := methods.Names(); !slices.Equal(got, want) {

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ func runDevDB(args []string) error {
 	dir := fs.String("data", "./data/devdb", "directory of the SQLite files (not the one of a node's embedded database, ./data/db)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	pprofAddr := fs.String("pprof", "", "also serve Go profiles (/debug/pprof/) on this loopback host:port, e.g. to see where the database spends a benchmark")
+	pragmas := fs.String("sqlite-pragmas", os.Getenv("COUPONMESH_DEVDB_SQLITE_PRAGMAS"), "SQLite pragmas for every connection, comma-separated NAME(VALUE), e.g. cache_size(-65536) (default $COUPONMESH_DEVDB_SQLITE_PRAGMAS: so the devdb a bench starts takes them too)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +41,11 @@ func runDevDB(args []string) error {
 			return err
 		}
 	}
-	db, err := devdb.Start(ctx, devdb.Config{Addr: *addr, Dir: *dir}, log)
+	cfg := devdb.Config{Addr: *addr, Dir: *dir}
+	if *pragmas != "" {
+		cfg.Pragmas = strings.Split(*pragmas, ",")
+	}
+	db, err := devdb.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"time"
 
@@ -29,6 +30,11 @@ type Config struct {
 	// Dir holds the SQLite files (one per database). It is created if
 	// missing; required.
 	Dir string
+	// Pragmas are SQLite pragmas for every connection, in the driver's
+	// form NAME(VALUE), e.g. "cache_size(-65536)": FerretDB's own
+	// (busy_timeout, journal_mode WAL, auto_vacuum) apply unless one of
+	// them is named here. For measuring the database's settings.
+	Pragmas []string
 }
 
 // DB is a running embedded FerretDB.
@@ -43,6 +49,8 @@ type DB struct {
 
 	closeOnce sync.Once
 }
+
+var pragmaForm = regexp.MustCompile(`^[a-z_]+\([A-Za-z0-9_-]+\)$`)
 
 // newMu serialises ferretdb.New: it writes a package-level variable
 // (version.Get().Package), which races when two databases start at once.
@@ -72,6 +80,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("devdb: %w", err)
 	}
 	sqliteURL := &url.URL{Scheme: "file", Path: dir + "/", OmitHost: true}
+	if len(cfg.Pragmas) > 0 {
+		q := url.Values{}
+		for _, p := range cfg.Pragmas {
+			if !pragmaForm.MatchString(p) {
+				return nil, fmt.Errorf("devdb: pragma %q: want NAME(VALUE)", p)
+			}
+			q.Add("_pragma", p)
+		}
+		sqliteURL.RawQuery = q.Encode()
+	}
 
 	// When ferretdb.New fails to bind, it leaks its SQLite backend, whose
 	// leak-check finalizer later panics and kills the process. So refuse a

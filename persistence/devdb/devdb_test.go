@@ -184,3 +184,39 @@ func lookupPlan(ctx context.Context, t *testing.T, file, coll string) string {
 	}
 	return plan
 }
+
+// Config.Pragmas reach FerretDB's SQLite connections: auto_vacuum, which
+// FerretDB sets to none unless told otherwise and which SQLite keeps in
+// the file, is full in a database created with auto_vacuum(full). A pragma
+// not in the driver's NAME(VALUE) form is refused.
+func TestPragmas(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := devdb.Start(ctx, devdb.Config{Dir: t.TempDir(), Pragmas: []string{"cache_size=1; DROP"}}, testLogger(t)); err == nil || !strings.Contains(err.Error(), "NAME(VALUE)") {
+		t.Fatalf("a malformed pragma: %v", err)
+	}
+	for _, tc := range []struct {
+		pragmas []string
+		want    int
+	}{{nil, 0}, {[]string{"auto_vacuum(full)", "cache_size(-8192)"}, 1}} {
+		dir := t.TempDir()
+		db, err := devdb.Start(ctx, devdb.Config{Addr: "127.0.0.1:0", Dir: dir, Pragmas: tc.pragmas}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(ctx, t, db.URI(), 1)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		sq, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "devdbtest.sqlite"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		err = sq.QueryRowContext(ctx, `PRAGMA auto_vacuum`).Scan(&got)
+		sq.Close()
+		if err != nil || got != tc.want {
+			t.Fatalf("pragmas %q: auto_vacuum %d (%v), want %d", tc.pragmas, got, err, tc.want)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		g.Unchecked = unchecked
 		g.Lazy = lazy
 		return g
-	}))
+	}, actor.WithDispatcher(actors.Dispatcher())))
 }
 
 type grain struct {

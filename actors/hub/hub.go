@@ -165,7 +165,7 @@ func Start(c *cluster.Cluster, cfg Config, reg prometheus.Registerer) (*Hub, err
 	if reg != nil {
 		reg.MustRegister(h.pushes, h.deliver, h.sent)
 	}
-	pid, err := c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(h.receive), actors.HubName)
+	pid, err := c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(h.receive, actor.WithDispatcher(actors.Dispatcher())), actors.HubName)
 	if err != nil {
 		return nil, err
 	}

@@ -144,7 +144,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 			return s, nil
 		})
 		return g
-	}))
+	}, actor.WithDispatcher(actors.Dispatcher())))
 }
 
 // Shard is the state of one reminder shard. Not safe for concurrent use:

@@ -29,7 +29,7 @@ func Kind(cfg actors.GrainConfig) *cluster.Kind {
 		})
 		g.Busy = func() bool { return g.claiming > 0 || g.M != nil && !g.M.Journal().Idle() }
 		return g
-	}))
+	}, actor.WithDispatcher(actors.Dispatcher())))
 }
 
 type grain struct {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/couponmesh/couponmesh/cluster/placement"
@@ -49,6 +50,10 @@ type Config struct {
 
 // DefaultConfig returns the defaults: cluster couponmesh, requests of 5 s,
 // placement lookups of 1 s.
+// remoteWindow is the fixed HTTP/2 flow-control window (stream and
+// connection) of the gRPC connections between nodes (see Start).
+const remoteWindow = 1 << 20
+
 func DefaultConfig() Config {
 	return Config{ClusterName: "couponmesh", RequestTimeout: 5 * time.Second, LookupTimeout: time.Second}
 }
@@ -118,11 +123,24 @@ func Start(cfg Config, kinds ...*cluster.Kind) (n *Node, err error) {
 	// protoactor's remote implements only Receive; its other RPCs panic
 	// ("implement me"), which would let anyone who reaches the port crash
 	// the node. Answer them Unimplemented instead.
-	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(onlyReceive)}
+	//
+	// Flow-control windows of a fixed size: with gRPC's default dynamic
+	// window, a receiver that gets data while no bandwidth probe is out
+	// sends one (a window update and a PING, answered by a PING ack), so at
+	// the message rates of a cluster nearly every message between nodes
+	// cost two more writes and two more reads, one pair on each side
+	// (docs/BENCHMARKS.md, claims across nodes). A fixed window turns the
+	// probes off; 1 MiB is more than a node's messages to one peer ever
+	// have in flight.
+	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(onlyReceive),
+		grpc.InitialWindowSize(remoteWindow), grpc.InitialConnWindowSize(remoteWindow)}
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(remoteWindow), grpc.WithInitialConnWindowSize(remoteWindow)}
 	if cfg.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.TLS.Server)))
-		ropts = append(ropts, remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS.Client))))
+		dopts[0] = grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS.Client))
 	}
+	ropts = append(ropts, remote.WithDialOptions(dopts...))
 	// The queue of messages to each other node starts at 4,096 and doubles
 	// as needed: protoactor's default allocates 1,000,000 slots (16 MB) per
 	// peer up front, 30 MB of each node's heap in a three-node cluster.

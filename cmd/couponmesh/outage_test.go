@@ -304,3 +304,63 @@ func TestDatabaseBlackHoled(t *testing.T) {
 		t.Fatalf("wallet %+v %v", wallet, err)
 	}
 }
+
+// A claim whose coupon call hangs (the database black-holed: the coupon's
+// append waits out its deadline) does not hold the shopper's user grain:
+// the user grain calls the coupon grain off its mailbox, so the shopper's
+// wallet reads are answered meanwhile. A user grain that waited for the
+// coupon would answer only the reads that came before the claim (2 in a try).
+func TestClaimInFlightDoesNotHoldTheUserGrain(t *testing.T) {
+	_, p := proxiedDB(t)
+	a := startApp(t, outageConfig("mongodb://"+p.Addr()+"/"))
+	ctx := context.Background()
+	for _, id := range []string{"hold0", "hold1"} {
+		createCoupon(t, a, "hold", couponmesh.CouponSpec{ID: id, Title: ptr("Held"), Quantity: ptr(10)})
+	}
+	alice := dial(t, a, "alice", client.Options{})
+	if _, err := alice.Claim(ctx, "hold0", "r0"); err != nil {
+		t.Fatal(err)
+	}
+	// Past the unsettled window of the node's start, and the user grain
+	// checked after it: with the database away it could not check again.
+	testutil.Until(t, 10*time.Second, "the cluster settled", func() bool { return a.churn.UnsettledFor() == 0 })
+	if w, err := alice.Wallet(ctx); err != nil || len(w) != 1 {
+		t.Fatalf("wallet: %+v %v", w, err)
+	}
+
+	p.SetMode(faultproxy.BlackHole)
+	claimed := make(chan error, 1)
+	go func() {
+		_, err := alice.Claim(ctx, "hold1", "r1")
+		claimed <- err
+	}()
+	reads := 0
+	for {
+		select {
+		case err := <-claimed:
+			if couponmesh.ErrorCode(err) != couponmesh.CodeUnavailable {
+				t.Fatalf("claim with the database black-holed: %v, want unavailable", err)
+			}
+			if reads < 10 {
+				t.Fatalf("%d wallet reads answered while the claim was out, want the user grain to go on (10 or more)", reads)
+			}
+			t.Logf("%d wallet reads answered while the claim was out", reads)
+			return
+		default:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		w, err := alice.Wallet(rctx)
+		cancel()
+		if err != nil || len(w) != 1 {
+			t.Fatalf("wallet while a claim is out: %+v %v", w, err)
+		}
+		select {
+		case err := <-claimed: // answered while this read waited: not counted
+			claimed <- err
+			continue
+		default:
+		}
+		reads++
+		time.Sleep(20 * time.Millisecond) // paces the reads; not a synchronisation
+	}
+}

@@ -75,3 +75,44 @@ func TestBreakdownProfile(t *testing.T) {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
+
+// The claims' rules: a gRPC write under an actor's mailbox run is a message
+// between nodes; a user grain's own frame is the user grain's; the journal
+// under a user grain is the group commit's (the frame nearest the leaf).
+func TestClaimCosts(t *testing.T) {
+	for _, tc := range []struct {
+		frames []string // leaf first
+		want   string
+	}{
+		{[]string{"syscall.write", "google.golang.org/grpc/internal/transport.(*loopyWriter).run"}, "cross-node messages (protoactor remote, gRPC, HTTP/2, protobuf)"},
+		{[]string{"encoding/json.Marshal", "github.com/asynkron/protoactor-go/remote.(*endpointWriter).sendEnvelopes", "github.com/couponmesh/couponmesh/actors.Call"}, "cross-node messages (protoactor remote, gRPC, HTTP/2, protobuf)"},
+		{[]string{"runtime.mallocgc", "github.com/couponmesh/couponmesh/actors/user.(*grain).claim", "github.com/asynkron/protoactor-go/actor.(*defaultMailbox).run"}, "user grain (admit, wallet, feed)"},
+		{[]string{"github.com/couponmesh/couponmesh/persistence/mongodb.(*committer).bulk", "github.com/couponmesh/couponmesh/actors/user.(*grain).record"}, "journal encoding and group commit"},
+		{[]string{"runtime.futex", "github.com/asynkron/protoactor-go/actor.(*defaultMailbox).run"}, "grain calls (envelopes, futures, local dispatch)"},
+		{[]string{"runtime.futex", "runtime.schedule"}, "other (scheduler, network poller, runtime)"},
+	} {
+		s := &profile.Sample{}
+		for i, name := range tc.frames {
+			s.Location = append(s.Location, &profile.Location{Line: []profile.Line{{Function: &profile.Function{ID: uint64(i + 1), Name: name}}}})
+		}
+		if got := classifySample(s, claimCosts); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.frames, got, tc.want)
+		}
+	}
+}
+
+// Three nodes against one is checked against 1.5×, ten against 2×; a size
+// without a target (or without the one-node run) only reports its figure.
+func TestClusterClaimsFigures(t *testing.T) {
+	res := clusterClaimsResult{Rate: 200, Runs: []clusterClaimsRun{{Nodes: 1, NodeUs: 700}, {Nodes: 3, NodeUs: 1000}, {Nodes: 10, NodeUs: 1500}, {Nodes: 5, NodeUs: 1200}}}
+	ratios := map[string]bool{}
+	for _, f := range clusterClaimsFigures(res) {
+		if strings.Contains(f.What, "against one") {
+			ratios[f.What] = f.met()
+		}
+	}
+	want := map[string]bool{"node CPU per claim, 3 nodes against one": true, "node CPU per claim, 10 nodes against one": false}
+	if len(ratios) != len(want) || ratios["node CPU per claim, 3 nodes against one"] != true || ratios["node CPU per claim, 10 nodes against one"] != false {
+		t.Fatalf("ratio figures %v, want %v", ratios, want)
+	}
+}

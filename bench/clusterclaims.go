@@ -177,21 +177,10 @@ func clusterClaimsOnce(ctx context.Context, f clusterClaimsFlags, n int) (run cl
 	if err != nil {
 		return run, err
 	}
-	shoppers := make([]*client.Client, f.shoppers)
+	shoppers, _, err := dialShoppersOn(ctx, e, nodes, f.benchFlags, f.shoppers, func(i int) string { return "u" + strconv.Itoa(i) })
 	defer func() { closeAll(shoppers) }()
-	hcs := sourceClients(f.sources)
-	if _, failed, err := inParallel(ctx, f.workers, f.shoppers, func(i int) error {
-		u := "u" + strconv.Itoa(i)
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		c, err := client.Dial(dctx, nodes[i%n].ws(), client.Options{
-			HTTPClient: hcs[i%len(hcs)],
-			Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
-		})
-		shoppers[i] = c
-		return err
-	}); err != nil {
-		return run, fmt.Errorf("%d of %d sessions failed, first: %w", failed, f.shoppers, err)
+	if err != nil {
+		return run, err
 	}
 	// The watcher follows every coupon from the last node.
 	watcher, err := client.Dial(ctx, nodes[n-1].ws(), client.Options{

@@ -713,13 +713,18 @@ func startThree(ctx context.Context, e *benchEnv, prefix string, ncoupons, qty i
 // is subscribed. It returns the first error (with the clients opened so
 // far, for closeAll).
 func dialShoppers(ctx context.Context, e *benchEnv, node *benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
+	return dialShoppersOn(ctx, e, []*benchNode{node}, f, n, user)
+}
+
+// dialShoppersOn is dialShoppers with session i on nodes[i % len(nodes)].
+func dialShoppersOn(ctx context.Context, e *benchEnv, nodes []*benchNode, f benchFlags, n int, user func(i int) string) ([]*client.Client, time.Duration, error) {
 	hcs := sourceClients(f.sources)
 	clients := make([]*client.Client, n)
 	took, failed, err := inParallel(ctx, f.workers, n, func(i int) error {
 		u := user(i)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		c, err := client.Dial(dctx, node.ws(), client.Options{
+		c, err := client.Dial(dctx, nodes[i%len(nodes)].ws(), client.Options{
 			HTTPClient: hcs[i%len(hcs)],
 			Token:      func(context.Context) (string, error) { return e.token(u, couponmesh.RoleShopper) },
 		})

@@ -72,22 +72,21 @@ fuzz:
 	$(GO) test ./protocol -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 30s
 	$(GO) test ./transport/auth -run '^$$' -fuzz FuzzVerify -fuzztime 30s
 
-## bench: every DESIGN.md target measured on this machine in under 10 minutes:
+## bench: every DESIGN.md target measured on this machine in ~14 minutes:
 ## the micro-benchmarks, then each `couponmesh bench` scenario against
 ## processes it starts and stops (nodes pinned to CPU $(BENCH_NODE_CPUS), the
 ## load on CPU $(BENCH_LOAD_CPUS)); JSON results in bench-results/, plots in
 ## docs/bench/, and the table of figures against targets written into
-## docs/BENCHMARKS.md (`couponmesh bench report`). `bench timers` adds about
-## 16-18 minutes on its own with a 300 s lead (two phases, each creating
-## 10,000 coupons and waiting out its lead; the lead is now picked from the
-## pace of creating 300 coupons, --lead 0, which waits less on a quiet
-## machine: not timed within `make bench` yet). `bench coupons` runs twice:
+## docs/BENCHMARKS.md (`couponmesh bench report`). `bench timers` is ~7 of
+## them (two phases, each creating 10,000 coupons and waiting out a lead
+## picked from the pace of creating 300 coupons). `bench coupons` runs twice:
 ## with the devdb as its own process (pinned to the load's CPU) and with the
 ## database embedded in the node (one rate, ~30 s more); the node's CPU
 ## profiles at 2,000 updates/s and their breakdown (PROFILE.md) stay in
 ## bench-results/. `bench cluster-claims` (~4 minutes) runs the same steady
 ## claims on 1, 3 and 10 nodes (all on the nodes' CPU) and keeps each size's
-## merged CPU profile (bench-results/cluster-claims-Nnodes.pprof).
+## merged CPU profile (bench-results/cluster-claims-Nnodes.pprof); claims and
+## reads keep the node's profile too (claims-node.pprof, reads-node.pprof).
 BENCH_NODE_CPUS ?= 0
 BENCH_LOAD_CPUS ?= 1
 BENCH_SESSIONS  ?= 10000
@@ -102,10 +101,10 @@ bench: build
 	$(LOAD) coupons --node-cpus $(BENCH_NODE_CPUS) --db-cpus $(BENCH_LOAD_CPUS) --profile-rate 2000 \
 		--profile bench-results/coupons-node.pprof --db-profile bench-results/coupons-devdb.pprof
 	$(LOAD) coupons --db embedded --rates 2000 --node-cpus $(BENCH_NODE_CPUS) --profile bench-results/coupons-embedded-node.pprof
-	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS)
+	$(LOAD) claims --node-cpus $(BENCH_NODE_CPUS) --profile bench-results/claims-node.pprof
 	$(LOAD) cluster-claims --node-cpus $(BENCH_NODE_CPUS)
 	$(LOAD) flashsale --node-cpus $(BENCH_NODE_CPUS)
-	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS)
+	$(LOAD) reads --node-cpus $(BENCH_NODE_CPUS) --profile bench-results/reads-node.pprof
 	$(BIN) bench failover
 	$(BIN) bench drain
 	$(LOAD) timers --node-cpus $(BENCH_NODE_CPUS)
